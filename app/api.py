@@ -1,0 +1,243 @@
+"""The REST layer: declarative endpoints become Starlette routes and the OpenAPI document.
+
+An ``Endpoint`` names its body, query and response models; the same models validate the
+request and describe it in ``/api/v1/openapi.json``. Every failure leaves as the one
+error shape of ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from app import errors
+from app.actions import Tx
+from app.models import IdempotencyRecord
+from app.tokens import Principal
+
+log = logging.getLogger("backchannel.api")
+PREFIX = "/api/v1"
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: errors.ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+@dataclass
+class Call:
+    """What a handler gets: the caller, the open session (and write transaction), inputs."""
+
+    principal: Principal
+    session: Session
+    params: dict[str, str]
+    body: Any = None
+    query: Any = None
+    tx: Tx | None = None
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+    @property
+    def write(self) -> Tx:
+        assert self.tx is not None, "write handlers run inside a transaction"
+        return self.tx
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Call], Any]
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None  # a model, ("page", model), or None for 204
+    status: int = 200
+    scope: str = "read"
+    errors: tuple[int, ...] = ()
+    description: str = ""
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
+
+
+@dataclass
+class Result:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Api:
+    """Turns endpoints into routes; each route authenticates, validates and runs its handler."""
+
+    def __init__(self, endpoints: list[Endpoint]) -> None:
+        self.endpoints = endpoints
+
+    def routes(self) -> list[BaseRoute]:
+        by_path: dict[str, dict[str, Endpoint]] = defaultdict(dict)
+        for ep in self.endpoints:
+            by_path[ep.path][ep.method] = ep
+        routes: list[BaseRoute] = []
+        for path, methods in by_path.items():
+            routes.append(Route(PREFIX + path, self._dispatcher(methods), methods=[*methods, "HEAD"] if "GET" in methods else list(methods)))
+        routes.append(Route(PREFIX + "/{rest:path}", _unknown_route, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]))
+        return routes
+
+    def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Any]:
+        async def dispatch(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            ep = methods.get(method)
+            if ep is None:
+                raise errors.MethodNotAllowed(
+                    f"{request.method} is not allowed here.", headers={"Allow": ", ".join(methods)}
+                )
+            return await run_endpoint(ep, request)
+
+        return dispatch
+
+
+async def _unknown_route(request: Request) -> Response:
+    raise errors.NotFound(f"No API route {request.method} {request.url.path}.", code="route_not_found")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(details={"max_bytes": limit})
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(details={"max_bytes": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.BadRequest(f"The body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise errors.Unprocessable("The body must be a JSON object.", details=[{"field": "body", "message": "expected an object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc) from None
+
+
+def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc, prefix=("query",)) from None
+
+
+async def run_endpoint(ep: Endpoint, request: Request) -> Response:
+    state = request.app.state.bc
+    auth_header = request.headers.get("authorization")
+    raw = b""
+    body = None
+    if ep.writes:
+        raw = await read_body(request, state.settings.max_body_bytes)
+        if ep.body is not None:
+            # The body is read as JSON whatever the Content-Type says (curl -d sends a form type).
+            body = parse_json_body(raw, ep.body)
+    query = parse_query(request, ep.query) if ep.query is not None else None
+    params = dict(request.path_params)
+    idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
+    if idem_key is not None and not (1 <= len(idem_key) <= 255):
+        raise errors.BadRequest("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
+    fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest()
+
+    def authed(s: Session) -> tuple[Principal, bool]:
+        principal, stale = state.authenticator.authenticate(s, auth_header)
+        principal.require(ep.scope)
+        state.limiter.hit_or_raise(f"token:{principal.token_id}", state.settings.api_rate_per_minute, 60)
+        return principal, stale
+
+    if not ep.writes:
+        def read(s: Session) -> tuple[Result, str | None]:
+            principal, stale = authed(s)
+            return _as_result(ep, ep.handler(Call(principal, s, params, body, query))), principal.token_id if stale else None
+
+        result, touch = await state.runner.read(read)
+        if touch:
+            await state.runner.write(state.authenticator.touch, touch)
+    else:
+        def write(tx: Tx) -> Result:
+            principal, stale = authed(tx.session)
+            if stale:
+                state.authenticator.touch(tx, principal.token_id)
+            if idem_key is not None:
+                record = tx.session.get(IdempotencyRecord, (principal.workspace_id, idem_key))
+                if record is not None:
+                    return _replay(record, fingerprint)
+            res = _as_result(ep, ep.handler(Call(principal, tx.session, params, body, query, tx)))
+            if idem_key is not None and res.status < 500:
+                tx.session.add(
+                    IdempotencyRecord(
+                        workspace_id=principal.workspace_id,
+                        key=idem_key,
+                        fingerprint=fingerprint,
+                        status_code=res.status,
+                        response_body=orjson.dumps(res.body).decode(),
+                    )
+                )
+                tx.session.flush()
+            return res
+
+        try:
+            result = await state.runner.write(write)
+        except IntegrityError:
+            if idem_key is None:
+                raise
+            # A concurrent request with the same key won the race: replay its answer.
+            result = await state.runner.write(write)
+    if result.status == 204:
+        return Response(status_code=204, headers=result.headers)
+    return JSONResponse(result.body, status_code=result.status, headers=result.headers)
+
+
+def _as_result(ep: Endpoint, value: Any) -> Result:
+    if isinstance(value, Result):
+        return value
+    if value is None:
+        return Result(204, None)
+    return Result(ep.status, value)
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> Result:
+    if record.fingerprint != fingerprint:
+        raise errors.Conflict(
+            "This Idempotency-Key was used with a different request.", code="idempotency_key_reused"
+        )
+    body = orjson.loads(record.response_body) if record.response_body else None
+    return Result(record.status_code, body, {"Idempotent-Replayed": "true"})

@@ -1,0 +1,45 @@
+"""Opaque, prefixed, time-sortable identifiers and random secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(number: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        number, rem = divmod(number, 36)
+        out.append(_ALPHABET[rem])
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    """``prefix_`` + 9 chars of milliseconds + 12 random chars: sorts by creation time."""
+    millis = int(time.time() * 1000)
+    return f"{prefix}_{_base36(millis, 9)}{_base36(secrets.randbits(62), 12)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_token(prefix: str, nbytes: int = 32) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+def sha256_hex(value: str) -> str:
+    """API tokens are 256 random bits, so a plain SHA-256 is the right (and fast) hash."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def isoformat(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,216 @@
+"""``create_app(settings)``: the whole server, composed explicitly. Nothing connects at import."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app import errors
+from app.actions import Runner
+from app.api import Api, Endpoint, JSONResponse, error_response
+from app.broker import make_broker
+from app.db import make_engine
+from app.openapi import build_openapi
+from app.ratelimit import make_rate_limiter
+from app.routes import agents, conversations, tokens, users, widget_settings
+from app.settings import Settings
+from app.state import AppState
+
+log = logging.getLogger("backchannel")
+access_log = logging.getLogger("backchannel.access")
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+TEMPLATES_DIR = ROOT / "templates"
+VERSION = "0.1.0"
+
+
+def api_endpoints() -> list[Endpoint]:
+    return [
+        *users.ENDPOINTS,
+        *agents.ENDPOINTS,
+        *conversations.ENDPOINTS,
+        *tokens.ENDPOINTS,
+        *widget_settings.ENDPOINTS,
+    ]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    endpoints = api_endpoints()
+    openapi = build_openapi(endpoints, VERSION)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        read_engine = make_engine(settings, for_writes=False) if settings.is_sqlite else engine
+        broker = make_broker(settings.broker_url)
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            read_engine=read_engine,
+            broker=broker,
+            runner=Runner(engine, read_engine, broker),
+            limiter=make_rate_limiter(settings.broker_url),
+        )
+        app.state.bc = state
+        await broker.start(state.on_event)
+        async with contextlib.AsyncExitStack() as stack:
+            for start in _feature_starters():
+                await start(state, stack)
+            try:
+                yield
+            finally:
+                await broker.stop()
+        engine.dispose()
+        if read_engine is not engine:
+            read_engine.dispose()
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse((TEMPLATES_DIR / "docs.html").read_text())
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        state: AppState = request.app.state.bc
+        checks = {"database": await _db_ok(state), "broker": await state.broker.ping()}
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    routes: list[BaseRoute] = [
+        Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
+        *Api(endpoints).routes(),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *_feature_routes(),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(_SecurityHeaders), Middleware(_AccessLog)],
+        exception_handlers={
+            errors.ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unhandled,
+        },
+    )
+    app.state.settings = settings
+    app.state.openapi = openapi
+    return app
+
+
+def _feature_routes() -> list[BaseRoute]:
+    """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
+    return []
+
+
+def _feature_starters() -> list[Any]:
+    """Background services started in the lifespan: ``async start(state, exit_stack)``."""
+    return []
+
+
+async def _db_ok(state: AppState) -> bool:
+    def ping(session: Any) -> bool:
+        session.exec(text("SELECT 1"))
+        return True
+
+    try:
+        return await state.runner.read(ping)
+    except Exception:
+        return False
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        codes = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge}
+        cls = codes.get(exc.status_code, errors.BadRequest)
+        return error_response(cls(str(exc.detail) if exc.detail else None))
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    # Log the type and place only: tracebacks can carry request data (web-view forms).
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    body = {"error": {"code": "internal", "message": "Something went wrong on our side.", "details": None}}
+    if request.url.path.startswith("/api/"):
+        return JSONResponse(body, status_code=500)
+    return PlainTextResponse("Internal Server Error", status_code=500)
+
+
+class _AccessLog:
+    """One line per request: method, path (never the query string), status, duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [0]
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            access_log.info(
+                "%s %s %s %.1fms", scope["method"], scope["path"], status[0], (time.perf_counter() - started) * 1000
+            )
+
+
+class _SecurityHeaders:
+    """Headers every response gets; pages that need stricter ones (web views) add their own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                defaults = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+                ]
+                if scope["path"].startswith("/api/"):
+                    defaults.append((b"cache-control", b"no-store"))
+                headers += [(k, v) for k, v in defaults if k not in names]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

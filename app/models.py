@@ -1,0 +1,226 @@
+"""SQLModel tables only. Request and response shapes live in ``schemas.py``.
+
+Table models skip validation, so nothing reaches them that ``schemas`` has not checked.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.ids import utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on every engine."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None if nullable else None,
+        sa_column=Column(UTCDateTime(), nullable=nullable, index=index),
+    )
+
+
+def created() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def json_col(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class Workspace(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str
+    widget_key: str = Field(unique=True, index=True)
+    identity_secret: str
+    identity_verification: bool = False
+    allowed_origins: list[str] = json_col(list)
+    theme_color: str = "#1f5eff"
+    greeting: str = "Hi! How can we help?"
+    created_at: datetime = created()
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    name: str
+    prefix: str
+    token_hash: str = Field(unique=True, index=True)
+    scopes: list[str] = json_col(list)
+    created_at: datetime = created()
+    last_used_at: datetime | None = ts(nullable=True)
+    revoked_at: datetime | None = ts(nullable=True)
+
+
+class ConsoleUser(SQLModel, table=True):
+    """A person who logs in to the console: an admin, or an agent who works the Inbox."""
+
+    __tablename__ = "console_user"
+    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    email: str = Field(index=True)
+    name: str
+    role: str = "admin"  # admin | agent
+    password_hash: str
+    agent_id: str | None = Field(default=None, foreign_key="agent.id")
+    session_version: int = 0  # bumped on logout-everywhere / password change
+    created_at: datetime = created()
+
+
+class User(SQLModel, table=True):
+    """An end customer."""
+
+    __table_args__ = (UniqueConstraint("workspace_id", "external_id"),)
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    external_id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    properties: dict[str, Any] = json_col(dict)
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class Agent(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    name: str
+    kind: str  # bot | human
+    avatar_url: str | None = None
+    is_default_bot: bool = False
+    created_at: datetime = created()
+
+
+class Conversation(SQLModel, table=True):
+    __table_args__ = (Index("ix_conversation_ws_updated", "workspace_id", "updated_at", "id"),)
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    status: str = "open"  # open | resolved
+    assignee_id: str | None = Field(default=None, foreign_key="agent.id")
+    last_message_seq: int = 0
+    user_read_seq: int = 0
+    agent_read_seq: int = 0
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq"),
+        UniqueConstraint("conversation_id", "client_message_id"),
+    )
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id")
+    conversation_id: str = Field(foreign_key="conversation.id", index=True)
+    seq: int
+    actor_type: str  # user | bot | agent | system
+    actor_id: str | None = None
+    message_parts: list[dict[str, Any]] = json_col(list)
+    reply_parts: list[dict[str, Any]] = json_col(list)
+    reply_to: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    client_message_id: str | None = None
+    created_at: datetime = created()
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_record"
+    workspace_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    fingerprint: str
+    status_code: int
+    response_body: str
+    created_at: datetime = created()
+
+
+class Event(SQLModel, table=True):
+    """The outbox: one row per event, written in the transaction that caused it."""
+
+    id: str = Field(primary_key=True)  # becomes the webhook-id
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    type: str
+    payload: dict[str, Any] = json_col(dict)  # the webhook body {type, timestamp, data}
+    created_at: datetime = created()
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    __tablename__ = "webhook_endpoint"
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    url: str
+    description: str = ""
+    events: list[str] = json_col(lambda: ["*"])
+    enabled: bool = True
+    disabled_reason: str | None = None
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = ts(nullable=True)
+    signing_algorithm: str = "hmac-sha256"  # hmac-sha256 | ed25519
+    ed25519_private_key: str | None = None
+    failing_since: datetime | None = ts(nullable=True)
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+        UniqueConstraint("endpoint_id", "event_id"),
+    )
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id")
+    endpoint_id: str = Field(foreign_key="webhook_endpoint.id", index=True)
+    event_id: str = Field(foreign_key="event.id")
+    event_type: str
+    status: str = "pending"  # pending | delivering | succeeded | failed
+    attempts: int = 0
+    next_attempt_at: datetime = created()
+    lease_until: datetime | None = ts(nullable=True)
+    lease_owner: str | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class WebhookAttempt(SQLModel, table=True):
+    __tablename__ = "webhook_attempt"
+    id: str = Field(primary_key=True)
+    delivery_id: str = Field(foreign_key="webhook_delivery.id", index=True)
+    endpoint_id: str = Field(index=True)
+    started_at: datetime = created()
+    duration_ms: int = 0
+    status_code: int | None = None
+    response_excerpt: str | None = None
+    error: str | None = None
+
+
+class UsedWebviewToken(SQLModel, table=True):
+    """Single-use hosted web-view URLs: the token id is recorded when the form is submitted."""
+
+    __tablename__ = "used_webview_token"
+    jti: str = Field(primary_key=True)
+    expires_at: datetime = created()

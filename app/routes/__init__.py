@@ -1,0 +1,1 @@
+"""Thin HTTP and WebSocket handlers, one module per resource."""

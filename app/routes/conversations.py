@@ -1,0 +1,137 @@
+"""``/api/v1/conversations``: conversations, their messages, and typing indicators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlmodel import col, select
+
+from app import actions, errors
+from app.api import Call, Endpoint, Result
+from app.models import Conversation, Message
+from app.pagination import ListQuery, decode_cursor, page
+from app.schemas import ConversationIn, ConversationOut, ConversationPatch, MessageIn, MessageOut, TypingIn
+from app.serializers import conversation_json, message_json
+
+
+class ConversationCreated(ConversationOut):
+    messages: list[MessageOut] = Field(default_factory=list)
+
+
+class ConversationQuery(ListQuery):
+    status: Literal["open", "resolved"] | None = None
+    user_id: str | None = Field(default=None, max_length=64)
+    assignee_id: str | None = Field(default=None, max_length=64)
+
+
+class MessageQuery(ListQuery):
+    after: int | None = Field(default=None, ge=0, description="Only messages with a greater seq.")
+
+
+def create(call: Call) -> dict[str, Any]:
+    conv, messages = actions.create_conversation(call.write, call.workspace_id, call.body)
+    return {**conversation_json(conv), "messages": [message_json(m) for m in messages]}
+
+
+def list_(call: Call) -> dict[str, Any]:
+    q: ConversationQuery = call.query
+    query = select(Conversation).where(Conversation.workspace_id == call.workspace_id)
+    if q.status:
+        query = query.where(Conversation.status == q.status)
+    if q.user_id:
+        query = query.where(Conversation.user_id == q.user_id)
+    if q.assignee_id:
+        query = query.where(Conversation.assignee_id == q.assignee_id)
+    if q.cursor:
+        updated, last_id = decode_cursor(q.cursor, 2)
+        try:
+            at = datetime.fromisoformat(str(updated))
+        except ValueError:
+            raise errors.Unprocessable(
+                "Invalid field: query.cursor",
+                details=[{"field": "query.cursor", "message": "not a cursor from this API"}],
+            ) from None
+        query = query.where(
+            (col(Conversation.updated_at) < at)
+            | ((col(Conversation.updated_at) == at) & (col(Conversation.id) < str(last_id)))
+        )
+    query = query.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc()).limit(q.limit + 1)
+    rows = list(call.session.exec(query))
+    return page(rows, q.limit, conversation_json, lambda c: (c.updated_at.isoformat(), c.id))
+
+
+def read(call: Call) -> dict[str, Any]:
+    return conversation_json(actions.get_conversation(call.session, call.workspace_id, call.params["conversation_id"]))
+
+
+def patch(call: Call) -> dict[str, Any]:
+    conv = actions.update_conversation(call.write, call.workspace_id, call.params["conversation_id"], call.body)
+    return conversation_json(conv)
+
+
+def post_message(call: Call) -> Result:
+    message, created = actions.post_message(call.write, call.workspace_id, call.params["conversation_id"], call.body)
+    return Result(201 if created else 200, message_json(message))
+
+
+def list_messages(call: Call) -> dict[str, Any]:
+    q: MessageQuery = call.query
+    conv = actions.get_conversation(call.session, call.workspace_id, call.params["conversation_id"])
+    after = q.after or 0
+    if q.cursor:
+        (cursor_seq,) = decode_cursor(q.cursor, 1)
+        after = max(after, int(cursor_seq) if isinstance(cursor_seq, int) else 0)
+    rows = list(
+        call.session.exec(
+            select(Message)
+            .where(Message.conversation_id == conv.id, col(Message.seq) > after)
+            .order_by(col(Message.seq))
+            .limit(q.limit + 1)
+        )
+    )
+    return page(rows, q.limit, message_json, lambda m: (m.seq,))
+
+
+def typing(call: Call) -> None:
+    body: TypingIn = call.body
+    conv = actions.get_conversation(call.session, call.workspace_id, call.params["conversation_id"])
+    actor: dict[str, Any] = {"type": body.actor.type}
+    if body.actor.type in ("bot", "agent"):
+        if body.actor.id:
+            agent = actions.get_agent(call.session, call.workspace_id, body.actor.id)
+        else:
+            agent = actions.default_bot(call.write, call.workspace_id)
+        actor.update(id=agent.id, name=agent.name)
+    call.write.publish(
+        {
+            "type": "conversation.typing",
+            "workspace_id": call.workspace_id,
+            "data": {"conversation_id": conv.id, "actor": actor, "on": body.on},
+        }
+    )
+    return None
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/conversations", create, "Start a conversation (optionally with messages)",
+             "Conversations", body=ConversationIn, response=ConversationCreated, status=201,
+             scope="write", errors=(422,)),
+    Endpoint("GET", "/conversations", list_, "List conversations, newest activity first",
+             "Conversations", query=ConversationQuery, response=("page", ConversationOut)),
+    Endpoint("GET", "/conversations/{conversation_id}", read, "Get a conversation", "Conversations",
+             response=ConversationOut, errors=(404,)),
+    Endpoint("PATCH", "/conversations/{conversation_id}", patch, "Resolve, reopen or assign",
+             "Conversations", body=ConversationPatch, response=ConversationOut, scope="write",
+             errors=(404, 422)),
+    Endpoint("POST", "/conversations/{conversation_id}/messages", post_message,
+             "Post a message (201; 200 when client_message_id repeats an earlier one)", "Messages",
+             body=MessageIn, response=MessageOut, status=201, scope="write", errors=(404, 422)),
+    Endpoint("GET", "/conversations/{conversation_id}/messages", list_messages,
+             "List messages in seq order", "Messages", query=MessageQuery,
+             response=("page", MessageOut), errors=(404,)),
+    Endpoint("POST", "/conversations/{conversation_id}/typing", typing,
+             "Show or hide a typing indicator in the widget (expires by itself)", "Messages",
+             body=TypingIn, response=None, status=204, scope="write", errors=(404, 422)),
+]

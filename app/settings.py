@@ -1,0 +1,77 @@
+"""One typed settings object, read from ``BACKCHANNEL_*`` environment variables (and ``.env``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BACKCHANNEL_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["dev", "test", "production"] = "dev"
+    database_url: str = "sqlite:///./backchannel.db"
+    broker_url: str = "memory://"
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    public_url: str = "http://127.0.0.1:8000"
+    webhook_allow_private_networks: bool = False
+
+    # HTTP limits
+    max_body_bytes: int = 1_048_576
+    api_rate_per_minute: int = 1200  # per token
+    visitor_rate_per_minute: int = 120  # per visitor, widget messages
+
+    # Real-time
+    ws_max_frame_bytes: int = 65_536
+    ws_messages_per_10s: int = 30
+    ws_heartbeat_seconds: float = 20.0
+    ws_send_queue: int = 256
+    typing_timeout_seconds: float = 8.0
+
+    # Webhooks
+    webhook_timeout_seconds: float = 15.0
+    webhook_retry_schedule: list[float] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000]
+    )
+    webhook_disable_after_seconds: float = 5 * 24 * 3600
+    webhook_lease_seconds: float = 60.0
+    webhook_poll_seconds: float = 1.0
+    webhook_log_retention_days: float = 30.0
+    webhook_rotation_overlap_seconds: float = 24 * 3600
+    webhook_concurrency: int = 64
+
+    # Web views
+    webview_ttl_seconds: int = 900
+
+    # Console
+    login_attempts_per_15min: int = 10
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL SQLAlchemy needs: plain ``postgresql://`` is taken to mean psycopg 3."""
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> Settings:
+        if self.env == "production" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            raise ValueError(
+                "BACKCHANNEL_SECRET_KEY must be set to a random value in production "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.env == "production" and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("BACKCHANNEL_SECRET_KEY must be at least 32 characters in production")
+        return self

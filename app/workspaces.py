@@ -1,0 +1,67 @@
+"""Workspaces (tenants) and their widget settings."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlmodel import Session, select
+
+from app import errors
+from app.actions import Tx, default_bot
+from app.ids import new_id, utcnow
+from app.models import Workspace
+from app.schemas import WidgetSettingsPatch
+
+
+def create_workspace(tx: Tx, name: str) -> Workspace:
+    workspace = Workspace(
+        id=new_id("wsp"),
+        name=name,
+        widget_key=f"wk_{secrets.token_urlsafe(18)}",
+        identity_secret=f"ids_{secrets.token_urlsafe(32)}",
+        created_at=utcnow(),
+    )
+    tx.session.add(workspace)
+    tx.session.flush()
+    default_bot(tx, workspace.id)
+    return workspace
+
+
+def get_workspace(s: Session, workspace_id: str) -> Workspace:
+    workspace = s.get(Workspace, workspace_id)
+    if workspace is None:
+        raise errors.NotFound("No such workspace.")
+    return workspace
+
+
+def workspace_by_widget_key(s: Session, widget_key: str) -> Workspace | None:
+    return s.exec(select(Workspace).where(Workspace.widget_key == widget_key)).first()
+
+
+def widget_settings_json(w: Workspace) -> dict[str, object]:
+    return {
+        "widget_key": w.widget_key,
+        "allowed_origins": w.allowed_origins,
+        "theme_color": w.theme_color,
+        "greeting": w.greeting,
+        "identity_verification": w.identity_verification,
+    }
+
+
+def update_widget_settings(tx: Tx, workspace_id: str, patch: WidgetSettingsPatch) -> Workspace:
+    workspace = get_workspace(tx.session, workspace_id)
+    for key, value in patch.model_dump(exclude_unset=True).items():
+        if value is not None:
+            setattr(workspace, key, value)
+    tx.session.add(workspace)
+    tx.publish(
+        {"type": "widget.settings", "workspace_id": workspace_id, "data": widget_settings_json(workspace)}
+    )
+    return workspace
+
+
+def rotate_identity_secret(tx: Tx, workspace_id: str) -> Workspace:
+    workspace = get_workspace(tx.session, workspace_id)
+    workspace.identity_secret = f"ids_{secrets.token_urlsafe(32)}"
+    tx.session.add(workspace)
+    return workspace

@@ -1,0 +1,261 @@
+"""Shared fixtures: a real uvicorn server on a free port, on a fresh database, per test.
+
+``server`` starts ``uvicorn app.main:create_app`` as a subprocess (so a test can kill it
+with SIGKILL and restart it on the same database), with a workspace and an admin-scoped
+token already made. Its log is printed when a test fails, and it is always stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.actions import Tx
+from app.db import make_engine, session_scope
+from app.migrate import upgrade
+from app.settings import Settings
+from app.tokens import create_token
+from app.workspaces import create_workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Fast retry schedule and short timeouts so webhook tests finish in seconds.
+TEST_ENV = {
+    "BACKCHANNEL_ENV": "test",
+    "BACKCHANNEL_SECRET_KEY": "test-secret-key-0123456789-abcdefghijklmnop",
+    "BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+    "BACKCHANNEL_WEBHOOK_RETRY_SCHEDULE": "[0.3, 0.6, 1, 2, 4]",
+    "BACKCHANNEL_WEBHOOK_POLL_SECONDS": "0.2",
+    "BACKCHANNEL_WEBHOOK_LEASE_SECONDS": "5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Tenant:
+    workspace_id: str
+    widget_key: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class LiveServer:
+    """One uvicorn process. ``restart()`` keeps the database; ``kill()`` is SIGKILL."""
+
+    database_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def settings(self) -> Settings:
+        """Enough settings to open the same database from the test process."""
+        return Settings(database_url=self.database_url, env="test")
+
+    def full_env(self) -> dict[str, str]:
+        return {
+            **TEST_ENV,
+            "BACKCHANNEL_DATABASE_URL": self.database_url,
+            "BACKCHANNEL_PUBLIC_URL": self.url,
+            **self.env,
+        }
+
+    def start(self) -> LiveServer:
+        self.log_path = self.workdir / f"server-{self.port}-{int(time.time() * 1000)}.log"
+        env = {**os.environ, **self.full_env(), "PYTHONUNBUFFERED": "1"}
+        cmd = [
+            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+            "--ws-max-size", "65536", "--log-level", "info",
+        ]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._log_file = log
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log_file", None):
+            self._log_file.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._log_file.close()
+
+    def restart(self) -> LiveServer:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        logs = sorted(self.workdir.glob(f"server-{self.port}-*.log"))
+        return "\n".join(p.read_text(errors="replace") for p in logs)
+
+    # -- direct store access for setting up tests ------------------------------------
+
+    def in_tx(self, fn: Any, *args: Any) -> Any:
+        engine = make_engine(self.settings())
+        try:
+            with session_scope(engine) as session:
+                return fn(Tx(session), *args)
+        finally:
+            engine.dispose()
+
+    def new_tenant(self, name: str = "Acme", scopes: list[str] | None = None) -> Tenant:
+        def make(tx: Tx) -> Tenant:
+            ws = create_workspace(tx, name)
+            _, secret = create_token(tx, ws.id, "test", scopes or ["read", "write", "admin"])
+            return Tenant(ws.id, ws.widget_key, secret)
+
+        return self.in_tx(make)
+
+    def token_for(self, workspace_id: str, scopes: list[str]) -> str:
+        return self.in_tx(lambda tx: create_token(tx, workspace_id, "scoped", scopes)[1])
+
+    def client(self, tenant: Tenant | None = None, **kw: Any) -> httpx.Client:
+        headers = tenant.headers if tenant else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kw)
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def migrated_sqlite(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite file: migrated once per session, then copied."""
+    if "db" not in _TEMPLATE:
+        template_dir = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"bc-template-{uuid.uuid4().hex}"
+        template_dir.mkdir(parents=True)
+        path = template_dir / "template.db"
+        upgrade(Settings(database_url=f"sqlite:///{path}", env="test"))
+        _TEMPLATE["db"] = path
+    target = tmp_path / "backchannel.db"
+    shutil.copy(_TEMPLATE["db"], target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Make servers on demand: ``server_factory(env={...}, database_url=...)``."""
+    started: list[LiveServer] = []
+
+    def make(env: dict[str, str] | None = None, database_url: str | None = None, start: bool = True) -> LiveServer:
+        srv = LiveServer(database_url or migrated_sqlite(tmp_path), tmp_path, env or {})
+        started.append(srv)
+        return srv.start() if start else srv
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    for srv in started:
+        srv.stop()
+        if failed is not None and failed.failed:
+            print(f"\n----- server log ({srv.url}) -----\n{srv.log()[-20000:]}")
+
+
+@pytest.fixture
+def server(server_factory: Any) -> LiveServer:
+    return server_factory()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def tenant(server: LiveServer) -> Tenant:
+    return server.new_tenant()
+
+
+@pytest.fixture
+def api(server: LiveServer, tenant: Tenant) -> Iterator[httpx.Client]:
+    with server.client(tenant) as client:
+        yield client
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, "rep_" + rep.when, rep)
+
+
+# -- external services -------------------------------------------------------------------
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("BACKCHANNEL_TEST_POSTGRES_URL")
+
+
+def redis_url() -> str | None:
+    return os.environ.get("BACKCHANNEL_TEST_REDIS_URL")
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards."""
+    base = postgres_url()
+    if not base:
+        pytest.skip("PostgreSQL not configured: set BACKCHANNEL_TEST_POSTGRES_URL (see .ci/run)")
+    import psycopg
+
+    name = f"bc_test_{uuid.uuid4().hex[:12]}"
+    admin_url = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    head, _, _ = admin_url.rpartition("/")
+    try:
+        yield f"{head}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_broker_url() -> str:
+    url = redis_url()
+    if not url:
+        pytest.skip("Redis not configured: set BACKCHANNEL_TEST_REDIS_URL (see .ci/run)")
+    return url
