@@ -224,3 +224,21 @@ class UsedWebviewToken(SQLModel, table=True):
     __tablename__ = "used_webview_token"
     jti: str = Field(primary_key=True)
     expires_at: datetime = created()
+
+
+class WebviewOpening(SQLModel, table=True):
+    """One time a customer opened a web view. Closing is idempotent per opening, and a hosted
+    form's single-use URL names its opening, so a closed (or replaced) opening kills the URL."""
+
+    __tablename__ = "webview_opening"
+    __table_args__ = (Index("ix_webview_opening_target", "conversation_id", "message_id", "webview_id"),)
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    conversation_id: str = Field(foreign_key="conversation.id")
+    message_id: str = Field(foreign_key="message.id")
+    webview_id: str
+    user_id: str
+    kind: str  # url | form
+    opened_at: datetime = created()
+    closed_at: datetime | None = ts(nullable=True)
+    status: str | None = None  # submitted | closed | dismissed | replaced (a newer opening)

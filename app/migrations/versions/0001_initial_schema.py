@@ -235,9 +235,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_webhook_attempt_delivery_id'), ['delivery_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_attempt_endpoint_id'), ['endpoint_id'], unique=False)
 
+    op.create_table('webview_opening',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('workspace_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('conversation_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('webview_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('opened_at', app.models.UTCDateTime(), nullable=False),
+    sa.Column('closed_at', app.models.UTCDateTime(), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversation.id'], ),
+    sa.ForeignKeyConstraint(['message_id'], ['message.id'], ),
+    sa.ForeignKeyConstraint(['workspace_id'], ['workspace.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('webview_opening', schema=None) as batch_op:
+        batch_op.create_index('ix_webview_opening_target', ['conversation_id', 'message_id', 'webview_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webview_opening_workspace_id'), ['workspace_id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('webview_opening', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webview_opening_workspace_id'))
+        batch_op.drop_index('ix_webview_opening_target')
+
+    op.drop_table('webview_opening')
     with op.batch_alter_table('webhook_attempt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_attempt_endpoint_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_attempt_delivery_id'))
