@@ -162,7 +162,9 @@ class Event(SQLModel, table=True):
     workspace_id: str = Field(foreign_key="workspace.id", index=True)
     type: str
     payload: dict[str, Any] = json_col(dict)  # the webhook body {type, timestamp, data}
-    created_at: datetime = created()
+    created_at: datetime = Field(  # indexed: the dispatcher prunes old events by age
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
 
 
 class WebhookEndpoint(SQLModel, table=True):
@@ -177,9 +179,11 @@ class WebhookEndpoint(SQLModel, table=True):
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: datetime | None = ts(nullable=True)
-    signing_algorithm: str = "hmac-sha256"  # hmac-sha256 | ed25519
-    ed25519_private_key: str | None = None
-    failing_since: datetime | None = ts(nullable=True)
+    # Asymmetric signing (``v1a``) is on when a key is set; the HMAC ``v1`` always signs too,
+    # so off-the-shelf Standard Webhooks libraries keep working.
+    ed25519_private_key: str | None = None  # whsk_…
+    previous_ed25519_private_key: str | None = None  # signs until previous_secret_expires_at
+    failing_since: datetime | None = ts(nullable=True)  # first failure since the last success
     created_at: datetime = created()
     updated_at: datetime = created()
 
@@ -196,7 +200,8 @@ class WebhookDelivery(SQLModel, table=True):
     event_id: str = Field(foreign_key="event.id")
     event_type: str
     status: str = "pending"  # pending | delivering | succeeded | failed
-    attempts: int = 0
+    attempts: int = 0  # every attempt ever made
+    schedule_step: int = 0  # attempts in the current retry round; a manual retry starts a new round
     next_attempt_at: datetime = created()
     lease_until: datetime | None = ts(nullable=True)
     lease_owner: str | None = None
@@ -211,7 +216,9 @@ class WebhookAttempt(SQLModel, table=True):
     id: str = Field(primary_key=True)
     delivery_id: str = Field(foreign_key="webhook_delivery.id", index=True)
     endpoint_id: str = Field(index=True)
-    started_at: datetime = created()
+    started_at: datetime = Field(  # indexed: old attempts are pruned by age
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
     duration_ms: int = 0
     status_code: int | None = None
     response_excerpt: str | None = None

@@ -93,6 +93,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_event_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_event_workspace_id'), ['workspace_id'], unique=False)
 
     op.create_table('user',
@@ -122,8 +123,8 @@ def upgrade() -> None:
     sa.Column('secret', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('previous_secret', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('previous_secret_expires_at', app.models.UTCDateTime(), nullable=True),
-    sa.Column('signing_algorithm', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('ed25519_private_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('previous_ed25519_private_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('failing_since', app.models.UTCDateTime(), nullable=True),
     sa.Column('created_at', app.models.UTCDateTime(), nullable=False),
     sa.Column('updated_at', app.models.UTCDateTime(), nullable=False),
@@ -181,6 +182,7 @@ def upgrade() -> None:
     sa.Column('event_type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('schedule_step', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', app.models.UTCDateTime(), nullable=False),
     sa.Column('lease_until', app.models.UTCDateTime(), nullable=True),
     sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -234,6 +236,7 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_attempt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_attempt_delivery_id'), ['delivery_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_attempt_endpoint_id'), ['endpoint_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_attempt_started_at'), ['started_at'], unique=False)
 
     op.create_table('webview_opening',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -264,6 +267,7 @@ def downgrade() -> None:
 
     op.drop_table('webview_opening')
     with op.batch_alter_table('webhook_attempt', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_attempt_started_at'))
         batch_op.drop_index(batch_op.f('ix_webhook_attempt_endpoint_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_attempt_delivery_id'))
 
@@ -298,6 +302,7 @@ def downgrade() -> None:
     op.drop_table('user')
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_event_workspace_id'))
+        batch_op.drop_index(batch_op.f('ix_event_created_at'))
 
     op.drop_table('event')
     with op.batch_alter_table('api_token', schema=None) as batch_op:
