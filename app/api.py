@@ -29,6 +29,7 @@ from app.tokens import Principal
 
 log = logging.getLogger("backchannel.api")
 PREFIX = "/api/v1"
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class JSONResponse(Response):
@@ -102,8 +103,9 @@ class Api:
             by_path[ep.path][ep.method] = ep
         routes: list[BaseRoute] = []
         for path, methods in by_path.items():
-            routes.append(Route(PREFIX + path, self._dispatcher(methods), methods=[*methods, "HEAD"] if "GET" in methods else list(methods)))
-        routes.append(Route(PREFIX + "/{rest:path}", _unknown_route, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]))
+            # Every verb reaches the dispatcher, which answers 405 in the one error shape.
+            routes.append(Route(PREFIX + path, self._dispatcher(methods), methods=ALL_METHODS))
+        routes.append(Route(PREFIX + "/{rest:path}", _unknown_route, methods=ALL_METHODS))
         return routes
 
     def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Any]:
@@ -163,14 +165,7 @@ def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
 async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     state = request.app.state.bc
     auth_header = request.headers.get("authorization")
-    raw = b""
-    body = None
-    if ep.writes:
-        raw = await read_body(request, state.settings.max_body_bytes)
-        if ep.body is not None:
-            # The body is read as JSON whatever the Content-Type says (curl -d sends a form type).
-            body = parse_json_body(raw, ep.body)
-    query = parse_query(request, ep.query) if ep.query is not None else None
+    raw = await read_body(request, state.settings.max_body_bytes) if ep.writes else b""
     params = dict(request.path_params)
     idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
     if idem_key is not None and not (1 <= len(idem_key) <= 255):
@@ -178,14 +173,22 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest()
 
     def authed(s: Session) -> tuple[Principal, bool]:
+        """Who is calling comes first: an unauthenticated caller learns nothing about inputs."""
         principal, stale = state.authenticator.authenticate(s, auth_header)
         principal.require(ep.scope)
         state.limiter.hit_or_raise(f"token:{principal.token_id}", state.settings.api_rate_per_minute, 60)
         return principal, stale
 
+    def inputs() -> tuple[Any, Any]:
+        # The body is read as JSON whatever the Content-Type says (curl -d sends a form type).
+        body = parse_json_body(raw, ep.body) if ep.body is not None else None
+        query = parse_query(request, ep.query) if ep.query is not None else None
+        return body, query
+
     if not ep.writes:
         def read(s: Session) -> tuple[Result, str | None]:
             principal, stale = authed(s)
+            body, query = inputs()
             return _as_result(ep, ep.handler(Call(principal, s, params, body, query))), principal.token_id if stale else None
 
         result, touch = await state.runner.read(read)
@@ -194,6 +197,7 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     else:
         def write(tx: Tx) -> Result:
             principal, stale = authed(tx.session)
+            body, query = inputs()
             if stale:
                 state.authenticator.touch(tx, principal.token_id)
             if idem_key is not None:

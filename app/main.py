@@ -24,7 +24,7 @@ from app.actions import Runner
 from app.api import Api, Endpoint, JSONResponse, error_response
 from app.broker import make_broker
 from app.db import make_engine
-from app.openapi import build_openapi
+from app.openapi import build_openapi, render_docs
 from app.ratelimit import make_rate_limiter
 from app.routes import agents, conversations, tokens, users, widget_settings
 from app.settings import Settings
@@ -82,8 +82,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi)
 
+    docs_html = render_docs(openapi, TEMPLATES_DIR)
+
     async def docs(request: Request) -> Response:
-        return HTMLResponse((TEMPLATES_DIR / "docs.html").read_text())
+        return HTMLResponse(docs_html)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

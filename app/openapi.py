@@ -147,3 +147,40 @@ def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
             }
         )
     return params
+
+
+def render_docs(spec: dict[str, Any], templates_dir: Any) -> str:
+    """The human-readable reference at ``/docs``: rendered once, with no outside assets."""
+    import json
+
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    def schema_text(schema: dict[str, Any]) -> str:
+        if "$ref" in schema:
+            return str(schema["$ref"]).rsplit("/", 1)[-1]
+        return json.dumps(schema, separators=(", ", ": "))
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            responses = []
+            for code, resp in op["responses"].items():
+                schema = resp.get("content", {}).get("application/json", {}).get("schema")
+                name = schema_text(schema) if schema and "$ref" in schema else ("page" if schema else "")
+                responses.append((code, name))
+            groups.setdefault(op["tags"][0], []).append(
+                {
+                    "id": op["operationId"],
+                    "method": method,
+                    "path": path,
+                    "summary": op["summary"],
+                    "scope": op.get("x-required-scope"),
+                    "params": [{**p, "schema_text": schema_text(p["schema"])} for p in op["parameters"]],
+                    "body": schema_text(body) if body else None,
+                    "responses": responses,
+                }
+            )
+    schemas = {name: json.dumps(s, indent=2) for name, s in spec["components"]["schemas"].items()}
+    env = Environment(loader=FileSystemLoader(str(templates_dir)), autoescape=select_autoescape(["html"]))
+    return env.get_template("docs.html").render(spec=spec, groups=list(groups.items()), schemas=schemas)

@@ -199,6 +199,26 @@ def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[A
             print(f"\n----- server log ({srv.url}) -----\n{srv.log()[-20000:]}")
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server shared by a module's tests, for many small read-only-ish checks."""
+    workdir = tmp_path_factory.mktemp("module-server")
+    srv = LiveServer(migrated_sqlite(workdir), workdir).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def module_tenant(module_server: LiveServer) -> Tenant:
+    return module_server.new_tenant()
+
+
+@pytest.fixture
+def module_api(module_server: LiveServer, module_tenant: Tenant) -> Iterator[httpx.Client]:
+    with module_server.client(module_tenant) as client:
+        yield client
+
+
 @pytest.fixture
 def server(server_factory: Any) -> LiveServer:
     return server_factory()  # type: ignore[no-any-return]
