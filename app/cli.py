@@ -48,9 +48,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     upgrade(settings)
     if args.demo:
-        from app.demo import prepare_demo
+        from app.demo import run_demo
 
-        prepare_demo(settings, host=args.host, port=args.port, json_output=args.json)
+        return run_demo(settings, host=args.host, port=args.port, public_url=settings.public_url)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     print(f"==> applying migrations to {settings.database_url}", flush=True)
     upgrade(settings)
-    if args.no_demo or not _demo_available():
+    if args.no_demo:
         _print_empty_server_help(public_url)
         from app.cli import main as cli_main
 
@@ -34,15 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.demo import run_demo
 
     return run_demo(settings, host=args.host, port=args.port, public_url=public_url)
-
-
-def _demo_available() -> bool:
-    try:
-        import app.demo  # noqa: F401
-    except ModuleNotFoundError:
-        print("(the AG Bank demo is not part of this build yet: starting an empty server)")
-        return False
-    return True
 
 
 def _display_host(host: str) -> str:

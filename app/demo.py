@@ -1,0 +1,214 @@
+"""The AG Bank demo: set up (idempotently), then run the server and Freddy side by side.
+
+State that must survive a restart (the demo token and admin password, which the store keeps
+only as hashes) lives in ``./backchannel-demo.json`` next to the database, so a second
+``scripts/serve`` reuses the same workspace, token, admin and webhook endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlmodel import Session, select
+
+from app.actions import Tx, default_bot
+from app.db import make_engine, session_scope
+from app.models import ConsoleUser, Workspace
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_FILE = "backchannel-demo.json"
+ADMIN_EMAIL = "agent@agbank.example"
+GREETING = "Hi! Freddy and the AG Bank team are here to help."
+
+
+@dataclass
+class DemoState:
+    workspace_id: str
+    widget_key: str
+    token: str
+    admin_email: str
+    admin_password: str
+    webhook_secret: str
+    freddy_url: str
+    endpoint_id: str = ""
+
+
+def prepare(settings: Settings, freddy_url: str, state_path: Path) -> DemoState:
+    """Create what is missing; reuse what a previous run made."""
+    previous = _load(state_path)
+    engine = make_engine(settings)
+    try:
+        with session_scope(engine) as session:
+            state = _ensure(Tx(session), previous, freddy_url)
+    finally:
+        engine.dispose()
+    state_path.write_text(json.dumps(asdict(state), indent=2))
+    os.chmod(state_path, 0o600)
+    return state
+
+
+def _load(path: Path) -> DemoState | None:
+    try:
+        return DemoState(**json.loads(path.read_text()))
+    except (FileNotFoundError, TypeError, ValueError):
+        return None
+
+
+def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
+    from app.accounts import create_console_user
+    from app.tokens import create_token, list_tokens
+    from app.webhook_schemas import WebhookEndpointIn
+    from app.webhooks import create_endpoint, list_endpoints
+    from app.workspaces import create_workspace
+
+    s: Session = tx.session
+    workspace = s.get(Workspace, previous.workspace_id) if previous else None
+    if workspace is None:
+        workspace = create_workspace(tx, "AG Bank")
+        previous = None
+    workspace.greeting = GREETING
+    workspace.theme_color = "#0b6b4f"
+    s.add(workspace)
+    bot = default_bot(tx, workspace.id)
+    bot.name = "Freddy"
+    s.add(bot)
+
+    live_tokens = {t.prefix for t in list_tokens(s, workspace.id) if t.revoked_at is None}
+    token = previous.token if previous and previous.token[:10] in live_tokens else None
+    if token is None:
+        token = create_token(tx, workspace.id, "Freddy (demo bot)", ["read", "write"])[1]
+
+    admin = s.exec(select(ConsoleUser).where(ConsoleUser.workspace_id == workspace.id, ConsoleUser.email == ADMIN_EMAIL)).first()
+    password = previous.admin_password if previous and admin else None
+    if admin is None:
+        password = secrets.token_urlsafe(9)
+        create_console_user(tx, workspace.id, ADMIN_EMAIL, password, name="Alex Morgan", role="admin")
+    assert password is not None
+
+    hook_url = f"{freddy_url}/webhooks"
+    known = previous.endpoint_id if previous else None
+    endpoint = next((e for e in list_endpoints(s, workspace.id)[0] if e.id == known), None)
+    if endpoint is not None and endpoint.url != hook_url:
+        endpoint.url = hook_url  # Freddy may be on another port this time; keep its secret
+    if endpoint is None:
+        endpoint = create_endpoint(tx, workspace.id, WebhookEndpointIn(url=hook_url, events=["*"], description="Freddy, the demo bot"))
+    if not endpoint.enabled:
+        endpoint.enabled = True
+        endpoint.disabled_reason = None
+        s.add(endpoint)
+    s.flush()
+    return DemoState(
+        workspace.id, workspace.widget_key, token, ADMIN_EMAIL, password, endpoint.secret, freddy_url, endpoint.id
+    )
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port")  # pragma: no cover
+
+
+def run_demo(settings: Settings, *, host: str, port: int, public_url: str) -> int:
+    """Set up, start the server and Freddy as two processes, stop both on Ctrl-C."""
+    freddy_port = free_port(port + 1)
+    freddy_url = f"http://127.0.0.1:{freddy_port}"
+    state = prepare(settings, freddy_url, Path.cwd() / STATE_FILE)
+    server_env = {
+        **os.environ,
+        "BACKCHANNEL_PUBLIC_URL": public_url,
+        "BACKCHANNEL_DEMO_WIDGET_KEY": state.widget_key,
+        # Freddy runs on this machine, so webhooks must be allowed to reach loopback.
+        "BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+    }
+    freddy_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FREDDY_API_URL": f"{public_url}/api/v1",
+        "FREDDY_API_TOKEN": state.token,
+        "FREDDY_WEBHOOK_SECRET": state.webhook_secret,
+        "FREDDY_PUBLIC_URL": freddy_url,
+    }
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)], env=server_env),
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "examples.agbank.freddy:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(freddy_port), "--log-level", "warning"],
+            env=freddy_env, cwd=ROOT,
+        ),
+    ]
+
+    def stop(*_: Any) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if _wait_healthy([f"http://127.0.0.1:{port}/healthz", f"{freddy_url}/healthz"], procs):
+            _print_welcome(public_url, state)
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def _wait_healthy(urls: list[str], procs: list[subprocess.Popen[bytes]]) -> bool:
+    deadline = time.monotonic() + 60
+    pending = list(urls)
+    while pending and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            if httpx.get(pending[0], timeout=1).status_code == 200:
+                pending.pop(0)
+                continue
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return not pending
+
+
+def _print_welcome(url: str, state: DemoState) -> None:
+    print(
+        f"""
+================================================================================
+  Backchannel is running, with the AG Bank demo and Freddy the bot.
+
+  Demo page (chat with Freddy):  {url}/demo
+  Console (Inbox, Settings):     {url}/console
+      email:     {state.admin_email}
+      password:  {state.admin_password}
+  Demo API token (Freddy's):     {state.token}
+  API reference:                 {url}/docs
+
+  Try: open the demo page, click "Open chat", then "Account statement" and use the
+  test card 4111 1111 1111 1111 with any future expiry. Ctrl-C stops everything.
+================================================================================
+""",
+        flush=True,
+    )
