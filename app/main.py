@@ -27,6 +27,7 @@ from app.db import make_engine
 from app.openapi import build_openapi, render_docs
 from app.ratelimit import make_rate_limiter
 from app.routes import agents, conversations, tokens, users, widget_settings
+from app.routes import webhooks as webhook_routes
 from app.settings import Settings
 from app.state import AppState
 
@@ -45,6 +46,7 @@ def api_endpoints() -> list[Endpoint]:
         *conversations.ENDPOINTS,
         *tokens.ENDPOINTS,
         *widget_settings.ENDPOINTS,
+        *webhook_routes.ENDPOINTS,
     ]
 
 
@@ -127,7 +129,9 @@ def _feature_routes() -> list[BaseRoute]:
 
 def _feature_starters() -> list[Any]:
     """Background services started in the lifespan: ``async start(state, exit_stack)``."""
-    return []
+    from app import dispatcher, webhooks
+
+    return [webhooks.start_http_client, dispatcher.start_dispatcher]
 
 
 async def _db_ok(state: AppState) -> bool:

@@ -1,0 +1,123 @@
+"""Request and response shapes of the webhook API (they validate requests and feed OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from app.pagination import ListQuery
+from app.schemas import HttpUrl, Strict
+
+# Every event a webhook endpoint can subscribe to (SPEC §5); "*" means all of them.
+EVENT_TYPES = (
+    "message.created",
+    "conversation.created",
+    "conversation.assigned",
+    "conversation.resolved",
+    "conversation.reopened",
+    "user.created",
+    "webview.opened",
+    "webview.closed",
+    "webhook.test",
+)
+SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"
+
+
+def _check_events(events: list[str] | None) -> list[str] | None:
+    if events is None:
+        return None
+    unknown = [e for e in events if e != "*" and e not in EVENT_TYPES]
+    if unknown:
+        raise ValueError(f"unknown event type(s): {', '.join(unknown)}; known: *, {', '.join(EVENT_TYPES)}")
+    # "*" swallows everything else; keep the order given, without repeats.
+    return ["*"] if "*" in events else list(dict.fromkeys(events))
+
+
+class WebhookEndpointIn(Strict):
+    url: HttpUrl
+    events: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=len(EVENT_TYPES) + 1,
+        description='Event types to receive, or `["*"]` for all.',
+    )
+    description: str = Field(default="", max_length=500)
+    enabled: bool = True
+    asymmetric_signing: bool = Field(
+        default=False,
+        description="Also sign with ed25519 (`v1a`), verifiable with `public_key` alone.",
+    )
+    secret: str | None = Field(
+        default=None, pattern=SECRET_PATTERN,
+        description="Bring your own `whsec_…` secret (24–64 random bytes, base64); generated if omitted.",
+    )
+
+    _events = field_validator("events")(_check_events)
+
+
+class WebhookEndpointPatch(Strict):
+    url: HttpUrl | None = None
+    events: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES) + 1)
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = Field(default=None, description="Re-enabling clears the failure history.")
+    asymmetric_signing: bool | None = None
+
+    _events = field_validator("events")(_check_events)
+
+
+class RotateSecretIn(Strict):
+    overlap_seconds: int = Field(
+        default=24 * 3600, ge=0, le=7 * 24 * 3600,
+        description="How long the old secret keeps signing next to the new one (0 ends it now).",
+    )
+
+
+class WebhookEndpointOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    asymmetric_signing: bool
+    public_key: str | None = Field(description="`whpk_…` ed25519 key that verifies `v1a` signatures.")
+    previous_secret_expires_at: str | None
+    failing_since: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookEndpointWithSecret(WebhookEndpointOut):
+    secret: str = Field(description="`whsec_…`: shown only on create and rotate.")
+
+
+class WebhookAttemptOut(BaseModel):
+    id: str
+    started_at: str
+    duration_ms: int
+    status_code: int | None
+    response_excerpt: str | None
+    error: str | None
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: str
+    endpoint_id: str
+    event_id: str = Field(description="The `webhook-id` header of every attempt.")
+    event_type: str
+    status: Literal["pending", "delivering", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookDeliveryDetail(WebhookDeliveryOut):
+    payload: dict[str, Any] = Field(description="The body sent: `{type, timestamp, data}`.")
+    attempt_log: list[WebhookAttemptOut]
+
+
+class DeliveryQuery(ListQuery):
+    status: Literal["pending", "delivering", "succeeded", "failed"] | None = None
+    event_type: str | None = Field(default=None, max_length=64)
