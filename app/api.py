@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from app import errors
 from app.actions import Tx
 from app.models import IdempotencyRecord
+from app.settings import Settings
 from app.tokens import Principal
 
 log = logging.getLogger("backchannel.api")
@@ -53,6 +54,7 @@ class Call:
     body: Any = None
     query: Any = None
     tx: Tx | None = None
+    settings: Settings | None = None  # for handlers that sign or verify with the secret key
 
     @property
     def workspace_id(self) -> str:
@@ -189,7 +191,7 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
         def read(s: Session) -> tuple[Result, str | None]:
             principal, stale = authed(s)
             body, query = inputs()
-            return _as_result(ep, ep.handler(Call(principal, s, params, body, query))), principal.token_id if stale else None
+            return _as_result(ep, ep.handler(Call(principal, s, params, body, query, settings=state.settings))), principal.token_id if stale else None
 
         result, touch = await state.runner.read(read)
         if touch:
@@ -204,7 +206,7 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
                 record = tx.session.get(IdempotencyRecord, (principal.workspace_id, idem_key))
                 if record is not None:
                     return _replay(record, fingerprint)
-            res = _as_result(ep, ep.handler(Call(principal, tx.session, params, body, query, tx)))
+            res = _as_result(ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings)))
             if idem_key is not None and res.status < 500:
                 tx.session.add(
                     IdempotencyRecord(

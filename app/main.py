@@ -26,7 +26,7 @@ from app.broker import make_broker
 from app.db import make_engine
 from app.openapi import build_openapi, render_docs
 from app.ratelimit import make_rate_limiter
-from app.routes import agents, conversations, tokens, users, widget_settings
+from app.routes import agents, conversations, tokens, users, webview_contexts, widget_settings
 from app.routes import webhooks as webhook_routes
 from app.settings import Settings
 from app.state import AppState
@@ -46,6 +46,7 @@ def api_endpoints() -> list[Endpoint]:
         *conversations.ENDPOINTS,
         *tokens.ENDPOINTS,
         *widget_settings.ENDPOINTS,
+        *webview_contexts.ENDPOINTS,
         *webhook_routes.ENDPOINTS,
     ]
 
@@ -124,7 +125,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def _feature_routes() -> list[BaseRoute]:
     """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
-    return []
+    from app.routes import webviews
+
+    return [*webviews.ROUTES]
 
 
 def _feature_starters() -> list[Any]:

@@ -97,14 +97,21 @@ def form_token(settings: Settings, opening: WebviewOpening, expires: datetime) -
 class FormLinkError(Exception):
     """Why a hosted form URL cannot be used, with the HTTP status its page is sent with."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(title)
-        self.status, self.title, self.detail = status, title, detail
+    status = 404
+    title = "This link is not valid"
+    detail = "Close this window and open the form again from the chat."
 
 
-INVALID_LINK = FormLinkError(404, "This link is not valid", "Close this window and try again from the chat.")
-EXPIRED_LINK = FormLinkError(410, "This form has expired", "Close it and open it again from the chat.")
-USED_LINK = FormLinkError(410, "This form is closed", "It was already submitted or closed.")
+class InvalidLink(FormLinkError):
+    pass
+
+
+class ExpiredLink(FormLinkError):
+    status, title, detail = 410, "This form has expired", "Close it and open it again from the chat."
+
+
+class UsedLink(FormLinkError):
+    status, title, detail = 410, "This form is closed", "It was already submitted or closed."
 
 
 def read_form_token(settings: Settings, token: str) -> tuple[str, str]:
@@ -112,11 +119,11 @@ def read_form_token(settings: Settings, token: str) -> tuple[str, str]:
     try:
         data = _form_serializer(settings).loads(token)
     except BadSignature:
-        raise INVALID_LINK from None
+        raise InvalidLink() from None
     if not isinstance(data, dict) or not {"o", "w", "exp"} <= data.keys():
-        raise INVALID_LINK
+        raise InvalidLink()
     if time.time() >= data["exp"]:
-        raise EXPIRED_LINK
+        raise ExpiredLink()
     return str(data["o"]), str(data["w"])
 
 
@@ -234,6 +241,7 @@ def close_webview(
     result: str | None = None,
 ) -> dict[str, Any] | None:
     """Close the newest open opening of this web view; ``None`` when none is open (a repeat)."""
+    _check_status(status)
     openings = _open_openings(tx.session, conversation_id, message_id, webview_id)
     if not openings or openings[-1].workspace_id != workspace_id:
         return None
@@ -244,10 +252,7 @@ def close_opening(
     tx: Tx, opening: WebviewOpening, status: str, result: str | None = None
 ) -> dict[str, Any] | None:
     """Add the "Web view closed" event and fire ``webview.closed``, once per opening."""
-    if status not in CLOSE_STATUSES:
-        raise errors.Unprocessable(
-            "Invalid field: status", details=[{"field": "status", "message": f"one of {', '.join(CLOSE_STATUSES)}"}]
-        )
+    _check_status(status)
     s = tx.session
     # Re-read under the write lock: a hosted form's server-side close and the widget's own
     # close can race, and only the first may announce.
@@ -267,6 +272,13 @@ def close_opening(
         data["result"] = result[:RESULT_MAX_CHARS]
     tx.emit(opening.workspace_id, "webview.closed", data)
     return data
+
+
+def _check_status(status: str) -> None:
+    if status not in CLOSE_STATUSES:
+        raise errors.Unprocessable(
+            "Invalid field: status", details=[{"field": "status", "message": f"one of {', '.join(CLOSE_STATUSES)}"}]
+        )
 
 
 def _open_openings(s: Session, conversation_id: str, message_id: str, webview_id: str) -> list[WebviewOpening]:
