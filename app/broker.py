@@ -7,6 +7,7 @@ The broker is only the fast path. The database is the truth: anything a subscrib
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -88,10 +89,8 @@ class RedisBroker:
                 raise
             except Exception as exc:  # connection lost: back off, reconnect, resync
                 log.warning("redis broker connection lost (%s); retrying in %.1fs", exc, delay)
-                try:
+                with contextlib.suppress(Exception):
                     await pubsub.aclose()
-                except Exception:
-                    pass
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -113,10 +112,8 @@ class RedisBroker:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
         if self._redis is not None:
             await self._redis.aclose()
 

@@ -19,8 +19,8 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -103,7 +103,9 @@ class Freddy:
 
     # -- Backchannel calls -------------------------------------------------------------
 
-    async def say(self, conversation_id: str, *parts: dict[str, Any], replies: list[dict[str, Any]] | None = None) -> None:
+    async def say(
+        self, conversation_id: str, *parts: dict[str, Any], replies: list[dict[str, Any]] | None = None
+    ) -> None:
         body: dict[str, Any] = {"message_parts": list(parts)}
         if replies:
             body["reply_parts"] = replies
@@ -162,7 +164,9 @@ class Freddy:
                 replies=[{"quick_replies": {"options": GREETING_OPTIONS}}],
             )
         elif payload and payload.startswith("TX:"):
-            await self.say(conversation_id, {"text": {"content": "That payment was approved with your card ending 1111."}})
+            await self.say(
+                conversation_id, {"text": {"content": "That payment was approved with your card ending 1111."}}
+            )
         else:
             await self.say(
                 conversation_id,
@@ -174,22 +178,46 @@ class Freddy:
         form = {
             "title": "Verify your card",
             "fields": [
-                {"name": "card_number", "label": "Card number", "type": "text", "required": True,
-                 "pattern": "[0-9 \\-]{12,23}", "max_length": 23, "autocomplete": "cc-number",
-                 "placeholder": "1234 5678 9012 3456"},
-                {"name": "expiry", "label": "Expiry (MM/YY)", "type": "text", "required": True,
-                 "pattern": "[0-9]{2} ?/ ?[0-9]{2}", "max_length": 7, "autocomplete": "cc-exp",
-                 "placeholder": "MM/YY"},
-                {"name": "name", "label": "Name on card", "type": "text", "required": True,
-                 "max_length": 80, "autocomplete": "cc-name"},
+                {
+                    "name": "card_number",
+                    "label": "Card number",
+                    "type": "text",
+                    "required": True,
+                    "pattern": "[0-9 \\-]{12,23}",
+                    "max_length": 23,
+                    "autocomplete": "cc-number",
+                    "placeholder": "1234 5678 9012 3456",
+                },
+                {
+                    "name": "expiry",
+                    "label": "Expiry (MM/YY)",
+                    "type": "text",
+                    "required": True,
+                    "pattern": "[0-9]{2} ?/ ?[0-9]{2}",
+                    "max_length": 7,
+                    "autocomplete": "cc-exp",
+                    "placeholder": "MM/YY",
+                },
+                {
+                    "name": "name",
+                    "label": "Name on card",
+                    "type": "text",
+                    "required": True,
+                    "max_length": 80,
+                    "autocomplete": "cc-name",
+                },
             ],
             "submit_label": "Verify card",
             "callback_url": f"{self.config.public_url}/webview/card",
         }
         await self.say(
             conversation_id,
-            {"text": {"content": "Sure. First I need to check it's you: please verify your card. "
-                                 "Your card details go straight to AG Bank — never into this chat."}},
+            {
+                "text": {
+                    "content": "Sure. First I need to check it's you: please verify your card. "
+                    "Your card details go straight to AG Bank — never into this chat."
+                }
+            },
             {"web_view": {"id": CARD_FORM_ID, "label": "Enter card details", "form": form, "height": "tall"}},
         )
 
@@ -198,8 +226,14 @@ class Freddy:
             conversation_id,
             {"text": {"content": "Here's what you can do with your card:"}},
             {"url_button": {"label": "Card help centre", "url": "https://example.com/agbank/cards"}},
-            {"web_view": {"id": "manage-card", "label": "Freeze or unfreeze",
-                          "url": f"{self.config.public_url}/cards/manage", "height": "compact"}},
+            {
+                "web_view": {
+                    "id": "manage-card",
+                    "label": "Freeze or unfreeze",
+                    "url": f"{self.config.public_url}/cards/manage",
+                    "height": "compact",
+                }
+            },
         )
 
     async def hand_over(self, conversation_id: str) -> None:
@@ -207,7 +241,10 @@ class Freddy:
         if agent_id is None:
             await self.say(conversation_id, {"text": {"content": "No one is available right now; please try later."}})
             return
-        await self.say(conversation_id, {"text": {"content": "Connecting you to a member of our team — they'll be with you shortly."}})
+        await self.say(
+            conversation_id,
+            {"text": {"content": "Connecting you to a member of our team — they'll be with you shortly."}},
+        )
         r = await self.api.patch(f"/conversations/{conversation_id}", json={"assignee_id": agent_id})
         r.raise_for_status()
 
@@ -224,7 +261,11 @@ class Freddy:
                     replies=[{"quick_replies": {"options": GREETING_OPTIONS}}],
                 )
         elif data["webview_id"] == "manage-card" and data.get("result"):
-            await self.say(conversation_id, {"text": {"content": f"Done: your card is now {data['result']}."}})
+            await self.say(
+                conversation_id,
+                {"text": {"content": f"Done: your card is now {data['result']}. Anything else?"}},
+                replies=[{"quick_replies": {"options": GREETING_OPTIONS}}],
+            )
 
     async def show_statement(self, conversation_id: str) -> None:
         last4 = self.cards.verified[conversation_id]
@@ -241,13 +282,26 @@ class Freddy:
             conversation_id,
             {"text": {"content": f"Thanks, card ending {last4} verified. Here are your recent transactions:"}},
             {"carousel": {"cards": cards}},
-            {"image": {"url": f"{self.config.public_url}/static/all-set.gif", "alt": "A celebratory animation: you're all set", "content_type": "image/gif"}},
+            {
+                "image": {
+                    "url": f"{self.config.public_url}/static/all-set.gif",
+                    "alt": "A celebratory animation: you're all set",
+                    "content_type": "image/gif",
+                }
+            },
             {"text": {"content": "Which period should your statement cover?"}},
-            replies=[{"dropdown": {"placeholder": "Statement period", "options": [
-                {"label": "Last 30 days", "payload": "PERIOD:the last 30 days"},
-                {"label": "Last 3 months", "payload": "PERIOD:the last 3 months"},
-                {"label": "This year", "payload": "PERIOD:this year"},
-            ]}}],
+            replies=[
+                {
+                    "dropdown": {
+                        "placeholder": "Statement period",
+                        "options": [
+                            {"label": "Last 30 days", "payload": "PERIOD:the last 30 days"},
+                            {"label": "Last 3 months", "payload": "PERIOD:the last 3 months"},
+                            {"label": "This year", "payload": "PERIOD:this year"},
+                        ],
+                    }
+                }
+            ],
         )
 
     # -- HTTP handlers -----------------------------------------------------------------
@@ -296,31 +350,16 @@ class Freddy:
             return HTMLResponse("<p>This link has expired. Close it and try again.</p>", status_code=403)
         ctx = r.json()
         base = self.config.api_url.rsplit("/api/v1", 1)[0]
-        page = MANAGE_PAGE.replace("{{BACKCHANNEL}}", html.escape(base)).replace(
+        page = (STATIC / "manage.html").read_text().replace("{{BACKCHANNEL}}", html.escape(base)).replace(
             "{{CONVERSATION}}", html.escape(ctx["conversation_id"])
         )
         return HTMLResponse(page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-
-    async def manage_card_js(self, request: Request) -> Response:
-        return Response(MANAGE_JS, media_type="text/javascript")
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
 
-MANAGE_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Freeze or unfreeze</title>
-<style>body{font-family:system-ui,sans-serif;margin:0;padding:20px;color:#1b2430}
-h1{font-size:18px;margin:0 0 8px}p{color:#5b6675;margin:0 0 16px}
-button{font:inherit;padding:10px 16px;border-radius:8px;border:1px solid #1f5eff;background:#1f5eff;color:#fff;margin-right:8px;cursor:pointer}
-button.secondary{background:#fff;color:#1f5eff}</style></head>
-<body><h1>Your card ending 1111</h1><p>Freezing stops new payments until you unfreeze it.</p>
-<button id="freeze" type="button">Freeze card</button><button id="unfreeze" class="secondary" type="button">Unfreeze card</button>
-<script src="{{BACKCHANNEL}}/static/webview.js"></script><script src="/cards/manage.js"></script></body></html>"""
-
-MANAGE_JS = """document.getElementById('freeze').addEventListener('click', function () { Backchannel.close({result: 'frozen'}); });
-document.getElementById('unfreeze').addEventListener('click', function () { Backchannel.close({result: 'active'}); });"""
+STATIC = Path(__file__).parent / "static"
 
 
 def _guess_intent(message: dict[str, Any]) -> str | None:
@@ -341,8 +380,7 @@ def create_app(config: Config | None = None) -> Starlette:
             Route("/webhooks", freddy.webhooks, methods=["POST"]),
             Route("/webview/card", freddy.card_callback, methods=["POST"]),
             Route("/cards/manage", freddy.manage_card_page, methods=["GET"]),
-            Route("/cards/manage.js", freddy.manage_card_js, methods=["GET"]),
-            Mount("/static", StaticFiles(directory=Path(__file__).parent / "static")),
+            Mount("/static", StaticFiles(directory=STATIC)),
             Route("/healthz", freddy.health, methods=["GET"]),
         ]
     )

@@ -120,8 +120,16 @@ def test_the_agbank_story_end_to_end(demo: Demo, browser: Any) -> None:
     page.get_by_role("combobox", name="Statement period").select_option(label="Last 3 months")
     expect(page.get_by_text("statement for the last 3 months", exact=False)).to_be_visible()
 
+    # card services: an external web view on Freddy's own server, closing itself with a result
+    page.get_by_role("button", name="Card services").last.click()
+    page.get_by_role("button", name="Freeze or unfreeze").click()
+    freddy_page = page.frame_locator('iframe[title="Freeze or unfreeze"]')
+    freddy_page.get_by_role("button", name="Freeze card", exact=True).click()
+    expect(page.locator('iframe[title="Freeze or unfreeze"]')).to_have_count(0)
+    expect(page.get_by_text("your card is now frozen", exact=False)).to_be_visible()
+
     # hand over to a human
-    page.get_by_role("button", name="Talk to a human").click()
+    page.get_by_role("button", name="Talk to a human").last.click()
     expect(page.get_by_text("Connecting you", exact=False)).to_be_visible()
 
     # the agent logs in to the console, finds the conversation and replies
