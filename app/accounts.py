@@ -26,7 +26,9 @@ def create_console_user(
 ) -> ConsoleUser:
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
-        raise errors.Unprocessable("Invalid field: email", details=[{"field": "email", "message": "not an email address"}])
+        raise errors.Unprocessable(
+            "Invalid field: email", details=[{"field": "email", "message": "not an email address"}]
+        )
     if len(password) < MIN_PASSWORD:
         raise errors.Unprocessable(
             "Invalid field: password",

@@ -89,11 +89,7 @@ class Tx:
                     )
                 )
             )
-        return [
-            e
-            for e in self._endpoints[workspace_id]
-            if "*" in e.events or type_ in e.events
-        ]
+        return [e for e in self._endpoints[workspace_id] if "*" in e.events or type_ in e.events]
 
 
 class Runner:
@@ -195,9 +191,7 @@ def find_or_create_user(tx: Tx, workspace_id: str, external_id: str | None, **fi
     """Widget identity: the user with this external_id, or a new (possibly anonymous) one."""
     s = tx.session
     if external_id is not None:
-        user = s.exec(
-            select(User).where(User.workspace_id == workspace_id, User.external_id == external_id)
-        ).first()
+        user = s.exec(select(User).where(User.workspace_id == workspace_id, User.external_id == external_id)).first()
         if user:
             changed = False
             for key, value in fields.items():
@@ -226,9 +220,7 @@ def create_agent(tx: Tx, workspace_id: str, name: str, kind: str, avatar_url: st
 
 def default_bot(tx: Tx, workspace_id: str) -> Agent:
     s = tx.session
-    bot = s.exec(
-        select(Agent).where(Agent.workspace_id == workspace_id, col(Agent.is_default_bot).is_(True))
-    ).first()
+    bot = s.exec(select(Agent).where(Agent.workspace_id == workspace_id, col(Agent.is_default_bot).is_(True))).first()
     if bot is None:
         bot = Agent(id=new_id("agt"), workspace_id=workspace_id, name="Bot", kind="bot", is_default_bot=True)
         s.add(bot)
@@ -259,13 +251,9 @@ def get_conversation(s: Session, workspace_id: str, conversation_id: str, *, loc
 def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tuple[Conversation, list[Message]]:
     user = tx.session.get(User, body.user_id)
     if user is None or user.workspace_id != workspace_id:
-        raise errors.Unprocessable(
-            "Invalid field: user_id", details=[{"field": "user_id", "message": "no such user"}]
-        )
+        raise errors.Unprocessable("Invalid field: user_id", details=[{"field": "user_id", "message": "no such user"}])
     now = utcnow()
-    conv = Conversation(
-        id=new_id("cnv"), workspace_id=workspace_id, user_id=user.id, created_at=now, updated_at=now
-    )
+    conv = Conversation(id=new_id("cnv"), workspace_id=workspace_id, user_id=user.id, created_at=now, updated_at=now)
     tx.session.add(conv)
     tx.session.flush()
     tx.emit(workspace_id, "conversation.created", {"conversation": conversation_json(conv)})
@@ -285,9 +273,7 @@ def open_conversation_for(tx: Tx, workspace_id: str, user_id: str) -> Conversati
     return create_conversation(tx, workspace_id, ConversationIn(user_id=user_id))[0]
 
 
-def update_conversation(
-    tx: Tx, workspace_id: str, conversation_id: str, patch: ConversationPatch
-) -> Conversation:
+def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: ConversationPatch) -> Conversation:
     conv = get_conversation(tx.session, workspace_id, conversation_id, lock=True)
     fields = patch.model_fields_set
     if "assignee_id" in fields and patch.assignee_id != conv.assignee_id:
@@ -432,9 +418,7 @@ def add_system_event(tx: Tx, workspace_id: str, conversation_id: str, text: str)
     empty = MessageIn.model_construct(
         actor=None, message_parts=[], reply_parts=[], reply_to=None, client_message_id=None
     )
-    message, _ = post_message(
-        tx, workspace_id, conversation_id, empty, system_parts=[{"text": {"content": text}}]
-    )
+    message, _ = post_message(tx, workspace_id, conversation_id, empty, system_parts=[{"text": {"content": text}}])
     return message
 
 

@@ -194,9 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate = tokens.add_parser("create", help="create an API token (shown once)", parents=[json_flag])
     tcreate.add_argument("--workspace", required=True, metavar="ID")
     tcreate.add_argument("--name", required=True)
-    tcreate.add_argument(
-        "--scopes", nargs="+", metavar="SCOPE", help="read, write, admin (default: all three)"
-    )
+    tcreate.add_argument("--scopes", nargs="+", metavar="SCOPE", help="read, write, admin (default: all three)")
     tcreate.set_defaults(fn=cmd_tokens_create)
     tlist = tokens.add_parser("list", help="list a workspace's tokens", parents=[json_flag])
     tlist.add_argument("--workspace", required=True, metavar="ID")
@@ -207,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     trevoke.set_defaults(fn=cmd_tokens_revoke)
 
     admins = sub.add_parser("admins", help="manage console users").add_subparsers(dest="sub", required=True)
-    acreate = admins.add_parser("create", help="create a console admin (password from stdin or prompt)", parents=[json_flag])
+    acreate = admins.add_parser(
+        "create", help="create a console admin (password from stdin or prompt)", parents=[json_flag]
+    )
     acreate.add_argument("--workspace", required=True, metavar="ID")
     acreate.add_argument("--email", required=True)
     acreate.add_argument("--name", default=None)

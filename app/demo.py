@@ -90,7 +90,9 @@ def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
     if token is None:
         token = create_token(tx, workspace.id, "Freddy (demo bot)", ["read", "write"])[1]
 
-    admin = s.exec(select(ConsoleUser).where(ConsoleUser.workspace_id == workspace.id, ConsoleUser.email == ADMIN_EMAIL)).first()
+    admin = s.exec(
+        select(ConsoleUser).where(ConsoleUser.workspace_id == workspace.id, ConsoleUser.email == ADMIN_EMAIL)
+    ).first()
     password = previous.admin_password if previous and admin else None
     if admin is None:
         password = secrets.token_urlsafe(9)
@@ -103,7 +105,9 @@ def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
     if endpoint is not None and endpoint.url != hook_url:
         endpoint.url = hook_url  # Freddy may be on another port this time; keep its secret
     if endpoint is None:
-        endpoint = create_endpoint(tx, workspace.id, WebhookEndpointIn(url=hook_url, events=["*"], description="Freddy, the demo bot"))
+        endpoint = create_endpoint(
+            tx, workspace.id, WebhookEndpointIn(url=hook_url, events=["*"], description="Freddy, the demo bot")
+        )
     if not endpoint.enabled:
         endpoint.enabled = True
         endpoint.disabled_reason = None
@@ -146,11 +150,25 @@ def run_demo(settings: Settings, *, host: str, port: int, public_url: str) -> in
         "FREDDY_PUBLIC_URL": freddy_url,
     }
     procs = [
-        subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)], env=server_env),
         subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "examples.agbank.freddy:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(freddy_port), "--log-level", "warning"],
-            env=freddy_env, cwd=ROOT,
+            [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)], env=server_env
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "examples.agbank.freddy:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(freddy_port),
+                "--log-level",
+                "warning",
+            ],
+            env=freddy_env,
+            cwd=ROOT,
         ),
     ]
 

@@ -70,9 +70,7 @@ class RateLimited(ApiError):
     status, code, message = 429, "rate_limited", "Too many requests; retry later."
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
-        super().__init__(
-            message, details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
-        )
+        super().__init__(message, details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)})
 
 
 class Unavailable(ApiError):

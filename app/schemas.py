@@ -98,9 +98,7 @@ class SelectOption(Strict):
 class FormField(Strict):
     name: str = Field(min_length=1, max_length=64)
     label: str = Field(min_length=1, max_length=80)
-    type: Literal["text", "email", "number", "password", "tel", "date", "select", "textarea"] = (
-        "text"
-    )
+    type: Literal["text", "email", "number", "password", "tel", "date", "select", "textarea"] = "text"
     required: bool = False
     options: list[SelectOption | Annotated[str, Field(min_length=1, max_length=80)]] | None = Field(
         default=None, min_length=1, max_length=100
@@ -263,9 +261,7 @@ class MessageIn(Strict):
     message_parts: list[MessagePart] = Field(default_factory=list, max_length=25)
     reply_parts: list[ReplyPart] = Field(default_factory=list, max_length=2)
     reply_to: ReplyTo | None = None
-    client_message_id: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$"
-    )
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")
 
     @model_validator(mode="after")
     def _not_empty(self) -> MessageIn:
@@ -398,9 +394,7 @@ def _check_origin(value: str) -> str:
 
 
 class WidgetSettingsPatch(Strict):
-    allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] | None = Field(
-        default=None, max_length=50
-    )
+    allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] | None = Field(default=None, max_length=50)
     theme_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     greeting: str | None = Field(default=None, max_length=280)
     identity_verification: bool | None = None

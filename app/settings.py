@@ -11,9 +11,7 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="BACKCHANNEL_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="BACKCHANNEL_", env_file=".env", extra="ignore", frozen=True)
 
     env: Literal["dev", "test", "production"] = "dev"
     database_url: str = "sqlite:///./backchannel.db"
@@ -36,9 +34,7 @@ class Settings(BaseSettings):
 
     # Webhooks
     webhook_timeout_seconds: float = 15.0
-    webhook_retry_schedule: list[float] = Field(
-        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000]
-    )
+    webhook_retry_schedule: list[float] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
     webhook_disable_after_seconds: float = 5 * 24 * 3600
     webhook_lease_seconds: float = 60.0
     webhook_poll_seconds: float = 1.0

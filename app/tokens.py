@@ -52,11 +52,7 @@ def create_token(tx: Tx, workspace_id: str, name: str, scopes: list[str]) -> tup
 
 
 def list_tokens(s: Session, workspace_id: str) -> list[ApiToken]:
-    return list(
-        s.exec(
-            select(ApiToken).where(ApiToken.workspace_id == workspace_id).order_by(col(ApiToken.id).desc())
-        )
-    )
+    return list(s.exec(select(ApiToken).where(ApiToken.workspace_id == workspace_id).order_by(col(ApiToken.id).desc())))
 
 
 def revoke_token(tx: Tx, workspace_id: str, token_id: str) -> ApiToken:

@@ -54,9 +54,7 @@ def update_widget_settings(tx: Tx, workspace_id: str, patch: WidgetSettingsPatch
         if value is not None:
             setattr(workspace, key, value)
     tx.session.add(workspace)
-    tx.publish(
-        {"type": "widget.settings", "workspace_id": workspace_id, "data": widget_settings_json(workspace)}
-    )
+    tx.publish({"type": "widget.settings", "workspace_id": workspace_id, "data": widget_settings_json(workspace)})
     return workspace
 
 

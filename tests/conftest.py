@@ -96,9 +96,20 @@ class LiveServer:
         self.log_path = self.workdir / f"server-{self.port}-{int(time.time() * 1000)}.log"
         env = {**os.environ, **self.full_env(), "PYTHONUNBUFFERED": "1"}
         cmd = [
-            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-            "--ws-max-size", "65536", "--log-level", "info",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--ws-max-size",
+            "65536",
+            "--log-level",
+            "info",
         ]
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

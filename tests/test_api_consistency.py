@@ -53,12 +53,18 @@ def test_idempotency_key_replays_the_first_response(api: httpx.Client) -> None:
     # a failed request stores nothing under its key... and a key is per workspace
     conv = make_conversation(api)
     k2 = {"Idempotency-Key": "msg-1"}
-    a = api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"message_parts": [{"text": {"content": "x"}}]}, headers=k2)
-    b = api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"message_parts": [{"text": {"content": "x"}}]}, headers=k2)
+    a = api.post(
+        f"/api/v1/conversations/{conv['id']}/messages", json={"message_parts": [{"text": {"content": "x"}}]}, headers=k2
+    )
+    b = api.post(
+        f"/api/v1/conversations/{conv['id']}/messages", json={"message_parts": [{"text": {"content": "x"}}]}, headers=k2
+    )
     assert a.json()["id"] == b.json()["id"] and len(messages(api, conv["id"])) == 1
 
 
-def test_concurrent_requests_with_one_idempotency_key_create_one_user(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+def test_concurrent_requests_with_one_idempotency_key_create_one_user(
+    server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
     def post(_: int) -> dict[str, str]:
         with server.client(tenant) as c:
             r = c.post("/api/v1/users", json={"name": "Same"}, headers={"Idempotency-Key": "race"})

@@ -25,14 +25,22 @@ def test_every_route_is_described_in_openapi(module_server: LiveServer) -> None:
     assert spec["openapi"].startswith("3.1")
     ops = all_operations(spec)
     for expected in [
-        ("POST", "/api/v1/users"), ("GET", "/api/v1/users/{user_id}"), ("PATCH", "/api/v1/users/{user_id}"),
-        ("POST", "/api/v1/agents"), ("GET", "/api/v1/agents"),
-        ("POST", "/api/v1/conversations"), ("GET", "/api/v1/conversations"),
-        ("GET", "/api/v1/conversations/{conversation_id}"), ("PATCH", "/api/v1/conversations/{conversation_id}"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/users/{user_id}"),
+        ("PATCH", "/api/v1/users/{user_id}"),
+        ("POST", "/api/v1/agents"),
+        ("GET", "/api/v1/agents"),
+        ("POST", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations/{conversation_id}"),
+        ("PATCH", "/api/v1/conversations/{conversation_id}"),
         ("POST", "/api/v1/conversations/{conversation_id}/messages"),
         ("GET", "/api/v1/conversations/{conversation_id}/messages"),
-        ("GET", "/api/v1/api-tokens"), ("POST", "/api/v1/api-tokens"), ("DELETE", "/api/v1/api-tokens/{token_id}"),
-        ("GET", "/api/v1/widget-settings"), ("PATCH", "/api/v1/widget-settings"),
+        ("GET", "/api/v1/api-tokens"),
+        ("POST", "/api/v1/api-tokens"),
+        ("DELETE", "/api/v1/api-tokens/{token_id}"),
+        ("GET", "/api/v1/widget-settings"),
+        ("PATCH", "/api/v1/widget-settings"),
     ]:
         assert expected in ops
     for method, path in ops:
@@ -52,7 +60,9 @@ def test_every_route_without_a_token_is_401_json(module_server: LiveServer) -> N
             assert_error(r, 401)
 
 
-def test_every_route_rejects_bad_json_and_unknown_ids_with_the_error_shape(module_server: LiveServer, module_tenant: Tenant) -> None:
+def test_every_route_rejects_bad_json_and_unknown_ids_with_the_error_shape(
+    module_server: LiveServer, module_tenant: Tenant
+) -> None:
     spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
     with module_server.client(module_tenant) as c:
         for method, path in all_operations(spec):
@@ -85,7 +95,9 @@ def two_tenants(server: LiveServer) -> tuple[Tenant, Tenant]:
     return server.new_tenant("A"), server.new_tenant("B")
 
 
-def test_resources_of_another_workspace_are_404_everywhere(server: LiveServer, two_tenants: tuple[Tenant, Tenant]) -> None:
+def test_resources_of_another_workspace_are_404_everywhere(
+    server: LiveServer, two_tenants: tuple[Tenant, Tenant]
+) -> None:
     a, b = two_tenants
     with server.client(a) as ca, server.client(b) as cb:
         user = ca.post("/api/v1/users", json={"external_id": "shared-id"}).json()
@@ -108,14 +120,25 @@ def test_resources_of_another_workspace_are_404_everywhere(server: LiveServer, t
         assert_error(cb.post("/api/v1/conversations", json={"user_id": user["id"]}), 422)
         own = make_conversation(cb)
         assert_error(cb.patch(f"/api/v1/conversations/{own['id']}", json={"assignee_id": agent["id"]}), 422)
-        assert_error(cb.post(f"/api/v1/conversations/{own['id']}/messages", json={
-            "actor": {"type": "agent", "id": agent["id"]}, "message_parts": [{"text": {"content": "x"}}]}), 422)
-        assert_error(cb.post(f"/api/v1/conversations/{own['id']}/messages", json={
-            "message_parts": [{"text": {"content": "x"}}], "reply_to": {"message_id": msg["id"], "payload": "p"}}), 422)
+        assert_error(
+            cb.post(
+                f"/api/v1/conversations/{own['id']}/messages",
+                json={"actor": {"type": "agent", "id": agent["id"]}, "message_parts": [{"text": {"content": "x"}}]},
+            ),
+            422,
+        )
+        assert_error(
+            cb.post(
+                f"/api/v1/conversations/{own['id']}/messages",
+                json={
+                    "message_parts": [{"text": {"content": "x"}}],
+                    "reply_to": {"message_id": msg["id"], "payload": "p"},
+                },
+            ),
+            422,
+        )
         # lists never show the other workspace
-        assert cb.get("/api/v1/conversations").json()["data"] == [
-            cb.get(f"/api/v1/conversations/{own['id']}").json()
-        ]
+        assert cb.get("/api/v1/conversations").json()["data"] == [cb.get(f"/api/v1/conversations/{own['id']}").json()]
         assert all(t["id"] != token["id"] for t in cb.get("/api/v1/api-tokens").json()["data"])
         # and A still sees its own
         assert ca.get(f"/api/v1/conversations/{conv['id']}").status_code == 200

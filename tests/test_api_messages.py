@@ -59,7 +59,13 @@ def test_every_part_type_is_accepted_and_returned(api: httpx.Client) -> None:
     msg = r.json()
     assert msg["seq"] == 1 and msg["actor"]["type"] == "bot" and msg["actor"]["id"].startswith("agt_")
     assert [next(iter(p)) for p in msg["message_parts"]] == [
-        "text", "image", "image", "url_button", "web_view", "web_view", "carousel"
+        "text",
+        "image",
+        "image",
+        "url_button",
+        "web_view",
+        "web_view",
+        "carousel",
     ]
     assert msg["reply_parts"][0]["quick_replies"]["options"][1] == {"label": "No", "payload": "no"}
     assert messages(api, conv["id"]) == [msg]
@@ -83,30 +89,64 @@ LIMITS = [
     (["message_parts", 3, "url_button", "label"], "x" * 21, "message_parts.3.url_button.label"),
     (["message_parts", 3, "url_button", "url"], "ftp://example.com", "message_parts.3.url_button.url"),
     (["message_parts", 3, "url_button", "target"], "_top", "message_parts.3.url_button.target"),
-    (["message_parts", 4, "web_view"], {"label": "Both", "url": "https://a.example", "form": FORM}, "message_parts.4.web_view"),
+    (
+        ["message_parts", 4, "web_view"],
+        {"label": "Both", "url": "https://a.example", "form": FORM},
+        "message_parts.4.web_view",
+    ),
     (["message_parts", 4, "web_view"], {"label": "Neither"}, "message_parts.4.web_view"),
     (["message_parts", 4, "web_view", "height"], "huge", "message_parts.4.web_view.height"),
-    (["message_parts", 5, "web_view", "form", "callback_url"], "javascript:x", "message_parts.5.web_view.form.callback_url"),
+    (
+        ["message_parts", 5, "web_view", "form", "callback_url"],
+        "javascript:x",
+        "message_parts.5.web_view.form.callback_url",
+    ),
     (["message_parts", 6, "carousel", "cards"], [], "message_parts.6.carousel.cards"),
-    (["message_parts", 6, "carousel", "cards"], [{"title": f"c{i}"} for i in range(11)], "message_parts.6.carousel.cards"),
+    (
+        ["message_parts", 6, "carousel", "cards"],
+        [{"title": f"c{i}"} for i in range(11)],
+        "message_parts.6.carousel.cards",
+    ),
     (["message_parts", 6, "carousel", "cards", 0, "title"], "t" * 81, "message_parts.6.carousel.cards.0.title"),
     (["message_parts", 6, "carousel", "cards", 0, "subtitle"], "s" * 81, "message_parts.6.carousel.cards.0.subtitle"),
-    (["message_parts", 6, "carousel", "cards", 0, "buttons"], [{"postback": {"label": "a", "payload": "b"}}] * 4, "message_parts.6.carousel.cards.0.buttons"),
-    (["message_parts", 6, "carousel", "cards", 0, "buttons", 0], {"text": {"content": "no"}}, "message_parts.6.carousel.cards.0.buttons.0"),
+    (
+        ["message_parts", 6, "carousel", "cards", 0, "buttons"],
+        [{"postback": {"label": "a", "payload": "b"}}] * 4,
+        "message_parts.6.carousel.cards.0.buttons",
+    ),
+    (
+        ["message_parts", 6, "carousel", "cards", 0, "buttons", 0],
+        {"text": {"content": "no"}},
+        "message_parts.6.carousel.cards.0.buttons.0",
+    ),
     (["message_parts", 0], {"video": {"url": HTTPS}}, "message_parts.0"),
     (["message_parts", 0], {"text": {"content": "a"}, "image": {"url": HTTPS}}, "message_parts.0"),
     (["reply_parts", 0, "quick_replies", "options"], TOO_MANY_OPTIONS, "reply_parts.0.quick_replies.options"),
     (["reply_parts", 0, "quick_replies", "options"], [], "reply_parts.0.quick_replies.options"),
-    (["reply_parts", 0, "quick_replies", "options", 0, "label"], "l" * 21, "reply_parts.0.quick_replies.options.0.label"),
-    (["reply_parts", 0, "quick_replies", "options", 0, "payload"], "p" * 1001, "reply_parts.0.quick_replies.options.0.payload"),
-    (["reply_parts", 1, "dropdown", "options"], [{"label": f"o{i}", "payload": "x"} for i in range(101)], "reply_parts.1.dropdown.options"),
+    (
+        ["reply_parts", 0, "quick_replies", "options", 0, "label"],
+        "l" * 21,
+        "reply_parts.0.quick_replies.options.0.label",
+    ),
+    (
+        ["reply_parts", 0, "quick_replies", "options", 0, "payload"],
+        "p" * 1001,
+        "reply_parts.0.quick_replies.options.0.payload",
+    ),
+    (
+        ["reply_parts", 1, "dropdown", "options"],
+        [{"label": f"o{i}", "payload": "x"} for i in range(101)],
+        "reply_parts.1.dropdown.options",
+    ),
     (["reply_parts", 1, "dropdown", "options"], [], "reply_parts.1.dropdown.options"),
     (["actor"], {"type": "system"}, "actor.type"),
     (["message_parts"], [], None),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "field"), LIMITS, ids=[f"{i}-{'.'.join(map(str, p))}" for i, (p, _, _) in enumerate(LIMITS)])
+@pytest.mark.parametrize(
+    ("path", "value", "field"), LIMITS, ids=[f"{i}-{'.'.join(map(str, p))}" for i, (p, _, _) in enumerate(LIMITS)]
+)
 def test_limit_is_refused_with_422_naming_the_field_and_nothing_stored(
     module_api: httpx.Client, path: list[Any], value: Any, field: str | None
 ) -> None:
@@ -126,7 +166,10 @@ def test_limit_is_refused_with_422_naming_the_field_and_nothing_stored(
 
 def test_a_conversation_with_a_bad_message_is_not_half_written(api: httpx.Client) -> None:
     user = api.post("/api/v1/users", json={}).json()
-    body = {"user_id": user["id"], "messages": [{"message_parts": [{"text": {"content": "ok"}}]}, {"message_parts": [{"text": {"content": ""}}]}]}
+    body = {
+        "user_id": user["id"],
+        "messages": [{"message_parts": [{"text": {"content": "ok"}}]}, {"message_parts": [{"text": {"content": ""}}]}],
+    }
     assert_error(api.post("/api/v1/conversations", json=body), 422)
     assert api.get("/api/v1/conversations", params={"user_id": user["id"]}).json()["data"] == []
 
@@ -136,16 +179,22 @@ def test_actors_and_reply_to(api: httpx.Client) -> None:
     cid = conv["id"]
     bot = api.post("/api/v1/agents", json={"name": "Freddy", "kind": "bot"}).json()
     human = api.post("/api/v1/agents", json={"name": "Ann", "kind": "human"}).json()
-    ask = api.post(f"/api/v1/conversations/{cid}/messages", json={
-        "actor": {"type": "bot", "id": bot["id"]},
-        "message_parts": [{"text": {"content": "Pick one"}}],
-        "reply_parts": [{"quick_replies": {"options": [{"label": "Yes", "payload": "YES"}]}}],
-    }).json()
-    answer = api.post(f"/api/v1/conversations/{cid}/messages", json={
-        "actor": {"type": "user"},
-        "message_parts": [{"text": {"content": "Yes"}}],
-        "reply_to": {"message_id": ask["id"], "payload": "YES"},
-    })
+    ask = api.post(
+        f"/api/v1/conversations/{cid}/messages",
+        json={
+            "actor": {"type": "bot", "id": bot["id"]},
+            "message_parts": [{"text": {"content": "Pick one"}}],
+            "reply_parts": [{"quick_replies": {"options": [{"label": "Yes", "payload": "YES"}]}}],
+        },
+    ).json()
+    answer = api.post(
+        f"/api/v1/conversations/{cid}/messages",
+        json={
+            "actor": {"type": "user"},
+            "message_parts": [{"text": {"content": "Yes"}}],
+            "reply_to": {"message_id": ask["id"], "payload": "YES"},
+        },
+    )
     assert answer.status_code == 201
     assert answer.json()["actor"] == {"type": "user", "id": conv["user_id"]}
     assert answer.json()["reply_to"] == {"message_id": ask["id"], "payload": "YES"}
@@ -157,10 +206,15 @@ def test_actors_and_reply_to(api: httpx.Client) -> None:
         {"actor": {"type": "user", "id": "usr_other"}},
         {"reply_to": {"message_id": "msg_nope", "payload": "x"}},
     ):
-        r = api.post(f"/api/v1/conversations/{cid}/messages", json={"message_parts": [{"text": {"content": "x"}}], **body})
+        r = api.post(
+            f"/api/v1/conversations/{cid}/messages", json={"message_parts": [{"text": {"content": "x"}}], **body}
+        )
         assert_error(r, 422)
     # a human agent replying takes the conversation over
-    r = api.post(f"/api/v1/conversations/{cid}/messages", json={"actor": {"type": "agent", "id": human["id"]}, "message_parts": [{"text": {"content": "Hi, Ann here"}}]})
+    r = api.post(
+        f"/api/v1/conversations/{cid}/messages",
+        json={"actor": {"type": "agent", "id": human["id"]}, "message_parts": [{"text": {"content": "Hi, Ann here"}}]},
+    )
     assert r.status_code == 201
     assert api.get(f"/api/v1/conversations/{cid}").json()["assignee_id"] == human["id"]
     assert [m["seq"] for m in messages(api, cid)] == [1, 2, 3]
@@ -178,7 +232,10 @@ def test_conversation_status_and_assignment(api: httpx.Client) -> None:
     assert_error(api.patch(f"/api/v1/conversations/{cid}", json={"status": "closed"}), 422)
     assert_error(api.patch(f"/api/v1/conversations/{cid}", json={"assignee_id": "agt_nope"}), 422)
     # the customer writing again reopens it
-    api.post(f"/api/v1/conversations/{cid}/messages", json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "one more thing"}}]})
+    api.post(
+        f"/api/v1/conversations/{cid}/messages",
+        json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "one more thing"}}]},
+    )
     assert api.get(f"/api/v1/conversations/{cid}").json()["status"] == "open"
     r = api.patch(f"/api/v1/conversations/{cid}", json={"assignee_id": None})
     assert r.json()["assignee_id"] is None

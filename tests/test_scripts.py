@@ -19,7 +19,11 @@ def test_scripts_serve_no_demo_serves_from_the_current_folder(tmp_path: Path) ->
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "serve"), "--no-demo", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120

@@ -34,9 +34,20 @@ def read(call: Call) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/agents", create, "Create a bot or human agent", "Agents", body=AgentIn,
-             response=AgentOut, status=201, scope="write", errors=(422,)),
-    Endpoint("GET", "/agents", list_, "List agents (oldest first)", "Agents", query=ListQuery,
-             response=("page", AgentOut)),
+    Endpoint(
+        "POST",
+        "/agents",
+        create,
+        "Create a bot or human agent",
+        "Agents",
+        body=AgentIn,
+        response=AgentOut,
+        status=201,
+        scope="write",
+        errors=(422,),
+    ),
+    Endpoint(
+        "GET", "/agents", list_, "List agents (oldest first)", "Agents", query=ListQuery, response=("page", AgentOut)
+    ),
     Endpoint("GET", "/agents/{agent_id}", read, "Get an agent", "Agents", response=AgentOut, errors=(404,)),
 ]

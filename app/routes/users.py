@@ -44,11 +44,37 @@ def list_(call: Call) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/users", create, "Create a user", "Users", body=UserIn, response=UserOut,
-             status=201, scope="write", errors=(409, 422)),
-    Endpoint("GET", "/users", list_, "List users (newest first), or find one by external_id", "Users",
-             query=UserQuery, response=("page", UserOut)),
+    Endpoint(
+        "POST",
+        "/users",
+        create,
+        "Create a user",
+        "Users",
+        body=UserIn,
+        response=UserOut,
+        status=201,
+        scope="write",
+        errors=(409, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/users",
+        list_,
+        "List users (newest first), or find one by external_id",
+        "Users",
+        query=UserQuery,
+        response=("page", UserOut),
+    ),
     Endpoint("GET", "/users/{user_id}", read, "Get a user", "Users", response=UserOut, errors=(404,)),
-    Endpoint("PATCH", "/users/{user_id}", patch, "Update a user", "Users", body=UserPatch,
-             response=UserOut, scope="write", errors=(404, 409, 422)),
+    Endpoint(
+        "PATCH",
+        "/users/{user_id}",
+        patch,
+        "Update a user",
+        "Users",
+        body=UserPatch,
+        response=UserOut,
+        scope="write",
+        errors=(404, 409, 422),
+    ),
 ]

@@ -19,8 +19,16 @@ def patch(call: Call) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/widget-settings", read, "Get widget settings", "Widget",
-             response=WidgetSettingsOut),
-    Endpoint("PATCH", "/widget-settings", patch, "Change widget settings", "Widget",
-             body=WidgetSettingsPatch, response=WidgetSettingsOut, scope="admin", errors=(403, 422)),
+    Endpoint("GET", "/widget-settings", read, "Get widget settings", "Widget", response=WidgetSettingsOut),
+    Endpoint(
+        "PATCH",
+        "/widget-settings",
+        patch,
+        "Change widget settings",
+        "Widget",
+        body=WidgetSettingsPatch,
+        response=WidgetSettingsOut,
+        scope="admin",
+        errors=(403, 422),
+    ),
 ]
