@@ -125,16 +125,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def _feature_routes() -> list[BaseRoute]:
     """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
+    from app import console
     from app.routes import webviews
 
-    return [*webviews.ROUTES]
+    return [*webviews.ROUTES, *console.ROUTES]
 
 
 def _feature_starters() -> list[Any]:
     """Background services started in the lifespan: ``async start(state, exit_stack)``."""
-    from app import dispatcher, webhooks
+    from app import console, dispatcher, webhooks
 
-    return [webhooks.start_http_client, dispatcher.start_dispatcher]
+    return [webhooks.start_http_client, dispatcher.start_dispatcher, console.start]
 
 
 async def _db_ok(state: AppState) -> bool:

@@ -1,0 +1,239 @@
+"""Console sessions: signed cookies, CSRF tokens, login throttling, and the page guard.
+
+The session cookie carries ``{console user id, session_version, csrf}``, signed with the
+server's secret key. Every request reloads the user and compares ``session_version``, so
+logging out (which bumps it) ends every session of that user at once, on every instance.
+The CSRF token is a random value inside the signed session (synchronizer token): a form
+posts it back, and the server compares it in constant time. Login, which has no session
+yet, uses a double-submit cookie instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlmodel import Session
+from starlette.datastructures import FormData
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
+
+from app import errors
+from app.actions import Tx
+from app.models import ConsoleUser, Workspace
+from app.state import AppState
+
+log = logging.getLogger("backchannel.console")
+
+SESSION_COOKIE = "bc_console"
+LOGIN_COOKIE = "bc_console_login"
+SESSION_MAX_AGE = 7 * 24 * 3600  # a working week and a weekend; then log in again
+LOGIN_WINDOW = 15 * 60.0
+
+
+@dataclass
+class SessionData:
+    user_id: str
+    version: int
+    csrf: str
+
+
+def _serializer(state: AppState, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(state.settings.secret_key.get_secret_value(), salt=salt)
+
+
+def read_session(state: AppState, conn: HTTPConnection) -> SessionData | None:
+    raw = conn.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer(state, "console-session").loads(raw, max_age=SESSION_MAX_AGE)
+        return SessionData(str(data["u"]), int(data["v"]), str(data["c"]))
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
+def is_https(request: Request, state: AppState) -> bool:
+    return request.url.scheme == "https" or state.settings.public_url.startswith("https://")
+
+
+def set_session(response: Response, request: Request, state: AppState, user: ConsoleUser) -> None:
+    value = _serializer(state, "console-session").dumps(
+        {"u": user.id, "v": user.session_version, "c": secrets.token_urlsafe(24)}
+    )
+    response.set_cookie(
+        SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, path="/console", httponly=True,
+        samesite="lax", secure=is_https(request, state),
+    )
+
+
+def clear_session(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+
+
+async def load_user(state: AppState, conn: HTTPConnection) -> tuple[ConsoleUser, Workspace, SessionData] | None:
+    """The logged-in user, or None when there is no valid, current session."""
+    session = read_session(state, conn)
+    if session is None:
+        return None
+
+    def find(s: Session) -> tuple[ConsoleUser, Workspace] | None:
+        user = s.get(ConsoleUser, session.user_id)
+        if user is None or user.session_version != session.version:
+            return None
+        workspace = s.get(Workspace, user.workspace_id)
+        return (user, workspace) if workspace is not None else None
+
+    found = await state.runner.read(find)
+    return (found[0], found[1], session) if found else None
+
+
+# --- origin and CSRF checks -------------------------------------------------------------
+
+
+def own_origins(conn: HTTPConnection, state: AppState) -> set[str]:
+    """Origins the console is served from: the Host it was reached at, and PUBLIC_URL."""
+    host = conn.headers.get("host", "")
+    scheme = "https" if conn.url.scheme in ("https", "wss") else "http"
+    public = urlsplit(state.settings.public_url)
+    return {f"{scheme}://{host}".lower(), f"{public.scheme}://{public.netloc}".lower()}
+
+
+def same_origin(conn: HTTPConnection, state: AppState, *, required: bool) -> bool:
+    """Browsers send Origin on every POST and WebSocket handshake; a foreign one is refused."""
+    origin = conn.headers.get("origin")
+    if origin is None or origin == "null":
+        return not required
+    return origin.lower() in own_origins(conn, state)
+
+
+def check_csrf(request: Request, state: AppState, expected: str, form: FormData) -> None:
+    sent = str(form.get("csrf_token") or request.headers.get("x-csrf-token") or "")
+    if not sent or not hmac.compare_digest(sent, expected) or not same_origin(request, state, required=False):
+        raise CsrfFailed()
+
+
+class CsrfFailed(errors.ApiError):
+    status, code, message = 403, "csrf_failed", "This form has expired or did not come from the console. Reload the page and try again."
+
+
+def login_csrf(request: Request) -> str:
+    """The double-submit value for the login form (kept in its own short-lived cookie)."""
+    return request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+
+
+def set_login_csrf(response: Response, request: Request, state: AppState, value: str) -> None:
+    response.set_cookie(
+        LOGIN_COOKIE, value, max_age=3600, path="/console", httponly=True, samesite="lax",
+        secure=is_https(request, state),
+    )
+
+
+def throttle_login(state: AppState, request: Request, email: str) -> None:
+    """At most N attempts per 15 minutes per address and per account (SPEC: state.limiter)."""
+    limit = state.settings.login_attempts_per_15min
+    ip = request.client.host if request.client else "unknown"
+    for key in (f"console-login:ip:{ip}", f"console-login:email:{email.strip().lower()}"):
+        state.limiter.hit_or_raise(key, limit, LOGIN_WINDOW)
+
+
+def end_all_sessions(tx: Tx, user_id: str) -> None:
+    """Logout everywhere: bump the version every cookie carries, and tell live sockets."""
+    user = tx.session.get(ConsoleUser, user_id)
+    if user is None:
+        return
+    user.session_version += 1
+    tx.session.add(user)
+    tx.publish({"type": "console.logout", "workspace_id": user.workspace_id, "data": {"console_user_id": user.id}})
+
+
+# --- the page guard ---------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    """One console request: who is asking, in which workspace, with what form."""
+
+    request: Request
+    state: AppState
+    user: ConsoleUser
+    workspace: Workspace
+    csrf: str
+    form: FormData | None = None
+
+    @property
+    def workspace_id(self) -> str:
+        return self.user.workspace_id
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.user.agent_id
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role == "admin"
+
+    def field(self, name: str, default: str = "") -> str:
+        value = self.form.get(name) if self.form is not None else None
+        return value if isinstance(value, str) else default
+
+    def fields(self, name: str) -> list[str]:
+        return [v for v in self.form.getlist(name) if isinstance(v, str)] if self.form is not None else []
+
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+def console_page(*, admin: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: require a session (and the admin role), check CSRF on writes, and
+    turn errors into console pages instead of the API's JSON."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            from app.console.render import error_page  # late: render imports this module
+
+            state: AppState = request.app.state.bc
+            found = await load_user(state, request)
+            if found is None:
+                if request.method == "GET":
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"/console/login?next={quote(target)}", status_code=303)
+                return error_page(request, 401, "Your session has ended. Log in again.")
+            user, workspace, session = found
+            ctx = Ctx(request, state, user, workspace, session.csrf)
+            try:
+                if request.method == "POST":
+                    ctx.form = await request.form(max_files=0, max_fields=200)
+                    check_csrf(request, state, session.csrf, ctx.form)
+                if admin and not ctx.is_admin:
+                    raise errors.Forbidden("Only workspace admins can change settings.")
+                response = await handler(ctx)
+            except errors.ApiError as exc:
+                return error_page(request, exc.status, exc.message, ctx=ctx)
+            response.headers.setdefault("cache-control", "no-store")
+            return response
+
+        return endpoint
+
+    return wrap
+
+
+def form_error(exc: errors.ApiError) -> dict[str, str]:
+    """An ``Unprocessable`` as ``{field: message}`` for showing errors next to their fields."""
+    out: dict[str, str] = {}
+    details: Any = exc.details
+    if isinstance(details, list):
+        for item in details:
+            if isinstance(item, dict) and "field" in item:
+                out.setdefault(str(item["field"]).split(".")[0], str(item.get("message", "invalid")))
+    if not out:
+        out["_form"] = exc.message
+    return out

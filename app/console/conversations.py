@@ -1,0 +1,148 @@
+"""Reads behind the Inbox: conversation lists and transcripts, always within one workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from app import actions
+from app.models import Agent, Conversation, Message, User
+
+VIEWS = {"open": "Open", "mine": "Assigned to me", "resolved": "Resolved"}
+LIST_LIMIT = 100
+TRANSCRIPT_LIMIT = 500
+
+
+def customer_name(user: User | None) -> str:
+    if user is None:
+        return "Customer"
+    return user.name or user.email or user.external_id or f"Visitor {user.id[-4:].upper()}"
+
+
+def preview(message: Message | None) -> str:
+    """One line describing a message, as the list shows it."""
+    if message is None:
+        return "No messages yet"
+    for part in message.message_parts:
+        if "text" in part:
+            return str(part["text"].get("content", ""))[:140]
+        if "image" in part:
+            return "Image"
+        if "carousel" in part:
+            return "Carousel"
+        if "web_view" in part:
+            return f"Web view: {part['web_view'].get('label', '')}"
+        if "url_button" in part:
+            return f"Link: {part['url_button'].get('label', '')}"
+    if message.reply_parts:
+        return "Choices"
+    return "Message"
+
+
+@dataclass
+class ConversationRow:
+    conversation: Conversation
+    customer: str
+    preview: str
+    last_actor: str
+    assignee: str | None
+    unread: bool
+
+
+def list_conversations(
+    s: Session, workspace_id: str, view: str, agent_id: str | None, limit: int = LIST_LIMIT
+) -> list[ConversationRow]:
+    """Newest activity first. "mine" is open conversations assigned to this agent."""
+    query = select(Conversation).where(Conversation.workspace_id == workspace_id)
+    if view == "resolved":
+        query = query.where(Conversation.status == "resolved")
+    else:
+        query = query.where(Conversation.status == "open")
+    if view == "mine":
+        query = query.where(Conversation.assignee_id == (agent_id or ""))
+    convs = list(
+        s.exec(query.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc()).limit(limit))
+    )
+    if not convs:
+        return []
+    users = {u.id: u for u in s.exec(select(User).where(col(User.id).in_({c.user_id for c in convs})))}
+    agents = agents_by_id(s, workspace_id)
+    # One query for every conversation's newest message, not one per row.
+    newest = [
+        and_(Message.conversation_id == c.id, Message.seq == c.last_message_seq) for c in convs if c.last_message_seq
+    ]
+    last: dict[str, Message] = {}
+    if newest:
+        last = {m.conversation_id: m for m in s.exec(select(Message).where(or_(*newest)))}
+    rows = []
+    for c in convs:
+        message = last.get(c.id)
+        assignee = agents.get(c.assignee_id or "")
+        rows.append(
+            ConversationRow(
+                conversation=c,
+                customer=customer_name(users.get(c.user_id)),
+                preview=preview(message),
+                last_actor=message.actor_type if message else "",
+                assignee=assignee.name if assignee else None,
+                unread=c.last_message_seq > c.agent_read_seq and (message is None or message.actor_type == "user"),
+            )
+        )
+    return rows
+
+
+def agents_by_id(s: Session, workspace_id: str) -> dict[str, Agent]:
+    return {a.id: a for a in s.exec(select(Agent).where(Agent.workspace_id == workspace_id))}
+
+
+@dataclass
+class Transcript:
+    conversation: Conversation
+    user: User
+    customer: str
+    agents: dict[str, Agent]
+    messages: list[Message]
+    chosen: dict[str, str] = field(default_factory=dict)  # message id -> payload the customer picked
+
+    @property
+    def humans(self) -> list[Agent]:
+        return sorted((a for a in self.agents.values() if a.kind == "human"), key=lambda a: a.name.lower())
+
+    @property
+    def assignee(self) -> Agent | None:
+        return self.agents.get(self.conversation.assignee_id or "")
+
+    @property
+    def last_seq(self) -> int:
+        return self.messages[-1].seq if self.messages else 0
+
+
+def load_transcript(s: Session, workspace_id: str, conversation_id: str, after: int = 0) -> Transcript:
+    """The conversation (404 outside this workspace) and its messages after ``after``."""
+    conv = actions.get_conversation(s, workspace_id, conversation_id)
+    user = actions.get_user(s, workspace_id, conv.user_id)
+    query = select(Message).where(Message.conversation_id == conv.id, col(Message.seq) > after)
+    # The newest TRANSCRIPT_LIMIT messages, shown oldest first.
+    messages = list(s.exec(query.order_by(col(Message.seq).desc()).limit(TRANSCRIPT_LIMIT)))[::-1]
+    chosen = {
+        str(m.reply_to["message_id"]): str(m.reply_to.get("payload", ""))
+        for m in messages
+        if m.reply_to and m.reply_to.get("message_id")
+    }
+    return Transcript(conv, user, customer_name(user), agents_by_id(s, workspace_id), messages, chosen)
+
+
+def actor_label(message: Message, transcript: Transcript, me_agent_id: str | None) -> dict[str, Any]:
+    """Who said it, for the bubble's caption and side."""
+    if message.actor_type == "user":
+        return {"name": transcript.customer, "side": "customer", "kind": "Customer"}
+    if message.actor_type == "system":
+        return {"name": "", "side": "system", "kind": "System"}
+    agent = transcript.agents.get(message.actor_id or "")
+    name = agent.name if agent else ("Bot" if message.actor_type == "bot" else "Agent")
+    if message.actor_type == "agent" and message.actor_id and message.actor_id == me_agent_id:
+        name = f"{name} (you)"
+    return {"name": name, "side": "team", "kind": "Bot" if message.actor_type == "bot" else "Agent"}

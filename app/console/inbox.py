@@ -1,0 +1,158 @@
+"""The Inbox: live conversation lists, transcripts, replying, assigning, resolving.
+
+Every write here is the REST API's own action (``actions.post_message``,
+``actions.update_conversation``) inside ``runner.write``: a human's reply auto-assigns the
+conversation and emits ``conversation.assigned``, exactly as it would over the API.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import ValidationError
+from sqlmodel import Session
+from starlette.responses import JSONResponse, Response
+
+from app import actions, errors
+from app.console import conversations as convs
+from app.console.auth import Ctx, console_page
+from app.console.render import redirect, render, render_fragment
+from app.schemas import ActorIn, ConversationPatch, MessageIn
+
+MAX_REPLY = 4096
+
+
+def _view(ctx: Ctx) -> str:
+    view = ctx.request.query_params.get("view") or ctx.field("view") or "open"
+    return view if view in convs.VIEWS else "open"
+
+
+def _url(conversation_id: str | None, view: str) -> str:
+    base = f"/console/inbox/{conversation_id}" if conversation_id else "/console/inbox"
+    return base if view == "open" else f"{base}?view={view}"
+
+
+async def _rows(ctx: Ctx, view: str) -> list[convs.ConversationRow]:
+    return await ctx.state.runner.read(convs.list_conversations, ctx.workspace_id, view, ctx.agent_id)
+
+
+def _transcript_values(ctx: Ctx, transcript: convs.Transcript) -> dict[str, Any]:
+    return {"t": transcript, "actor_label": convs.actor_label, "me_agent_id": ctx.agent_id}
+
+
+@console_page()
+async def inbox(ctx: Ctx) -> Response:
+    view = _view(ctx)
+    return render(ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, rows=await _rows(ctx, view),
+                  current=None)
+
+
+@console_page()
+async def conversation(ctx: Ctx) -> Response:
+    view = _view(ctx)
+    conversation_id = ctx.request.path_params["conversation_id"]
+    transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id)
+    if transcript.last_seq:
+        # Reading the conversation is what marks it read for the team (and tells the widget).
+        await ctx.state.runner.write(actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq)
+    return render(
+        ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, rows=await _rows(ctx, view),
+        current=transcript.conversation.id, client_message_id=f"console-{secrets.token_urlsafe(12)}",
+        **_transcript_values(ctx, transcript),
+    )
+
+
+@console_page()
+async def list_fragment(ctx: Ctx) -> Response:
+    view = _view(ctx)
+    return render_fragment(
+        "_conversation_list.html", rows=await _rows(ctx, view), view=view,
+        current=ctx.request.query_params.get("current"),
+    )
+
+
+@console_page()
+async def messages_fragment(ctx: Ctx) -> Response:
+    """Messages after ``?after=SEQ``: what console.js appends when an event says there are more."""
+    try:
+        after = max(0, int(ctx.request.query_params.get("after", "0")))
+    except ValueError:
+        after = 0
+    conversation_id = ctx.request.path_params["conversation_id"]
+    transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id, after)
+    if transcript.last_seq:
+        await ctx.state.runner.write(actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq)
+    return render_fragment("_messages.html", **_transcript_values(ctx, transcript))
+
+
+@console_page()
+async def header_fragment(ctx: Ctx) -> Response:
+    conversation_id = ctx.request.path_params["conversation_id"]
+
+    def load(s: Session) -> convs.Transcript:
+        return convs.load_transcript(s, ctx.workspace_id, conversation_id, after=2**62)
+
+    transcript = await ctx.state.runner.read(load)
+    return render_fragment(
+        "_conversation_header.html", csrf_token=ctx.csrf, view=_view(ctx), **_transcript_values(ctx, transcript)
+    )
+
+
+def _wants_json(ctx: Ctx) -> bool:
+    return ctx.request.headers.get("x-requested-with") == "fetch"
+
+
+@console_page()
+async def reply(ctx: Ctx) -> Response:
+    conversation_id = ctx.request.path_params["conversation_id"]
+    text = ctx.field("text").strip()
+    problem = None
+    if not text:
+        problem = "Write a reply first."
+    elif len(text) > MAX_REPLY:
+        problem = f"A reply is at most {MAX_REPLY} characters."
+    if ctx.agent_id is None:
+        problem = "Your console account has no agent profile, so it cannot reply."
+    if problem:
+        if _wants_json(ctx):
+            return JSONResponse({"error": {"field": "text", "message": problem}}, status_code=422)
+        return redirect(ctx, _url(conversation_id, _view(ctx)), problem)
+    try:
+        body = MessageIn(
+            actor=ActorIn(type="agent", id=ctx.agent_id),
+            message_parts=[{"text": {"content": text}}],  # type: ignore[list-item]
+            client_message_id=ctx.field("client_message_id") or None,
+        )
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc) from None
+    message, _ = await ctx.state.runner.write(actions.post_message, ctx.workspace_id, conversation_id, body)
+    if _wants_json(ctx):
+        return JSONResponse({"id": message.id, "seq": message.seq})
+    return redirect(ctx, _url(conversation_id, _view(ctx)))
+
+
+async def _patch(ctx: Ctx, patch: ConversationPatch, notice: str) -> Response:
+    conversation_id = ctx.request.path_params["conversation_id"]
+    try:
+        await ctx.state.runner.write(actions.update_conversation, ctx.workspace_id, conversation_id, patch)
+    except errors.Unprocessable as exc:
+        notice = exc.message
+    if _wants_json(ctx):
+        return JSONResponse({"notice": notice})
+    return redirect(ctx, _url(conversation_id, _view(ctx)), notice)
+
+
+@console_page()
+async def assign(ctx: Ctx) -> Response:
+    choice = ctx.field("assignee_id")
+    assignee = ctx.agent_id if choice == "me" else (choice or None)
+    notice = "Conversation assigned." if assignee else "Conversation unassigned."
+    return await _patch(ctx, ConversationPatch(assignee_id=assignee), notice)
+
+
+@console_page()
+async def set_status(ctx: Ctx) -> Response:
+    status = "resolved" if ctx.field("status") == "resolved" else "open"
+    notice = "Conversation resolved." if status == "resolved" else "Conversation reopened."
+    return await _patch(ctx, ConversationPatch(status=status), notice)

@@ -1,0 +1,56 @@
+"""Settings > Team: the console users of this workspace, and inviting agents (admins only)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+from starlette.responses import Response
+
+from app import errors
+from app.accounts import create_console_user
+from app.console.auth import Ctx, console_page, form_error
+from app.console.render import redirect, render
+from app.models import ConsoleUser
+
+PATH = "/console/settings/team"
+
+
+def list_members(s: Session, workspace_id: str) -> list[ConsoleUser]:
+    return list(
+        s.exec(select(ConsoleUser).where(ConsoleUser.workspace_id == workspace_id).order_by(col(ConsoleUser.created_at)))
+    )
+
+
+async def _page(ctx: Ctx, *, values: dict[str, str] | None = None, errors_: dict[str, str] | None = None,
+                status: int = 200) -> Response:
+    members = await ctx.state.runner.read(list_members, ctx.workspace_id)
+    return render(
+        ctx.request, "team.html", ctx=ctx, status=status, members=members, errors=errors_ or {},
+        values=values or {"role": "agent"},
+    )
+
+
+@console_page(admin=True)
+async def team_page(ctx: Ctx) -> Response:
+    return await _page(ctx)
+
+
+@console_page(admin=True)
+async def invite(ctx: Ctx) -> Response:
+    values = {
+        "name": ctx.field("name").strip(),
+        "email": ctx.field("email").strip(),
+        "role": "admin" if ctx.field("role") == "admin" else "agent",
+    }
+    password = ctx.field("password")
+    try:
+        await ctx.state.runner.write(
+            create_console_user, ctx.workspace_id, values["email"], password,
+            name=values["name"] or None, role=values["role"],
+        )
+    except errors.Unprocessable as exc:
+        return await _page(ctx, values=values, errors_=form_error(exc), status=422)
+    except errors.Conflict as exc:
+        return await _page(ctx, values=values, errors_={"email": exc.message}, status=409)
+    return redirect(
+        ctx, PATH, f"{values['email']} can now log in at /console with the password you set. Share it with them privately."
+    )

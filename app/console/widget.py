@@ -1,0 +1,74 @@
+"""Settings > Widget: origins, colour, greeting, identity verification, embed snippet."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from app import errors, workspaces
+from app.console.auth import Ctx, console_page, form_error
+from app.console.render import redirect, render
+from app.schemas import WidgetSettingsPatch
+
+PATH = "/console/settings/widget"
+
+
+def embed_snippet(ctx: Ctx) -> str:
+    base = ctx.state.settings.public_url.rstrip("/")
+    return f'<script src="{base}/widget.js" data-workspace="{ctx.workspace.widget_key}" async></script>'
+
+
+def _page(ctx: Ctx, *, values: dict[str, object] | None = None, errors_: dict[str, str] | None = None,
+          reveal: bool = False, status: int = 200) -> Response:
+    w = ctx.workspace
+    current: dict[str, object] = {
+        "allowed_origins": "\n".join(w.allowed_origins),
+        "theme_color": w.theme_color,
+        "greeting": w.greeting,
+        "identity_verification": w.identity_verification,
+    }
+    return render(
+        ctx.request, "widget.html", ctx=ctx, status=status, values={**current, **(values or {})},
+        errors=errors_ or {}, snippet=embed_snippet(ctx), identity_secret=w.identity_secret if reveal else None,
+    )
+
+
+@console_page(admin=True)
+async def widget_page(ctx: Ctx) -> Response:
+    return _page(ctx)
+
+
+@console_page(admin=True)
+async def save(ctx: Ctx) -> Response:
+    origins = [line.strip().rstrip("/") for line in ctx.field("allowed_origins").splitlines() if line.strip()]
+    values: dict[str, object] = {
+        "allowed_origins": ctx.field("allowed_origins"),
+        "theme_color": ctx.field("theme_color").strip(),
+        "greeting": ctx.field("greeting").strip(),
+        "identity_verification": ctx.field("identity_verification") == "on",
+    }
+    try:
+        patch = WidgetSettingsPatch(
+            allowed_origins=origins,
+            theme_color=str(values["theme_color"]),
+            greeting=str(values["greeting"]),
+            identity_verification=bool(values["identity_verification"]),
+        )
+    except ValidationError as exc:
+        return _page(ctx, values=values, errors_=form_error(errors.from_validation_error(exc)), status=422)
+    # The same action the REST API's PATCH /widget-settings uses: it also tells live widgets.
+    await ctx.state.runner.write(workspaces.update_widget_settings, ctx.workspace_id, patch)
+    return redirect(ctx, PATH, "Widget settings saved. Open widgets update right away.")
+
+
+@console_page(admin=True)
+async def reveal_secret(ctx: Ctx) -> Response:
+    return _page(ctx, reveal=True)
+
+
+@console_page(admin=True)
+async def rotate_secret(ctx: Ctx) -> Response:
+    await ctx.state.runner.write(workspaces.rotate_identity_secret, ctx.workspace_id)
+    return redirect(
+        ctx, PATH, "New identity secret generated. Sign user JWTs with it from now on; the old one no longer works."
+    )

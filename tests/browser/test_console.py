@@ -1,0 +1,145 @@
+"""The console in Chromium: log in, manage API tokens and widget settings, work the Inbox live."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot
+from tests.conftest import LiveServer, Tenant
+from tests.console_support import PASSWORD, make_console_user
+
+
+def log_in(page: Any, server: LiveServer, email: str, password: str = PASSWORD) -> None:
+    page.goto(server.url + "/console")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("link", name="Inbox", exact=True)).to_be_visible()
+
+
+def test_login_then_generate_use_and_revoke_a_token(page: Any, server: LiveServer, tenant: Tenant) -> None:
+    email = make_console_user(server, tenant)
+    page.goto(server.url + "/console")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    screenshot(page, "console-login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("do not match")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("link", name="API Tokens").click()
+    page.get_by_label("Name").fill("Freddy bot")
+    page.get_by_role("button", name="Generate token").click()
+    token = page.get_by_text(re.compile(r"^bch_")).inner_text().strip()
+    screenshot(page, "console-tokens-generated")
+
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as api:
+        assert api.post("/api/v1/users", json={"name": "Via console token"}).status_code == 201
+        row = page.get_by_role("row", name=re.compile("Freddy bot"))
+        row.get_by_role("button", name="Revoke").click()
+        expect(page.get_by_role("status")).to_contain_text("revoked")
+        refused = api.post("/api/v1/users", json={"name": "After revoke"})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "invalid_token"
+    expect(page.get_by_role("row", name=re.compile("Freddy bot")).get_by_role("button", name="Revoke")).to_have_count(0)
+    screenshot(page, "console-tokens")
+
+
+def test_widget_settings_save_through_the_same_action_as_the_api(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    page.get_by_role("link", name="Widget").click()
+    page.get_by_label("Colour").fill("#cc3366")
+    page.get_by_label("Greeting").fill("Hello from AG Bank")
+    page.get_by_label("Allowed origins").fill("https://shop.example.com\nnot an origin")
+    page.get_by_role("button", name="Save").click()
+    # The bad origin is reported next to its field, and nothing was saved.
+    expect(page.locator("#f-allowed_origins-error")).to_contain_text("origin")
+    assert api.get("/api/v1/widget-settings").json()["greeting"] != "Hello from AG Bank"
+    page.get_by_label("Allowed origins").fill("https://shop.example.com")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
+    settings = api.get("/api/v1/widget-settings").json()
+    assert settings["theme_color"] == "#cc3366"
+    assert settings["greeting"] == "Hello from AG Bank"
+    assert settings["allowed_origins"] == ["https://shop.example.com"]
+    assert tenant.widget_key in page.locator("#embed-snippet").inner_text()
+    page.get_by_role("button", name="Reveal secret").click()
+    expect(page.get_by_text(re.compile(r"^ids_"))).to_be_visible()
+    screenshot(page, "console-widget")
+
+
+def test_customer_message_appears_live_and_agent_reply_takes_over(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    user = api.post("/api/v1/users", json={"name": "Bea Customer", "email": "bea@example.com"}).json()
+    conv = api.post("/api/v1/conversations", json={
+        "user_id": user["id"],
+        "messages": [
+            {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Hi, I lost my card"}}]},
+            {"actor": {"type": "bot"}, "message_parts": [{"text": {"content": "Sorry to hear that! What next?"}}],
+             "reply_parts": [{"quick_replies": {"options": [{"label": "Block card", "payload": "block"},
+                                                           {"label": "Talk to a human", "payload": "human"}]}}]},
+        ],
+    }).json()
+    expect(page.locator("#live-status")).to_have_text("Live")
+    page.reload()  # the conversation was created before the page loaded
+    expect(page.locator("#live-status")).to_have_text("Live")
+    page.get_by_role("link", name=re.compile("Bea Customer")).click()
+    log = page.get_by_role("log")
+    expect(log).to_contain_text("Hi, I lost my card")
+    expect(log.get_by_text("Talk to a human")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+    # The customer picks a quick reply and writes again: both appear without a reload.
+    bot_message = conv["messages"][1]["id"]
+    api.post(f"/api/v1/conversations/{conv['id']}/messages", json={
+        "actor": {"type": "user"}, "message_parts": [{"text": {"content": "Talk to a human"}}],
+        "reply_to": {"message_id": bot_message, "payload": "human"}})
+    api.post(f"/api/v1/conversations/{conv['id']}/messages", json={
+        "actor": {"type": "user"}, "message_parts": [{"text": {"content": "Anyone there?"}}]})
+    expect(log).to_contain_text("Anyone there?")
+    api.post(f"/api/v1/conversations/{conv['id']}/typing", json={"actor": {"type": "user"}, "on": True})
+    expect(page.locator("#typing")).to_contain_text("typing")
+
+    page.get_by_role("textbox", name="Reply").fill("Hello Bea, Grace here. I can help.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(log.get_by_text("Hello Bea, Grace here. I can help.")).to_have_count(1)
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
+    # Replying as a human took the conversation over from the bot.
+    expect(page.locator("#assignee-label")).to_contain_text("Grace Hopper")
+    stored = api.get(f"/api/v1/conversations/{conv['id']}").json()
+    agents = {a["id"]: a for a in api.get("/api/v1/agents").json()["data"]}
+    assert agents[stored["assignee_id"]]["name"] == "Grace Hopper"
+    assert agents[stored["assignee_id"]]["kind"] == "human"
+    last = api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"][-1]
+    assert last["actor"] == {"type": "agent", "id": stored["assignee_id"]}
+    screenshot(page, "console-inbox-conversation")
+
+    page.get_by_role("button", name="Resolve").click()
+    expect(page.get_by_role("button", name="Reopen")).to_be_visible()
+    assert api.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "resolved"
+    page.get_by_role("link", name="Resolved").click()
+    expect(page.get_by_role("link", name=re.compile("Bea Customer"))).to_be_visible()
+
+
+def test_new_conversation_appears_live_in_the_list(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    expect(page.locator("#live-status")).to_have_text("Live")
+    expect(page.get_by_text("No open conversations")).to_be_visible()
+    user = api.post("/api/v1/users", json={"name": "Live Larry"}).json()
+    api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Is anyone there?"}}]}]})
+    link = page.get_by_role("link", name=re.compile("Live Larry"))
+    expect(link).to_contain_text("Is anyone there?")
+    screenshot(page, "console-inbox")
