@@ -126,16 +126,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _feature_routes() -> list[BaseRoute]:
     """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
     from app import console
-    from app.routes import webviews
+    from app.routes import webviews, widget
 
-    return [*webviews.ROUTES, *console.ROUTES]
+    return [*widget.ROUTES, *webviews.ROUTES, *console.ROUTES]
 
 
 def _feature_starters() -> list[Any]:
     """Background services started in the lifespan: ``async start(state, exit_stack)``."""
-    from app import console, dispatcher, webhooks
+    from app import console, dispatcher, realtime, webhooks
 
-    return [webhooks.start_http_client, dispatcher.start_dispatcher, console.start]
+    return [realtime.start, webhooks.start_http_client, dispatcher.start_dispatcher, console.start]
 
 
 async def _db_ok(state: AppState) -> bool:

@@ -1,0 +1,171 @@
+"""The widget's HTTP surface: ``GET /widget.js`` and ``POST /widget/v1/session``.
+
+The session endpoint is where identity is decided (visitor token, or a known user with a
+verified JWT) and where the embedding page's Origin is checked against the workspace's
+``allowed_origins``. It answers with a short-lived session token that the WebSocket's
+first frame carries (``app/routes/widget_socket.py``), so tokens never sit in a URL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from app import actions, errors
+from app.actions import Tx
+from app.api import JSONResponse, error_response, parse_json_body, read_body
+from app.identity import TokenSigner, WidgetIdentity, origin_allowed, signer_for, verify_user_jwt
+from app.models import User, Workspace
+from app.routes import widget_socket
+from app.routes.widget_socket import newest_conversation
+from app.state import AppState
+from app.workspaces import workspace_by_widget_key
+
+WIDGET_JS = Path(__file__).resolve().parents[2] / "static" / "widget.js"
+MAX_SESSION_BODY = 16_384
+SESSIONS_PER_MINUTE_PER_IP = 60
+
+
+class WidgetUser(BaseModel):
+    # Extra keys are ignored, not refused: host pages pass whatever their user object holds.
+    model_config = ConfigDict(extra="ignore")
+    external_id: str = Field(min_length=1, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    widget_key: str = Field(min_length=1, max_length=100)
+    visitor_token: str | None = Field(default=None, max_length=1024)
+    user: WidgetUser | None = None
+    user_jwt: str | None = Field(default=None, max_length=4096)
+
+
+async def widget_js(request: Request) -> Response:
+    # Unversioned URL on other people's pages: cache briefly, revalidate by ETag.
+    headers = {
+        "Cache-Control": "public, max-age=300, stale-while-revalidate=86400",
+        "Access-Control-Allow-Origin": "*",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
+    response = FileResponse(
+        WIDGET_JS, media_type="text/javascript; charset=utf-8", headers=headers, stat_result=os.stat(WIDGET_JS)
+    )
+    if request.headers.get("if-none-match") == response.headers["etag"]:
+        return Response(status_code=304, headers={**headers, "ETag": response.headers["etag"]})
+    return response
+
+
+async def public_settings(request: Request) -> Response:
+    """How the launcher looks before any session exists: no user is created for a page view."""
+    state: AppState = request.app.state.bc
+    key = request.query_params.get("widget_key", "")[:100]
+    workspace = await state.runner.read(workspace_by_widget_key, key) if key else None
+    if workspace is None:
+        return error_response(errors.NotFound("No workspace has this widget key.", code="unknown_widget_key"))
+    body = {"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting}
+    return JSONResponse(
+        body, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"}
+    )
+
+
+def _cors(origin: str | None) -> dict[str, str]:
+    headers = {"Vary": "Origin", "Cache-Control": "no-store"}
+    if origin:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+async def session_preflight(request: Request) -> Response:
+    # The real check is on the POST itself; the preflight only says what may be sent.
+    headers = _cors(request.headers.get("origin"))
+    headers.update(
+        {
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "content-type",
+            "Access-Control-Max-Age": "600",
+        }
+    )
+    return Response(status_code=204, headers=headers)
+
+
+async def session(request: Request) -> Response:
+    state: AppState = request.app.state.bc
+    origin = request.headers.get("origin")
+    try:
+        client = request.client.host if request.client else "unknown"
+        state.limiter.hit_or_raise(f"widget-session:{client}", SESSIONS_PER_MINUTE_PER_IP, 60)
+        body = parse_json_body(await read_body(request, MAX_SESSION_BODY), SessionIn)
+        assert isinstance(body, SessionIn)
+        result = await state.runner.write(start_session, signer_for(state), body, origin)
+    except errors.ApiError as exc:
+        response = error_response(exc)
+        # An origin that is refused learns nothing more than the browser's CORS error.
+        if exc.code != "origin_not_allowed":
+            response.headers.update(_cors(origin))
+        return response
+    return JSONResponse(result, headers=_cors(origin))
+
+
+def start_session(tx: Tx, signer_: TokenSigner, body: SessionIn, origin: str | None) -> dict[str, Any]:
+    """Decide who this is, inside one transaction (it may create the user)."""
+    workspace = workspace_by_widget_key(tx.session, body.widget_key)
+    if workspace is None:
+        raise errors.NotFound("No workspace has this widget key.", code="unknown_widget_key")
+    if not origin_allowed(workspace.allowed_origins, origin):
+        raise errors.Forbidden("This site may not embed this widget.", code="origin_not_allowed")
+    visitor_token = None
+    if body.user is not None:
+        user = _known_user(tx, workspace, body.user, body.user_jwt)
+    else:
+        user = _anonymous_user(tx, workspace, signer_, body.visitor_token)
+        visitor_token = signer_.visitor_token(WidgetIdentity(workspace.id, user.id))
+    identity = WidgetIdentity(workspace.id, user.id)
+    conv = newest_conversation(tx.session, workspace.id, user.id)
+    return {
+        "user_id": user.id,
+        "conversation_id": conv.id if conv else None,
+        "visitor_token": visitor_token,
+        "session_token": signer_.session_token(identity),
+        "socket_path": f"/widget/v1/ws?widget_key={workspace.widget_key}",
+        "settings": {"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting},
+    }
+
+
+def _known_user(tx: Tx, workspace: Workspace, claimed: WidgetUser, user_jwt: str | None) -> User:
+    if user_jwt:
+        verify_user_jwt(user_jwt, workspace.identity_secret, claimed.external_id)
+    elif workspace.identity_verification:
+        raise errors.Unauthorized(
+            "Identity verification is on: send user_jwt signed with the identity secret.",
+            code="identity_required",
+        )
+    return actions.find_or_create_user(
+        tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email
+    )
+
+
+def _anonymous_user(tx: Tx, workspace: Workspace, signer_: TokenSigner, token: str | None) -> User:
+    known = signer_.read_visitor(token) if token else None
+    if known is not None and known.workspace_id == workspace.id:
+        user = tx.session.get(User, known.user_id)
+        # A visitor token never stands in for a known user: those must bring their JWT.
+        if user is not None and user.workspace_id == workspace.id and user.external_id is None:
+            return user
+    return actions.find_or_create_user(tx, workspace.id, None)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/widget.js", widget_js, methods=["GET", "HEAD"]),
+    Route("/widget/v1/settings", public_settings, methods=["GET"]),
+    Route("/widget/v1/session", session, methods=["POST"]),
+    Route("/widget/v1/session", session_preflight, methods=["OPTIONS"]),
+    WebSocketRoute("/widget/v1/ws", widget_socket.endpoint),
+]

@@ -1,0 +1,419 @@
+"""``/widget/v1/ws``: the widget's WebSocket, from handshake to close (protocol: docs/widget.md).
+
+The handshake names the workspace (``?widget_key=``, not a secret) so that a foreign Origin
+is refused before the socket is even accepted. Identity comes in the first frame
+(``{"type": "auth", "token": <session token>}``), never in the URL. Everything the customer
+does goes through the same actions as the REST API, inside ``state.runner.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app import actions, errors
+from app.actions import Tx
+from app.identity import origin_allowed, signer_for
+from app.models import Conversation, Message
+from app.realtime import (
+    CLOSE_BAD_TOKEN,
+    CLOSE_DEAD_PEER,
+    CLOSE_GOING_AWAY,
+    CLOSE_INVALID_DATA,
+    CLOSE_ORIGIN,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    Connection,
+    Hub,
+    settings_frame,
+)
+from app.schemas import MessageIn
+from app.serializers import conversation_json
+from app.state import AppState
+from app.workspaces import widget_settings_json, workspace_by_widget_key
+
+log = logging.getLogger("backchannel.widget")
+
+AUTH_TIMEOUT_SECONDS = 10.0
+RATE_WINDOW_SECONDS = 10.0
+WEBVIEW_STATUSES = ("closed", "submitted", "dismissed")
+
+
+class Closed(Exception):
+    """Raised to end the receive loop, with the close code to send."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code, self.reason = code, reason
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    state: AppState = websocket.app.state.bc
+    workspace = await state.runner.read(_workspace, websocket.query_params.get("widget_key", "")[:100])
+    if workspace is None or not origin_allowed(workspace["allowed_origins"], websocket.headers.get("origin")):
+        # Closing before accept refuses the handshake itself (HTTP 403).
+        await websocket.close(code=CLOSE_ORIGIN)
+        return
+    await websocket.accept()
+    await WidgetSocket(state, websocket, workspace).run()
+
+
+def _workspace(s: Session, widget_key: str) -> dict[str, Any] | None:
+    workspace = workspace_by_widget_key(s, widget_key) if widget_key else None
+    return widget_settings_json(workspace) | {"id": workspace.id} if workspace else None
+
+
+class WidgetSocket:
+    """One accepted socket: authenticate, then read frames and act on them."""
+
+    def __init__(self, state: AppState, websocket: WebSocket, workspace: dict[str, Any]) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.hub: Hub = state.services["hub"]
+        self.websocket = websocket
+        self.workspace = workspace
+        self.conn: Connection | None = None
+        self.read_seq = 0
+        self._window_start = time.monotonic()
+        self._window_count = 0
+
+    async def run(self) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            first = await asyncio.wait_for(self._receive(), AUTH_TIMEOUT_SECONDS)
+            conn = await self._authenticate(first)
+            # Whichever ends first ends the connection: the peer leaving or misbehaving
+            # (receiver), a failed send (sender), or a silent peer (heartbeat).
+            tasks = [
+                asyncio.create_task(self._receive_loop(conn)),
+                asyncio.create_task(conn.run_sender()),
+                asyncio.create_task(self._heartbeat(conn)),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and isinstance(task.exception(), Closed):
+                    raise task.exception()  # type: ignore[misc]
+        except Closed as exc:
+            await self._close(exc.code, exc.reason)
+        except TimeoutError:
+            await self._close(CLOSE_BAD_TOKEN, "no auth frame")
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.conn is not None:
+                self.hub.unregister(self.conn)
+                await self.conn.close(CLOSE_GOING_AWAY)
+
+    async def _receive_loop(self, conn: Connection) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while not conn.closed:
+                frame = await self._receive()
+                conn.last_received = time.monotonic()
+                if not self._over_rate(frame):
+                    await self._dispatch(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.conn is not None:
+            await self.conn.close(code, reason)
+        else:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=code, reason=reason)
+
+    # -- frames in --------------------------------------------------------------------------
+
+    async def _receive(self) -> dict[str, Any]:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            try:
+                text = (message.get("bytes") or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                raise Closed(CLOSE_INVALID_DATA, "frames are UTF-8 JSON") from None
+        if len(text.encode("utf-8")) > self.settings.ws_max_frame_bytes:
+            raise Closed(CLOSE_TOO_BIG, "frame too big")
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects with a type")
+        return frame
+
+    def _over_rate(self, frame: dict[str, Any]) -> bool:
+        """Throttle past the limit (the frame is dropped, with an error); close at twice it."""
+        if frame["type"] == "pong":
+            return False
+        now = time.monotonic()
+        if now - self._window_start >= RATE_WINDOW_SECONDS:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        limit = self.settings.ws_messages_per_10s
+        if self._window_count > 2 * limit:
+            raise Closed(CLOSE_POLICY, "rate limit")
+        if self._window_count > limit:
+            self._error(frame, errors.RateLimited(max(1, int(RATE_WINDOW_SECONDS - (now - self._window_start)))))
+            return True
+        return False
+
+    async def _authenticate(self, frame: dict[str, Any]) -> Connection:
+        signer = signer_for(self.state)
+        identity = signer.read_session(frame.get("token")) if frame["type"] == "auth" else None
+        if identity is None or identity.workspace_id != self.workspace["id"]:
+            raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
+        conv = await self.state.runner.read(_newest_conversation, identity.workspace_id, identity.user_id)
+        held = frame.get("last_seq")
+        held_seq = held if isinstance(held, int) and held > 0 and frame.get("conversation_id") == (conv and conv["id"]) else 0
+        conn = Connection(self.hub, self.websocket, identity.workspace_id, identity.user_id, self.settings.ws_send_queue)
+        conn.start_at(conv["id"] if conv else None, held_seq)
+        self.conn = conn
+        self.hub.register(conn)
+        self.read_seq = conv["user_read_seq"] if conv else 0
+        conn.send_frame(
+            {
+                "type": "ready",
+                "user_id": identity.user_id,
+                "conversation": (await self.hub.conversation_frame(conv))["conversation"] if conv else None,
+                "user_read_seq": self.read_seq,
+                "agent_read_seq": conv["agent_read_seq"] if conv else 0,
+                "heartbeat": self.settings.ws_heartbeat_seconds,
+                "settings": settings_frame(self.workspace),
+            }
+        )
+        conn.push("catch_up")
+        return conn
+
+    async def _heartbeat(self, conn: Connection) -> None:
+        """Ping every interval; a peer silent for 2.5 intervals is dead and gets closed."""
+        interval = self.settings.ws_heartbeat_seconds
+        while not conn.closed:
+            await asyncio.sleep(interval)
+            if time.monotonic() - conn.last_received > interval * 2.5:
+                await conn.close(CLOSE_DEAD_PEER, "heartbeat timeout")
+                return
+            conn.send_frame({"type": "ping"})
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        handler = {
+            "pong": None,
+            "ping": self._on_ping,
+            "open": self._on_open,
+            "message": self._on_message,
+            "typing": self._on_typing,
+            "read": self._on_read,
+            "webview.open": self._on_webview_open,
+            "webview.close": self._on_webview_close,
+        }.get(frame["type"], self._on_unknown)
+        if handler is None:
+            return
+        try:
+            await handler(frame)
+        except errors.ApiError as exc:
+            self._error(frame, exc)
+        except Exception:
+            log.exception("widget frame %s failed", frame["type"])
+            self._error(frame, errors.ApiError("Something went wrong on our side.", code="internal"))
+
+    def _error(self, frame: dict[str, Any], exc: errors.ApiError) -> None:
+        assert self.conn is not None
+        error: dict[str, Any] = {"type": "error", "ref": frame["type"], **exc.body()["error"]}
+        for key in ("client_message_id", "message_id", "webview_id"):
+            if isinstance(frame.get(key), str):
+                error[key] = frame[key]
+        self.conn.send_frame(error)
+
+    async def _on_unknown(self, frame: dict[str, Any]) -> None:
+        raise errors.BadRequest(f"Unknown frame type {frame['type'][:40]!r}.", code="unknown_type")
+
+    async def _on_ping(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        self.conn.send_frame({"type": "pong"})
+
+    async def _ensure_conversation(self) -> str:
+        """The visitor's conversation, created on first need so a bot can greet first."""
+        conn = self.conn
+        assert conn is not None
+        if conn.conversation_id is None:
+            conv = await self.state.runner.write(actions.open_conversation_for, conn.workspace_id, conn.user_id)
+            self.hub.bind(conn, conversation_json(conv))
+        assert conn.conversation_id is not None
+        return conn.conversation_id
+
+    async def _on_open(self, frame: dict[str, Any]) -> None:
+        await self._ensure_conversation()
+
+    async def _on_message(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            body = MessageIn.model_validate(
+                {
+                    "actor": {"type": "user"},
+                    "message_parts": [{"text": {"content": frame.get("text")}}],
+                    "reply_to": frame.get("reply_to"),
+                    "client_message_id": frame.get("client_message_id"),
+                }
+            )
+        except ValidationError as exc:
+            raise errors.from_validation_error(exc) from None
+        self.state.limiter.hit_or_raise(f"visitor:{conn.user_id}", self.settings.visitor_rate_per_minute, 60)
+        conversation_id = await self._ensure_conversation()
+        message = await self.state.runner.write(
+            post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body
+        )
+        conn.send_frame(
+            {"type": "ack", "client_message_id": body.client_message_id, "message_id": message["id"], "seq": message["seq"]}
+        )
+
+    async def _on_typing(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        if conn.conversation_id is None:
+            return
+        # Typing is live-only and never stored, so it skips the write transaction.
+        await self.state.broker.publish(
+            {
+                "type": "conversation.typing",
+                "workspace_id": conn.workspace_id,
+                "data": {
+                    "conversation_id": conn.conversation_id,
+                    "actor": {"type": "user", "id": conn.user_id},
+                    "on": bool(frame.get("on")),
+                },
+            }
+        )
+
+    async def _on_read(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        seq = frame.get("seq")
+        if conn.conversation_id is None or not isinstance(seq, int) or seq <= self.read_seq:
+            return
+        self.read_seq = seq
+        await self.state.runner.write(actions.mark_read, conn.workspace_id, conn.conversation_id, "user", seq)
+
+    def _webview_ids(self, frame: dict[str, Any]) -> tuple[str, str, str]:
+        conn = self.conn
+        assert conn is not None
+        message_id, webview_id = frame.get("message_id"), frame.get("webview_id")
+        if not (isinstance(message_id, str) and isinstance(webview_id, str)) or max(len(message_id), len(webview_id)) > 64:
+            raise errors.Unprocessable("message_id and webview_id are required strings.")
+        if conn.conversation_id is None:
+            raise errors.NotFound("No conversation yet.")
+        return conn.conversation_id, message_id, webview_id
+
+    async def _on_webview_open(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        conversation_id, message_id, webview_id = self._webview_ids(frame)
+        webviews = _webviews()
+        opened = await self.state.runner.write(
+            webviews.open_webview,
+            conn.workspace_id,
+            conversation_id,
+            conn.user_id,
+            message_id,
+            webview_id,
+            settings=self.settings,
+        )
+        conn.send_frame(
+            {
+                "type": "webview.url",
+                "message_id": message_id,
+                "webview_id": webview_id,
+                "url": opened["url"],
+                "origin": opened["origin"],
+                "label": opened.get("label"),
+                "height": opened.get("height"),
+            }
+        )
+
+    async def _on_webview_close(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        conversation_id, message_id, webview_id = self._webview_ids(frame)
+        status = frame.get("status")
+        result = frame.get("result")
+        if status not in WEBVIEW_STATUSES:
+            raise errors.Unprocessable("status must be closed, submitted or dismissed.")
+        if result is not None and (not isinstance(result, str) or len(result) > 1000):
+            raise errors.Unprocessable("result is an optional string of at most 1000 characters.")
+        webviews = _webviews()
+        await self.state.runner.write(
+            webviews.close_webview, conn.workspace_id, conversation_id, message_id, webview_id, status, result
+        )
+
+
+def _webviews() -> Any:
+    # Imported late: web views are another module's feature and may be absent.
+    try:
+        from app import webviews
+    except ImportError:
+        raise errors.ApiError("Web views are not available on this server.", code="webviews_unavailable") from None
+    return webviews
+
+
+def newest_conversation(s: Session, workspace_id: str, user_id: str) -> Conversation | None:
+    """The conversation the widget shows (the same rule as ``actions.open_conversation_for``)."""
+    result: Conversation | None = s.exec(
+        select(Conversation)
+        .where(Conversation.workspace_id == workspace_id, Conversation.user_id == user_id)
+        .order_by(col(Conversation.created_at).desc())
+    ).first()
+    return result
+
+
+def _newest_conversation(s: Session, workspace_id: str, user_id: str) -> dict[str, Any] | None:
+    conv = newest_conversation(s, workspace_id, user_id)
+    if conv is None:
+        return None
+    return conversation_json(conv) | {"user_read_seq": conv.user_read_seq, "agent_read_seq": conv.agent_read_seq}
+
+
+def _choices(message: Message) -> set[str]:
+    """Every payload the customer could pick from this message."""
+    payloads: set[str] = set()
+    for part in message.reply_parts:
+        for kind in ("quick_replies", "dropdown"):
+            for option in (part.get(kind) or {}).get("options", []):
+                payloads.add(option.get("payload"))
+    for part in message.message_parts:
+        for card in (part.get("carousel") or {}).get("cards", []):
+            for button in card.get("buttons", []):
+                if "postback" in button:
+                    payloads.add(button["postback"].get("payload"))
+    return payloads
+
+
+def post_customer_message(
+    tx: Tx, workspace_id: str, conversation_id: str, user_id: str, body: MessageIn
+) -> dict[str, Any]:
+    """The customer's message, through the API's own write path, authorised to their conversation."""
+    conv = actions.get_conversation(tx.session, workspace_id, conversation_id, lock=True)
+    if conv.user_id != user_id:
+        raise errors.NotFound("No such conversation.")
+    if body.reply_to is not None:
+        target = tx.session.get(Message, body.reply_to.message_id)
+        if target is not None and target.conversation_id == conv.id and body.reply_to.payload not in _choices(target):
+            raise errors.Unprocessable(
+                "Invalid field: reply_to.payload",
+                details=[{"field": "reply_to.payload", "message": "not one of the choices offered"}],
+            )
+    message, _ = actions.post_message(tx, workspace_id, conv.id, body, _conv=conv)
+    return {"id": message.id, "seq": message.seq}
+

@@ -1,0 +1,1015 @@
+/*! Backchannel chat widget. One dependency-free script; see docs/widget.md.
+ *
+ *   <script src="https://HOST/widget.js" data-workspace="WIDGET_KEY" async></script>
+ *
+ * Layout of this file: small helpers, storage, the Connection (transport: session, socket,
+ * backoff, last seq, queued messages), the View (shadow root, rendering), and the public
+ * API that ties them together. Nothing from a message is ever inserted as HTML: every
+ * piece of text goes through textContent, every URL through safeUrl().
+ */
+(function () {
+  "use strict";
+
+  var existing = window.Backchannel;
+  if (existing && existing.__loaded) return;
+  var script = document.currentScript ||
+    document.querySelector('script[data-workspace][src*="widget.js"]');
+  if (!script || !script.getAttribute("data-workspace")) {
+    if (window.console) console.warn("Backchannel: add data-workspace to the widget script tag");
+    return;
+  }
+  var WIDGET_KEY = script.getAttribute("data-workspace");
+  var SERVER = new URL(script.src, location.href).origin;
+  var STORAGE_KEY = "backchannel:" + WIDGET_KEY + ":visitor";
+  var REDUCED_MOTION = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)");
+
+  // --- helpers -------------------------------------------------------------------------
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (key) {
+        var value = attrs[key];
+        if (value === null || value === undefined || value === false) return;
+        if (key === "text") node.textContent = value;
+        else if (key === "class") node.className = value;
+        else if (key.slice(0, 2) === "on") node.addEventListener(key.slice(2), value);
+        else node.setAttribute(key, value === true ? "" : String(value));
+      });
+    }
+    (children || []).forEach(function (child) {
+      if (child) node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    });
+    return node;
+  }
+
+  function svg(path) {
+    var ns = "http://www.w3.org/2000/svg";
+    var node = document.createElementNS(ns, "svg");
+    node.setAttribute("viewBox", "0 0 24 24");
+    node.setAttribute("aria-hidden", "true");
+    node.setAttribute("focusable", "false");
+    var p = document.createElementNS(ns, "path");
+    p.setAttribute("d", path);
+    node.appendChild(p);
+    return node;
+  }
+
+  var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
+  var ICON_SEND = "M3 20.5 21 12 3 3.5v6.6l12 1.9-12 1.9z";
+  var ICON_DOWN = "M6 9l6 6 6-6";
+
+  /** Only http(s) URLs ever reach an href or src (the server checks too; this is defence). */
+  function safeUrl(value) {
+    try {
+      var url = new URL(String(value), location.href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  var URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+  /** Plain text with http(s) URLs turned into links: text nodes and <a> only. */
+  function linkify(text) {
+    var frag = document.createDocumentFragment();
+    var last = 0;
+    String(text).replace(URL_RE, function (match, offset) {
+      var trimmed = match.replace(/[.,;:!?)\]}]+$/, "");
+      var href = safeUrl(trimmed);
+      if (!href) return match;
+      frag.appendChild(document.createTextNode(text.slice(last, offset)));
+      frag.appendChild(el("a", { href: href, target: "_blank", rel: "noopener noreferrer", text: trimmed }));
+      last = offset + trimmed.length;
+      return match;
+    });
+    frag.appendChild(document.createTextNode(text.slice(last)));
+    return frag;
+  }
+
+  function uid() {
+    if (window.crypto && crypto.randomUUID) return "wc_" + crypto.randomUUID().replace(/-/g, "");
+    return "wc_" + Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
+  }
+
+  function readableOn(hex) {
+    var m = /^#?([0-9a-f]{6})$/i.exec(hex || "");
+    if (!m) return "#ffffff";
+    var n = parseInt(m[1], 16);
+    var lum = [n >> 16, (n >> 8) & 255, n & 255].map(function (c) {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    var l = 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2];
+    return l > 0.35 ? "#111827" : "#ffffff";
+  }
+
+  /** localStorage when the browser lets us, memory when it does not (blocked storage). */
+  var memoryStore = {};
+  var storage = {
+    get: function (key) {
+      try { return window.localStorage.getItem(key); } catch (e) { return memoryStore[key] || null; }
+    },
+    set: function (key, value) {
+      try { window.localStorage.setItem(key, value); } catch (e) { memoryStore[key] = value; }
+    },
+    remove: function (key) {
+      try { window.localStorage.removeItem(key); } catch (e) { delete memoryStore[key]; }
+    },
+  };
+
+  // --- transport -----------------------------------------------------------------------
+
+  /**
+   * The socket and everything needed to resume it: a session token, the conversation and
+   * highest seq held, and the customer's messages not yet acknowledged (resent with the
+   * same client_message_id after a reconnect, so the server stores each once).
+   */
+  function Connection(handlers) {
+    this.handlers = handlers;
+    this.session = null;
+    this.ws = null;
+    this.ready = false;
+    this.conversationId = null;
+    this.lastSeq = 0;
+    this.outbox = [];
+    this.attempt = 0;
+    this.timer = null;
+    this.watchdog = null;
+    this.heartbeat = 20;
+    this.stopped = false;
+    this.started = false;
+    this.refused = false;
+    var self = this;
+    this.onOnline = function () { self.reconnectNow(); };
+    this.onVisible = function () { if (document.visibilityState === "visible") self.reconnectNow(); };
+    window.addEventListener("online", this.onOnline);
+    document.addEventListener("visibilitychange", this.onVisible);
+  }
+
+  Connection.prototype.start = function () {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.connect();
+  };
+
+  Connection.prototype.identity = function () {
+    var settings = window.BackchannelSettings || {};
+    var body = { widget_key: WIDGET_KEY };
+    if (settings.user && settings.user.external_id) {
+      body.user = settings.user;
+      if (settings.user_jwt) body.user_jwt = settings.user_jwt;
+    } else {
+      var token = storage.get(STORAGE_KEY);
+      if (token) body.visitor_token = token;
+    }
+    return body;
+  };
+
+  Connection.prototype.fetchSession = function () {
+    var self = this;
+    return fetch(SERVER + "/widget/v1/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(this.identity()),
+      credentials: "omit",
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          var error = new Error((data.error && data.error.message) || "session refused");
+          error.fatal = response.status === 401 || response.status === 403 || response.status === 404;
+          throw error;
+        }
+        if (data.visitor_token) storage.set(STORAGE_KEY, data.visitor_token);
+        self.session = data;
+        self.handlers.session(data);
+        return data;
+      });
+    });
+  };
+
+  Connection.prototype.connect = function () {
+    var self = this;
+    if (this.stopped || this.ws) return;
+    clearTimeout(this.timer);
+    this.handlers.status("connecting");
+    var ready = this.session ? Promise.resolve(this.session) : this.fetchSession();
+    ready.then(function (session) {
+      if (self.stopped || self.ws) return;
+      var url = SERVER.replace(/^http/, "ws") + session.socket_path;
+      var ws = new WebSocket(url);
+      self.ws = ws;
+      ws.onopen = function () {
+        ws.send(JSON.stringify({
+          type: "auth", token: session.session_token,
+          conversation_id: self.conversationId, last_seq: self.lastSeq,
+        }));
+      };
+      ws.onmessage = function (event) {
+        var frame;
+        try { frame = JSON.parse(event.data); } catch (e) { return; }
+        self.alive();
+        self.receive(frame);
+      };
+      ws.onclose = function (event) { self.closed(ws, event.code); };
+    }).catch(function (error) {
+      if (error && error.fatal) {
+        self.refused = true;
+        self.handlers.status("refused");
+        if (window.console) console.warn("Backchannel: " + error.message);
+        return;
+      }
+      self.retry();
+    });
+  };
+
+  Connection.prototype.receive = function (frame) {
+    if (frame.type === "ready") {
+      this.ready = true;
+      this.attempt = 0;
+      this.heartbeat = frame.heartbeat || 20;
+      var conv = frame.conversation;
+      if (!conv || conv.id !== this.conversationId) this.lastSeq = 0;
+      this.conversationId = conv ? conv.id : null;
+      this.handlers.status("online");
+      this.handlers.frame(frame);
+      this.flush();
+      return;
+    }
+    if (frame.type === "ping") { this.send({ type: "pong" }); return; }
+    if (frame.type === "conversation" && frame.conversation.id !== this.conversationId) {
+      this.conversationId = frame.conversation.id;
+      this.lastSeq = 0;
+    }
+    if (frame.type === "message") {
+      var m = frame.message;
+      if (m.conversation_id !== this.conversationId || m.seq <= this.lastSeq) return; // seen
+      this.lastSeq = m.seq;
+      if (m.client_message_id) this.acked(m.client_message_id);
+    }
+    if (frame.type === "ack") this.acked(frame.client_message_id);
+    if (frame.type === "error" && frame.client_message_id && frame.code !== "rate_limited") {
+      this.acked(frame.client_message_id); // refused for good: do not resend it forever
+    }
+    this.handlers.frame(frame);
+  };
+
+  Connection.prototype.acked = function (clientId) {
+    this.outbox = this.outbox.filter(function (f) { return f.client_message_id !== clientId; });
+  };
+
+  /** Dead-peer detection from our side: the server pings every `heartbeat` seconds. */
+  Connection.prototype.alive = function () {
+    var self = this;
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(function () {
+      if (self.ws) self.ws.close(4000, "heartbeat timeout");
+    }, this.heartbeat * 2500);
+  };
+
+  Connection.prototype.closed = function (ws, code) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    clearTimeout(this.watchdog);
+    if (this.stopped) return;
+    if (code === 4403) {
+      this.refused = true;
+      this.handlers.status("refused");
+      return;
+    }
+    if (code === 4401) this.session = null; // expired session token: fetch a new one
+    this.handlers.status("offline");
+    this.retry();
+  };
+
+  Connection.prototype.retry = function () {
+    var self = this;
+    if (this.stopped || this.refused) return;
+    this.handlers.status("offline");
+    // Exponential backoff with jitter, 0.5 s doubling to 30 s.
+    var base = Math.min(30000, 500 * Math.pow(2, this.attempt));
+    this.attempt += 1;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(function () { self.connect(); }, base / 2 + Math.random() * base / 2);
+  };
+
+  Connection.prototype.reconnectNow = function () {
+    if (this.stopped || this.refused || !this.started || this.ws) return;
+    this.attempt = 0;
+    this.connect();
+  };
+
+  Connection.prototype.send = function (frame) {
+    if (this.ws && this.ready && this.ws.readyState === 1) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  };
+
+  /** A customer message: kept until acknowledged, sent now or after the next reconnect. */
+  Connection.prototype.sendMessage = function (frame) {
+    this.outbox.push(frame);
+    this.start();
+    this.send(frame);
+  };
+
+  Connection.prototype.flush = function () {
+    var self = this;
+    this.outbox.forEach(function (frame) { self.send(frame); });
+  };
+
+  Connection.prototype.stop = function () {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.watchdog);
+    window.removeEventListener("online", this.onOnline);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    if (this.ws) this.ws.close(1000, "destroyed");
+    this.ws = null;
+  };
+
+  // --- styles --------------------------------------------------------------------------
+
+  // `all: initial !important` on the host: inside a shadow tree, an !important rule beats
+  // the page's own !important, so nothing the host page inherits or forces reaches us.
+  var CSS = [
+    ":host{all:initial !important;}",
+    "*,*::before,*::after{box-sizing:border-box;}",
+    "[hidden]{display:none !important;}",
+    ".root{--bc-accent:#1f5eff;--bc-on-accent:#fff;--bc-ink:#1f5eff;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;color:#111827;-webkit-font-smoothing:antialiased;text-align:left;}",
+    "button,select,textarea{font:inherit;color:inherit;}",
+    ":focus-visible{outline:2px solid var(--bc-ink);outline-offset:2px;}",
+    ".launcher{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:60px;height:60px;border-radius:50%;border:0;background:var(--bc-accent);color:var(--bc-on-accent);box-shadow:0 8px 24px rgba(17,24,39,.24);cursor:pointer;display:grid;place-items:center;padding:0;transition:transform .15s ease;}",
+    ".launcher:hover{transform:scale(1.05);}",
+    ".launcher svg{width:28px;height:28px;fill:currentColor;}",
+    ".badge{position:absolute;top:-4px;right:-4px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#dc2626;color:#fff;font-size:12px;font-weight:700;line-height:18px;text-align:center;border:2px solid #fff;}",
+    ".panel{position:fixed;right:20px;bottom:20px;z-index:2147483001;width:380px;height:min(660px,calc(100vh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 16px 48px rgba(17,24,39,.28);overflow:hidden;}",
+    "@media (max-width:480px){.panel{inset:0;right:0;bottom:0;width:100%;height:100%;border-radius:0;}.launcher{right:16px;bottom:16px;}}",
+    ".head{display:flex;align-items:center;gap:12px;padding:16px 14px 16px 18px;background:var(--bc-accent);color:var(--bc-on-accent);}",
+    ".avatar{flex:0 0 40px;height:40px;border-radius:50%;background:rgba(255,255,255,.22);display:grid;place-items:center;font-weight:700;font-size:17px;}",
+    ".titles{flex:1;min-width:0;}",
+    ".title{margin:0;font-size:16px;font-weight:650;line-height:1.25;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
+    ".subtitle{margin:2px 0 0;font-size:13px;opacity:.88;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
+    ".icon-btn{flex:0 0 40px;width:40px;height:40px;border:0;border-radius:50%;background:transparent;color:inherit;cursor:pointer;display:grid;place-items:center;padding:0;}",
+    ".icon-btn:hover{background:rgba(255,255,255,.16);}",
+    ".icon-btn svg{width:22px;height:22px;fill:none;stroke:currentColor;stroke-width:2.2;stroke-linecap:round;stroke-linejoin:round;}",
+    ".status{padding:6px 16px;font-size:13px;background:#fef3c7;color:#78350f;border-bottom:1px solid #fde68a;}",
+    ".log{flex:1;overflow-y:auto;padding:16px 14px 8px;background:#f5f6f8;display:flex;flex-direction:column;gap:4px;overscroll-behavior:contain;}",
+    ".intro{align-self:stretch;background:#fff;border:1px solid #e5e7eb;border-radius:14px;padding:12px 14px;margin-bottom:10px;white-space:pre-wrap;overflow-wrap:anywhere;}",
+    ".msgs,.pending{display:flex;flex-direction:column;gap:4px;}",
+    ".msg{display:flex;flex-direction:column;align-items:flex-start;gap:6px;max-width:86%;margin-top:2px;}",
+    ".msg.user{align-self:flex-end;align-items:flex-end;}",
+    ".msg.wide{max-width:100%;align-self:stretch;}",
+    ".msg.system{align-self:center;max-width:100%;font-size:12px;color:#6b7280;margin:8px 0;}",
+    ".sender{font-size:12px;font-weight:600;color:#4b5563;margin:8px 0 -2px 4px;}",
+    ".bubble{padding:9px 13px;border-radius:18px 18px 18px 6px;background:#fff;border:1px solid #e5e7eb;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;}",
+    ".user .bubble{border-radius:18px 18px 6px 18px;background:var(--bc-accent);color:var(--bc-on-accent);border-color:transparent;}",
+    ".bubble a{color:var(--bc-ink);text-decoration:underline;}",
+    ".user .bubble a{color:inherit;}",
+    ".meta{font-size:11.5px;color:#6b7280;margin:0 4px;}",
+    ".meta.failed{color:#b91c1c;}",
+    ".actions{display:flex;flex-wrap:wrap;gap:6px;}",
+    ".btn{display:inline-flex;align-items:center;justify-content:center;gap:6px;min-height:38px;padding:7px 15px;border-radius:19px;border:1.5px solid var(--bc-ink);background:#fff;color:var(--bc-ink);font-weight:600;font-size:14px;line-height:1.2;text-decoration:none;cursor:pointer;}",
+    ".btn:hover{background:#f3f4f6;}",
+    ".btn[disabled]{opacity:.55;cursor:default;}",
+    ".media{display:block;max-width:260px;width:100%;height:auto;border-radius:14px;background:#e5e7eb;border:1px solid #e5e7eb;}",
+    ".gif{position:relative;display:inline-block;max-width:260px;}",
+    ".gif canvas{display:block;max-width:260px;width:100%;height:auto;border-radius:14px;background:#e5e7eb;}",
+    ".gif .play{position:absolute;left:8px;bottom:8px;min-height:32px;padding:4px 12px;font-size:13px;border-radius:16px;border:0;background:rgba(17,24,39,.78);color:#fff;cursor:pointer;}",
+    ".carousel{display:flex;gap:10px;overflow-x:auto;scroll-snap-type:x mandatory;padding:2px 2px 10px;width:100%;}",
+    ".card{flex:0 0 224px;scroll-snap-align:start;background:#fff;border:1px solid #e5e7eb;border-radius:14px;overflow:hidden;display:flex;flex-direction:column;}",
+    ".card img{display:block;width:100%;height:120px;object-fit:cover;background:#e5e7eb;}",
+    ".card-body{padding:10px 12px;flex:1;}",
+    ".card-title{margin:0;font-size:15px;font-weight:650;}",
+    ".card-sub{margin:3px 0 0;font-size:13px;color:#4b5563;}",
+    ".card-buttons{display:flex;flex-direction:column;border-top:1px solid #e5e7eb;}",
+    ".card-buttons .btn{border:0;border-radius:0;min-height:42px;}",
+    ".card-buttons .btn+.btn{border-top:1px solid #e5e7eb;}",
+    ".replies{display:flex;flex-wrap:wrap;justify-content:flex-end;gap:8px;padding:8px 0 4px;}",
+    ".select{min-height:40px;max-width:100%;padding:8px 36px 8px 12px;border-radius:12px;border:1.5px solid var(--bc-ink);background:#fff;color:#111827;font-size:14px;}",
+    ".typing{display:flex;align-items:center;gap:8px;font-size:13px;color:#4b5563;padding:6px 4px;}",
+    ".dots{display:inline-flex;gap:3px;padding:9px 11px;background:#fff;border:1px solid #e5e7eb;border-radius:14px;}",
+    ".dots i{width:6px;height:6px;border-radius:50%;background:#9ca3af;animation:bc-blink 1.2s infinite ease-in-out;}",
+    ".dots i:nth-child(2){animation-delay:.15s}.dots i:nth-child(3){animation-delay:.3s}",
+    "@keyframes bc-blink{0%,80%,100%{opacity:.3}40%{opacity:1}}",
+    "@media (prefers-reduced-motion:reduce){.dots i{animation:none}.launcher{transition:none}}",
+    ".composer{display:flex;align-items:flex-end;gap:8px;padding:10px 12px 12px;border-top:1px solid #e5e7eb;background:#fff;}",
+    ".composer textarea{flex:1;resize:none;min-height:42px;max-height:128px;padding:10px 14px;border:1.5px solid #d1d5db;border-radius:21px;background:#fff;color:#111827;font-size:15px;line-height:1.4;}",
+    ".composer textarea:focus{border-color:var(--bc-ink);outline:none;}",
+    ".send{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:var(--bc-accent);color:var(--bc-on-accent);display:grid;place-items:center;cursor:pointer;padding:0;}",
+    ".send svg{width:20px;height:20px;fill:currentColor;}",
+    ".foot{padding:0 12px 8px;background:#fff;font-size:11px;color:#9ca3af;text-align:center;}",
+    ".veil{position:absolute;inset:0;background:rgba(17,24,39,.45);display:flex;align-items:flex-end;z-index:5;}",
+    ".sheet{width:100%;height:80%;background:#fff;border-radius:16px 16px 0 0;display:flex;flex-direction:column;overflow:hidden;box-shadow:0 -8px 24px rgba(17,24,39,.2);}",
+    ".sheet.compact{height:50%}.sheet.tall{height:80%}.sheet.full{height:100%;border-radius:0}",
+    ".sheet-head{display:flex;align-items:center;gap:8px;padding:10px 10px 10px 16px;border-bottom:1px solid #e5e7eb;}",
+    ".sheet-title{flex:1;margin:0;font-size:15px;font-weight:650;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
+    ".sheet-close{min-height:36px;padding:6px 14px;border-radius:18px;border:1.5px solid #d1d5db;background:#fff;font-weight:600;font-size:14px;cursor:pointer;}",
+    ".sheet iframe{flex:1;width:100%;border:0;background:#fff;}",
+    ".sentinel{position:absolute;width:1px;height:1px;overflow:hidden;}",
+  ].join("\n");
+
+  // --- the view ------------------------------------------------------------------------
+
+  function isGif(image) {
+    if (image.content_type === "image/gif") return true;
+    try { return /\.gif$/i.test(new URL(image.url).pathname); } catch (e) { return false; }
+  }
+
+  /** The web view id rule of docs/webviews.md: the part's id, else its position. */
+  function webviewId(body, index, card, button) {
+    if (body.id) return body.id;
+    return card === undefined ? "wv_" + index : "wv_" + index + "_" + card + "_" + button;
+  }
+
+  function View(app) {
+    this.app = app;
+    this.messages = {}; // seq -> message
+    this.order = [];
+    this.pendingNodes = {};
+    this.userReadSeq = 0;
+    this.agentReadSeq = 0;
+    this.isOpen = false;
+    this.openedOnce = false;
+    this.sheet = null;
+    this.typingTimer = null;
+    this.status = "idle";
+    this.name = "Chat";
+    this.build();
+  }
+
+  View.prototype.build = function () {
+    var self = this;
+    this.host = document.createElement("backchannel-widget");
+    this.shadow = this.host.attachShadow({ mode: "open" });
+    this.shadow.appendChild(el("style", { text: CSS }));
+    this.badge = el("span", { class: "badge", "aria-hidden": "true", hidden: true });
+    this.launcher = el("button", {
+      type: "button", class: "launcher", part: "launcher", "aria-label": "Open chat",
+      "aria-expanded": "false", "aria-controls": "bc-panel",
+      onclick: function () { self.app.open(); },
+    }, [svg(ICON_CHAT), this.badge]);
+    this.unreadText = el("span", { class: "sentinel", role: "status" });
+    this.titleNode = el("h2", { class: "title", id: "bc-title", text: this.name });
+    this.subtitle = el("p", { class: "subtitle", text: "We usually reply in a few minutes" });
+    this.avatar = el("div", { class: "avatar", "aria-hidden": "true", text: "" });
+    var minimize = el("button", {
+      type: "button", class: "icon-btn", "aria-label": "Minimize chat",
+      onclick: function () { self.app.close(); },
+    }, [svg(ICON_DOWN)]);
+    this.head = el("div", { class: "head", part: "header" }, [this.avatar, el("div", { class: "titles" }, [this.titleNode, this.subtitle]), minimize]);
+    this.statusBar = el("div", { class: "status", role: "status", hidden: true });
+    this.intro = el("div", { class: "intro", hidden: true });
+    this.msgs = el("div", { class: "msgs" });
+    this.pending = el("div", { class: "pending" });
+    this.typing = el("div", { class: "typing", hidden: true });
+    this.replies = el("div", { class: "replies", hidden: true });
+    this.log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" },
+      [this.intro, this.msgs, this.pending, this.typing, this.replies]);
+    this.input = el("textarea", {
+      rows: "1", "aria-label": "Message", placeholder: "Write a message…", maxlength: "4096",
+      oninput: function () { self.autosize(); self.app.userTyping(); },
+      onkeydown: function (e) {
+        if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); self.submit(); }
+      },
+    });
+    this.sendButton = el("button", { type: "submit", class: "send", "aria-label": "Send" }, [svg(ICON_SEND)]);
+    this.composer = el("form", {
+      class: "composer", onsubmit: function (e) { e.preventDefault(); self.submit(); },
+    }, [this.input, this.sendButton]);
+    this.foot = el("div", { class: "foot", text: "Powered by Backchannel" });
+    this.panel = el("section", {
+      class: "panel", id: "bc-panel", part: "panel", role: "dialog", "aria-labelledby": "bc-title", hidden: true,
+    }, [this.head, this.statusBar, this.log, this.composer, this.foot]);
+    this.root = el("div", { class: "root", part: "root" }, [this.launcher, this.panel, this.unreadText]);
+    this.shadow.appendChild(this.root);
+    this.onKey = function (e) {
+      if (e.key !== "Escape") return;
+      if (self.sheet) { e.preventDefault(); self.closeSheet("dismissed"); }
+      else if (self.isOpen) { e.preventDefault(); self.app.close(); }
+    };
+    this.shadow.addEventListener("keydown", this.onKey);
+    (document.body || document.documentElement).appendChild(this.host);
+  };
+
+  View.prototype.autosize = function () {
+    this.input.style.height = "auto";
+    this.input.style.height = Math.min(this.input.scrollHeight + 3, 128) + "px";
+  };
+
+  View.prototype.submit = function () {
+    var text = this.input.value.trim();
+    if (!text) return;
+    this.input.value = "";
+    this.autosize();
+    this.app.sendText(text, null);
+    this.input.focus();
+  };
+
+  View.prototype.show = function (open) {
+    this.isOpen = open;
+    this.panel.hidden = !open;
+    // One control at a time: the launcher hides while the panel (with its own
+    // "Minimize chat") is open, so no two buttons ever share a name.
+    this.launcher.hidden = open;
+    this.launcher.setAttribute("aria-expanded", String(open));
+    if (open) {
+      this.openedOnce = true;
+      this.scrollDown(true);
+      this.input.focus();
+      this.markRead();
+    } else {
+      this.launcher.focus();
+    }
+  };
+
+  View.prototype.applySettings = function (settings) {
+    if (!settings) return;
+    if (settings.theme_color && /^#[0-9a-f]{6}$/i.test(settings.theme_color)) {
+      var onAccent = readableOn(settings.theme_color);
+      this.root.style.setProperty("--bc-accent", settings.theme_color);
+      this.root.style.setProperty("--bc-on-accent", onAccent);
+      // Links and outlines on white need the accent only when it is dark enough to read.
+      this.root.style.setProperty("--bc-ink", onAccent === "#ffffff" ? settings.theme_color : "#111827");
+    }
+    if (typeof settings.greeting === "string") {
+      this.intro.textContent = settings.greeting;
+      this.intro.hidden = !settings.greeting;
+    }
+    if (settings.name) {
+      this.name = settings.name;
+      this.titleNode.textContent = settings.name;
+      this.avatar.textContent = settings.name.trim().charAt(0).toUpperCase();
+    }
+  };
+
+  View.prototype.setStatus = function (status) {
+    this.status = status;
+    var text = status === "offline" ? "Connection lost. Reconnecting…" :
+      status === "refused" ? "Chat is not available on this site." : "";
+    this.statusBar.textContent = text;
+    this.statusBar.hidden = !text;
+    var self = this;
+    Object.keys(this.pendingNodes).forEach(function (id) { self.pendingMeta(id); });
+  };
+
+  View.prototype.setConversation = function (conv) {
+    if (!conv) return;
+    if (this.conversationId && conv.id !== this.conversationId) this.reset();
+    this.conversationId = conv.id;
+    var assignee = conv.assignee;
+    this.subtitle.textContent = conv.status === "resolved" ? "Resolved · write to reopen" :
+      assignee && assignee.name ? "You're talking to " + assignee.name : "We usually reply in a few minutes";
+  };
+
+  View.prototype.reset = function () {
+    this.messages = {};
+    this.order = [];
+    this.msgs.textContent = "";
+    this.replies.hidden = true;
+    this.userReadSeq = this.agentReadSeq = 0;
+  };
+
+  // -- messages ---------------------------------------------------------------------------
+
+  View.prototype.addMessage = function (frame) {
+    var m = frame.message;
+    if (this.messages[m.seq]) return;
+    this.messages[m.seq] = m;
+    var node = this.renderMessage(m, frame.sender);
+    node.setAttribute("data-seq", m.seq);
+    var after = null;
+    for (var i = this.order.length - 1; i >= 0; i--) {
+      if (this.order[i] < m.seq) { after = this.order[i]; break; }
+    }
+    this.order.push(m.seq);
+    this.order.sort(function (a, b) { return a - b; });
+    var anchor = after === null ? this.msgs.firstChild : this.msgs.querySelector('[data-seq="' + after + '"]').nextSibling;
+    this.msgs.insertBefore(node, anchor);
+    if (m.client_message_id && this.pendingNodes[m.client_message_id]) {
+      this.pendingNodes[m.client_message_id].remove();
+      delete this.pendingNodes[m.client_message_id];
+    }
+    if (m.actor.type !== "user" && m.actor.type !== "system") this.hideTyping();
+    this.renderReplies();
+    this.renderSeen();
+    this.scrollDown(m.actor.type === "user");
+    if (this.isOpen) this.markRead(); else this.updateUnread();
+  };
+
+  View.prototype.renderMessage = function (m, sender) {
+    var self = this;
+    var type = m.actor.type;
+    var node = el("div", { class: "msg " + (type === "user" ? "user" : type === "system" ? "system" : "bot") });
+    if (type === "system") {
+      (m.message_parts || []).forEach(function (p) { if (p.text) node.appendChild(document.createTextNode(p.text.content)); });
+      return node;
+    }
+    var prev = this.order.length ? this.messages[this.order[this.order.length - 1]] : null;
+    if (type !== "user" && sender && sender.name && !(prev && prev.actor.id === m.actor.id && prev.actor.type === type)) {
+      node.appendChild(el("div", { class: "sender", text: sender.name }));
+    }
+    var actions = null;
+    (m.message_parts || []).forEach(function (part, index) {
+      if (part.url_button || part.web_view) {
+        if (!actions) { actions = el("div", { class: "actions" }); node.appendChild(actions); }
+        actions.appendChild(part.url_button ? self.urlButton(part.url_button) : self.webviewButton(m, part.web_view, webviewId(part.web_view, index)));
+        return;
+      }
+      actions = null;
+      if (part.text) node.appendChild(el("div", { class: "bubble" }, [linkify(part.text.content)]));
+      else if (part.image) node.appendChild(self.image(part.image));
+      else if (part.carousel) { node.classList.add("wide"); node.appendChild(self.carousel(m, part.carousel, index)); }
+    });
+    if (type === "user") node.appendChild(el("div", { class: "meta", hidden: true }));
+    return node;
+  };
+
+  View.prototype.urlButton = function (body) {
+    var href = safeUrl(body.url);
+    if (!href) return el("span", { class: "btn", "aria-disabled": "true", text: body.label });
+    return el("a", {
+      class: "btn", href: href, target: body.target === "_self" ? "_self" : "_blank",
+      rel: "noopener noreferrer", text: body.label,
+    });
+  };
+
+  View.prototype.webviewButton = function (m, body, id) {
+    var self = this;
+    return el("button", {
+      type: "button", class: "btn", text: body.label,
+      onclick: function (e) { self.app.openWebview(m, id, body, e.currentTarget); },
+    });
+  };
+
+  View.prototype.postbackButton = function (m, body) {
+    var self = this;
+    return el("button", {
+      type: "button", class: "btn", text: body.label,
+      onclick: function () { self.app.sendText(body.label, { message_id: m.id, payload: body.payload }); },
+    });
+  };
+
+  View.prototype.image = function (image) {
+    var src = safeUrl(image.url);
+    if (!src) return el("span");
+    var attrs = { src: src, alt: image.alt || "", loading: "lazy", decoding: "async", class: "media", width: image.width, height: image.height };
+    if (!image.width || !image.height) { attrs.width = 260; attrs.height = 180; attrs.style = "height:auto;aspect-ratio:auto 260/180"; }
+    if (!isGif(image) || !(REDUCED_MOTION && REDUCED_MOTION.matches)) return el("img", attrs);
+    // Reduced motion: a still first frame, animated only when the customer asks.
+    var animated = el("img", attrs);
+    var still = el("canvas", { role: "img", "aria-label": image.alt || "GIF", width: attrs.width, height: attrs.height });
+    var loader = new Image();
+    loader.onload = function () {
+      still.width = loader.naturalWidth; still.height = loader.naturalHeight;
+      still.getContext("2d").drawImage(loader, 0, 0);
+    };
+    loader.src = src;
+    animated.hidden = true;
+    var play = el("button", {
+      type: "button", class: "play", "aria-pressed": "false", text: "Play GIF",
+      onclick: function () {
+        var playing = animated.hidden;
+        animated.hidden = !playing; still.hidden = playing;
+        play.setAttribute("aria-pressed", String(playing));
+        play.textContent = playing ? "Pause GIF" : "Play GIF";
+      },
+    });
+    return el("div", { class: "gif" }, [still, animated, play]);
+  };
+
+  View.prototype.carousel = function (m, body, index) {
+    var self = this;
+    var strip = el("div", { class: "carousel", role: "region", "aria-roledescription": "carousel", "aria-label": "Cards", tabindex: "0" });
+    (body.cards || []).forEach(function (card, c) {
+      var buttons = el("div", { class: "card-buttons" });
+      (card.buttons || []).slice(0, 3).forEach(function (button, b) {
+        if (button.postback) buttons.appendChild(self.postbackButton(m, button.postback));
+        else if (button.url_button) buttons.appendChild(self.urlButton(button.url_button));
+        else if (button.web_view) buttons.appendChild(self.webviewButton(m, button.web_view, webviewId(button.web_view, index, c, b)));
+      });
+      var img = card.image_url && safeUrl(card.image_url);
+      strip.appendChild(el("div", { class: "card", role: "group", "aria-label": card.title }, [
+        img ? el("img", { src: img, alt: "", loading: "lazy", decoding: "async", width: 224, height: 120 }) : null,
+        el("div", { class: "card-body" }, [
+          el("h3", { class: "card-title", text: card.title }),
+          card.subtitle ? el("p", { class: "card-sub", text: card.subtitle }) : null,
+        ]),
+        buttons.childNodes.length ? buttons : null,
+      ]));
+    });
+    return strip;
+  };
+
+  /** Reply parts belong to the newest message only, and vanish once it is not the newest. */
+  View.prototype.renderReplies = function () {
+    var self = this;
+    this.replies.textContent = "";
+    var last = this.order.length ? this.messages[this.order[this.order.length - 1]] : null;
+    var show = last && last.actor.type !== "user" && (last.reply_parts || []).length && !Object.keys(this.pendingNodes).length;
+    this.replies.hidden = !show;
+    if (!show) return;
+    last.reply_parts.forEach(function (part) {
+      if (part.quick_replies) {
+        part.quick_replies.options.forEach(function (option) {
+          self.replies.appendChild(el("button", {
+            type: "button", class: "btn", text: option.label,
+            onclick: function () { self.app.sendText(option.label, { message_id: last.id, payload: option.payload }); },
+          }));
+        });
+      } else if (part.dropdown) {
+        self.replies.appendChild(self.dropdown(last, part.dropdown));
+      }
+    });
+  };
+
+  View.prototype.dropdown = function (m, body) {
+    var self = this;
+    var select = el("select", { class: "select", "aria-label": body.placeholder || "Choose an option" },
+      [el("option", { value: "", disabled: true, selected: true, text: body.placeholder || "Choose an option" })]);
+    body.options.forEach(function (option, i) { select.appendChild(el("option", { value: String(i), text: option.label })); });
+    // Arrow keys on a closed select change its value: that is browsing, not choosing.
+    // Keyboard users confirm with Enter; a pointer (or a picked list item) sends at once.
+    var browsing = false;
+    function choose() {
+      var option = body.options[Number(select.value)];
+      if (select.value === "" || !option) return;
+      self.app.sendText(option.label, { message_id: m.id, payload: option.payload });
+    }
+    select.addEventListener("keydown", function (e) {
+      if (/^(Arrow|Page|Home|End)/.test(e.key)) browsing = true;
+      if (e.key === "Enter") { e.preventDefault(); browsing = false; choose(); }
+    });
+    select.addEventListener("change", function () { if (!browsing) choose(); });
+    select.addEventListener("blur", function () { browsing = false; });
+    return select;
+  };
+
+  // -- pending, typing, read, unread ------------------------------------------------------
+
+  View.prototype.addPending = function (frame) {
+    var node = el("div", { class: "msg user" }, [
+      el("div", { class: "bubble" }, [linkify(frame.text)]),
+      el("div", { class: "meta" }),
+    ]);
+    this.pendingNodes[frame.client_message_id] = node;
+    this.pending.appendChild(node);
+    this.pendingMeta(frame.client_message_id);
+    this.renderReplies();
+    this.scrollDown(true);
+  };
+
+  View.prototype.pendingMeta = function (id, failure) {
+    var node = this.pendingNodes[id];
+    if (!node) return;
+    var meta = node.querySelector(".meta");
+    if (failure) { meta.className = "meta failed"; meta.textContent = "Not sent: " + failure; return; }
+    if (meta.className.indexOf("failed") >= 0) return;
+    meta.textContent = this.status === "online" ? "Sending…" : "Waiting for network…";
+  };
+
+  View.prototype.showTyping = function (frame) {
+    var self = this;
+    clearTimeout(this.typingTimer);
+    if (!frame.on) { this.hideTyping(); return; }
+    var who = (frame.actor && frame.actor.name) || "Someone";
+    this.typing.textContent = "";
+    this.typing.appendChild(el("span", { class: "dots", "aria-hidden": "true" }, [el("i"), el("i"), el("i")]));
+    this.typing.appendChild(el("span", { text: who + " is typing…" }));
+    this.typing.hidden = false;
+    this.scrollDown(false);
+    this.typingTimer = setTimeout(function () { self.hideTyping(); }, (frame.timeout || 8) * 1000);
+  };
+
+  View.prototype.hideTyping = function () {
+    clearTimeout(this.typingTimer);
+    this.typing.hidden = true;
+    this.typing.textContent = "";
+  };
+
+  View.prototype.renderSeen = function () {
+    var nodes = this.msgs.querySelectorAll(".msg.user .meta");
+    var lastSeen = null;
+    for (var i = 0; i < nodes.length; i++) {
+      nodes[i].hidden = true;
+      var seq = Number(nodes[i].parentNode.getAttribute("data-seq"));
+      if (seq <= this.agentReadSeq) lastSeen = nodes[i];
+    }
+    if (lastSeen) { lastSeen.textContent = "Seen"; lastSeen.hidden = false; }
+  };
+
+  View.prototype.lastSeq = function () {
+    return this.order.length ? this.order[this.order.length - 1] : 0;
+  };
+
+  View.prototype.markRead = function () {
+    var last = this.lastSeq();
+    if (this.isOpen && document.visibilityState !== "hidden" && last > this.userReadSeq) {
+      this.userReadSeq = last;
+      this.app.read(last);
+    }
+    this.updateUnread();
+  };
+
+  View.prototype.updateUnread = function () {
+    var self = this;
+    var count = this.order.filter(function (seq) {
+      var type = self.messages[seq].actor.type;
+      return seq > self.userReadSeq && type !== "user" && type !== "system";
+    }).length;
+    this.badge.textContent = count > 9 ? "9+" : String(count);
+    this.badge.hidden = count === 0;
+    this.unreadText.textContent = count && !this.isOpen ? count + " unread message" + (count > 1 ? "s" : "") : "";
+  };
+
+  View.prototype.scrollDown = function (force) {
+    var log = this.log;
+    var near = log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+    if (force || near) requestAnimationFrame(function () { log.scrollTop = log.scrollHeight; });
+  };
+
+  // -- the web view sheet -----------------------------------------------------------------
+
+  View.prototype.openSheet = function (info, opener) {
+    var self = this;
+    if (this.sheet) this.closeSheet("dismissed");
+    var frame = el("iframe", {
+      title: info.label, src: info.url, referrerpolicy: "no-referrer",
+      allow: "clipboard-write; payment",
+    });
+    var heading = el("h3", { class: "sheet-title", text: info.label });
+    var close = el("button", { type: "button", class: "sheet-close", text: "Close", onclick: function () { self.closeSheet("dismissed"); } });
+    // Focus stays in the sheet: sentinels at both ends send Tab around the loop.
+    var first = el("span", { class: "sentinel", tabindex: "0", onfocus: function () { frame.focus(); } });
+    var last = el("span", { class: "sentinel", tabindex: "0", onfocus: function () { close.focus(); } });
+    var height = { compact: 1, tall: 1, full: 1 }[info.height] ? info.height : "tall";
+    var sheet = el("div", { class: "sheet " + height, role: "dialog", "aria-modal": "true", "aria-label": info.label },
+      [el("div", { class: "sheet-head" }, [heading, close]), frame]);
+    var veil = el("div", { class: "veil" }, [first, sheet, last]);
+    var onMessage = function (event) {
+      // Only the window we opened, at the origin the server named.
+      if (!self.sheet || event.source !== frame.contentWindow || event.origin !== info.origin) return;
+      var data = event.data;
+      if (!data || typeof data !== "object") return;
+      if (data.backchannel === "webview.close") {
+        var status = data.status === "submitted" ? "submitted" : "closed";
+        self.closeSheet(status, typeof data.result === "string" ? data.result.slice(0, 1000) : undefined);
+      } else if (data.backchannel === "webview.title" && typeof data.title === "string") {
+        heading.textContent = data.title.slice(0, 80);
+      }
+    };
+    window.addEventListener("message", onMessage);
+    [this.head, this.statusBar, this.log, this.composer, this.foot].forEach(function (node) { node.setAttribute("inert", ""); });
+    this.panel.appendChild(veil);
+    this.sheet = { info: info, veil: veil, onMessage: onMessage, opener: opener };
+    close.focus();
+  };
+
+  View.prototype.closeSheet = function (status, result) {
+    var sheet = this.sheet;
+    if (!sheet) return;
+    this.sheet = null;
+    window.removeEventListener("message", sheet.onMessage);
+    sheet.veil.remove();
+    [this.head, this.statusBar, this.log, this.composer, this.foot].forEach(function (node) { node.removeAttribute("inert"); });
+    this.app.webviewClosed(sheet.info, status, result);
+    if (sheet.opener && sheet.opener.isConnected) sheet.opener.focus(); else this.input.focus();
+  };
+
+  View.prototype.destroy = function () {
+    if (this.sheet) window.removeEventListener("message", this.sheet.onMessage);
+    clearTimeout(this.typingTimer);
+    this.shadow.removeEventListener("keydown", this.onKey);
+    this.host.remove();
+  };
+
+  // --- the app: transport + view + public API ------------------------------------------
+
+  var view, conn, typingSentAt = 0, typingOffTimer = null, control = [];
+
+  function onFrame(frame) {
+    switch (frame.type) {
+      case "ready":
+        view.userReadSeq = frame.user_read_seq || 0;
+        view.agentReadSeq = frame.agent_read_seq || 0;
+        if (frame.conversation) view.setConversation(frame.conversation);
+        else if (view.conversationId) { view.reset(); view.conversationId = null; }
+        view.applySettings(frame.settings);
+        if (!frame.conversation && view.openedOnce) conn.send({ type: "open" });
+        control.splice(0).forEach(function (f) { conn.send(f); });
+        view.updateUnread();
+        break;
+      case "conversation": view.setConversation(frame.conversation); break;
+      case "message": view.addMessage(frame); break;
+      case "typing": view.showTyping(frame); break;
+      case "read":
+        if (frame.reader === "agent") { view.agentReadSeq = Math.max(view.agentReadSeq, frame.seq); view.renderSeen(); }
+        else { view.userReadSeq = Math.max(view.userReadSeq, frame.seq); view.updateUnread(); }
+        break;
+      case "settings": view.applySettings(frame); break;
+      case "webview.url":
+        if (app.wantedWebview && app.wantedWebview.id === frame.webview_id && app.wantedWebview.message.id === frame.message_id) {
+          var wanted = app.wantedWebview;
+          app.wantedWebview = null;
+          view.openSheet({
+            url: frame.url, origin: frame.origin, label: wanted.body.label,
+            height: wanted.body.height || frame.height, message_id: frame.message_id, webview_id: frame.webview_id,
+          }, wanted.opener);
+        }
+        break;
+      case "error":
+        if (frame.client_message_id) {
+          if (frame.code === "rate_limited") {
+            setTimeout(function () { conn.flush(); }, ((frame.details && frame.details.retry_after) || 5) * 1000);
+          } else {
+            view.pendingMeta(frame.client_message_id, frame.message || "refused");
+          }
+        }
+        if (window.console) console.warn("Backchannel: " + frame.code + ": " + frame.message);
+        break;
+    }
+  }
+
+  var app = {
+    wantedWebview: null,
+    open: function () {
+      conn.start();
+      view.show(true);
+      if (conn.ready && !conn.conversationId) conn.send({ type: "open" });
+    },
+    close: function () { if (view.sheet) view.closeSheet("dismissed"); view.show(false); },
+    sendText: function (text, replyTo) {
+      var frame = { type: "message", client_message_id: uid(), text: text };
+      if (replyTo) frame.reply_to = replyTo;
+      clearTimeout(typingOffTimer);
+      if (typingSentAt) { typingSentAt = 0; conn.send({ type: "typing", on: false }); }
+      view.addPending(frame);
+      conn.sendMessage(frame);
+    },
+    userTyping: function () {
+      var now = Date.now();
+      if (now - typingSentAt > 3000 && conn.send({ type: "typing", on: true })) typingSentAt = now;
+      clearTimeout(typingOffTimer);
+      typingOffTimer = setTimeout(function () {
+        if (typingSentAt) { typingSentAt = 0; conn.send({ type: "typing", on: false }); }
+      }, 4000);
+    },
+    read: function (seq) { conn.send({ type: "read", seq: seq }); },
+    openWebview: function (message, id, body, opener) {
+      app.wantedWebview = { message: message, id: id, body: body, opener: opener };
+      conn.send({ type: "webview.open", message_id: message.id, webview_id: id });
+    },
+    webviewClosed: function (info, status, result) {
+      var frame = { type: "webview.close", message_id: info.message_id, webview_id: info.webview_id, status: status };
+      if (result !== undefined) frame.result = result;
+      if (!conn.send(frame)) control.push(frame);
+    },
+  };
+
+  view = new View(app);
+  conn = new Connection({
+    session: function (session) { view.applySettings(session.settings); },
+    status: function (status) { view.setStatus(status); },
+    frame: onFrame,
+  });
+  var onVisible = function () { if (document.visibilityState === "visible" && view.isOpen) view.markRead(); };
+  document.addEventListener("visibilitychange", onVisible);
+
+  var api = {
+    __loaded: true,
+    open: function () { app.open(); },
+    close: function () { app.close(); },
+    toggle: function () { if (view.isOpen) app.close(); else app.open(); },
+    destroy: function () {
+      conn.stop();
+      view.destroy();
+      document.removeEventListener("visibilitychange", onVisible);
+      clearTimeout(typingOffTimer);
+      if (window.Backchannel === api) delete window.Backchannel;
+    },
+  };
+  window.Backchannel = api;
+
+  // Returning visitors and known users connect now (history, unread badge); a first-time
+  // anonymous visitor only gets a session when they open the chat.
+  var settings = window.BackchannelSettings || {};
+  if ((settings.user && settings.user.external_id) || storage.get(STORAGE_KEY)) conn.start();
+  else {
+    fetch(SERVER + "/widget/v1/settings?widget_key=" + encodeURIComponent(WIDGET_KEY), { credentials: "omit" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) { if (s && !conn.session) view.applySettings(s); })
+      .catch(function () {});
+  }
+
+  // Calls made before the script loaded: `Backchannel.q = [["open"], …]` (see docs/widget.md).
+  var queued = existing && existing.q;
+  if (queued && queued.length) {
+    Array.prototype.slice.call(queued).forEach(function (call) {
+      var name = call && call[0];
+      if (typeof api[name] === "function" && name !== "__loaded") api[name]();
+    });
+  }
+})();
