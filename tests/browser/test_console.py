@@ -124,6 +124,13 @@ def test_customer_message_appears_live_and_agent_reply_takes_over(
     assert last["actor"] == {"type": "agent", "id": stored["assignee_id"]}
     screenshot(page, "console-inbox-conversation")
 
+    # On a phone the open conversation takes the screen, with a way back to the list.
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.get_by_role("textbox", name="Reply")).to_be_visible()
+    expect(page.get_by_role("link", name="All conversations")).to_be_visible()
+    screenshot(page, "console-inbox-mobile")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
     page.get_by_role("button", name="Resolve").click()
     expect(page.get_by_role("button", name="Reopen")).to_be_visible()
     assert api.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "resolved"
@@ -143,3 +150,123 @@ def test_new_conversation_appears_live_in_the_list(
     link = page.get_by_role("link", name=re.compile("Live Larry"))
     expect(link).to_contain_text("Is anyone there?")
     screenshot(page, "console-inbox")
+
+
+def test_webhook_endpoint_test_event_delivery_log_and_retry(page: Any, server: LiveServer, tenant: Tenant) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.receivers import Receiver, eventually
+
+    failing = {"on": True}
+
+    def respond(req: Any) -> tuple[int, dict[str, str], bytes]:
+        if failing["on"]:
+            return 500, {}, b"receiver is down for maintenance"
+        return 200, {}, b"thanks"
+
+    with Receiver(respond) as receiver:
+        log_in(page, server, make_console_user(server, tenant))
+        page.get_by_role("link", name="Webhooks").click()
+        page.get_by_role("button", name="Add endpoint").click()
+        page.get_by_label("URL").fill("not a url")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("#f-url-error")).to_be_visible()  # the error sits under its field
+        page.get_by_label("URL").fill(receiver.url)
+        page.get_by_label("Description").fill("Freddy")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("heading", name=receiver.url)).to_be_visible()
+
+        page.get_by_role("button", name="Reveal secret").click()
+        secret = page.get_by_text(re.compile(r"^whsec_")).inner_text().strip()
+        page.get_by_role("button", name="Send test").click()
+        expect(page.get_by_role("status")).to_contain_text("Test event sent")
+
+        first = receiver.wait_count(1)[0]
+        # Signed as Standard Webhooks: the reference library verifies it with the revealed secret.
+        payload = Webhook(secret).verify(first.body, first.headers)
+        assert payload["type"] == "webhook.test"
+
+        # The failure is in the log with its status, duration and response excerpt.
+        def logged_failure() -> bool:
+            page.reload()
+            return page.get_by_text("HTTP 500").count() > 0
+        eventually(logged_failure)
+        expect(page.get_by_text("receiver is down for maintenance").first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"\d+ ms")).first).to_be_visible()
+        screenshot(page, "console-webhooks")
+
+        # Let the retries run out, then retry by hand once the receiver is back.
+        def failed_for_good() -> bool:
+            page.reload()
+            return page.get_by_text("Failed", exact=True).count() > 0
+        eventually(failed_for_good, timeout=30)
+        failing["on"] = False
+        page.get_by_role("button", name="Retry").click()
+        expect(page.get_by_role("status")).to_contain_text("queued again")
+        eventually(lambda: receiver.succeeded())
+        ok = receiver.succeeded()[0]
+        assert ok.webhook_id == first.webhook_id  # the same event, deduplicable
+        Webhook(secret).verify(ok.body, ok.headers)
+
+        def logged_success() -> bool:
+            page.reload()
+            return page.get_by_text("Succeeded", exact=True).count() > 0
+        eventually(logged_success)
+
+        page.get_by_role("link", name=re.compile("full log")).click()
+        expect(page.get_by_role("heading", name="Delivery log")).to_be_visible()
+        expect(page.get_by_text("HTTP 200").first).to_be_visible()
+        screenshot(page, "console-webhook-endpoint")
+
+
+def test_widget_and_inbox_talk_live_and_the_widget_follows_settings(
+    browser: Any, page: Any, server: LiveServer, tenant: Tenant
+) -> None:
+    from tests.browser.widget_host import embed_page, serve_host_site
+
+    sites = serve_host_site()
+    site = next(sites)
+    customer = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        shop = site.add("/", embed_page(server, tenant))
+        log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+        expect(page.locator("#live-status")).to_have_text("Live")
+
+        widget = customer.new_page()
+        widget.goto(shop)
+        widget.get_by_role("button", name="Open chat").click()
+        widget.get_by_role("textbox", name="Message").fill("Hello from the widget")
+        widget.get_by_role("button", name="Send", exact=True).click()
+
+        # The customer's message arrives in the Inbox list, live, and opens as a transcript.
+        page.get_by_role("link", name=re.compile("Hello from the widget")).click()
+        expect(page.get_by_role("log")).to_contain_text("Hello from the widget")
+        widget.get_by_role("textbox", name="Message").fill("Are you a robot?")
+        widget.get_by_role("button", name="Send", exact=True).click()
+        expect(page.get_by_role("log")).to_contain_text("Are you a robot?")
+
+        page.get_by_role("textbox", name="Reply").fill("No, I'm Grace, a human. How can I help?")
+        page.get_by_role("button", name="Send reply").click()
+        customer_log = widget.get_by_role("log")
+        expect(customer_log).to_contain_text("No, I'm Grace, a human. How can I help?")
+        expect(widget.get_by_text("You're talking to Grace Hopper")).to_be_visible()
+        screenshot(widget, "console-reply-in-widget")
+
+        # Settings saved in the console reach the widget.
+        page.get_by_role("link", name="Widget", exact=True).click()
+        page.get_by_label("Colour").fill("#cc3366")
+        page.get_by_label("Greeting").fill("Welcome to Northwind, we're here to help")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_contain_text("saved")
+        fresh = customer.new_page()
+        fresh.goto(shop)
+        fresh.get_by_role("button", name="Open chat").click()
+        expect(fresh.get_by_text("Welcome to Northwind, we're here to help")).to_be_visible()
+        launcher_colour = fresh.evaluate(
+            "() => { const h = [...document.querySelectorAll('*')].find(e => e.shadowRoot);"
+            " return getComputedStyle(h.shadowRoot.querySelector('.launcher')).backgroundColor; }"
+        )
+        assert launcher_colour == "rgb(204, 51, 102)"
+    finally:
+        customer.close()
+        sites.close()
