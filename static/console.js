@@ -135,6 +135,21 @@
       });
     }
 
+    // A web view opening or closing annotates a message already shown: re-render them all.
+    function reloadTranscript() {
+      if (!current || !transcript) return;
+      get("/console/inbox/" + encodeURIComponent(current) + "/messages?after=0").then(function (html) {
+        var box = document.createElement("div");
+        box.innerHTML = html;
+        var items = $all("[data-seq]", box);
+        if (!items.length) return;
+        $all("[data-seq]", transcript).forEach(function (el) { el.remove(); });
+        items.forEach(function (el) { transcript.appendChild(el); });
+        lastSeq = Math.max(lastSeq, parseInt(items[items.length - 1].getAttribute("data-seq"), 10));
+        scrollToEnd();
+      }).catch(function () {});
+    }
+
     function refreshHeader() {
       if (!current) return;
       var gen = ++headerGen;
@@ -173,7 +188,7 @@
       } else if (ev.type.indexOf("conversation.") === 0 && ev.type !== "conversation.read") {
         refreshHeader();
       } else if (ev.type === "webview.opened" || ev.type === "webview.closed") {
-        fetchMessages();
+        reloadTranscript();
       }
     }
 

@@ -121,7 +121,8 @@ def check_csrf(request: Request, state: AppState, expected: str, form: FormData)
 
 
 class CsrfFailed(errors.ApiError):
-    status, code, message = 403, "csrf_failed", "This form has expired or did not come from the console. Reload the page and try again."
+    status, code = 403, "csrf_failed"
+    message = "This form has expired or did not come from the console. Reload the page and try again."
 
 
 def login_csrf(request: Request) -> str:

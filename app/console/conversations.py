@@ -9,7 +9,7 @@ from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from app import actions
-from app.models import Agent, Conversation, Message, User
+from app.models import Agent, Conversation, Message, User, WebviewOpening
 
 VIEWS = {"open": "Open", "mine": "Assigned to me", "resolved": "Resolved"}
 LIST_LIMIT = 100
@@ -72,7 +72,9 @@ def list_conversations(
     agents = agents_by_id(s, workspace_id)
     # One query for every conversation's newest message, not one per row.
     newest = [
-        and_(Message.conversation_id == c.id, Message.seq == c.last_message_seq) for c in convs if c.last_message_seq
+        and_(col(Message.conversation_id) == c.id, col(Message.seq) == c.last_message_seq)
+        for c in convs
+        if c.last_message_seq
     ]
     last: dict[str, Message] = {}
     if newest:
@@ -106,6 +108,8 @@ class Transcript:
     agents: dict[str, Agent]
     messages: list[Message]
     chosen: dict[str, str] = field(default_factory=dict)  # message id -> payload the customer picked
+    # message id -> the times its web views were opened (and how they closed); never their data
+    webviews: dict[str, list[WebviewOpening]] = field(default_factory=dict)
 
     @property
     def humans(self) -> list[Agent]:
@@ -132,7 +136,21 @@ def load_transcript(s: Session, workspace_id: str, conversation_id: str, after: 
         for m in messages
         if m.reply_to and m.reply_to.get("message_id")
     }
-    return Transcript(conv, user, customer_name(user), agents_by_id(s, workspace_id), messages, chosen)
+    webviews: dict[str, list[WebviewOpening]] = {}
+    if messages:
+        openings = s.exec(
+            select(WebviewOpening)
+            .where(
+                WebviewOpening.conversation_id == conv.id,
+                col(WebviewOpening.message_id).in_([m.id for m in messages]),
+            )
+            .order_by(col(WebviewOpening.opened_at))
+        )
+        for opening in openings:
+            webviews.setdefault(opening.message_id, []).append(opening)
+    return Transcript(
+        conv, user, customer_name(user), agents_by_id(s, workspace_id), messages, chosen, webviews
+    )
 
 
 def actor_label(message: Message, transcript: Transcript, me_agent_id: str | None) -> dict[str, Any]:

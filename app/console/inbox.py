@@ -153,6 +153,6 @@ async def assign(ctx: Ctx) -> Response:
 
 @console_page()
 async def set_status(ctx: Ctx) -> Response:
-    status = "resolved" if ctx.field("status") == "resolved" else "open"
-    notice = "Conversation resolved." if status == "resolved" else "Conversation reopened."
-    return await _patch(ctx, ConversationPatch(status=status), notice)
+    resolve = ctx.field("status") == "resolved"
+    notice = "Conversation resolved." if resolve else "Conversation reopened."
+    return await _patch(ctx, ConversationPatch(status="resolved" if resolve else "open"), notice)

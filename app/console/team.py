@@ -15,9 +15,8 @@ PATH = "/console/settings/team"
 
 
 def list_members(s: Session, workspace_id: str) -> list[ConsoleUser]:
-    return list(
-        s.exec(select(ConsoleUser).where(ConsoleUser.workspace_id == workspace_id).order_by(col(ConsoleUser.created_at)))
-    )
+    query = select(ConsoleUser).where(ConsoleUser.workspace_id == workspace_id)
+    return list(s.exec(query.order_by(col(ConsoleUser.created_at))))
 
 
 async def _page(ctx: Ctx, *, values: dict[str, str] | None = None, errors_: dict[str, str] | None = None,
@@ -51,6 +50,5 @@ async def invite(ctx: Ctx) -> Response:
         return await _page(ctx, values=values, errors_=form_error(exc), status=422)
     except errors.Conflict as exc:
         return await _page(ctx, values=values, errors_={"email": exc.message}, status=409)
-    return redirect(
-        ctx, PATH, f"{values['email']} can now log in at /console with the password you set. Share it with them privately."
-    )
+    notice = f"{values['email']} can now log in at /console with the password you set. Share it privately."
+    return redirect(ctx, PATH, notice)

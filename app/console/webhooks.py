@@ -68,9 +68,11 @@ def _event_choices() -> list[str]:
     return [e for e in EVENT_TYPES if e != "webhook.test"]
 
 
-def _events_from(ctx: Ctx) -> list[str]:
+def _form_values(ctx: Ctx) -> dict[str, Any]:
     chosen = ctx.fields("events")
-    return ["*"] if "*" in chosen else chosen
+    return {"url": ctx.field("url").strip(), "description": ctx.field("description").strip(),
+            "events": ["*"] if "*" in chosen else chosen}
+
 
 
 async def _list_page(ctx: Ctx, *, reveal: str | None = None, values: dict[str, Any] | None = None,
@@ -110,10 +112,9 @@ async def webhooks_page(ctx: Ctx) -> Response:
 
 @console_page(admin=True)
 async def add(ctx: Ctx) -> Response:
-    values = {"url": ctx.field("url").strip(), "description": ctx.field("description").strip(),
-              "events": _events_from(ctx)}
+    values = _form_values(ctx)
     try:
-        body = WebhookEndpointIn(url=values["url"], description=values["description"], events=values["events"] or [])
+        body = WebhookEndpointIn(url=values["url"], description=values["description"], events=values["events"])
         endpoint = await ctx.state.runner.write(webhooks.create_endpoint, ctx.workspace_id, body)
     except ValidationError as exc:
         return await _list_page(ctx, values=values, errors_=form_error(errors.from_validation_error(exc)), status=422)
@@ -130,8 +131,7 @@ async def endpoint_page(ctx: Ctx) -> Response:
 @console_page(admin=True)
 async def save(ctx: Ctx) -> Response:
     endpoint_id = ctx.request.path_params["endpoint_id"]
-    values = {"url": ctx.field("url").strip(), "description": ctx.field("description").strip(),
-              "events": _events_from(ctx)}
+    values = _form_values(ctx)
     try:
         patch = WebhookEndpointPatch(url=values["url"], description=values["description"], events=values["events"])
         await ctx.state.runner.write(webhooks.update_endpoint, ctx.workspace_id, endpoint_id, patch)

@@ -270,3 +270,47 @@ def test_widget_and_inbox_talk_live_and_the_widget_follows_settings(
     finally:
         customer.close()
         sites.close()
+
+
+def test_transcript_shows_every_part_and_web_views_without_their_data(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    from app.webviews import close_webview, open_webview
+
+    log_in(page, server, make_console_user(server, tenant))
+    user = api.post("/api/v1/users", json={"name": "Carla Cardholder"}).json()
+    conv = api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Statement please, see https://example.com/help"}}]},
+        {"actor": {"type": "bot"}, "message_parts": [
+            {"text": {"content": "<b>not bold</b> Please confirm your card"}},
+            {"web_view": {"id": "card", "label": "Enter card details", "url": "https://bank.example/card"}},
+            {"image": {"url": "https://example.com/ok.gif", "alt": "Thumbs up"}},
+            {"carousel": {"cards": [{"title": "Coffee shop", "subtitle": "-3.20 EUR",
+                                     "buttons": [{"url_button": {"label": "Details", "url": "https://example.com/t1"}}]}]}},
+        ], "reply_parts": [{"dropdown": {"placeholder": "Statement period",
+                                         "options": [{"label": "Last month", "payload": "1m"}]}}]},
+    ]}).json()
+    bot = conv["messages"][1]["id"]
+    page.goto(f"{server.url}/console/inbox/{conv['id']}")
+    log = page.get_by_role("log")
+    expect(log.get_by_role("link", name="https://example.com/help")).to_be_visible()  # linkified
+    expect(log).to_contain_text("<b>not bold</b>")  # text is never HTML
+    expect(log.get_by_role("img", name="Thumbs up")).to_be_visible()
+    expect(log.get_by_role("group", name="Coffee shop").get_by_role("link", name="Details")).to_be_visible()
+    expect(log).to_contain_text("Statement period")
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+    # The customer opens the web view and submits it: the Inbox shows that, and nothing else.
+    # (Done straight in the store, which publishes nothing, so the page is reloaded.)
+    server.in_tx(lambda tx: open_webview(tx, tenant.workspace_id, conv["id"], user["id"], bot, "card",
+                                         settings=server.settings()))
+    page.reload()
+    expect(log).to_contain_text("Web view opened")
+    expect(log).to_contain_text("still open")
+    server.in_tx(lambda tx: close_webview(tx, tenant.workspace_id, conv["id"], bot, "card", "submitted",
+                                          "card-4111-ok"))
+    page.reload()
+    expect(log.get_by_text("Web view closed", exact=True)).to_be_visible()
+    expect(log).to_contain_text("after the form was submitted")
+    assert "card-4111-ok" not in page.content()
+    screenshot(page, "console-inbox-rich-transcript")
