@@ -314,3 +314,34 @@ def test_transcript_shows_every_part_and_web_views_without_their_data(
     expect(log).to_contain_text("after the form was submitted")
     assert "card-4111-ok" not in page.content()
     screenshot(page, "console-inbox-rich-transcript")
+
+
+def test_admin_invites_an_agent_who_works_only_the_inbox(browser: Any, page: Any, server: LiveServer, tenant: Tenant) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    page.get_by_role("link", name="Team").click()
+    page.get_by_label("Full name").fill("Alan Agent")
+    page.get_by_label("Email address").fill("alan@example.com")
+    page.get_by_label("Temporary password").fill("short")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.locator("#invite-password-error")).to_contain_text("at least 8 characters")
+    expect(page.get_by_label("Full name")).to_have_value("Alan Agent")  # nothing typed is lost
+    page.get_by_label("Temporary password").fill("a much longer password")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("row", name=re.compile("Alan Agent"))).to_contain_text("agent")
+    screenshot(page, "console-team")
+
+    agent = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        other = agent.new_page()
+        log_in(other, server, "alan@example.com", "a much longer password")
+        expect(other.get_by_role("link", name="API Tokens")).to_have_count(0)
+        other.goto(server.url + "/console/settings/webhooks")
+        expect(other.get_by_role("heading", name="Not allowed")).to_be_visible()
+        # Logging out ends the session: the Inbox asks for a login again.
+        other.goto(server.url + "/console/inbox")
+        other.get_by_role("button", name="Log out").click()
+        expect(other.get_by_role("button", name="Log in")).to_be_visible()
+        other.goto(server.url + "/console/inbox")
+        expect(other.get_by_role("button", name="Log in")).to_be_visible()
+    finally:
+        agent.close()
