@@ -245,6 +245,9 @@ def test_widget_and_inbox_talk_live_and_the_widget_follows_settings(
         widget.get_by_role("button", name="Send", exact=True).click()
         expect(page.get_by_role("log")).to_contain_text("Are you a robot?")
 
+        # The agent's typing shows in the widget while they write.
+        page.get_by_role("textbox", name="Reply").press_sequentially("No, I'm Grace")
+        expect(widget.get_by_text("Grace Hopper is typing…")).to_be_visible()
         page.get_by_role("textbox", name="Reply").fill("No, I'm Grace, a human. How can I help?")
         page.get_by_role("button", name="Send reply").click()
         customer_log = widget.get_by_role("log")
