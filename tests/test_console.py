@@ -186,3 +186,20 @@ async def test_live_socket_is_own_origin_own_workspace_and_ends_on_logout(server
     # Logging out ended the session everywhere: the old cookie no longer opens pages.
     with httpx.Client(base_url=server.url, headers={"cookie": cookie}) as stale:
         assert stale.get("/console/inbox").status_code == 303
+
+
+def test_throttling_is_per_account_and_a_good_login_starts_it_over(server: LiveServer, tenant: Tenant) -> None:
+    ada = make_console_user(server, tenant)
+    bob = make_console_user(server, tenant, email="bob@example.com")
+    with httpx.Client(base_url=server.url) as c:
+
+        def attempt(email: str, password: str) -> int:
+            c.cookies.clear()  # a fresh visitor each time: no session, a new login form
+            csrf = csrf_from(c.get("/console/login").text)
+            return c.post("/console/login", data={"email": email, "password": password, "csrf_token": csrf}).status_code
+
+        assert [attempt(ada, "typo") for _ in range(9)] == [401] * 9
+        assert attempt(ada, PASSWORD) == 303  # the 10th attempt, and right: the count starts over
+        assert [attempt(ada, "typo") for _ in range(10)] == [401] * 10
+        assert attempt(ada, PASSWORD) == 429
+        assert attempt(bob, PASSWORD) == 303  # another account from the same address is unaffected

@@ -61,6 +61,7 @@ async def login(request: Request) -> Response:
     user = await state.runner.read(accounts.authenticate, email, password)
     if user is None:
         return _login_page(request, state, email=email, error="That email and password do not match.", status=401)
+    auth.login_succeeded(state, request, email)
     response = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
     auth.set_session(response, request, state, user)
     response.delete_cookie(auth.LOGIN_COOKIE, path="/console")
