@@ -179,8 +179,14 @@ def update_user(tx: Tx, workspace_id: str, user_id: str, patch: UserPatch) -> Us
         if clash:
             raise errors.Conflict("A user with this external_id already exists.", code="duplicate_external_id")
     for key, value in changes.items():
-        if key == "properties" and value is not None:
-            value = {**user.properties, **value}
+        if key == "properties":
+            # ``null`` clears the properties (the column is never null: reads promise an object);
+            # an object merges into them, within the same limit as a create.
+            value = {} if value is None else {**(user.properties or {}), **value}
+            if len(value) > 100:
+                raise errors.Unprocessable(
+                    "Invalid field: properties", details=[{"field": "properties", "message": "at most 100 properties"}]
+                )
         setattr(user, key, value)
     user.updated_at = utcnow()
     tx.session.add(user)

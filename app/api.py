@@ -30,7 +30,8 @@ from app.tokens import Principal
 
 log = logging.getLogger("backchannel.api")
 PREFIX = "/api/v1"
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Every verb, TRACE and CONNECT included, reaches the dispatcher, so each 405 names what is allowed.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 
 
 class JSONResponse(Response):
@@ -115,8 +116,9 @@ class Api:
             method = "GET" if request.method == "HEAD" else request.method
             ep = methods.get(method)
             if ep is None:
+                allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
                 raise errors.MethodNotAllowed(
-                    f"{request.method} is not allowed here.", headers={"Allow": ", ".join(methods)}
+                    f"{request.method} is not allowed here.", headers={"Allow": ", ".join(allowed)}
                 )
             return await run_endpoint(ep, request)
 
@@ -150,7 +152,9 @@ def parse_json_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
         except orjson.JSONDecodeError as exc:
             raise errors.BadRequest(f"The body is not valid JSON: {exc.msg}.", code="invalid_json") from None
     if not isinstance(data, dict):
-        raise errors.Unprocessable("The body must be a JSON object.", details=[{"field": "body", "message": "expected an object"}])
+        raise errors.Unprocessable(
+            "The body must be a JSON object.", details=[{"field": "body", "message": "expected an object"}]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -188,15 +192,19 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
         return body, query
 
     if not ep.writes:
+
         def read(s: Session) -> tuple[Result, str | None]:
             principal, stale = authed(s)
             body, query = inputs()
-            return _as_result(ep, ep.handler(Call(principal, s, params, body, query, settings=state.settings))), principal.token_id if stale else None
+            return _as_result(
+                ep, ep.handler(Call(principal, s, params, body, query, settings=state.settings))
+            ), principal.token_id if stale else None
 
         result, touch = await state.runner.read(read)
         if touch:
             await state.runner.write(state.authenticator.touch, touch)
     else:
+
         def write(tx: Tx) -> Result:
             principal, stale = authed(tx.session)
             body, query = inputs()
@@ -206,7 +214,9 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
                 record = tx.session.get(IdempotencyRecord, (principal.workspace_id, idem_key))
                 if record is not None:
                     return _replay(record, fingerprint)
-            res = _as_result(ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings)))
+            res = _as_result(
+                ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings))
+            )
             if idem_key is not None and res.status < 500:
                 tx.session.add(
                     IdempotencyRecord(
@@ -242,8 +252,6 @@ def _as_result(ep: Endpoint, value: Any) -> Result:
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Result:
     if record.fingerprint != fingerprint:
-        raise errors.Conflict(
-            "This Idempotency-Key was used with a different request.", code="idempotency_key_reused"
-        )
+        raise errors.Conflict("This Idempotency-Key was used with a different request.", code="idempotency_key_reused")
     body = orjson.loads(record.response_body) if record.response_body else None
     return Result(record.status_code, body, {"Idempotent-Replayed": "true"})

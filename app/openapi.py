@@ -62,7 +62,8 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             op["x-required-scope"] = ep.scope
         if ep.body is not None:
             op["requestBody"] = {
-                "required": True,
+                # An empty body is read as ``{}``: it is only "required" when the model has required fields.
+                "required": bool(ep.body.model_json_schema().get("required")),
                 "content": {"application/json": {"schema": ref(ep.body, "validation")}},
             }
         out = _response_model(ep)

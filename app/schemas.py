@@ -24,7 +24,8 @@ from pydantic import (
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # strict: JSON types as declared (no "0" or 0 for false, no "5" for 5), as the OpenAPI document says.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 def _check_http_url(value: str) -> str:
