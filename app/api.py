@@ -202,7 +202,10 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
 
         result, touch = await state.runner.read(read)
         if touch:
-            await state.runner.write(state.authenticator.touch, touch)
+            try:
+                await state.runner.write(state.authenticator.touch, touch)
+            except errors.Unavailable:
+                pass  # last_used_at is best effort: a locked database must not fail a read that worked
     else:
 
         def write(tx: Tx) -> Result:

@@ -20,11 +20,11 @@ def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
     if settings.is_sqlite:
         engine = create_engine(
             settings.sqlalchemy_url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": settings.database_busy_timeout_seconds},
             pool_size=8,
             max_overflow=8,
         )
-        _tune_sqlite(engine, immediate=for_writes)
+        _tune_sqlite(engine, immediate=for_writes, busy_ms=int(settings.database_busy_timeout_seconds * 1000))
         return engine
     return create_engine(
         settings.sqlalchemy_url,
@@ -35,7 +35,7 @@ def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
     )
 
 
-def _tune_sqlite(engine: Engine, *, immediate: bool) -> None:
+def _tune_sqlite(engine: Engine, *, immediate: bool, busy_ms: int) -> None:
     """WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` so writers queue up
     on the write lock instead of failing to upgrade a read lock mid-transaction."""
 
@@ -46,7 +46,7 @@ def _tune_sqlite(engine: Engine, *, immediate: bool) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     @event.listens_for(engine, "begin")

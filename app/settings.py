@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "production"] = "dev"
     database_url: str = "sqlite:///./backchannel.db"
     broker_url: str = "memory://"
+    # How long a SQLite writer waits for the write lock before the request answers 503 (with
+    # Retry-After) instead of hanging: long enough to queue behind other writers under load.
+    database_busy_timeout_seconds: float = 10.0
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     public_url: str = "http://127.0.0.1:8000"
     webhook_allow_private_networks: bool = False
