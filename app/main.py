@@ -126,9 +126,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _feature_routes() -> list[BaseRoute]:
     """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
     from app import console
-    from app.routes import webviews, widget
+    from app.routes import demo, webviews, widget
 
-    return [*widget.ROUTES, *webviews.ROUTES, *console.ROUTES]
+    return [*widget.ROUTES, *webviews.ROUTES, *console.ROUTES, *demo.ROUTES]
 
 
 def _feature_starters() -> list[Any]:
@@ -159,7 +159,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api/"):
         codes = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge}
         cls = codes.get(exc.status_code, errors.BadRequest)
-        return error_response(cls(str(exc.detail) if exc.detail else None))
+        # Keep Starlette's headers: a 405 must say which methods are allowed (RFC 9110 §15.5.6).
+        return error_response(cls(str(exc.detail) if exc.detail else None, headers=dict(exc.headers or {})))
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
