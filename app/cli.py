@@ -46,6 +46,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app.migrate import upgrade
 
+    if args.workers > 1 and settings.broker_url.startswith("memory://"):
+        raise ValueError(
+            "--workers > 1 needs a shared broker: set BACKCHANNEL_BROKER_URL=redis://… "
+            "(memory:// reaches only one process, so sockets would miss other workers' events)"
+        )
     upgrade(settings)
     if args.demo:
         from app.demo import run_demo

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     webhook_rotation_overlap_seconds: float = 24 * 3600
     webhook_concurrency: int = 64
 
+    # /metrics asks for this bearer token when set
+    metrics_token: SecretStr | None = None
+
     # The AG Bank demo page (/demo) embeds the widget of this workspace; set by scripts/serve.
     demo_widget_key: str | None = None
 

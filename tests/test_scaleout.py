@@ -222,3 +222,61 @@ def test_servers_recover_from_a_postgres_restart_by_themselves(server_factory: A
             pg.stop()
         except Exception:
             pass
+
+
+def test_workers_share_one_system(tmp_path: Path, postgres_database: str, redis_broker_url: str, widget: Any) -> None:
+    """``backchannel serve --workers 2``: whichever worker answers, it is one system."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, TEST_ENV, free_port
+
+    upgrade(Settings(database_url=postgres_database, env="test"))
+    port = free_port()
+    env = {**os.environ, **TEST_ENV, "BACKCHANNEL_DATABASE_URL": postgres_database, "BACKCHANNEL_BROKER_URL": redis_broker_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--workers", "2", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        server = LiveServer(postgres_database, tmp_path, port=port)
+        eventually(lambda: _up(server.url), timeout=60)
+        tenant = server.new_tenant()
+        customers = [widget(server, tenant) for _ in range(4)]  # spread over both workers
+        conv_ids = []
+        for customer in customers:
+            customer.connect()
+            customer.send({"type": "open"})
+            conv_ids.append(customer.expect("conversation")["conversation"]["id"])
+        with server.client(tenant) as api:
+            for conv_id in conv_ids:
+                post_text(api, conv_id, "to every worker")
+        for customer in customers:
+            assert customer.expect("message")["message"]["message_parts"][0]["text"]["content"] == "to every worker"
+        metrics = httpx.get(server.url + "/metrics").text
+        assert "backchannel_widget_sockets" in metrics and "backchannel_broker_up 1" in metrics
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_workers_refuse_a_memory_broker() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--workers", "2"], cwd=ROOT, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "BACKCHANNEL_BROKER_URL": "memory://"}, timeout=30,
+    )
+    assert proc.returncode != 0 and "redis://" in proc.stderr
