@@ -24,6 +24,7 @@ from app.actions import Runner
 from app.api import Api, Endpoint, JSONResponse, error_response
 from app.broker import make_broker
 from app.db import make_engine
+from app.metrics import metrics
 from app.openapi import build_openapi, render_docs
 from app.ratelimit import make_rate_limiter
 from app.routes import agents, conversations, tokens, users, webview_contexts, widget_settings
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *_feature_routes(),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -194,6 +196,9 @@ class _AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            state = getattr(scope["app"].state, "bc", None) if "app" in scope else None
+            if state is not None and status[0]:
+                state.counters[f"{status[0] // 100}xx"] += 1
             access_log.info(
                 "%s %s %s %.1fms", scope["method"], scope["path"], status[0], (time.perf_counter() - started) * 1000
             )

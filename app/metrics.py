@@ -27,7 +27,8 @@ async def metrics(request: Request) -> Response:
     if expected is not None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-            return PlainTextResponse("metrics need 'Authorization: Bearer <BACKCHANNEL_METRICS_TOKEN>'\n", status_code=401)
+            hint = "metrics need 'Authorization: Bearer <BACKCHANNEL_METRICS_TOKEN>'\n"
+            return PlainTextResponse(hint, status_code=401)
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], Any]]) -> None:

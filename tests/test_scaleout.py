@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +218,8 @@ def test_servers_recover_from_a_postgres_restart_by_themselves(server_factory: A
             assert texts[0] == "before" and "while down" not in texts and texts[-1] == "after"
             assert [m["seq"] for m in messages(api, conv["id"])] == list(range(1, len(texts) + 1))
     finally:
-        try:
+        with suppress(Exception):
             pg.stop()
-        except Exception:
-            pass
 
 
 def test_workers_share_one_system(tmp_path: Path, postgres_database: str, redis_broker_url: str, widget: Any) -> None:
