@@ -53,15 +53,15 @@ class TokenSigner:
     def session_token(self, identity: WidgetIdentity) -> str:
         return self._session.dumps({"w": identity.workspace_id, "u": identity.user_id})
 
-    def read_visitor(self, token: str) -> WidgetIdentity | None:
+    def read_visitor(self, token: object) -> WidgetIdentity | None:
         """The visitor a token names, or None when it is forged, expired or malformed."""
         return _load(self._visitor, token, VISITOR_MAX_AGE)
 
-    def read_session(self, token: str) -> WidgetIdentity | None:
+    def read_session(self, token: object) -> WidgetIdentity | None:
         return _load(self._session, token, SESSION_MAX_AGE)
 
 
-def _load(serializer: URLSafeTimedSerializer, token: Any, max_age: int) -> WidgetIdentity | None:
+def _load(serializer: URLSafeTimedSerializer, token: object, max_age: int) -> WidgetIdentity | None:
     if not isinstance(token, str) or not token or len(token) > 1024:
         return None
     try:

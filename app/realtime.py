@@ -54,9 +54,7 @@ def settings_frame(data: dict[str, Any]) -> dict[str, Any]:
 class Connection:
     """One widget socket: who it is, which conversation it follows, and its outgoing queue."""
 
-    def __init__(
-        self, hub: Hub, websocket: WebSocket, workspace_id: str, user_id: str, queue_size: int
-    ) -> None:
+    def __init__(self, hub: Hub, websocket: WebSocket, workspace_id: str, user_id: str, queue_size: int) -> None:
         self.hub = hub
         self.websocket = websocket
         self.workspace_id = workspace_id

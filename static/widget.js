@@ -376,9 +376,10 @@
     ".btn:hover{background:#f3f4f6;}",
     ".btn[disabled]{opacity:.55;cursor:default;}",
     ".media{display:block;max-width:260px;width:100%;height:auto;border-radius:14px;background:#e5e7eb;border:1px solid #e5e7eb;}",
-    ".gif{position:relative;display:inline-block;max-width:260px;}",
-    ".gif canvas{display:block;max-width:260px;width:100%;height:auto;border-radius:14px;background:#e5e7eb;}",
-    ".gif .play{position:absolute;left:8px;bottom:8px;min-height:32px;padding:4px 12px;font-size:13px;border-radius:16px;border:0;background:rgba(17,24,39,.78);color:#fff;cursor:pointer;}",
+    ".missing{color:#6b7280;font-style:italic;}",
+    ".gif{position:relative;display:block;width:260px;max-width:100%;min-height:56px;}",
+    ".gif canvas,.gif img{display:block;width:100%;height:auto;max-height:320px;object-fit:contain;border-radius:14px;background:#e5e7eb;}",
+    ".gif .play{position:absolute;left:8px;bottom:8px;min-height:32px;padding:4px 12px;white-space:nowrap;font-size:13px;border-radius:16px;border:0;background:rgba(17,24,39,.78);color:#fff;cursor:pointer;}",
     ".carousel{display:flex;gap:10px;overflow-x:auto;scroll-snap-type:x mandatory;padding:2px 2px 10px;width:100%;}",
     ".card{flex:0 0 224px;scroll-snap-align:start;background:#fff;border:1px solid #e5e7eb;border-radius:14px;overflow:hidden;display:flex;flex-direction:column;}",
     ".card img{display:block;width:100%;height:120px;object-fit:cover;background:#e5e7eb;}",
@@ -658,6 +659,11 @@
     if (!src) return el("span");
     var attrs = { src: src, alt: image.alt || "", loading: "lazy", decoding: "async", class: "media", width: image.width, height: image.height };
     if (!image.width || !image.height) { attrs.width = 260; attrs.height = 180; attrs.style = "height:auto;aspect-ratio:auto 260/180"; }
+    // A picture that cannot load becomes its alt text, not a broken-image icon.
+    attrs.onerror = function (e) {
+      var img = e.currentTarget;
+      if (img.isConnected) img.replaceWith(el("div", { class: "bubble missing", text: image.alt ? "[Image: " + image.alt + "]" : "[Image unavailable]" }));
+    };
     if (!isGif(image) || !(REDUCED_MOTION && REDUCED_MOTION.matches)) return el("img", attrs);
     // Reduced motion: a still first frame, animated only when the customer asks.
     var animated = el("img", attrs);
@@ -674,8 +680,8 @@
       onclick: function () {
         var playing = animated.hidden;
         animated.hidden = !playing; still.hidden = playing;
+        // A toggle keeps its name; aria-pressed carries the state.
         play.setAttribute("aria-pressed", String(playing));
-        play.textContent = playing ? "Pause GIF" : "Play GIF";
       },
     });
     return el("div", { class: "gif" }, [still, animated, play]);

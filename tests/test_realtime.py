@@ -103,8 +103,8 @@ def bot_says(api: httpx.Client, conversation_id: str, content: str, **extra: Any
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_open_creates_the_conversation_and_bot_messages_arrive_live(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_open_creates_the_conversation_and_bot_messages_arrive_live(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     client = widget(server, tenant)
     ready = client.connect()
@@ -120,8 +120,8 @@ def test_open_creates_the_conversation_and_bot_messages_arrive_live(widget: Any,
     assert frame["sender"]["name"] == "Bot" and frame["sender"]["kind"] == "bot"
 
 
-def test_customer_messages_use_the_api_write_path_once_per_client_id(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_customer_messages_use_the_api_write_path_once_per_client_id(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     client = widget(server, tenant)
     client.connect()
@@ -137,27 +137,43 @@ def test_customer_messages_use_the_api_write_path_once_per_client_id(widget: Any
     assert [m["message_parts"][0]["text"]["content"] for m in stored] == ["Hi, I need help"]
 
 
-def test_reply_to_is_checked_against_the_offered_choices(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_reply_to_is_checked_against_the_offered_choices(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     client = widget(server, tenant)
     conversation_id = opened(client)
     offer = bot_says(
-        api, conversation_id, "Pick one",
+        api,
+        conversation_id,
+        "Pick one",
         reply_parts=[{"quick_replies": {"options": [{"label": "Yes", "payload": "YES"}]}}],
     )
-    client.send({"type": "message", "text": "Yes", "client_message_id": "bad",
-                 "reply_to": {"message_id": offer["id"], "payload": "SOMETHING_ELSE"}})
+    client.send(
+        {
+            "type": "message",
+            "text": "Yes",
+            "client_message_id": "bad",
+            "reply_to": {"message_id": offer["id"], "payload": "SOMETHING_ELSE"},
+        }
+    )
     error = client.expect("error", client_message_id="bad")
     assert error["code"] == "validation_failed"
-    client.send({"type": "message", "text": "Yes", "client_message_id": "good",
-                 "reply_to": {"message_id": offer["id"], "payload": "YES"}})
+    client.send(
+        {
+            "type": "message",
+            "text": "Yes",
+            "client_message_id": "good",
+            "reply_to": {"message_id": offer["id"], "payload": "YES"},
+        }
+    )
     client.expect("ack", client_message_id="good")
     last = api.get(f"/api/v1/conversations/{conversation_id}/messages").json()["data"][-1]
     assert last["reply_to"] == {"message_id": offer["id"], "payload": "YES"}
 
 
-def test_resume_sends_only_what_the_client_lacks(widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+def test_resume_sends_only_what_the_client_lacks(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
     client = widget(server, tenant)
     conversation_id = opened(client)
     for i in range(1, 6):
@@ -174,8 +190,8 @@ def test_resume_sends_only_what_the_client_lacks(widget: Any, server: LiveServer
     assert [m["seq"] for m in fresh.messages_until_quiet()] == [1, 2, 3, 4, 5, 6]
 
 
-def test_two_tabs_of_one_visitor_share_messages_and_read_state(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_two_tabs_of_one_visitor_share_messages_and_read_state(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     tab1 = widget(server, tenant)
     conversation_id = opened(tab1)
@@ -189,8 +205,8 @@ def test_two_tabs_of_one_visitor_share_messages_and_read_state(widget: Any,
     assert tab2.expect("read")["seq"] == 2 and tab2.seen[-1]["reader"] == "user"
 
 
-def test_typing_from_the_api_reaches_the_widget_and_the_customers_typing_is_not_echoed(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_typing_from_the_api_reaches_the_widget_and_the_customers_typing_is_not_echoed(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     client = widget(server, tenant)
     conversation_id = opened(client)
@@ -202,7 +218,9 @@ def test_typing_from_the_api_reaches_the_widget_and_the_customers_typing_is_not_
     assert not [f for f in client.seen if f["type"] == "typing" and f["actor"]["type"] == "user"]
 
 
-def test_assignment_and_settings_changes_are_pushed(widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+def test_assignment_and_settings_changes_are_pushed(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
     client = widget(server, tenant)
     conversation_id = opened(client)
     agent = api.post("/api/v1/agents", json={"name": "Maya", "kind": "human"}).json()
@@ -214,8 +232,8 @@ def test_assignment_and_settings_changes_are_pushed(widget: Any, server: LiveSer
     assert settings == {"type": "settings", "theme_color": "#0a7d33", "greeting": "Welcome!"}
 
 
-def test_a_visitor_only_ever_sees_their_own_conversation(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_a_visitor_only_ever_sees_their_own_conversation(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     alice = widget(server, tenant)
     alice_conv = opened(alice)
@@ -231,7 +249,9 @@ def test_a_visitor_only_ever_sees_their_own_conversation(widget: Any,
 # -- security and limits -------------------------------------------------------------------------
 
 
-def test_foreign_origins_are_refused_at_the_handshake(widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+def test_foreign_origins_are_refused_at_the_handshake(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
     client = widget(server, tenant)
     api.patch("/api/v1/widget-settings", json={"allowed_origins": [ORIGIN]}).raise_for_status()
     client.connect()  # the listed origin still works
@@ -254,7 +274,9 @@ def test_foreign_origins_are_refused_at_the_handshake(widget: Any, server: LiveS
         {"type": "message", "text": "hi", "client_message_id": "x"},
     ],
 )
-def test_bad_or_missing_auth_closes_4401(widget: Any, server: LiveServer, tenant: Tenant, first_frame: dict[str, Any]) -> None:
+def test_bad_or_missing_auth_closes_4401(
+    widget: Any, server: LiveServer, tenant: Tenant, first_frame: dict[str, Any]
+) -> None:
     client = widget(server, tenant)
     client.open_socket()
     client.send(first_frame)
@@ -315,8 +337,8 @@ def test_a_peer_that_answers_pings_stays(widget: Any, server_factory: Any) -> No
     client.expect("pong")
 
 
-def test_a_restart_closes_sockets_for_reconnect_and_nothing_is_lost(widget: Any, 
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+def test_a_restart_closes_sockets_for_reconnect_and_nothing_is_lost(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
     client = widget(server, tenant)
     conversation_id = opened(client)

@@ -71,9 +71,7 @@ async def public_settings(request: Request) -> Response:
     if workspace is None:
         return error_response(errors.NotFound("No workspace has this widget key.", code="unknown_widget_key"))
     body = {"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting}
-    return JSONResponse(
-        body, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"}
-    )
+    return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"})
 
 
 def _cors(origin: str | None) -> dict[str, str]:
@@ -107,9 +105,9 @@ async def session(request: Request) -> Response:
         result = await state.runner.write(start_session, signer_for(state), body, origin)
     except errors.ApiError as exc:
         response = error_response(exc)
-        # An origin that is refused learns nothing more than the browser's CORS error.
-        if exc.code != "origin_not_allowed":
-            response.headers.update(_cors(origin))
+        # Readable by the page even when refused, so the widget can say "not available here"
+        # instead of retrying forever; the answer reveals nothing but the refusal itself.
+        response.headers.update(_cors(origin))
         return response
     return JSONResponse(result, headers=_cors(origin))
 
@@ -147,9 +145,7 @@ def _known_user(tx: Tx, workspace: Workspace, claimed: WidgetUser, user_jwt: str
             "Identity verification is on: send user_jwt signed with the identity secret.",
             code="identity_required",
         )
-    return actions.find_or_create_user(
-        tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email
-    )
+    return actions.find_or_create_user(tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email)
 
 
 def _anonymous_user(tx: Tx, workspace: Workspace, signer_: TokenSigner, token: str | None) -> User:

@@ -176,8 +176,12 @@ class WidgetSocket:
             raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
         conv = await self.state.runner.read(_newest_conversation, identity.workspace_id, identity.user_id)
         held = frame.get("last_seq")
-        held_seq = held if isinstance(held, int) and held > 0 and frame.get("conversation_id") == (conv and conv["id"]) else 0
-        conn = Connection(self.hub, self.websocket, identity.workspace_id, identity.user_id, self.settings.ws_send_queue)
+        held_seq = (
+            held if isinstance(held, int) and held > 0 and frame.get("conversation_id") == (conv and conv["id"]) else 0
+        )
+        conn = Connection(
+            self.hub, self.websocket, identity.workspace_id, identity.user_id, self.settings.ws_send_queue
+        )
         conn.start_at(conv["id"] if conv else None, held_seq)
         self.conn = conn
         self.hub.register(conn)
@@ -277,7 +281,12 @@ class WidgetSocket:
             post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body
         )
         conn.send_frame(
-            {"type": "ack", "client_message_id": body.client_message_id, "message_id": message["id"], "seq": message["seq"]}
+            {
+                "type": "ack",
+                "client_message_id": body.client_message_id,
+                "message_id": message["id"],
+                "seq": message["seq"],
+            }
         )
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
@@ -311,7 +320,10 @@ class WidgetSocket:
         conn = self.conn
         assert conn is not None
         message_id, webview_id = frame.get("message_id"), frame.get("webview_id")
-        if not (isinstance(message_id, str) and isinstance(webview_id, str)) or max(len(message_id), len(webview_id)) > 64:
+        if (
+            not (isinstance(message_id, str) and isinstance(webview_id, str))
+            or max(len(message_id), len(webview_id)) > 64
+        ):
             raise errors.Unprocessable("message_id and webview_id are required strings.")
         if conn.conversation_id is None:
             raise errors.NotFound("No conversation yet.")
@@ -416,4 +428,3 @@ def post_customer_message(
             )
     message, _ = actions.post_message(tx, workspace_id, conv.id, body, _conv=conv)
     return {"id": message.id, "seq": message.seq}
-

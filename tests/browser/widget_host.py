@@ -7,8 +7,10 @@ test crosses origins exactly as a customer's site would.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,10 +21,33 @@ import httpx
 from tests.conftest import LiveServer, Tenant, free_port
 
 
+def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG, made here so image tests need no network and no imaging library."""
+    row = b"\x00" + bytes(rgb) * width
+    raw = zlib.compress(row * height)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+# The smallest valid GIF89a (1x1): enough to prove GIF handling without the network.
+TINY_GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
+
+
 @dataclass
 class HostSite:
     port: int
     pages: dict[str, str] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, str]] = field(
+        default_factory=lambda: {
+            "/branch.png": (solid_png(320, 200, (32, 96, 160)), "image/png"),
+            "/card.png": (solid_png(224, 120, (220, 140, 40)), "image/png"),
+            "/party.gif": (TINY_GIF, "image/gif"),
+        }
+    )
 
     @property
     def origin(self) -> str:
@@ -38,13 +63,16 @@ def serve_host_site() -> Iterator[HostSite]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = site.pages.get(self.path.split("?")[0])
-            if body is None:
+            path = self.path.split("?")[0]
+            if path in site.files:
+                data, content_type = site.files[path]
+            elif path in site.pages:
+                data, content_type = site.pages[path].encode(), "text/html; charset=utf-8"
+            else:
                 self.send_error(404)
                 return
-            data = body.encode()
             self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -101,7 +129,9 @@ def messages(api: httpx.Client, conversation_id: str) -> list[dict[str, Any]]:
     return api.get(f"/api/v1/conversations/{conversation_id}/messages", params={"limit": 200}).json()["data"]  # type: ignore[no-any-return]
 
 
-def bot_says(api: httpx.Client, conversation_id: str, *parts: dict[str, Any], replies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def bot_says(
+    api: httpx.Client, conversation_id: str, *parts: dict[str, Any], replies: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     response = api.post(
         f"/api/v1/conversations/{conversation_id}/messages",
         json={"actor": {"type": "bot"}, "message_parts": list(parts), "reply_parts": replies or []},
