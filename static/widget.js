@@ -468,8 +468,14 @@
     this.pending = el("div", { class: "pending" });
     this.typing = el("div", { class: "typing", hidden: true });
     this.replies = el("div", { class: "replies", hidden: true });
-    this.log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" },
+    this.log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0",
+      // Follow new messages only while the customer is at the bottom: measured on scroll,
+      // before new content grows the log (a tall carousel would otherwise look like "scrolled up").
+      onscroll: function () { self.stick = self.log.scrollHeight - self.log.scrollTop - self.log.clientHeight < 48; } },
       [this.intro, this.msgs, this.pending, this.typing, this.replies]);
+    this.stick = true;
+    // Images load after their message is placed; keep the newest message in view as they grow.
+    this.log.addEventListener("load", function (e) { if (e.target.tagName === "IMG") self.scrollDown(false); }, true);
     this.input = el("textarea", {
       rows: "1", "aria-label": "Message", placeholder: "Write a message…", maxlength: "4096",
       oninput: function () { self.autosize(); self.app.userTyping(); },
@@ -832,9 +838,10 @@
   };
 
   View.prototype.scrollDown = function (force) {
-    var log = this.log;
-    var near = log.scrollHeight - log.scrollTop - log.clientHeight < 120;
-    if (force || near) requestAnimationFrame(function () { log.scrollTop = log.scrollHeight; });
+    var self = this, log = this.log;
+    if (!force && !this.stick) return;
+    this.stick = true;
+    requestAnimationFrame(function () { log.scrollTop = log.scrollHeight; self.stick = true; });
   };
 
   // -- the web view sheet -----------------------------------------------------------------
