@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import httpx
 import pytest
 import websockets
+from websockets.sync.client import connect
 
 from tests.conftest import LiveServer, Tenant
 from tests.console_support import PASSWORD, console_client, csrf_from, make_console_user, page_csrf
@@ -146,33 +146,33 @@ def test_assign_resolve_and_reopen_use_the_api_actions(server: LiveServer, tenan
     assert api.get(f"/api/v1/conversations/{conv['id']}").json()["assignee_id"] is None
 
 
-async def _next(ws: Any, timeout: float = 10) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[no-any-return]
+def _next(ws: Any, timeout: float = 10) -> dict[str, Any]:
+    return json.loads(ws.recv(timeout=timeout))  # type: ignore[no-any-return]
 
 
-async def test_live_socket_is_own_origin_own_workspace_and_ends_on_logout(server: LiveServer, tenant: Tenant) -> None:
+# Sync websockets on purpose: Playwright's sync API keeps an event loop running in this
+# thread for the whole session, so an asyncio test run after the browser tests cannot start.
+def test_live_socket_is_own_origin_own_workspace_and_ends_on_logout(server: LiveServer, tenant: Tenant) -> None:
     c = console_client(server, make_console_user(server, tenant))
     cookie = f"bc_console={c.cookies['bc_console']}"
     url = server.ws_url + "/console/live"
     # Another site cannot open the socket with the user's cookie.
     with pytest.raises(websockets.InvalidStatus) as refused:
-        await websockets.connect(url, origin="https://evil.example", additional_headers={"cookie": cookie})
+        connect(url, origin="https://evil.example", additional_headers={"cookie": cookie}, proxy=None)
     assert refused.value.response.status_code == 403
-    async with websockets.connect(url, origin=server.url) as ws:  # no session: "log in again"
+    with connect(url, origin=server.url, proxy=None) as ws:  # no session: "log in again"
         with pytest.raises(websockets.ConnectionClosed) as closed:
-            await ws.recv()
+            ws.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
     other = server.new_tenant("Other Co")
-    async with websockets.connect(url, origin=server.url, additional_headers={"cookie": cookie}) as ws:
-        assert (await _next(ws))["type"] == "hello"
+    with connect(url, origin=server.url, additional_headers={"cookie": cookie}, proxy=None) as ws:
+        assert _next(ws)["type"] == "hello"
         with server.client(other) as other_api:
             start_conversation(other_api, "Theirs")
         with server.client(tenant) as api:
-            ours = await asyncio.to_thread(start_conversation, api, "Ours")
-        seen = []
-        while len(seen) < 2:
-            seen.append(await _next(ws))
+            ours = start_conversation(api, "Ours")
+        seen = [_next(ws), _next(ws)]
         # Only our workspace's events, in order; the other workspace's came first and never arrived.
         assert [e["type"] for e in seen] == ["conversation.created", "message.created"]
         assert all(e["conversation_id"] == ours["id"] for e in seen)
@@ -181,7 +181,7 @@ async def test_live_socket_is_own_origin_own_workspace_and_ends_on_logout(server
         assert c.post("/console/logout", data={"csrf_token": csrf}).status_code == 303
         with pytest.raises(websockets.ConnectionClosed) as closed:
             while True:
-                await _next(ws)
+                _next(ws)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     # Logging out ended the session everywhere: the old cookie no longer opens pages.
     with httpx.Client(base_url=server.url, headers={"cookie": cookie}) as stale:
