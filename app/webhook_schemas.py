@@ -65,9 +65,10 @@ class WebhookEndpointPatch(Strict):
 
 
 class RotateSecretIn(Strict):
-    overlap_seconds: int = Field(
-        default=24 * 3600, ge=0, le=7 * 24 * 3600,
-        description="How long the old secret keeps signing next to the new one (0 ends it now).",
+    overlap_seconds: int | None = Field(
+        default=None, ge=0, le=7 * 24 * 3600,
+        description="How long the old secret keeps signing next to the new one (0 ends it now; "
+        "default BACKCHANNEL_WEBHOOK_ROTATION_OVERLAP_SECONDS, 24 h).",
     )
 
 

@@ -53,8 +53,13 @@ def delete(call: Call) -> None:
 
 def rotate(call: Call) -> dict[str, Any]:
     body: RotateSecretIn = call.body
+    overlap: float = 24 * 3600
+    if body.overlap_seconds is not None:
+        overlap = body.overlap_seconds
+    elif call.settings is not None:
+        overlap = call.settings.webhook_rotation_overlap_seconds
     endpoint = webhooks.rotate_secret(
-        call.write, call.workspace_id, call.params["endpoint_id"], overlap_seconds=body.overlap_seconds
+        call.write, call.workspace_id, call.params["endpoint_id"], overlap_seconds=overlap
     )
     return webhooks.endpoint_json(endpoint, with_secret=True)
 
