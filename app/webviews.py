@@ -214,7 +214,8 @@ def open_webview(
         }
         url = add_query(body["url"], bc_ctx=sign_webview_context(claims, context_signing_key(settings)))
     else:
-        url = settings.public_url.rstrip("/") + "/webviews/form?" + urlencode({"token": form_token(settings, opening, expires)})
+        token = form_token(settings, opening, expires)
+        url = settings.public_url.rstrip("/") + "/webviews/form?" + urlencode({"token": token})
     tx.emit(
         workspace_id,
         "webview.opened",

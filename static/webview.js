@@ -117,6 +117,10 @@
     form.noValidate = true; // our messages, next to each field, instead of browser bubbles
     var button = form.querySelector('button[type="submit"]');
     var busy = false;
+    // An error goes away as soon as the customer edits its field.
+    form.addEventListener("input", function (event) {
+      if (event.target && event.target.name) showError(form, event.target.name, "");
+    });
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (busy) return;
@@ -171,6 +175,8 @@
   onReady(function () {
     var body = document.body;
     if (!body) return;
+    // In the widget's sheet the sheet's header already shows the title.
+    if (window.parent !== window) body.classList.add("bc-in-sheet");
     var title = body.getAttribute("data-bc-title");
     if (title) setTitle(title);
     var form = document.querySelector("form[data-bc-form]");

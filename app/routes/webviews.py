@@ -74,7 +74,9 @@ def _problem_page(exc: FormLinkError, ancestors: list[str] | None = None) -> HTM
 class _Form:
     """What a valid hosted URL leads to (no customer data)."""
 
-    def __init__(self, opening: WebviewOpening, form: dict[str, Any], ancestors: list[str], endpoint: WebhookEndpoint) -> None:
+    def __init__(
+        self, opening: WebviewOpening, form: dict[str, Any], ancestors: list[str], endpoint: WebhookEndpoint
+    ) -> None:
         self.opening, self.form, self.ancestors, self.endpoint = opening, form, ancestors, endpoint
         self.fields: list[FieldView] = field_views(form)
 
@@ -107,7 +109,9 @@ async def _resolve(request: Request) -> _Form:
     return await state.runner.read(_load, opening_id, workspace_id)
 
 
-def _form_page(f: _Form, status: int = 200, problems: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
+def _form_page(
+    f: _Form, status: int = 200, problems: dict[str, str] | None = None, values: dict[str, str] | None = None
+) -> HTMLResponse:
     kept = {k: v for k, v in (values or {}).items() if not next(x for x in f.fields if x.name == k).sensitive}
     return _page(
         "form.html", status, f.ancestors, title=f.form["title"], submit_label=f.form.get("submit_label", "Submit"),
