@@ -1,0 +1,495 @@
+"""The load generator: one asyncio process, driven by a JSON spec, answering with JSON.
+
+``python -m bench.loadgen SPEC.json`` prints progress lines ``{"event": …}`` and, last,
+``{"event": "result", …}`` on stdout. Every loop is bounded in count and time. It measures
+with one clock (``time.perf_counter`` in this process): a message carries its send time in
+its text and the socket that receives it subtracts. It reports its own CPU use, so a reader
+can see whether the load generator, rather than the server, was the limit.
+
+Scenarios (``spec["scenario"]``): ``e2e`` (REST in, widget sockets out), ``idle`` (hold N
+sockets and answer heartbeats), ``rest`` (requests/s at C connections), ``webhooks``
+(deliveries to a receiver this process runs, and the effect of one slow endpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.client import Connection, HttpError
+
+now = time.perf_counter
+
+
+def emit(event: str, **data: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **data}) + "\n")
+    sys.stdout.flush()
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
+    v = sorted(values)
+
+    def at(q: float) -> float:
+        return round(v[min(len(v) - 1, int(q * len(v)))] * 1000, 2)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(v[-1] * 1000, 2), "n": len(v)}
+
+
+def message_body(token: str) -> bytes:
+    return json.dumps({"actor": {"type": "bot"}, "message_parts": [{"text": {"content": token}}]}).encode()
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+# -- widget sockets ----------------------------------------------------------------------
+
+
+class Socket:
+    """One widget (or baseline) socket: answers pings, records message delays."""
+
+    def __init__(self, run: Run, index: int, url: str, auth: dict[str, Any]) -> None:
+        self.run, self.index, self.url, self.auth = run, index, url, auth
+        self.ws: Any = None
+        self.pings = 0
+        self.last_ping: float | None = None
+        self.max_ping_gap = 0.0
+        self.closed: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def connect(self, origin: str, compression: str | None) -> None:
+        from websockets.asyncio.client import connect
+
+        self.ws = await connect(
+            self.url, origin=origin, compression=compression, ping_interval=None, open_timeout=60,
+            max_size=2**20, close_timeout=2,
+        )  # fmt: skip
+        await self.ws.send(json.dumps(self.auth))
+        while True:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), 60))
+            if frame.get("type") == "ready":
+                break
+        self.task = asyncio.create_task(self.read_forever())
+
+    async def read_forever(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for raw in self.ws:
+                t = now()
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "message":
+                    text = frame["message"]["message_parts"][0]["text"]["content"]
+                    self.run.on_message(text, t)
+                elif kind == "ping":
+                    if self.last_ping is not None:
+                        self.max_ping_gap = max(self.max_ping_gap, t - self.last_ping)
+                    self.last_ping = t
+                    self.pings += 1
+                    await self.ws.send('{"type":"pong"}')
+        except ConnectionClosed as exc:
+            self.closed = exc.rcvd.code if exc.rcvd else 1006
+        except Exception:
+            self.closed = -1
+        else:
+            self.closed = self.ws.close_code or 1000
+
+
+class Run:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.sent: dict[str, float] = {}
+        self.delays: list[float] = []
+        self.delivered = 0
+        self.duplicates = 0
+        self.unknown = 0
+        self._seen: set[str] = set()
+        self.sockets: list[Socket] = []
+
+    def on_message(self, text: str, t: float) -> None:
+        sent = self.sent.get(text)
+        if sent is None:
+            self.unknown += 1
+            return
+        if text in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(text)
+        self.delivered += 1
+        self.delays.append(t - sent)
+
+    async def open_sockets(self) -> dict[str, Any]:
+        spec = self.spec
+        kind = spec["kind"]
+        urls = spec["urls"]
+        widgets = spec["widgets"][: spec["connections"]]
+        for i, w in enumerate(widgets):
+            base = urls[i % len(urls)].replace("http://", "ws://")
+            if kind == "backchannel":
+                url = f"{base}/widget/v1/ws?widget_key={spec['widget_key']}"
+                auth = {"type": "auth", "token": w["session_token"], "conversation_id": w["conversation_id"]}
+            else:
+                url = f"{base}/ws?room={w['conversation_id']}"
+                auth = {"type": "auth", "token": "-"}
+            self.sockets.append(Socket(self, i, url, auth))
+        gate = asyncio.Semaphore(spec.get("connect_concurrency", 64))
+        failures: Counter[str] = Counter()
+        deadline = now() + spec.get("connect_timeout", 180)
+
+        async def one(sock: Socket) -> None:
+            async with gate:
+                if now() > deadline:
+                    failures["deadline"] += 1
+                    return
+                try:
+                    await sock.connect(spec.get("origin", "http://bench.test"), spec.get("compression", "deflate"))
+                except Exception as exc:
+                    failures[type(exc).__name__] += 1
+
+        t0 = now()
+        await asyncio.gather(*(one(s) for s in self.sockets))
+        took = now() - t0
+        open_ = sum(1 for s in self.sockets if s.task is not None)
+        return {"opened": open_, "wanted": len(self.sockets), "seconds": round(took, 2), "failures": dict(failures)}
+
+    async def close_sockets(self) -> None:
+        async def one(sock: Socket) -> None:
+            if sock.ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sock.ws.close(), 3)
+            if sock.task is not None:
+                sock.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await sock.task
+
+        gate = asyncio.Semaphore(256)
+
+        async def bounded(sock: Socket) -> None:
+            async with gate:
+                await one(sock)
+
+        await asyncio.wait_for(asyncio.gather(*(bounded(s) for s in self.sockets)), 120)
+
+    # -- posting --------------------------------------------------------------------------
+
+    def post_target(self, i: int) -> tuple[str, str]:
+        """(url, path) of the i-th post: round-robin over conversations and instances."""
+        spec = self.spec
+        widgets = spec["widgets"][: spec.get("post_conversations") or spec["connections"]]
+        cid = widgets[i % len(widgets)]["conversation_id"]
+        url = spec["urls"][i % len(spec["urls"])]
+        if spec.get("post_path"):
+            return url, spec["post_path"]
+        if spec["kind"] == "backchannel":
+            return url, f"/api/v1/conversations/{cid}/messages"
+        return url, f"/publish/{cid}"
+
+    async def post_load(self, duration: float, concurrency: int, rate: float | None) -> dict[str, Any]:
+        """``concurrency`` posters for ``duration`` s, open-loop at ``rate`` msg/s when given."""
+        spec = self.spec
+        headers = f"Authorization: Bearer {spec['token']}\r\n" if spec["kind"] == "backchannel" else ""
+        statuses: Counter[int] = Counter()
+        latencies: list[float] = []
+        counter = iter(range(10**9))
+        start = now()
+        stop_at = start + duration
+        behind = 0
+
+        async def poster(p: int) -> None:
+            nonlocal behind
+            conns: dict[str, Connection] = {}
+            k = 0
+            try:
+                while True:
+                    if now() >= stop_at:
+                        return
+                    if rate:
+                        due = start + (k * concurrency + p) / rate
+                        if due >= stop_at:
+                            return
+                        wait = due - now()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
+                        elif wait < -0.05:
+                            behind += 1
+                    k += 1
+                    i = next(counter)
+                    url, path = self.post_target(i)
+                    conn = conns.get(url)
+                    if conn is None:
+                        conn = conns[url] = Connection(*host_port(url))
+                    text = f"bench {spec['run_id']} #{i}"
+                    t = now()
+                    self.sent[text] = t
+                    try:
+                        response = await conn.request("POST", path, message_body(text), headers)
+                    except HttpError:
+                        statuses[0] += 1
+                        continue
+                    latencies.append(now() - t)
+                    statuses[response.status] += 1
+            finally:
+                for c in conns.values():
+                    await c.close()
+
+        await asyncio.gather(*(poster(p) for p in range(concurrency)))
+        elapsed = now() - start
+        ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
+        return {
+            "posted_ok": ok,
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "seconds": round(elapsed, 2),
+            "post_rate": round(ok / elapsed, 1),
+            "post_latency_ms": percentiles(latencies),
+            "behind_schedule": behind,
+        }
+
+    async def wait_delivered(self, expected: int, timeout: float) -> None:
+        deadline = now() + timeout
+        while self.delivered < expected and now() < deadline:
+            await asyncio.sleep(0.05)
+
+
+async def scenario_e2e(spec: dict[str, Any]) -> dict[str, Any]:
+    run = Run(spec)
+    connected = await run.open_sockets()
+    emit("connected", **connected)
+    results: dict[str, Any] = {"connect": connected, "phases": {}}
+    try:
+        await asyncio.sleep(spec.get("settle", 1.0))
+        for phase in spec["phases"]:  # e.g. [{"name": "max", "concurrency": 32}, {"name": "rate", "rate": 2000}]
+            run.delays, run.delivered, run.duplicates = [], 0, 0
+            run._seen.clear()
+            run.sent.clear()
+            emit("phase_start", name=phase["name"])
+            cpu0, t0 = cpu_seconds(), now()
+            posted = await run.post_load(spec["duration"], phase.get("concurrency", 32), phase.get("rate"))
+            sent_window = now() - t0
+            await run.wait_delivered(posted["posted_ok"], spec.get("drain_timeout", 10))
+            wall = now() - t0
+            results["phases"][phase["name"]] = {
+                **posted,
+                "expected": posted["posted_ok"],
+                "delivered": run.delivered,
+                "duplicates": run.duplicates,
+                "delivered_rate": round(run.delivered / max(sent_window, wall if run.delivered else 1), 1),
+                "delay_ms": percentiles(run.delays),
+                "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
+                "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / wall, 1),
+            }
+            emit("phase", name=phase["name"])
+    finally:
+        results["closed_early"] = sum(1 for s in run.sockets if s.closed is not None)
+        await run.close_sockets()
+    return results
+
+
+async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
+    run = Run(spec)
+    cpu0 = cpu_seconds()
+    connected = await run.open_sockets()
+    emit("connected", **connected)
+    hold = spec["hold"]
+    for s in run.sockets:  # count heartbeats over the hold only, when every socket is open
+        s.pings, s.max_ping_gap = 0, 0.0
+    t0 = now()
+    # The orchestrator samples the server's memory now; we keep answering heartbeats.
+    while now() - t0 < hold:
+        await asyncio.sleep(0.5)
+    live = [s for s in run.sockets if s.task is not None]
+    pings = [s.pings for s in live]
+    result = {
+        "connect": connected,
+        "held_seconds": round(now() - t0, 1),
+        "closed_early": sum(1 for s in live if s.closed is not None),
+        "pings_min": min(pings) if pings else 0,
+        "pings_max": max(pings) if pings else 0,
+        "max_ping_gap_s": round(max((s.max_ping_gap for s in live), default=0.0), 2),
+        "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
+    }
+    await run.close_sockets()
+    return result
+
+
+async def scenario_rest(spec: dict[str, Any]) -> dict[str, Any]:
+    """``concurrency`` keep-alive connections, each sending ``method path`` back to back."""
+    method, paths, body = spec["method"], spec["paths"], spec.get("body")
+    headers = "".join(f"{k}: {v}\r\n" for k, v in spec.get("headers", {}).items())
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    host, port = host_port(spec["urls"][0])
+
+    async def worker(w: int, stop_at: float, record: bool) -> None:
+        conn = Connection(host, port)
+        k = 0
+        try:
+            while now() < stop_at:
+                path = paths[(w + k * spec["concurrency"]) % len(paths)]
+                k += 1
+                payload = body.replace("{n}", f"{w}-{k}").encode() if body else None
+                t = now()
+                try:
+                    response = await conn.request(method, path, payload, headers)
+                except HttpError:
+                    statuses[0] += 1
+                    continue
+                if record:
+                    latencies.append(now() - t)
+                    statuses[response.status] += 1
+        finally:
+            await conn.close()
+
+    warm = spec.get("warmup", 1.0)
+    await asyncio.gather(*(worker(w, now() + warm, False) for w in range(spec["concurrency"])))
+    emit("phase_start", name="rest")
+    cpu0, t0 = cpu_seconds(), now()
+    await asyncio.gather(*(worker(w, t0 + spec["duration"], True) for w in range(spec["concurrency"])))
+    elapsed = now() - t0
+    emit("phase", name="rest")
+    ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
+    return {
+        "requests_ok": ok,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "seconds": round(elapsed, 2),
+        "rps": round(ok / elapsed, 1),
+        "latency_ms": percentiles(latencies),
+        "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
+        "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / elapsed, 1),
+    }
+
+
+# -- webhooks ----------------------------------------------------------------------------
+
+
+class Receiver:
+    """A fast webhook receiver (and a slow path that answers after ``slow_seconds``)."""
+
+    def __init__(self, slow_seconds: float) -> None:
+        self.slow_seconds = slow_seconds
+        self.arrivals: list[tuple[str, str, float]] = []  # (path, message text, time)
+        self.server: asyncio.Server | None = None
+
+    async def start(self, port: int) -> None:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", port, backlog=1024)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                t = now()
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                length = 0
+                for line in lines[1:]:
+                    if line.lower().startswith("content-length:"):
+                        length = int(line.split(":", 1)[1])
+                body = await reader.readexactly(length) if length else b""
+                with contextlib.suppress(Exception):
+                    data = json.loads(body)
+                    message = data.get("data", data).get("message", data)
+                    text = message["message_parts"][0]["text"]["content"]
+                    self.arrivals.append((path, text, t))
+                if path.startswith("/slow"):
+                    await asyncio.sleep(self.slow_seconds)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, IndexError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def scenario_webhooks(spec: dict[str, Any]) -> dict[str, Any]:
+    """Burst: ``messages`` posts, each delivered to ``endpoints`` fast endpoints. Then the same
+    with one more endpoint that takes ``slow_seconds`` to answer."""
+    receiver = Receiver(spec["slow_seconds"])
+    await receiver.start(spec["receiver_port"])
+    results: dict[str, Any] = {}
+    try:
+        for phase in spec["phases"]:  # [{"name": "fast"}, {"name": "with_slow", "create_slow": true}]
+            if phase.get("setup"):
+                conn = Connection(*host_port(spec["urls"][0]))
+                method, path, body = phase["setup"]
+                headers = f"Authorization: Bearer {spec['token']}\r\n" if spec["kind"] == "backchannel" else ""
+                response = await conn.request(method, path, json.dumps(body).encode(), headers)
+                await conn.close()
+                if response.status >= 300:
+                    raise RuntimeError(f"setup failed: {response.status} {response.body[:200]!r}")
+            receiver.arrivals.clear()
+            emit("phase_start", name=phase["name"])
+            run = Run({**spec, "run_id": f"{spec['run_id']}-{phase['name']}"})
+            cpu0, t0 = cpu_seconds(), now()
+            posted = await run.post_load(spec["duration"], spec["concurrency"], spec.get("rate"))
+            expected = posted["posted_ok"] * spec["endpoints"]
+            deadline = now() + spec.get("drain_timeout", 30)
+
+            def fast_count() -> int:
+                return sum(1 for p, _, _ in receiver.arrivals if p.startswith("/fast"))
+
+            while fast_count() < expected and now() < deadline:
+                await asyncio.sleep(0.05)
+            fast = [(text, t) for p, text, t in receiver.arrivals if p.startswith("/fast")]
+            delays = [t - run.sent[text] for text, t in fast if text in run.sent]
+            last = max((t for _, t in fast), default=now())
+            results[phase["name"]] = {
+                **posted,
+                "expected": expected,
+                "delivered": len(fast),
+                "slow_received": sum(1 for p, _, _ in receiver.arrivals if p.startswith("/slow")),
+                "deliveries_per_s": round(len(fast) / max(1e-6, last - t0), 1),
+                "delay_ms": percentiles(delays),
+                "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / max(1e-6, now() - t0), 1),
+            }
+            emit("phase", name=phase["name"])
+    finally:
+        await receiver.stop()
+    return results
+
+
+SCENARIOS = {"e2e": scenario_e2e, "idle": scenario_idle, "rest": scenario_rest, "webhooks": scenario_webhooks}
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    cpu0, t0 = cpu_seconds(), time.monotonic()
+
+    async def go() -> dict[str, Any]:
+        return await asyncio.wait_for(SCENARIOS[spec["scenario"]](spec), spec.get("timeout", 300))
+
+    try:
+        import uvloop
+
+        loop_factory: Any = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        result = runner.run(go())
+    wall = time.monotonic() - t0
+    result["loadgen"] = {"cpu_s": round(cpu_seconds() - cpu0, 2), "wall_s": round(wall, 2)}
+    emit("result", result=result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Servers under test: uvicorn subprocesses for Backchannel and the baseline, on the same flags.
+
+Also the store work a benchmark needs before it starts: a migrated SQLite file or a fresh
+PostgreSQL database, a workspace with a token, and N widget visitors (users, conversations
+and signed session tokens made directly in the store, as ``POST /widget/v1/session`` would,
+so that seeding 10,000 visitors does not trip the per-address session limit).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "bench-" + secrets.token_urlsafe(40)
+HEARTBEAT = 20.0
+
+
+def uvicorn_flags(heartbeat: float = HEARTBEAT) -> list[str]:
+    """What ``backchannel serve`` passes uvicorn (app/cli.py), for both servers alike."""
+    return [
+        "--no-access-log",
+        "--proxy-headers",
+        "--ws-max-size",
+        "65536",
+        "--ws-per-message-deflate",
+        "false",
+        "--ws-ping-interval",
+        str(heartbeat),
+        "--ws-ping-timeout",
+        str(heartbeat),
+        "--log-level",
+        "warning",
+        "--backlog",
+        "4096",
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def backchannel_env(database_url: str, broker_url: str = "memory://", heartbeat: float = HEARTBEAT) -> dict[str, str]:
+    return {
+        "BACKCHANNEL_ENV": "production",
+        "BACKCHANNEL_SECRET_KEY": SECRET_KEY,
+        "BACKCHANNEL_DATABASE_URL": database_url,
+        "BACKCHANNEL_BROKER_URL": broker_url,
+        # One bench token sends thousands of requests a second: lift the per-token limit
+        # (1,200 a minute by default) so the bench measures the server, not the limiter.
+        "BACKCHANNEL_API_RATE_PER_MINUTE": "100000000",
+        # The webhook receiver is on the loopback.
+        "BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "BACKCHANNEL_WS_HEARTBEAT_SECONDS": str(heartbeat),
+    }
+
+
+@dataclass
+class Server:
+    """One uvicorn process: ``kind`` is ``backchannel`` or ``baseline``."""
+
+    kind: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    heartbeat: float = HEARTBEAT
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        target = "app.main:create_app" if self.kind == "backchannel" else "bench.baseline:create_app"
+        return [
+            sys.executable, "-m", "uvicorn", target, "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            *uvicorn_flags(self.heartbeat), *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 30) -> Server:
+        self.log_path = self.workdir / f"{self.kind}-{self.port}.log"
+        env = {**os.environ, **self.env, "BENCH_HEARTBEAT": str(self.heartbeat), "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.kind} server did not start in {timeout:g} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    # -- what the process uses --------------------------------------------------------
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        return proc_rss_kib(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return proc_cpu_seconds(self.proc.pid)
+
+
+def proc_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux ``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- databases ---------------------------------------------------------------------------
+
+
+def _settings(database_url: str) -> Any:
+    from app.settings import Settings
+
+    return Settings(database_url=database_url, env="test")
+
+
+def sqlite_database(workdir: Path) -> str:
+    from app.migrate import upgrade
+
+    url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+    upgrade(_settings(url))
+    return url
+
+
+class PostgresDatabase:
+    """A fresh PostgreSQL database for one benchmark, migrated, dropped at the end."""
+
+    def __init__(self, base_url: str) -> None:
+        import psycopg
+
+        self.admin_url = base_url.replace("postgresql+psycopg://", "postgresql://")
+        self.name = f"bc_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.url = f"{self.admin_url.rpartition('/')[0]}/{self.name}"
+        from app.migrate import upgrade
+
+        upgrade(_settings(self.url))
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def postgres_available(url: str) -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def redis_available(url: str) -> str | None:
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+# -- seeding -----------------------------------------------------------------------------
+
+
+@dataclass
+class Tenant:
+    workspace_id: str
+    widget_key: str
+    token: str
+    widgets: list[dict[str, Any]] = field(default_factory=list)  # {session_token, conversation_id}
+
+
+def seed(database_url: str, widgets: int) -> Tenant:
+    """A workspace, an admin token and ``widgets`` visitors, each with a conversation."""
+    from sqlalchemy import insert
+
+    from app.actions import Tx
+    from app.db import make_engine, session_scope
+    from app.identity import TokenSigner, WidgetIdentity
+    from app.ids import new_id, utcnow
+    from app.models import Conversation, User
+    from app.tokens import create_token
+    from app.workspaces import create_workspace
+
+    engine = make_engine(_settings(database_url))
+    try:
+        with session_scope(engine) as session:
+            ws = create_workspace(Tx(session), "Bench")
+            _, token = create_token(Tx(session), ws.id, "bench", ["read", "write", "admin"])
+            tenant = Tenant(ws.id, ws.widget_key, token)
+        signer = TokenSigner(SECRET_KEY)
+        now = utcnow()
+        users, convs = [], []
+        for _ in range(widgets):
+            uid, cid = new_id("usr"), new_id("cnv")
+            users.append({"id": uid, "workspace_id": ws.id, "properties": {}, "created_at": now, "updated_at": now})
+            convs.append(
+                {
+                    "id": cid, "workspace_id": ws.id, "user_id": uid, "status": "open",
+                    "last_message_seq": 0, "user_read_seq": 0, "agent_read_seq": 0,
+                    "created_at": now, "updated_at": now,
+                }
+            )  # fmt: skip
+            tenant.widgets.append(
+                {"session_token": signer.session_token(WidgetIdentity(ws.id, uid)), "conversation_id": cid}
+            )
+        with session_scope(engine) as session:
+            for i in range(0, widgets, 2000):
+                session.execute(insert(User), users[i : i + 2000])
+                session.execute(insert(Conversation), convs[i : i + 2000])
+        return tenant
+    finally:
+        engine.dispose()
