@@ -408,6 +408,8 @@
     ".sheet.compact{height:50%}.sheet.tall{height:80%}.sheet.full{height:100%;border-radius:0}",
     ".sheet-head{display:flex;align-items:center;gap:8px;padding:10px 10px 10px 16px;border-bottom:1px solid #e5e7eb;}",
     ".sheet-title{flex:1;margin:0;font-size:15px;font-weight:650;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
+    ".sheet-tab{min-height:36px;padding:6px 12px;border-radius:18px;border:0;background:transparent;color:var(--bc-ink);font-weight:600;font-size:13px;cursor:pointer;}",
+    ".sheet-note{margin:24px 20px;font-size:14px;line-height:1.5;color:#374151;}",
     ".sheet-close{min-height:36px;padding:6px 14px;border-radius:18px;border:1.5px solid #d1d5db;background:#fff;font-weight:600;font-size:14px;cursor:pointer;}",
     ".sheet iframe{flex:1;width:100%;border:0;background:#fff;}",
     ".sentinel{position:absolute;width:1px;height:1px;overflow:hidden;}",
@@ -855,16 +857,32 @@
     });
     var heading = el("h3", { class: "sheet-title", text: info.label });
     var close = el("button", { type: "button", class: "sheet-close", text: "Close", onclick: function () { self.closeSheet("dismissed"); } });
+    // Fallback for pages that refuse to be framed (X-Frame-Options / frame-ancestors): the
+    // same signed URL in a new tab. webview.js there posts to window.opener; we accept it
+    // from that tab only, and a tab closed without a word still resumes the chat.
+    var tab = null, tabTimer = null;
+    var note = el("p", { class: "sheet-note", hidden: true,
+      text: "Continue in the new tab. The chat picks up here when you are done." });
+    var newTab = el("button", { type: "button", class: "sheet-tab", text: "Open in new tab", onclick: function () {
+      tab = window.open(info.url, "_blank");
+      if (!tab) return;  // blocked: the sheet stays as it was
+      frame.hidden = true; note.hidden = false; newTab.hidden = true;
+      tabTimer = setInterval(function () {
+        if (tab.closed && self.sheet && self.sheet.veil === veil) self.closeSheet("closed");
+      }, 700);
+    } });
+    if (info.kind !== "url") newTab.hidden = true;
     // Focus stays in the sheet: sentinels at both ends send Tab around the loop.
     var first = el("span", { class: "sentinel", tabindex: "0", onfocus: function () { frame.focus(); } });
     var last = el("span", { class: "sentinel", tabindex: "0", onfocus: function () { close.focus(); } });
     var height = { compact: 1, tall: 1, full: 1 }[info.height] ? info.height : "tall";
     var sheet = el("div", { class: "sheet " + height, role: "dialog", "aria-modal": "true", "aria-label": info.label },
-      [el("div", { class: "sheet-head" }, [heading, close]), frame]);
+      [el("div", { class: "sheet-head" }, [heading, newTab, close]), frame, note]);
     var veil = el("div", { class: "veil" }, [first, sheet, last]);
     var onMessage = function (event) {
       // Only the window we opened, at the origin the server named.
-      if (!self.sheet || event.source !== frame.contentWindow || event.origin !== info.origin) return;
+      if (!self.sheet || event.origin !== info.origin) return;
+      if (event.source !== frame.contentWindow && (!tab || event.source !== tab)) return;
       var data = event.data;
       if (!data || typeof data !== "object") return;
       if (data.backchannel === "webview.close") {
@@ -877,7 +895,8 @@
     window.addEventListener("message", onMessage);
     [this.head, this.statusBar, this.log, this.composer, this.foot].forEach(function (node) { node.setAttribute("inert", ""); });
     this.panel.appendChild(veil);
-    this.sheet = { info: info, veil: veil, onMessage: onMessage, opener: opener };
+    this.sheet = { info: info, veil: veil, onMessage: onMessage, opener: opener,
+      stop: function () { clearInterval(tabTimer); if (tab && !tab.closed) tab.close(); } };
     close.focus();
   };
 
@@ -885,6 +904,7 @@
     var sheet = this.sheet;
     if (!sheet) return;
     this.sheet = null;
+    sheet.stop();
     window.removeEventListener("message", sheet.onMessage);
     sheet.veil.remove();
     [this.head, this.statusBar, this.log, this.composer, this.foot].forEach(function (node) { node.removeAttribute("inert"); });
@@ -893,7 +913,7 @@
   };
 
   View.prototype.destroy = function () {
-    if (this.sheet) window.removeEventListener("message", this.sheet.onMessage);
+    if (this.sheet) { this.sheet.stop(); window.removeEventListener("message", this.sheet.onMessage); }
     clearTimeout(this.typingTimer);
     this.shadow.removeEventListener("keydown", this.onKey);
     this.host.remove();
@@ -930,6 +950,7 @@
           view.openSheet({
             url: frame.url, origin: frame.origin, label: wanted.body.label,
             height: wanted.body.height || frame.height, message_id: frame.message_id, webview_id: frame.webview_id,
+            kind: frame.kind,
           }, wanted.opener);
         }
         break;

@@ -352,6 +352,7 @@ class WidgetSocket:
                 "origin": opened["origin"],
                 "label": opened.get("label"),
                 "height": opened.get("height"),
+                "kind": opened.get("kind"),
             }
         )
 

@@ -233,3 +233,40 @@ def test_close_button_dismisses_and_a_forged_close_from_the_host_page_is_ignored
     closed = wait_for(lambda: hooks_of(receiver, "webview.closed"), what="webview.closed")
     assert [(c["status"], c.get("result")) for c in closed] == [("dismissed", None)]
     expect(page.get_by_role("log")).to_contain_text("Web view closed")
+
+
+def test_a_page_that_refuses_framing_opens_in_a_new_tab_and_still_resumes(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client, host: HostSite, owner_site: HostSite, receiver: Receiver
+) -> None:
+    from playwright.sync_api import expect
+
+    webhook_endpoint(api, receiver.url + "/hooks")
+    owner_url = owner_site.add("/apply", OWNER_PAGE.format(server=server.url))
+    owner_site.headers["/apply"] = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+    conv = start_chat(page, server, tenant, host, api)
+    message = bot_says(api, conv["id"], {"web_view": {"label": "Apply", "url": owner_url, "height": "tall"}})
+    page.get_by_role("button", name="Apply").click()
+    dialog = page.get_by_role("dialog", name="Apply")
+    expect(dialog).to_be_visible()
+
+    with page.context.expect_page() as opened:
+        dialog.get_by_role("button", name="Open in new tab").click()
+    tab = opened.value
+    expect(tab.locator("#ctx")).to_have_text("has context")
+    expect(dialog).to_contain_text("Continue in the new tab")
+    screenshot(page, "webview-new-tab-fallback")
+
+    tab.get_by_role("button", name="Finish").click()
+    expect(dialog).to_have_count(0)
+    closed = wait_for(lambda: hooks_of(receiver, "webview.closed"), what="webview.closed")
+    assert closed == [{"conversation_id": conv["id"], "message_id": message["id"], "webview_id": "wv_0",
+                       "status": "closed", "result": "application received"}]
+    wait_for(lambda: tab.is_closed(), what="the tab closes itself")
+
+    # a tab the customer simply closes also gives the chat back
+    page.get_by_role("button", name="Apply").click()
+    with page.context.expect_page() as opened:
+        page.get_by_role("dialog", name="Apply").get_by_role("button", name="Open in new tab").click()
+    opened.value.close()
+    expect(page.get_by_role("dialog", name="Apply")).to_have_count(0)
+    wait_for(lambda: len(hooks_of(receiver, "webview.closed")) == 2, what="second webview.closed")

@@ -41,6 +41,7 @@ TINY_GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f9040100000000
 class HostSite:
     port: int
     pages: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # extra response headers per path
     files: dict[str, tuple[bytes, str]] = field(
         default_factory=lambda: {
             "/branch.png": (solid_png(320, 200, (32, 96, 160)), "image/png"),
@@ -74,6 +75,8 @@ def serve_host_site() -> Iterator[HostSite]:
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            for name, value in site.headers.get(path, {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
