@@ -6,6 +6,7 @@ else writes conversation state, and delivery (sockets, webhooks) only consumes e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,25 +93,103 @@ class Tx:
         return [e for e in self._endpoints[workspace_id] if "*" in e.events or type_ in e.events]
 
 
+@dataclass
+class _Write:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: asyncio.Future[tuple[Any, Tx]]
+
+
 class Runner:
-    """Runs store work in a worker thread, one transaction each, then publishes."""
+    """Runs store work in a worker thread, one transaction each, then publishes.
+
+    On SQLite, concurrent writes are group-committed: the one writer at a time takes every
+    write queued behind it (up to ``WRITE_BATCH``) into one worker-thread call and one
+    transaction, each write inside its own SAVEPOINT so a failing write rolls back alone
+    and raises to its own caller. A write's caller resumes only after the commit, and its
+    events are published only then, exactly as with one transaction per write.
+
+    Why: SQLite has one writer at a time, and every hand-off to a worker thread waits for
+    the GIL (up to ``sys.getswitchinterval()``, 5 ms, while the event loop is busy). One
+    hand-off per write capped writes near 200/s whatever the CPU; one per batch does not.
+    Queuing writers here also spares them SQLite's busy handler, which sleeps up to 100 ms
+    between tries while the lock sits free. Other processes on the same file still wait
+    through ``busy_timeout``, as before. PostgreSQL writes run side by side, one each.
+    """
+
+    WRITE_BATCH = 64
 
     def __init__(self, engine: Engine, read_engine: Engine, broker: Broker) -> None:
         self.engine = engine
         self.read_engine = read_engine
         self.broker = broker
         self.on_webhooks_enqueued: Callable[[], None] = lambda: None
+        self._group_commit = engine.dialect.name == "sqlite"
+        self._queued: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        def work() -> tuple[T, Tx]:
-            with session_scope(self.engine) as session:
-                tx = Tx(session)
-                result = fn(tx, *args, **kwargs)
-            return result, tx
+        if self._group_commit:
+            job = _Write(fn, args, kwargs, asyncio.get_running_loop().create_future())
+            self._queued.append(job)
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_queued(), name="sqlite-writer")
+            result, tx = await asyncio.shield(job.future)
+        else:
 
-        result, tx = await self._in_thread(work)
+            def work() -> tuple[T, Tx]:
+                with session_scope(self.engine) as session:
+                    tx = Tx(session)
+                    result = fn(tx, *args, **kwargs)
+                return result, tx
+
+            result, tx = await self._in_thread(work)
         await self.announce(tx)
-        return result
+        return result  # type: ignore[no-any-return]
+
+    async def _write_queued(self) -> None:
+        """The one writer: commit what is queued, batch by batch, until nothing is."""
+        while self._queued:
+            batch, self._queued = self._queued[: self.WRITE_BATCH], self._queued[self.WRITE_BATCH :]
+            try:
+                outcomes = await self._in_thread(lambda batch=batch: self._commit_batch(batch))  # type: ignore[misc]
+            except BaseException as exc:  # the transaction itself failed: every write in it did
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                if job.future.done():
+                    continue
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    def _commit_batch(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        with session_scope(self.engine) as session:
+            for job in batch:
+                savepoint = session.begin_nested()
+                try:
+                    tx = Tx(session)
+                    result = job.fn(tx, *job.args, **job.kwargs)
+                    savepoint.commit()
+                    outcomes.append((True, (result, tx)))
+                except Exception as exc:
+                    savepoint.rollback()
+                    if isinstance(exc, OperationalError):
+                        log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
+                        exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
+                    outcomes.append((False, exc))
+                finally:
+                    # Each write sees the others' rows (one transaction) but not their objects:
+                    # what a write returns is its own, detached, as with a session of its own.
+                    session.expunge_all()
+        return outcomes
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         def work() -> T:

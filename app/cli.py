@@ -65,6 +65,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         proxy_headers=True,
         ws_max_size=settings.ws_max_frame_bytes,
+        # permessage-deflate keeps a zlib context per socket, ~44 KiB of the ~96 KiB an idle
+        # widget socket costs (scripts/bench, docs/performance.md); widget frames are small
+        # JSON that gains little from it.
+        ws_per_message_deflate=False,
         ws_ping_interval=settings.ws_heartbeat_seconds,
         ws_ping_timeout=settings.ws_heartbeat_seconds,
         log_level="info",
