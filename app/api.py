@@ -7,6 +7,7 @@ error shape of ``errors.py``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections import defaultdict
@@ -202,10 +203,9 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
 
         result, touch = await state.runner.read(read)
         if touch:
-            try:
+            # last_used_at is best effort: a locked database must not fail a read that worked.
+            with contextlib.suppress(errors.Unavailable):
                 await state.runner.write(state.authenticator.touch, touch)
-            except errors.Unavailable:
-                pass  # last_used_at is best effort: a locked database must not fail a read that worked
     else:
 
         def write(tx: Tx) -> Result:

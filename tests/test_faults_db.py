@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import LiveServer, Tenant, free_port
 from tests.factories import assert_error, make_conversation, messages, post_text
-from tests.receivers import Receiver, eventually
+from tests.receivers import Receiver
 
 ORIGIN = "http://shop.test"
 
@@ -49,7 +49,7 @@ def test_a_locked_sqlite_answers_503_writes_nothing_and_recovers_without_restart
         session = httpx.post(
             srv.url + "/widget/v1/session", json={"widget_key": tenant.widget_key}, headers={"Origin": ORIGIN}
         ).json()
-        with connect(srv.ws_url + session["socket_path"], origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        with connect(srv.ws_url + session["socket_path"], origin=ORIGIN) as ws:  # type: ignore[arg-type,call-overload]
             ws.send(json.dumps({"type": "auth", "token": session["session_token"]}))
 
             reader = srv.token_for(tenant.workspace_id, ["read"])  # never used yet: its first use is recorded

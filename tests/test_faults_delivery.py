@@ -15,6 +15,7 @@ import socketserver
 import struct
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import httpx
@@ -55,7 +56,7 @@ class Visitor:
         if self.conversation_id and self.seqs:
             auth |= {"conversation_id": self.conversation_id, "last_seq": self.seqs[-1]}
         try:
-            with connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
+            with connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type,call-overload]
                 self.ws = ws
                 ws.send(json.dumps(auth))
                 ws.send(json.dumps({"type": "open"}))
@@ -221,11 +222,15 @@ def test_receivers_that_time_out_reset_or_answer_garbage_are_retried_logged_and_
             assert [r.json["data"]["user"]["id"] for r in got] == users
 
             # Each bad one is retried (same webhook-id again) and every attempt is logged with why.
+            def retried(r: RawReceiver) -> bool:
+                return len(r.ids) > len(set(r.ids))
+
+            def failing_deliveries(mode: str) -> list[dict[str, Any]]:
+                return [d for d in deliveries(api, endpoints[mode]["id"]) if d["attempts"] >= 2]
+
             for mode, receiver in bad.items():
-                eventually(lambda r=receiver: len(r.ids) > len(set(r.ids)), timeout=30)
-                failing = eventually(
-                    lambda m=mode: [d for d in deliveries(api, endpoints[m]["id"]) if d["attempts"] >= 2], timeout=30
-                )
+                eventually(partial(retried, receiver), timeout=30)
+                failing = eventually(partial(failing_deliveries, mode), timeout=30)
                 log = api.get(f"/api/v1/webhook-deliveries/{failing[0]['id']}").json()["attempt_log"]
                 assert len(log) >= 2 and all(a["error"] and not a["status_code"] for a in log), (mode, log)
 
@@ -236,7 +241,7 @@ def test_receivers_that_time_out_reset_or_answer_garbage_are_retried_logged_and_
             for mode, receiver in bad.items():
                 event_ids = {d["event_id"] for d in deliveries(api, endpoints[mode]["id"])}
                 assert len(event_ids) == 5
-                eventually(lambda r=receiver, e=event_ids: set(r.ok_ids) >= e, timeout=60)
+                eventually(partial(lambda r, e: set(r.ok_ids) >= e, receiver, event_ids), timeout=60)
     finally:
         for receiver in bad.values():
             receiver.stop()

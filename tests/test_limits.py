@@ -76,7 +76,7 @@ def test_the_per_visitor_rate_limit_holds_across_tabs_and_stores_nothing_extra(s
         srv.url + "/widget/v1/session", json={"widget_key": tenant.widget_key}, headers={"Origin": ORIGIN}
     ).json()
     url = srv.ws_url + session["socket_path"]
-    with connect(url, origin=ORIGIN) as tab1, connect(url, origin=ORIGIN) as tab2:  # type: ignore[arg-type]
+    with connect(url, origin=ORIGIN) as tab1, connect(url, origin=ORIGIN) as tab2:  # type: ignore[arg-type,call-overload]
         for ws in (tab1, tab2):
             ws.send(json.dumps({"type": "auth", "token": session["session_token"]}))
         acks, errors = 0, []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -20,7 +22,14 @@ from websockets.sync.client import connect
 
 from tests.conftest import LiveServer, Tenant
 from tests.factories import messages
-from tests.test_realtime import ORIGIN, WidgetClient, opened, widget  # noqa: F401 - widget is a fixture
+from tests.test_realtime import ORIGIN, WidgetClient, opened
+
+
+@pytest.fixture
+def widget() -> Iterator[Callable[..., WidgetClient]]:
+    """``widget(server, tenant, **identity)``: a scripted widget (tests/test_realtime.py)."""
+    with ExitStack() as stack:
+        yield lambda server, tenant, **kw: WidgetClient(stack, server, tenant, **kw)
 
 
 def ready_client(widget: Any, server: LiveServer, tenant: Tenant) -> WidgetClient:
@@ -152,7 +161,7 @@ def test_a_reader_too_slow_to_keep_up_is_dropped_and_catches_up_on_reconnect(
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
-    with connect(url, sock=sock, origin=ORIGIN, compression=None, max_queue=1, ping_interval=None) as slow:  # type: ignore[arg-type]
+    with connect(url, sock=sock, origin=ORIGIN, compression=None, max_queue=1, ping_interval=None) as slow:  # type: ignore[arg-type,call-overload]
         slow.send(json.dumps({"type": "auth", "token": fast.session["session_token"]}))
         card = {"title": "t", "image_url": "https://example.com/" + "i" * 2000,
                 "buttons": [{"url_button": {"label": "b", "url": "https://example.com/" + "u" * 2000}}] * 3}
