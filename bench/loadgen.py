@@ -267,6 +267,33 @@ class Run:
             await asyncio.sleep(0.05)
 
 
+async def run_phases(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
+    """Post through the API (or the bare relay) phase by phase; count what the sockets get."""
+    out: dict[str, Any] = {}
+    for phase in spec["phases"]:  # e.g. [{"name": "max", "concurrency": 32}, {"name": "rate", "rate": 2000}]
+        run.delays, run.delivered, run.duplicates = [], 0, 0
+        run._seen.clear()
+        run.sent.clear()
+        emit("phase_start", name=phase["name"])
+        cpu0, t0 = cpu_seconds(), now()
+        posted = await run.post_load(spec["duration"], phase.get("concurrency", 32), phase.get("rate"))
+        sent_window = now() - t0
+        await run.wait_delivered(posted["posted_ok"], spec.get("drain_timeout", 10))
+        wall = now() - t0
+        out[phase["name"]] = {
+            **posted,
+            "expected": posted["posted_ok"],
+            "delivered": run.delivered,
+            "duplicates": run.duplicates,
+            "delivered_rate": round(run.delivered / max(sent_window, wall if run.delivered else 1), 1),
+            "delay_ms": percentiles(run.delays),
+            "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
+            "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / wall, 1),
+        }
+        emit("phase", name=phase["name"])
+    return out
+
+
 async def scenario_e2e(spec: dict[str, Any]) -> dict[str, Any]:
     run = Run(spec)
     connected = await run.open_sockets()
@@ -274,27 +301,7 @@ async def scenario_e2e(spec: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {"connect": connected, "phases": {}}
     try:
         await asyncio.sleep(spec.get("settle", 1.0))
-        for phase in spec["phases"]:  # e.g. [{"name": "max", "concurrency": 32}, {"name": "rate", "rate": 2000}]
-            run.delays, run.delivered, run.duplicates = [], 0, 0
-            run._seen.clear()
-            run.sent.clear()
-            emit("phase_start", name=phase["name"])
-            cpu0, t0 = cpu_seconds(), now()
-            posted = await run.post_load(spec["duration"], phase.get("concurrency", 32), phase.get("rate"))
-            sent_window = now() - t0
-            await run.wait_delivered(posted["posted_ok"], spec.get("drain_timeout", 10))
-            wall = now() - t0
-            results["phases"][phase["name"]] = {
-                **posted,
-                "expected": posted["posted_ok"],
-                "delivered": run.delivered,
-                "duplicates": run.duplicates,
-                "delivered_rate": round(run.delivered / max(sent_window, wall if run.delivered else 1), 1),
-                "delay_ms": percentiles(run.delays),
-                "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
-                "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / wall, 1),
-            }
-            emit("phase", name=phase["name"])
+        results["phases"] = await run_phases(run, spec)
     finally:
         results["closed_early"] = sum(1 for s in run.sockets if s.closed is not None)
         await run.close_sockets()
@@ -324,6 +331,8 @@ async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
         "max_ping_gap_s": round(max((s.max_ping_gap for s in live), default=0.0), 2),
         "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
     }
+    if spec.get("phases"):  # the same sockets, now under load: growth to this many connections
+        result["phases"] = await run_phases(run, spec)
     await run.close_sockets()
     return result
 
