@@ -1,4 +1,4 @@
-"""Playwright on Debian's Chromium (never ``playwright install``)."""
+"""Playwright on Debian's Chromium at /usr/bin/chromium (never a browser downloaded by Playwright)."""
 
 from __future__ import annotations
 
