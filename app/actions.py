@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from app import errors
 from app.broker import Broker
-from app.db import session_scope
+from app.db import get_in_workspace, session_scope
 from app.ids import isoformat, new_id, utcnow
 from app.models import Agent, Conversation, Event, Message, User, WebhookDelivery, WebhookEndpoint
 from app.schemas import ConversationIn, ConversationPatch, MessageIn, UserIn, UserPatch
@@ -291,10 +291,7 @@ def find_or_create_user(tx: Tx, workspace_id: str, external_id: str | None, **fi
 
 
 def get_user(s: Session, workspace_id: str, user_id: str) -> User:
-    user = s.get(User, user_id)
-    if user is None or user.workspace_id != workspace_id:
-        raise errors.NotFound("No such user.")
-    return user
+    return get_in_workspace(s, User, user_id, workspace_id, "user")
 
 
 def create_agent(tx: Tx, workspace_id: str, name: str, kind: str, avatar_url: str | None = None) -> Agent:
@@ -314,10 +311,7 @@ def default_bot(tx: Tx, workspace_id: str) -> Agent:
 
 
 def get_agent(s: Session, workspace_id: str, agent_id: str) -> Agent:
-    agent = s.get(Agent, agent_id)
-    if agent is None or agent.workspace_id != workspace_id:
-        raise errors.NotFound("No such agent.")
-    return agent
+    return get_in_workspace(s, Agent, agent_id, workspace_id, "agent")
 
 
 # --- conversations ----------------------------------------------------------------------

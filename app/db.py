@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from app.settings import Settings
+
+T = TypeVar("T")
 
 
 def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
@@ -52,6 +54,16 @@ def _tune_sqlite(engine: Engine, *, immediate: bool, busy_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def get_in_workspace(s: Session, model: type[T], row_id: str, workspace_id: str, what: str) -> T:
+    """The row with this id in this workspace; another workspace's row is a 404 like a missing one."""
+    from app import errors
+
+    row = s.get(model, row_id)
+    if row is None or getattr(row, "workspace_id", None) != workspace_id:
+        raise errors.NotFound(f"No such {what}.")
+    return row
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select, update
 
 from app import errors
 from app.actions import Tx
+from app.db import get_in_workspace
 from app.ids import new_id, new_token, sha256_hex, utcnow
 from app.models import ApiToken
 
@@ -56,9 +57,7 @@ def list_tokens(s: Session, workspace_id: str) -> list[ApiToken]:
 
 
 def revoke_token(tx: Tx, workspace_id: str, token_id: str) -> ApiToken:
-    token = tx.session.get(ApiToken, token_id)
-    if token is None or token.workspace_id != workspace_id:
-        raise errors.NotFound("No such token.")
+    token = get_in_workspace(tx.session, ApiToken, token_id, workspace_id, "token")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         tx.session.add(token)

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, delete, select
 
 from app import errors
 from app.actions import Tx
+from app.db import get_in_workspace
 from app.ids import isoformat, new_id, utcnow
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.netguard import UrlRefused, check_url_allowed, make_http_client
@@ -149,10 +150,7 @@ def attempt_json(a: WebhookAttempt) -> dict[str, Any]:
 
 
 def get_endpoint(s: Session, workspace_id: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = s.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None or endpoint.workspace_id != workspace_id:
-        raise errors.NotFound("No such webhook endpoint.")
-    return endpoint
+    return get_in_workspace(s, WebhookEndpoint, endpoint_id, workspace_id, "webhook endpoint")
 
 
 def list_endpoints(
@@ -292,10 +290,7 @@ def send_test_event(tx: Tx, workspace_id: str, endpoint_id: str) -> WebhookDeliv
 
 
 def get_delivery(s: Session, workspace_id: str, delivery_id: str) -> WebhookDelivery:
-    delivery = s.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.workspace_id != workspace_id:
-        raise errors.NotFound("No such webhook delivery.")
-    return delivery
+    return get_in_workspace(s, WebhookDelivery, delivery_id, workspace_id, "webhook delivery")
 
 
 def delivery_payload(s: Session, delivery: WebhookDelivery) -> dict[str, Any]:
