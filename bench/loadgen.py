@@ -75,9 +75,10 @@ class Socket:
 
     async def connect(self, origin: str, compression: str | None) -> None:
         from websockets.asyncio.client import connect
+        from websockets.typing import Origin
 
         self.ws = await connect(
-            self.url, origin=origin, compression=compression, ping_interval=None, open_timeout=60,
+            self.url, origin=Origin(origin), compression=compression, ping_interval=None, open_timeout=60,
             max_size=2**20, close_timeout=2,
         )  # fmt: skip
         await self.ws.send(json.dumps(self.auth))
@@ -135,7 +136,8 @@ class Run:
         self.delivered += 1
         self.delays.append(t - sent)
 
-    async def open_sockets(self) -> dict[str, Any]:
+    def prepare(self) -> None:
+        """One ``Socket`` per widget, not yet connected (``connect_range`` connects them)."""
         spec = self.spec
         kind = spec["kind"]
         urls = spec["urls"]
@@ -149,9 +151,14 @@ class Run:
                 url = f"{base}/ws?room={w['conversation_id']}"
                 auth = {"type": "auth", "token": "-"}
             self.sockets.append(Socket(self, i, url, auth))
+
+    async def connect_range(self, lo: int, hi: int, timeout: float) -> dict[str, Any]:
+        """Connect sockets ``lo`` to ``hi`` (``connect_concurrency`` handshakes at a time),
+        giving up on those not started within ``timeout`` seconds."""
+        spec = self.spec
         gate = asyncio.Semaphore(spec.get("connect_concurrency", 64))
         failures: Counter[str] = Counter()
-        deadline = now() + spec.get("connect_timeout", 180)
+        deadline = now() + timeout
 
         async def one(sock: Socket) -> None:
             async with gate:
@@ -164,10 +171,29 @@ class Run:
                     failures[type(exc).__name__] += 1
 
         t0 = now()
-        await asyncio.gather(*(one(s) for s in self.sockets))
+        await asyncio.gather(*(one(s) for s in self.sockets[lo:hi]))
         took = now() - t0
-        open_ = sum(1 for s in self.sockets if s.task is not None)
-        return {"opened": open_, "wanted": len(self.sockets), "seconds": round(took, 2), "failures": dict(failures)}
+        opened = sum(1 for s in self.sockets[lo:hi] if s.task is not None)
+        return {
+            "opened": sum(1 for s in self.sockets[:hi] if s.task is not None),
+            "wanted": hi,
+            "batch_opened": opened,
+            "seconds": round(took, 2),
+            "per_s": round(opened / max(took, 1e-6), 1),
+            "failures": dict(failures),
+        }
+
+    async def open_sockets(self) -> dict[str, Any]:
+        self.prepare()
+        return await self.connect_range(0, len(self.sockets), self.spec.get("connect_timeout", 180))
+
+    async def close_from(self, start: int) -> None:
+        """Close sockets ``start`` and on (all of them with 0), 256 at a time, in bounded time."""
+        keep, self.sockets = self.sockets[:start], self.sockets[start:]
+        try:
+            await self.close_sockets()
+        finally:
+            self.sockets = keep
 
     async def close_sockets(self) -> None:
         async def one(sock: Socket) -> None:
@@ -201,13 +227,16 @@ class Run:
             return url, f"/api/v1/conversations/{cid}/messages"
         return url, f"/publish/{cid}"
 
-    async def post_load(self, duration: float, concurrency: int, rate: float | None) -> dict[str, Any]:
-        """``concurrency`` posters for ``duration`` s, open-loop at ``rate`` msg/s when given."""
+    async def post_load(
+        self, duration: float, concurrency: int, rate: float | None, count: int | None = None
+    ) -> dict[str, Any]:
+        """``concurrency`` posters for ``duration`` s (or until ``count`` posts have been sent),
+        open-loop at ``rate`` msg/s when given."""
         spec = self.spec
         headers = f"Authorization: Bearer {spec['token']}\r\n" if spec["kind"] == "backchannel" else ""
         statuses: Counter[int] = Counter()
         latencies: list[float] = []
-        counter = iter(range(10**9))
+        counter = iter(range(count if count is not None else 10**9))
         start = now()
         stop_at = start + duration
         behind = 0
@@ -230,7 +259,9 @@ class Run:
                         elif wait < -0.05:
                             behind += 1
                     k += 1
-                    i = next(counter)
+                    i = next(counter, None)
+                    if i is None:
+                        return
                     url, path = self.post_target(i)
                     conn = conns.get(url)
                     if conn is None:
@@ -267,14 +298,15 @@ class Run:
             await asyncio.sleep(0.05)
 
 
-async def run_phases(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
-    """Post through the API (or the bare relay) phase by phase; count what the sockets get."""
+async def run_phases(run: Run, spec: dict[str, Any], label: str = "") -> dict[str, Any]:
+    """Post through the API (or the bare relay) phase by phase; count what the sockets get.
+    Progress events are named ``label + phase name`` (the orchestrator meters CPU by them)."""
     out: dict[str, Any] = {}
     for phase in spec["phases"]:  # e.g. [{"name": "max", "concurrency": 32}, {"name": "rate", "rate": 2000}]
         run.delays, run.delivered, run.duplicates = [], 0, 0
         run._seen.clear()
         run.sent.clear()
-        emit("phase_start", name=phase["name"])
+        emit("phase_start", name=label + phase["name"])
         cpu0, t0 = cpu_seconds(), now()
         posted = await run.post_load(spec["duration"], phase.get("concurrency", 32), phase.get("rate"))
         sent_window = now() - t0
@@ -290,50 +322,96 @@ async def run_phases(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
             "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
             "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / wall, 1),
         }
-        emit("phase", name=phase["name"])
+        emit("phase", name=label + phase["name"])
     return out
 
 
 async def scenario_e2e(spec: dict[str, Any]) -> dict[str, Any]:
+    """Connect ``connections`` sockets and run ``phases``; then, for each ``then`` entry
+    (``{"connections": n, "duration": s}``, n smaller), close all but the first n sockets and
+    run the phases again on those: the growth figures at fewer connections, without starting,
+    seeding and connecting a second server."""
     run = Run(spec)
     connected = await run.open_sockets()
     emit("connected", **connected)
-    results: dict[str, Any] = {"connect": connected, "phases": {}}
+    results: dict[str, Any] = {"connect": connected, "phases": {}, "then": {}}
     try:
         await asyncio.sleep(spec.get("settle", 1.0))
         results["phases"] = await run_phases(run, spec)
-    finally:
         results["closed_early"] = sum(1 for s in run.sockets if s.closed is not None)
+        for then in spec.get("then", []):
+            n = then["connections"]
+            await run.close_from(n)
+            run.spec = {**run.spec, "connections": n, "duration": then.get("duration", spec["duration"])}
+            await asyncio.sleep(spec.get("settle", 1.0))
+            phases = await run_phases(run, run.spec, label=f"{n}:")
+            results["then"][str(n)] = {
+                "connections": n,
+                "phases": phases,
+                "closed_early": sum(1 for s in run.sockets[:n] if s.closed is not None),
+            }
+    finally:
+        results.setdefault("closed_early", sum(1 for s in run.sockets if s.closed is not None))
         await run.close_sockets()
     return results
 
 
+def proc_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
+    """Grow one server's idle sockets level by level (``levels``, e.g. [1000, 5000, 10000]).
+    At each level: wait ``settle`` s, sample the servers' resident memory (``server_pids``),
+    then hold ``holds[i]`` s answering heartbeats and recording, for every open socket, the
+    pings it got and the longest gap between two. Then, with ``phases``, load the same sockets
+    end to end (the growth figures at the largest level)."""
     run = Run(spec)
-    cpu0 = cpu_seconds()
-    connected = await run.open_sockets()
-    emit("connected", **connected)
-    hold = spec["hold"]
-    for s in run.sockets:  # count heartbeats over the hold only, when every socket is open
-        s.pings, s.max_ping_gap = 0, 0.0
-    t0 = now()
-    # The orchestrator samples the server's memory now; we keep answering heartbeats.
-    while now() - t0 < hold:
-        await asyncio.sleep(0.5)
-    live = [s for s in run.sockets if s.task is not None]
-    pings = [s.pings for s in live]
-    result = {
-        "connect": connected,
-        "held_seconds": round(now() - t0, 1),
-        "closed_early": sum(1 for s in live if s.closed is not None),
-        "pings_min": min(pings) if pings else 0,
-        "pings_max": max(pings) if pings else 0,
-        "max_ping_gap_s": round(max((s.max_ping_gap for s in live), default=0.0), 2),
-        "loadgen_cpu_s": round(cpu_seconds() - cpu0, 2),
-    }
-    if spec.get("phases"):  # the same sockets, now under load: growth to this many connections
-        result["phases"] = await run_phases(run, spec)
-    await run.close_sockets()
+    run.prepare()
+    levels = spec.get("levels") or [spec["connections"]]
+    holds = spec.get("holds") or [spec.get("hold", 0.0)] * len(levels)
+    pids = spec.get("server_pids", [])
+    cpu0, started = cpu_seconds(), now()
+    await asyncio.sleep(0.5)
+    rss0 = sum(proc_rss_kib(p) for p in pids)
+    result: dict[str, Any] = {"rss_before_kib": rss0, "levels": []}
+    deadline = now() + spec.get("connect_timeout", 420)
+    done = 0
+    try:
+        for level, hold in zip(levels, holds, strict=True):
+            connected = await run.connect_range(done, level, max(0.0, deadline - now()))
+            done = level
+            await asyncio.sleep(spec.get("settle", 1.0))
+            rss = sum(proc_rss_kib(p) for p in pids)
+            emit("connected", level=level, **connected)
+            live = [s for s in run.sockets[:level] if s.task is not None]
+            for s in live:  # count heartbeats over this level's hold only
+                s.pings, s.max_ping_gap = 0, 0.0
+            t0 = now()
+            while now() - t0 < hold:
+                await asyncio.sleep(0.25)
+            pings = [s.pings for s in live]
+            result["levels"].append({
+                "connections": level,
+                "connect": connected,
+                "rss_kib": rss,
+                "kib_per_conn": round((rss - rss0) / max(1, connected["opened"]), 1),
+                "held_seconds": round(now() - t0, 1),
+                "closed_early": sum(1 for s in live if s.closed is not None),
+                "pings_min": min(pings) if pings else 0,
+                "pings_max": max(pings) if pings else 0,
+                "max_ping_gap_s": round(max((s.max_ping_gap for s in live), default=0.0), 2),
+            })  # fmt: skip
+        result["rss_end_kib"] = sum(proc_rss_kib(p) for p in pids)
+        result["loadgen_cpu_pct"] = round(100 * (cpu_seconds() - cpu0) / max(1e-6, now() - started), 1)
+        if spec.get("phases"):  # the same sockets, now under load: growth to this many connections
+            result["phases"] = await run_phases(run, spec)
+    finally:
+        await run.close_sockets()
     return result
 
 
@@ -430,13 +508,15 @@ class Receiver:
 
 
 async def scenario_webhooks(spec: dict[str, Any]) -> dict[str, Any]:
-    """Burst: ``messages`` posts, each delivered to ``endpoints`` fast endpoints. Then the same
-    with one more endpoint that takes ``slow_seconds`` to answer."""
+    """Phase by phase (``phases``: name, concurrency, and ``count`` posts as fast as they go or
+    ``rate`` posts/s for ``duration`` s, optionally after a ``setup`` request such as adding a
+    slow endpoint): post messages, then wait (at most ``drain_timeout`` s) until each reached
+    the ``endpoints`` fast endpoints of the receiver this process runs."""
     receiver = Receiver(spec["slow_seconds"])
     await receiver.start(spec["receiver_port"])
     results: dict[str, Any] = {}
     try:
-        for phase in spec["phases"]:  # [{"name": "fast"}, {"name": "with_slow", "create_slow": true}]
+        for phase in spec["phases"]:
             if phase.get("setup"):
                 conn = Connection(*host_port(spec["urls"][0]))
                 method, path, body = phase["setup"]
@@ -449,7 +529,10 @@ async def scenario_webhooks(spec: dict[str, Any]) -> dict[str, Any]:
             emit("phase_start", name=phase["name"])
             run = Run({**spec, "run_id": f"{spec['run_id']}-{phase['name']}"})
             cpu0, t0 = cpu_seconds(), now()
-            posted = await run.post_load(spec["duration"], spec["concurrency"], spec.get("rate"))
+            posted = await run.post_load(
+                phase.get("duration", spec.get("duration", 5.0)), phase.get("concurrency", 8), phase.get("rate"),
+                phase.get("count"),
+            )  # fmt: skip
             expected = posted["posted_ok"] * spec["endpoints"]
             deadline = now() + spec.get("drain_timeout", 30)
 
@@ -461,12 +544,15 @@ async def scenario_webhooks(spec: dict[str, Any]) -> dict[str, Any]:
             fast = [(text, t) for p, text, t in receiver.arrivals if p.startswith("/fast")]
             delays = [t - run.sent[text] for text, t in fast if text in run.sent]
             last = max((t for _, t in fast), default=now())
+            keys = [(p, text) for p, text, _ in receiver.arrivals if p.startswith("/fast")]
             results[phase["name"]] = {
                 **posted,
                 "expected": expected,
-                "delivered": len(fast),
+                "delivered": len(set(keys)),
+                "duplicates": len(keys) - len(set(keys)),
                 "slow_received": sum(1 for p, _, _ in receiver.arrivals if p.startswith("/slow")),
                 "deliveries_per_s": round(len(fast) / max(1e-6, last - t0), 1),
+                "offered_per_s": round(posted["post_rate"] * spec["endpoints"], 1),
                 "delay_ms": percentiles(delays),
                 "loadgen_cpu_pct": round(100 * (cpu_seconds() - cpu0) / max(1e-6, now() - t0), 1),
             }
@@ -482,6 +568,9 @@ SCENARIOS = {"e2e": scenario_e2e, "idle": scenario_idle, "rest": scenario_rest, 
 def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
+    for url in spec.get("urls", []):  # load goes to this machine only
+        if urlsplit(url).hostname != "127.0.0.1":
+            raise SystemExit(f"bench.loadgen: refusing to send load to {url} (127.0.0.1 only)")
     cpu0, t0 = cpu_seconds(), time.monotonic()
 
     async def go() -> dict[str, Any]:

@@ -17,13 +17,16 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,10 +39,12 @@ from bench.servers import (
     Tenant,
     backchannel_env,
     free_port,
+    is_loopback,
     postgres_available,
     redis_available,
     seed,
     sqlite_database,
+    wait_ready,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +54,7 @@ TARGETS = {
     "e2e_p99_ms": 50.0,
     "e2e_ratio": 0.5,
     "idle_kib": 30.0,
+    "idle_held": 10000,
     "post_sqlite": 1500.0,
     "post_postgres": 1000.0,
     "rest_p99_ms": 100.0,
@@ -122,13 +128,19 @@ def raise_fd_limit() -> int:
 
 
 def loadgen(spec: dict[str, Any], workdir: Path, on_event: Callable[[dict[str, Any]], None] | None = None) -> Any:
+    """Run ``bench.loadgen`` on ``spec`` in its own process and return its result. Killed
+    (and an error raised) if it is still running ``spec["timeout"] + 30`` seconds later."""
     spec = {"run_id": uuid.uuid4().hex[:8], **spec}
     path = workdir / f"spec-{spec['run_id']}.json"
     path.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "bench.loadgen", str(path)]
     limit = spec.get("timeout", 300) + 30
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + limit
+    err_path = workdir / f"loadgen-{spec['run_id']}.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+    watchdog = threading.Timer(limit, proc.kill)  # a silent, stuck load generator cannot hold the bench
+    watchdog.daemon = True
+    watchdog.start()
     result = None
     try:
         assert proc.stdout is not None
@@ -138,16 +150,15 @@ def loadgen(spec: dict[str, Any], workdir: Path, on_event: Callable[[dict[str, A
                 result = event["result"]
             elif on_event is not None:
                 on_event(event)
-            if time.monotonic() > deadline:
-                break
-        proc.wait(timeout=max(1, deadline - time.monotonic()))
+        proc.wait(timeout=30)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     if result is None:
-        err = proc.stderr.read() if proc.stderr else ""
-        raise RuntimeError(f"load generator failed (exit {proc.returncode}):\n{err[-3000:]}")
+        text = err_path.read_text(errors="replace")
+        raise RuntimeError(f"load generator failed (exit {proc.returncode}; limit {limit:g} s):\n{text[-3000:]}")
     return result
 
 
@@ -183,43 +194,131 @@ class CpuMeter:
             return None
         return round(100 * self.used[name] / self.walls[name], 1)
 
+    def annotate(self, phases: dict[str, Any], prefix: str = "") -> None:
+        """Add the server CPU per delivered message and its CPU % to each end-to-end phase."""
+        for name, phase in phases.items():
+            phase["server_cpu_ms_per_msg"] = self.per(prefix + name, phase["delivered"])
+            phase["server_cpu_pct"] = self.pct(prefix + name)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how large each section runs: ``FULL`` and ``QUICK``."""
+
+    budget: dict[str, int]  # planned seconds per section on an unloaded 2-core machine
+    e2e_connections: int
+    e2e_seconds: float  # per phase (max, paced), section 1
+    growth_seconds: float  # per phase, the growth rows (5a at 100 and the largest, 5b)
+    small: int  # the smallest growth row, measured on section 1's server after closing the rest
+    idle_levels: list[int]
+    heartbeat: float
+    rest_seconds: float
+    rest_warmup: float
+    burst_messages: int  # webhooks: posted as fast as 16 posters go, each to 4 endpoints
+    steady_rate: float  # webhooks: messages/s (× 4 endpoints = deliveries/s offered)
+    steady_seconds: float
+    webhook_drain: float
+    growth_connections: int  # 5b/5c on PostgreSQL + Redis
+    growth_slow_phase: bool  # 5c also runs the slow-endpoint phase
+
+    def holds(self) -> list[float]:
+        """Heartbeat hold per idle level: two heartbeats (a gap to measure) at the smaller
+        levels, three at the largest."""
+        return [2 * self.heartbeat + 1] * (len(self.idle_levels) - 1) + [3 * self.heartbeat + 1]
+
+
+FULL = Plan(
+    budget={"e2e": 65, "idle": 190, "rest": 45, "webhooks": 40, "growth": 80},
+    e2e_connections=1000, e2e_seconds=6.0, growth_seconds=4.0, small=100, idle_levels=[1000, 5000, 10000],
+    heartbeat=5.0, rest_seconds=5.0, rest_warmup=1.0, burst_messages=300, steady_rate=50.0, steady_seconds=4.0,
+    webhook_drain=30.0, growth_connections=1000, growth_slow_phase=True,
+)  # fmt: skip
+QUICK = Plan(
+    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 20, "growth": 45},
+    e2e_connections=1000, e2e_seconds=3.0, growth_seconds=2.0, small=100, idle_levels=[1000, 2000],
+    heartbeat=3.0, rest_seconds=3.0, rest_warmup=0.5, burst_messages=100, steady_rate=50.0, steady_seconds=2.0,
+    webhook_drain=20.0, growth_connections=1000, growth_slow_phase=False,
+)  # fmt: skip
+
 
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.quick = args.quick
+        self.plan = QUICK if args.quick else FULL
         self.workdir = Path(tempfile.mkdtemp(prefix="bc-bench-"))
         self.results: dict[str, Any] = {"machine": machine(), "quick": self.quick}
         self.servers: list[Server] = []
         self.databases: list[PostgresDatabase] = []
-        self.pg = args.postgres if postgres_available(args.postgres) is None else None
-        self.redis = args.redis if redis_available(args.redis) is None else None
+        self.pg_template: PostgresDatabase | None = None
+        self.pg, self.pg_why = self.reachable("PostgreSQL", args.postgres, postgres_available)
+        self.redis, self.redis_why = self.reachable("Redis", args.redis, redis_available)
         self.profiles: dict[str, str] = {}
+        self.checks: list[list[Any]] = []  # [section, target, measured, verdict]: the closing targets table
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process and its (finished) children
+        self.section_started = time.monotonic()
+        # Measurements a later section reuses instead of repeating (5. Growth).
+        self.e2e_1k: tuple[int, dict[str, Any], dict[str, Any]] | None = None  # (n, bare, Backchannel)
+        self.largest_e2e: tuple[int, dict[str, Any], dict[str, Any]] | None = None
+
+    @staticmethod
+    def reachable(name: str, url: str, probe: Callable[[str], str | None]) -> tuple[str | None, str]:
+        if not is_loopback(url):
+            return None, f"{name} at {url} is not on this machine (the bench talks to 127.0.0.1 only)"
+        why = probe(url)
+        return (url, "") if why is None else (None, f"{name} not reachable at {url} ({why.splitlines()[0][:120]})")
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def start(self, kind: str, env: dict[str, str] | None = None, heartbeat: float = 20.0) -> Server:
+    def step(self, text: str) -> None:
+        """A progress line with the seconds since the section started."""
+        say(f"   [{time.monotonic() - self.section_started:6.1f} s] {text}")
+
+    def check(self, section: str, target: str, measured: Any, ok: bool | None) -> list[Any]:
+        row = [section, target, "—" if measured is None else measured, verdict(ok)]
+        self.checks.append(row)
+        return row[1:]
+
+    def launch(self, kind: str, env: dict[str, str] | None = None, heartbeat: float = 20.0) -> Server:
+        """Start a server process without waiting for it: servers boot in parallel, and
+        ``ready`` waits for all of them."""
         server = Server(kind, self.workdir, env or {}, heartbeat=heartbeat)
         self.servers.append(server)
-        return server.start()
+        return server.launch()
+
+    def ready(self, *servers: Server) -> None:
+        t0 = time.monotonic()
+        wait_ready(list(servers), timeout=90)
+        self.step(f"{len(servers)} server(s) up ({', '.join(s.kind for s in servers)}) "
+                  f"{time.monotonic() - t0:.1f} s after launch")  # fmt: skip
 
     def stop(self, *servers: Server) -> None:
         for s in servers:
             s.stop()
 
+    def database(self, db: str) -> str:
+        """A fresh, migrated database: SQLite (a copy of one migrated per run) or PostgreSQL
+        (a copy, ``CREATE DATABASE … TEMPLATE``, of one migrated per run)."""
+        if db == "sqlite":
+            return sqlite_database(self.workdir)
+        assert self.pg is not None
+        if self.pg_template is None:
+            self.pg_template = PostgresDatabase(self.pg)
+        pgdb = PostgresDatabase(self.pg, template=self.pg_template)
+        self.databases.append(pgdb)
+        return pgdb.url
+
     def backchannel(
         self, widgets: int, db: str = "sqlite", heartbeat: float = 20.0, instances: int = 1, broker: str = "memory://"
     ) -> tuple[list[Server], Tenant]:
-        if db == "sqlite":
-            url = sqlite_database(self.workdir)
-        else:
-            assert self.pg is not None
-            pgdb = PostgresDatabase(self.pg)
-            self.databases.append(pgdb)
-            url = pgdb.url
+        """Launch Backchannel on a fresh database seeded with ``widgets`` visitors (call ``ready``)."""
+        t0 = time.monotonic()
+        url = self.database(db)
         tenant = seed(url, widgets)
+        self.step(f"{db} database made and {widgets} visitors seeded in {time.monotonic() - t0:.1f} s")
         env = backchannel_env(url, broker, heartbeat)
-        return [self.start("backchannel", env, heartbeat) for _ in range(instances)], tenant
+        return [self.launch("backchannel", env, heartbeat) for _ in range(instances)], tenant
 
     def spec(self, kind: str, servers: list[Server], tenant: Tenant | None, **kw: Any) -> dict[str, Any]:
         widgets = tenant.widgets if tenant else [{"conversation_id": f"room{i}"} for i in range(kw["connections"])]
@@ -231,6 +330,13 @@ class Bench:
             "widgets": widgets,
             **kw,
         }
+
+    def register_endpoints(self, server: Server, tenant: Tenant, urls: list[str]) -> None:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tenant.token}"}, timeout=30) as api:
+            for url in urls:
+                api.post(
+                    "/api/v1/webhook-endpoints", json={"url": url, "events": ["message.created"]}
+                ).raise_for_status()
 
     def profile_start(self, server: Server, name: str, seconds: float) -> subprocess.Popen[bytes] | None:
         if not self.args.profile:
@@ -253,45 +359,74 @@ class Bench:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         print_profile(name, Path(self.profiles[name]))
 
     # -- 1. end to end ---------------------------------------------------------------------
 
+    def e2e_phases(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "max", "concurrency": 32},
+            {"name": "rate", "rate": TARGETS["e2e_rate"], "concurrency": 64},
+        ]
+
     def e2e_once(self, kind: str, connections: int, servers: list[Server], tenant: Tenant | None,
-                 profile: str | None = None) -> dict[str, Any]:  # fmt: skip
-        duration, phases = self.e2e_phases()
+                 duration: float, then: tuple[int, ...] = (), profile: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Connect ``connections`` sockets, post phase by phase; then for each n in ``then``
+        close all but n sockets and post again (``result["then"][str(n)]``)."""
+        p = self.plan
         spec = self.spec(kind, servers, tenant, scenario="e2e", connections=connections, duration=duration,
-                         phases=phases, timeout=240 + connections / 50)  # fmt: skip
-        cpu0 = [s.cpu_seconds() for s in servers]
-        t0 = time.monotonic()
-        prof = None
-        if profile:
-            prof = self.profile_start(servers[0], profile, duration * 2 + 5)
+                         phases=self.e2e_phases(), connect_concurrency=100,
+                         then=[{"connections": n, "duration": p.growth_seconds} for n in then],
+                         timeout=120 + connections / 20 + 30 * (1 + len(then)))  # fmt: skip
+        prof = self.profile_start(servers[0], profile, duration * 2 + 5) if profile else None
         meter = CpuMeter(servers)
+        t0 = time.monotonic()
         result = loadgen(spec, self.workdir, meter)
         self.profile_end(prof, profile or "")
-        wall = time.monotonic() - t0
-        result["server_cpu_pct"] = round(
-            100 * sum(s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True)) / wall, 1
-        )
-        for name, phase in result["phases"].items():
-            phase["server_cpu_ms_per_msg"] = meter.per(name, phase["delivered"])
-            phase["server_cpu_pct"] = meter.pct(name)
+        c = result["connect"]
+        self.step(f"{kind}: {c['opened']}/{c['wanted']} sockets in {c['seconds']} s ({c['per_s']}/s), "
+                  f"measured in {time.monotonic() - t0:.1f} s in all")  # fmt: skip
+        meter.annotate(result["phases"])
+        for n, sub in result.get("then", {}).items():
+            meter.annotate(sub["phases"], prefix=f"{n}:")
         return result
 
     def bench_e2e(self) -> None:
-        n = 1000
-        say(f"\n== 1. End to end: REST POST -> widget socket, {n} connected widgets")
-        base = self.start("baseline")
-        rb = self.e2e_once("baseline", n, [base], None)
-        self.stop(base)
+        p = self.plan
+        n = p.e2e_connections
+        say(f"\n== 1. End to end: REST POST -> widget socket, {n} connected widgets "
+            f"({p.e2e_seconds:g} s per phase; then the same at {p.small} sockets for 5. Growth)")  # fmt: skip
+        base = self.launch("baseline")
         servers, tenant = self.backchannel(n)
-        rc = self.e2e_once("backchannel", n, servers, tenant, profile="e2e")
+        self.ready(base, *servers)
+        rb = self.e2e_once("baseline", n, [base], None, p.e2e_seconds, then=(p.small,))
+        self.stop(base)
+        rc = self.e2e_once("backchannel", n, servers, tenant, p.e2e_seconds, then=(p.small,), profile="e2e")
         self.stop(*servers)
         self.results["e2e"] = {"baseline": rb, "backchannel": rc, "connections": n}
-        self.print_e2e(f"1. End to end at {n} connections (SQLite, one process)", [(n, rb, rc)], targets=True)
+        self.e2e_1k = (n, rb, rc)
+        self.print_e2e(f"1. End to end at {n} connections (SQLite, one process)", [(n, rb, rc)])
+        mx, rt = rc["phases"]["max"], rc["phases"]["rate"]
+        r = mx["delivered_rate"] / max(1e-9, rb["phases"]["max"]["delivered_rate"])
+        rows = [
+            self.check("1", f"≥ {TARGETS['e2e_rate']:.0f} msg/s API → widget at {n} connections",
+                       f"{mx['delivered_rate']} msg/s", mx["delivered_rate"] >= TARGETS["e2e_rate"]),
+            self.check("1", f"p99 ≤ {TARGETS['e2e_p99_ms']:.0f} ms at {TARGETS['e2e_rate']:.0f} msg/s",
+                       f"{rt['delay_ms']['p99']} ms at {rt['delivered_rate']} msg/s",
+                       rt["delay_ms"]["p99"] is not None and rt["delay_ms"]["p99"] <= TARGETS["e2e_p99_ms"]
+                       and rt["delivered_rate"] >= 0.95 * TARGETS["e2e_rate"]),
+            self.check("1", f"≥ {TARGETS['e2e_ratio']} of the bare relay's throughput", f"{r:.2f}",
+                       r >= TARGETS["e2e_ratio"]),
+            self.check("1", "every message delivered, once",
+                       f"{mx['delivered']}/{mx['expected']}, {rt['delivered']}/{rt['expected']}",
+                       delivered_once(mx) and delivered_once(rt)),
+        ]  # fmt: skip
+        table("   targets", ["target", "Backchannel", "verdict"], rows)
+        say(f"   load generator CPU: {rc['loadgen']['cpu_s']} s over {rc['loadgen']['wall_s']} s "
+            f"(Backchannel run), {rb['loadgen']['cpu_s']} s over {rb['loadgen']['wall_s']} s (bare run)")  # fmt: skip
 
-    def print_e2e(self, title: str, runs: list[tuple[Any, dict[str, Any], dict[str, Any]]], targets: bool) -> None:
+    def print_e2e(self, title: str, runs: list[tuple[Any, dict[str, Any], dict[str, Any]]]) -> None:
         rows = []
         for label, rb, rc in runs:
             for phase in ("max", "rate"):
@@ -300,138 +435,125 @@ class Bench:
                 rows.append([
                     label, name, c["delivered_rate"], b["delivered_rate"], ratio(c["delivered_rate"], b["delivered_rate"]),
                     c["delay_ms"]["p50"], c["delay_ms"]["p95"], c["delay_ms"]["p99"], c["delay_ms"]["max"],
-                    b["delay_ms"]["p99"], f"{c['delivered']}/{c['expected']}", c.get("server_cpu_ms_per_msg"),
-                    b.get("server_cpu_ms_per_msg"), ratio(b.get("server_cpu_ms_per_msg"), c.get("server_cpu_ms_per_msg")),
+                    b["delay_ms"]["p99"], f"{c['delivered']}/{c['expected']}" + (f" +{c['duplicates']} dup" if c["duplicates"] else ""),
+                    c.get("server_cpu_ms_per_msg"), b.get("server_cpu_ms_per_msg"),
+                    ratio(b.get("server_cpu_ms_per_msg"), c.get("server_cpu_ms_per_msg")),
                     c.get("server_cpu_pct"), c["loadgen_cpu_pct"],
                 ])  # fmt: skip
         table(title, ["conns", "load", "msg/s", "bare msg/s", "ratio", "p50 ms", "p95 ms", "p99 ms", "max ms",
                       "bare p99", "delivered", "CPU ms/msg", "bare CPU ms/msg", "CPU ratio", "server CPU %",
                       "loadgen CPU %"], rows)  # fmt: skip
-        if targets:
-            label, rb, rc = runs[0]
-            mx, rt = rc["phases"]["max"], rc["phases"]["rate"]
-            r = mx["delivered_rate"] / max(1e-9, rb["phases"]["max"]["delivered_rate"])
-            rows = [
-                [f"≥ {TARGETS['e2e_rate']:.0f} msg/s", mx["delivered_rate"], verdict(mx["delivered_rate"] >= TARGETS["e2e_rate"])],
-                [f"p99 ≤ {TARGETS['e2e_p99_ms']:.0f} ms at that rate", rt["delay_ms"]["p99"],
-                 verdict(rt["delay_ms"]["p99"] is not None and rt["delay_ms"]["p99"] <= TARGETS["e2e_p99_ms"]
-                         and rt["delivered_rate"] >= 0.95 * TARGETS["e2e_rate"])],
-                [f"≥ {TARGETS['e2e_ratio']} of the bare relay", f"{r:.2f}", verdict(r >= TARGETS["e2e_ratio"])],
-                ["every message delivered once", f"{mx['delivered']}/{mx['expected']}, {rt['delivered']}/{rt['expected']}",
-                 verdict(mx["delivered"] == mx["expected"] and rt["delivered"] == rt["expected"]
-                         and not mx["duplicates"] and not rt["duplicates"])],
-            ]  # fmt: skip
-            table("   targets", ["target", "Backchannel", "verdict"], rows)
-            say(f"   server CPU: Backchannel {rc['server_cpu_pct']} %, bare {rb['server_cpu_pct']} % "
-                f"(of one core; 200 % = both cores)")  # fmt: skip
 
     # -- 2. idle connections ----------------------------------------------------------------
 
-    def e2e_phases(self) -> tuple[float, list[dict[str, Any]]]:
-        duration = 4.0 if self.quick else 8.0
-        return duration, [
-            {"name": "max", "concurrency": 32},
-            {"name": "rate", "rate": TARGETS["e2e_rate"], "concurrency": 64},
-        ]
-
-    def idle_once(self, kind: str, n: int, heartbeat: float, hold: float, load: bool = False) -> dict[str, Any]:
-        if kind == "baseline":
-            servers, tenant = [self.start("baseline", heartbeat=heartbeat)], None
-        else:
-            servers, tenant = self.backchannel(n, heartbeat=heartbeat)
-        server = servers[0]
-        httpx.get(server.url + "/healthz")
-        time.sleep(0.5)
-        before = server.rss_kib()
-        sample: dict[str, int] = {}
-
-        def on_event(event: dict[str, Any]) -> None:
-            if event["event"] == "connected":
-                time.sleep(1.0)
-                sample["after"] = server.rss_kib()
-                sample["opened"] = event["opened"]
-
-        extra: dict[str, Any] = {}
-        if load:  # then measure end to end on the same sockets (saves connecting them twice)
-            extra["duration"], extra["phases"] = self.e2e_phases()
-        spec = self.spec(kind, servers, tenant, scenario="idle", connections=n, hold=hold,
-                         connect_concurrency=100, connect_timeout=420, timeout=900, **extra)  # fmt: skip
+    def idle_once(self, kind: str, levels: list[int], holds: list[float], heartbeat: float, load: bool,
+                  servers: list[Server], tenant: Tenant | None) -> dict[str, Any]:  # fmt: skip
+        """One server, grown level by level (memory sampled, heartbeats held at each); with
+        ``load``, then end to end on the same sockets."""
+        p = self.plan
+        n = levels[-1]
+        connect_timeout = max(120.0, n / 25)  # 25 handshakes/s at the very least
+        spec = self.spec(kind, servers, tenant, scenario="idle", connections=n, levels=levels, holds=holds,
+                         server_pids=[s.proc.pid for s in servers if s.proc], connect_concurrency=100,
+                         connect_timeout=connect_timeout, duration=p.growth_seconds,
+                         phases=self.e2e_phases() if load else [],
+                         timeout=connect_timeout + sum(holds) + 4 * len(levels) + (90 if load else 0) + 30)  # fmt: skip
         meter = CpuMeter(servers)
 
-        def on_any(event: dict[str, Any]) -> None:
-            on_event(event)
+        def on_event(event: dict[str, Any]) -> None:
             meter(event)
+            if event["event"] == "connected":
+                self.step(f"{kind}: {event['opened']}/{event['level']} sockets open "
+                          f"({event['batch_opened']} in {event['seconds']} s, {event['per_s']}/s)")  # fmt: skip
 
-        result = loadgen(spec, self.workdir, on_any)
-        for name, phase in result.get("phases", {}).items():
-            phase["server_cpu_ms_per_msg"] = meter.per(name, phase["delivered"])
-            phase["server_cpu_pct"] = meter.pct(name)
-        result["rss_before_kib"] = before
-        result["rss_after_kib"] = sample.get("after", 0)
-        opened = max(1, sample.get("opened", 0))
-        result["kib_per_conn"] = round((sample.get("after", before) - before) / opened, 1)
-        result["rss_end_kib"] = server.rss_kib()
-        self.stop(server)
+        result = loadgen(spec, self.workdir, on_event)
+        meter.annotate(result.get("phases", {}))
         return result
 
     def bench_idle(self) -> None:
-        sizes = [1000, 2000] if self.quick else [1000, 5000, 10000]
-        heartbeat = 2.0 if self.quick else 5.0
-        hold = heartbeat * 3 + 1
-        say(f"\n== 2. Idle widget connections: memory and heartbeats ({sizes}; heartbeat {heartbeat:g} s, "
-            f"held {hold:g} s)")  # fmt: skip
+        p = self.plan
+        levels, heartbeat, holds = p.idle_levels, p.heartbeat, p.holds()
+        say(f"\n== 2. Idle widget connections: memory and heartbeats (one server grown to {levels}; heartbeat "
+            f"{heartbeat:g} s, held {' / '.join(f'{h:g}' for h in holds)} s at each level); then end to end at "
+            f"{levels[-1]} for 5. Growth")  # fmt: skip
+        base = self.launch("baseline", heartbeat=heartbeat)
+        servers, tenant = self.backchannel(levels[-1], heartbeat=heartbeat)
+        self.ready(base, *servers)
+        # The bare relay: memory only (no hold), then the growth figures on its sockets.
+        rb = self.idle_once("baseline", levels, [0.0] * len(levels), heartbeat, True, [base], None)
+        self.stop(base)
+        rc = self.idle_once("backchannel", levels, holds, heartbeat, True, servers, tenant)
+        self.stop(*servers)
+        self.largest_e2e = (levels[-1], rb, rc)
         rows, out = [], {}
-        for n in sizes:
-            load = n == sizes[-1]  # the largest size also feeds 5. Growth
-            rb = self.idle_once("baseline", n, heartbeat, hold, load)
-            rc = self.idle_once("backchannel", n, heartbeat, hold, load)
-            if load:
-                self.largest_e2e = (n, rb, rc)
-            out[n] = {"baseline": rb, "backchannel": rc}
-            # The widget (and the server) take a peer silent for 2.5 heartbeats as dead.
-            expected_pings = int(hold / heartbeat) - 1
-            keeps_up = (rc["connect"]["opened"] == n and rc["closed_early"] == 0 and rc["pings_min"] >= expected_pings
-                        and rc["max_ping_gap_s"] < heartbeat * 2.5)  # fmt: skip
+        for lb, lc, hold in zip(rb["levels"], rc["levels"], holds, strict=True):
+            n = lc["connections"]
+            out[n] = {"baseline": lb, "backchannel": lc}
+            keeps_up = heartbeats_keep_up(lc, n, hold, heartbeat)
             rows.append([
-                n, f"{rc['connect']['opened']}/{n}", rc["connect"]["seconds"], rc["kib_per_conn"], rb["kib_per_conn"],
-                ratio(rc["kib_per_conn"], rb["kib_per_conn"]), round(rc["rss_after_kib"] / 1024),
-                f"{rc['pings_min']}–{rc['pings_max']}", rc["max_ping_gap_s"], rc["closed_early"],
-                verdict(rc["kib_per_conn"] <= TARGETS["idle_kib"]), verdict(keeps_up),
+                n, f"{lc['connect']['opened']}/{n}", lc["connect"]["seconds"], lc["connect"]["per_s"],
+                lb["connect"]["per_s"], lc["kib_per_conn"], lb["kib_per_conn"], ratio(lc["kib_per_conn"], lb["kib_per_conn"]),
+                round(lc["rss_kib"] / 1024), f"{lc['pings_min']}–{lc['pings_max']}", lc["max_ping_gap_s"],
+                lc["closed_early"], verdict(lc["kib_per_conn"] <= TARGETS["idle_kib"]), verdict(keeps_up),
             ])  # fmt: skip
-        self.results["idle"] = {"sizes": out, "heartbeat": heartbeat, "hold": hold}
+        self.results["idle"] = {"sizes": out, "heartbeat": heartbeat, "holds": holds, "baseline": rb, "backchannel": rc}
         table("2. Idle connections (resident memory per open widget socket; ratio = Backchannel / bare, lower is better)",
-              ["conns", "open", "connect s", "KiB/conn", "bare KiB/conn", "ratio", "RSS MiB", "pings/socket",
-               "max ping gap s", "closed", f"≤ {TARGETS['idle_kib']:.0f} KiB", "heartbeats keep up"], rows)  # fmt: skip
+              ["conns", "open", "connect s", "conn/s", "bare conn/s", "KiB/conn", "bare KiB/conn", "ratio", "RSS MiB",
+               "pings/socket", "max ping gap s", "closed", f"≤ {TARGETS['idle_kib']:.0f} KiB", "heartbeats keep up"],
+              rows)  # fmt: skip
+        say(f"   load generator CPU while connecting and holding: {rc['loadgen_cpu_pct']} % of a core "
+            f"(bare run {rb['loadgen_cpu_pct']} %); 'keeps up' = every socket open, none closed, each got its pings, "
+            f"no gap reached 2.5 heartbeats")  # fmt: skip
+        worst = max(rc["levels"], key=lambda lv: lv["kib_per_conn"])
+        big = rc["levels"][-1]
+        rows = [
+            self.check("2", f"≤ {TARGETS['idle_kib']:.0f} KiB per idle widget socket",
+                       ", ".join(f"{lv['kib_per_conn']} at {lv['connections']}" for lv in rc["levels"]),
+                       worst["kib_per_conn"] <= TARGETS["idle_kib"]),
+            self.check("2", f"{TARGETS['idle_held']:,} connections held with heartbeats on",
+                       f"{big['connect']['opened']:,} open, max gap {big['max_ping_gap_s']} s, {big['closed_early']} closed"
+                       + ("" if big["connections"] >= TARGETS["idle_held"] else f" (only {big['connections']:,} in --quick)"),
+                       heartbeats_keep_up(big, big["connections"], holds[-1], heartbeat)
+                       if big["connections"] >= TARGETS["idle_held"] else None),
+        ]  # fmt: skip
+        table("   targets", ["target", "Backchannel", "verdict"], rows)
 
     # -- 3. REST ----------------------------------------------------------------------------
 
     def rest_once(self, server: Server, method: str, paths: list[str], headers: dict[str, str], body: str | None,
                   profile: str | None = None) -> dict[str, Any]:  # fmt: skip
-        duration = 4.0 if self.quick else 8.0
+        p = self.plan
         spec = {"scenario": "rest", "urls": [server.url], "method": method, "paths": paths, "headers": headers,
-                "body": body, "concurrency": 64, "duration": duration, "warmup": 1.0, "timeout": 120}  # fmt: skip
-        prof = self.profile_start(server, profile, duration) if profile else None
+                "body": body, "concurrency": 64, "duration": p.rest_seconds, "warmup": p.rest_warmup,
+                "timeout": 60 + p.rest_seconds}  # fmt: skip
+        prof = self.profile_start(server, profile, p.rest_seconds) if profile else None
         meter = CpuMeter([server])
         result = loadgen(spec, self.workdir, meter)
         self.profile_end(prof, profile or "")
         result["server_cpu_pct"] = meter.pct("rest")
         result["server_cpu_ms_per_req"] = meter.per("rest", result["requests_ok"])
+        self.step(f"{server.kind} {method} {paths[0].split('/')[-1]}: {result['rps']} req/s")
         return result
 
     def bench_rest(self) -> None:
-        say("\n== 3. REST at 64 concurrent connections")
+        p = self.plan
+        say(
+            f"\n== 3. REST at 64 concurrent connections ({p.rest_seconds:g} s each after a {p.rest_warmup:g} s warm-up)"
+        )
         body = '{"actor": {"type": "bot"}, "message_parts": [{"text": {"content": "bench {n}"}}]}'
-        base = self.start("baseline")
+        dbs = ["sqlite"] + (["postgres"] if self.pg else [])
+        if not self.pg:
+            say(f"   {self.pg_why}: SQLite only")
+        base = self.launch("baseline")
+        prepared = {db: self.backchannel(64, db=db) for db in dbs}
+        self.ready(base, *(s for servers, _ in prepared.values() for s in servers))
         bpost = self.rest_once(base, "POST", ["/echo"], {}, body)
         bget = self.rest_once(base, "GET", ["/items"], {}, None)
         self.stop(base)
         out: dict[str, Any] = {"baseline": {"post": bpost, "get": bget}}
         rows, checks = [], []
-        dbs = ["sqlite"] + (["postgres"] if self.pg else [])
-        if not self.pg:
-            say(f"   PostgreSQL not reachable at {self.args.postgres}: SQLite only")
         for db in dbs:
-            servers, tenant = self.backchannel(64, db=db)
+            servers, tenant = prepared[db]
             server = servers[0]
             auth = {"Authorization": f"Bearer {tenant.token}"}
             convs = [w["conversation_id"] for w in tenant.widgets]
@@ -449,12 +571,24 @@ class Bench:
                              r["server_cpu_pct"], r["loadgen_cpu_pct"]])  # fmt: skip
             want = TARGETS["post_sqlite"] if db == "sqlite" else TARGETS["post_postgres"]
             r = post["rps"] / max(1e-9, bpost["rps"])
+            label = "SQLite" if db == "sqlite" else "PostgreSQL"
             checks += [
-                [f"{db}: POST ≥ {want:.0f} req/s", post["rps"], verdict(post["rps"] >= want)],
-                [f"{db}: POST p99 ≤ {TARGETS['rest_p99_ms']:.0f} ms", post["latency_ms"]["p99"],
-                 verdict((post["latency_ms"]["p99"] or 1e9) <= TARGETS["rest_p99_ms"])],
-                [f"{db}: POST ≥ {TARGETS['rest_ratio']} of bare", f"{r:.2f}", verdict(r >= TARGETS["rest_ratio"])],
+                self.check("3", f"POST …/messages ≥ {want:,.0f} req/s ({label})", f"{post['rps']} req/s",
+                           post["rps"] >= want),
+                self.check("3", f"POST p99 ≤ {TARGETS['rest_p99_ms']:.0f} ms at 64 connections ({label})",
+                           f"{post['latency_ms']['p99']} ms", (post["latency_ms"]["p99"] or 1e9) <= TARGETS["rest_p99_ms"]),
+                self.check("3", f"POST ≥ {TARGETS['rest_ratio']} of the bare JSON endpoint ({label})", f"{r:.2f}",
+                           r >= TARGETS["rest_ratio"]),
             ]  # fmt: skip
+            bad = {k: v for k, v in post["statuses"].items() if not k.startswith("2")}
+            bad.update({k: v for k, v in get["statuses"].items() if not k.startswith("2")})
+            if bad:
+                checks.append(
+                    self.check("3", f"every request answered 2xx ({label})", _statuses({"statuses": bad}), False)
+                )
+        if not self.pg:
+            checks.append(self.check("3", f"POST …/messages ≥ {TARGETS['post_postgres']:,.0f} req/s (PostgreSQL)",
+                                     "not measured: no PostgreSQL", None))  # fmt: skip
         self.results["rest"] = out
         table("3. REST (ratio = Backchannel / bare Starlette JSON endpoint)",
               ["db", "request", "req/s", "bare req/s", "ratio", "p50 ms", "p95 ms", "p99 ms", "max ms", "bare p99",
@@ -466,156 +600,249 @@ class Bench:
 
     # -- 4. webhooks --------------------------------------------------------------------------
 
-    def webhooks_once(self, kind: str, servers: list[Server], tenant: Tenant | None, rport: int,
-                      endpoints: int) -> dict[str, Any]:  # fmt: skip
-        duration = 4.0 if self.quick else 6.0
-        slow = {"url": f"http://127.0.0.1:{rport}/slow", "events": ["message.created"]}
-        steady_rate = 50.0 if self.quick else 100.0
-        results = {}
-        for name, rate, concurrency, setup in (
-            ("burst", None, 16, None),
-            ("steady", steady_rate, 8, None),
-            ("steady_with_slow", steady_rate, 8, ("POST", "/api/v1/webhook-endpoints", slow)),
-        ):
-            if kind == "baseline" and name == "steady_with_slow":
-                continue
-            spec = self.spec(kind, servers, tenant, scenario="webhooks", connections=len(tenant.widgets) if tenant else 16,
-                             receiver_port=rport, slow_seconds=10.0, endpoints=endpoints, duration=duration,
-                             concurrency=concurrency, rate=rate, drain_timeout=40, timeout=180,
-                             post_path=None if kind == "backchannel" else "/forward",
-                             phases=[{"name": name, "setup": setup}])  # fmt: skip
-            results[name] = loadgen(spec, self.workdir)[name]
-        return results
+    def webhook_phases(self, kind: str, rport: int, slow: bool = True) -> list[dict[str, Any]]:
+        p = self.plan
+        slow_endpoint = {"url": f"http://127.0.0.1:{rport}/slow", "events": ["message.created"]}
+        phases = [
+            {"name": "burst", "count": p.burst_messages, "concurrency": 16, "duration": 20.0},
+            {"name": "steady", "rate": p.steady_rate, "concurrency": 8, "duration": p.steady_seconds},
+        ]
+        if kind == "backchannel" and slow:
+            phases.append({"name": "steady_with_slow", "rate": p.steady_rate, "concurrency": 8,
+                           "duration": p.steady_seconds, "setup": ("POST", "/api/v1/webhook-endpoints", slow_endpoint)})  # fmt: skip
+        return phases
+
+    def webhooks_once(self, kind: str, servers: list[Server], tenant: Tenant | None, rport: int, endpoints: int,
+                      slow: bool = True) -> dict[str, Any]:  # fmt: skip
+        p = self.plan
+        phases = self.webhook_phases(kind, rport, slow)
+        spec = self.spec(kind, servers, tenant, scenario="webhooks", connections=len(tenant.widgets) if tenant else 16,
+                         receiver_port=rport, slow_seconds=10.0, endpoints=endpoints, phases=phases,
+                         drain_timeout=p.webhook_drain, post_path=None if kind == "backchannel" else "/forward",
+                         timeout=len(phases) * (p.webhook_drain + 25) + 30)  # fmt: skip
+        meter = CpuMeter(servers)
+        t0 = time.monotonic()
+        result = loadgen(spec, self.workdir, meter)
+        for name, phase in result.items():
+            if isinstance(phase, dict) and "delivered" in phase:
+                phase["server_cpu_ms_per_delivery"] = meter.per(name, phase["delivered"])
+                phase["server_cpu_pct"] = meter.pct(name)
+        self.step(f"{kind} on {len(servers)} instance(s): "
+                  + ", ".join(f"{k} {v['deliveries_per_s']}/s" for k, v in result.items() if isinstance(v, dict) and "delivered" in v)
+                  + f" ({time.monotonic() - t0:.1f} s)")  # fmt: skip
+        return result
 
     def bench_webhooks(self) -> None:
+        p = self.plan
         endpoints = 4
-        say(f"\n== 4. Webhooks: {endpoints} fast endpoints on a local receiver, then one more that takes 10 s")
+        say(f"\n== 4. Webhooks: {endpoints} fast endpoints on a local receiver (burst: {p.burst_messages} messages as "
+            f"fast as 16 posters go; steady: {p.steady_rate:g} messages/s for {p.steady_seconds:g} s), then the same "
+            f"with one more endpoint that takes 10 s")  # fmt: skip
         rport = free_port()
         urls = [f"http://127.0.0.1:{rport}/fast/{i}" for i in range(endpoints)]
-        base = self.start("baseline", env={"BENCH_FORWARD_URLS": ",".join(urls)})
+        base = self.launch("baseline", env={"BENCH_FORWARD_URLS": ",".join(urls)})
+        servers, tenant = self.backchannel(16)
+        self.ready(base, *servers)
         rb = self.webhooks_once("baseline", [base], None, rport, endpoints)
         self.stop(base)
-        servers, tenant = self.backchannel(16)
-        with httpx.Client(base_url=servers[0].url, headers={"Authorization": f"Bearer {tenant.token}"}) as api:
-            for url in urls:
-                api.post(
-                    "/api/v1/webhook-endpoints", json={"url": url, "events": ["message.created"]}
-                ).raise_for_status()
+        self.register_endpoints(servers[0], tenant, urls)
         rc = self.webhooks_once("backchannel", servers, tenant, rport, endpoints)
         self.stop(*servers)
         self.results["webhooks"] = {"baseline": rb, "backchannel": rc, "endpoints": endpoints}
         self.print_webhooks("4. Webhooks (SQLite, one process; delay = message POST sent -> receiver got it)", rb, rc)
-
-    def print_webhooks(self, title: str, rb: dict[str, Any], rc: dict[str, Any], targets: bool = True) -> None:
-        rows = []
-        for phase in ("burst", "steady", "steady_with_slow"):
-            c, b = rc[phase], rb.get(phase) or rb.get("steady")
-            rows.append([phase, c["deliveries_per_s"], b["deliveries_per_s"], ratio(c["deliveries_per_s"], b["deliveries_per_s"]),
-                         c["delay_ms"]["p50"], c["delay_ms"]["p99"], c["delay_ms"]["max"], b["delay_ms"]["p99"],
-                         f"{c['delivered']}/{c['expected']}", c["post_rate"]])  # fmt: skip
-        table(title, ["phase", "deliveries/s", "bare/s", "ratio", "p50 ms", "p99 ms", "max ms", "bare p99",
-                      "delivered", "posts/s"], rows)  # fmt: skip
-        if not targets:
-            return
         burst, steady, slow = rc["burst"], rc["steady"], rc["steady_with_slow"]
         effect = None
         if steady["delay_ms"]["p99"] and slow["delay_ms"]["p99"]:
             effect = slow["delay_ms"]["p99"] / steady["delay_ms"]["p99"] - 1
+        effect50 = None
+        if steady["delay_ms"]["p50"] and slow["delay_ms"]["p50"]:
+            effect50 = slow["delay_ms"]["p50"] / steady["delay_ms"]["p50"] - 1
         rows = [
-            [f"≥ {TARGETS['webhook_rate']:.0f} deliveries/s", burst["deliveries_per_s"],
-             verdict(burst["deliveries_per_s"] >= TARGETS["webhook_rate"])],
-            [f"enqueue→delivery p99 ≤ {TARGETS['webhook_p99_ms']:.0f} ms (steady)", steady["delay_ms"]["p99"],
-             verdict((steady["delay_ms"]["p99"] or 1e9) <= TARGETS["webhook_p99_ms"])],
-            ["slow endpoint adds < 10 % to the others' p99", None if effect is None else f"{effect * 100:+.0f} %",
-             verdict(None if effect is None else effect < TARGETS["slow_effect"])],
+            self.check("4", f"≥ {TARGETS['webhook_rate']:,.0f} webhook deliveries/s", f"{burst['deliveries_per_s']}/s",
+                       burst["deliveries_per_s"] >= TARGETS["webhook_rate"]),
+            self.check("4", f"enqueue → delivery p99 ≤ {TARGETS['webhook_p99_ms']:.0f} ms",
+                       f"{steady['delay_ms']['p99']} ms at {steady['offered_per_s']}/s offered",
+                       (steady["delay_ms"]["p99"] or 1e9) <= TARGETS["webhook_p99_ms"]),
+            self.check("4", "a slow (10 s) endpoint adds < 10 % to the others' latency",
+                       None if effect is None else f"p99 {effect * 100:+.0f} %"
+                       + ("" if effect50 is None else f", p50 {effect50 * 100:+.0f} %"),
+                       None if effect is None else effect < TARGETS["slow_effect"]),
+            self.check("4", "every delivery arrives, once",
+                       ", ".join(f"{rc[k]['delivered']}/{rc[k]['expected']}" for k in ("burst", "steady", "steady_with_slow")),
+                       all(delivered_once(rc[k]) for k in ("burst", "steady", "steady_with_slow"))),
         ]  # fmt: skip
         table("   targets", ["target", "Backchannel", "verdict"], rows)
+
+    def print_webhooks(self, title: str, rb: dict[str, Any], rc: dict[str, Any]) -> None:
+        rows = []
+        for phase in ("burst", "steady", "steady_with_slow"):
+            c, b = rc[phase], rb.get(phase) or rb["steady"]  # the bare forwarder has no slow phase
+            rows.append([phase, c["deliveries_per_s"], b["deliveries_per_s"], ratio(c["deliveries_per_s"], b["deliveries_per_s"]),
+                         c["delay_ms"]["p50"], c["delay_ms"]["p99"], c["delay_ms"]["max"], b["delay_ms"]["p99"],
+                         f"{c['delivered']}/{c['expected']}", c["offered_per_s"], c.get("server_cpu_ms_per_delivery"),
+                         b.get("server_cpu_ms_per_delivery"), c["loadgen_cpu_pct"]])  # fmt: skip
+        table(title, ["phase", "deliveries/s", "bare/s", "ratio", "p50 ms", "p99 ms", "max ms", "bare p99",
+                      "delivered", "offered/s", "CPU ms/delivery", "bare CPU ms/delivery", "loadgen CPU %"], rows)  # fmt: skip
 
     # -- 5. growth ----------------------------------------------------------------------------
 
     def bench_growth(self) -> None:
-        sizes = [100, 2000] if self.quick else [100, 10000]
-        say(f"\n== 5. Growth: end to end at {sizes} connections; 1 and 2 instances on PostgreSQL + Redis")
-        runs = []
-        reuse = getattr(self, "largest_e2e", None)
-        if reuse is not None and reuse[0] == sizes[-1]:
-            say(f"   ({sizes[-1]} connections: measured on the sockets that 2. Idle held)")
-            sizes = sizes[:-1]
-        for n in sizes:
-            base = self.start("baseline")
-            rb = self.e2e_once("baseline", n, [base], None)
+        p = self.plan
+        small, mid, big = p.small, p.e2e_connections, p.idle_levels[-1]
+        say(f"\n== 5. Growth: end to end at {small}, {mid} and {big} connections; 1 and 2 instances on "
+            f"PostgreSQL + Redis")  # fmt: skip
+        if self.e2e_1k is None:  # section 1 did not run: measure 1,000 (and 100) here
+            base = self.launch("baseline")
+            servers, tenant = self.backchannel(mid)
+            self.ready(base, *servers)
+            rb = self.e2e_once("baseline", mid, [base], None, p.growth_seconds, then=(small,))
             self.stop(base)
-            servers, tenant = self.backchannel(n)
-            rc = self.e2e_once("backchannel", n, servers, tenant)
+            rc = self.e2e_once("backchannel", mid, servers, tenant, p.growth_seconds, then=(small,))
             self.stop(*servers)
-            runs.append((n, rb, rc))
-        if reuse is not None and "phases" in reuse[2] and reuse[0] not in [r[0] for r in runs]:
-            runs.append(reuse)
-        runs.sort(key=lambda r: r[0])
+            self.e2e_1k = (mid, rb, rc)
+        else:
+            say(f"   ({mid} and {small} connections: measured on section 1's servers and sockets)")
+        if self.largest_e2e is None:  # section 2 did not run: connect the largest size here
+            base = self.launch("baseline")
+            servers, tenant = self.backchannel(big)
+            self.ready(base, *servers)
+            rb = self.idle_once("baseline", [big], [0.0], 20.0, True, [base], None)
+            self.stop(base)
+            rc = self.idle_once("backchannel", [big], [0.0], 20.0, True, servers, tenant)
+            self.stop(*servers)
+            self.largest_e2e = (big, rb, rc)
+        else:
+            say(f"   ({big} connections: measured on the sockets that section 2 held)")
+        n1, rb1, rc1 = self.e2e_1k
+        runs = [(small, rb1["then"][str(small)], rc1["then"][str(small)]), (n1, rb1, rc1), self.largest_e2e]
         self.results["growth"] = {"connections": {str(n): {"baseline": b, "backchannel": c} for n, b, c in runs}}
-        self.print_e2e("5a. End to end by connection count (SQLite, one process)", runs, targets=False)
+        self.print_e2e("5a. End to end by connection count (SQLite, one process)", runs)
         if not (self.pg and self.redis):
-            say(f"   PostgreSQL ({self.args.postgres}) or Redis ({self.args.redis}) not reachable: "
-                "skipping the 1 vs 2 instance runs")  # fmt: skip
+            say(f"   {self.pg_why or self.redis_why}: skipping the 1 vs 2 instance runs (5b, 5c)")
             return
-        n = 1000
-        base = self.start("baseline")
-        rb = self.e2e_once("baseline", n, [base], None)
-        self.stop(base)
-        multi = []
+        n = p.growth_connections
+        if self.e2e_1k[0] == n:
+            rb = self.e2e_1k[1]
+            say(f"   (bare relay at {n}: section 1's)")
+        else:
+            base = self.launch("baseline")
+            self.ready(base)
+            rb = self.e2e_once("baseline", n, [base], None, p.growth_seconds)
+            self.stop(base)
+        endpoints = 4
+        multi, wh = [], []
         for instances in (1, 2):
             servers, tenant = self.backchannel(n, db="postgres", instances=instances, broker=self.redis)
-            rc = self.e2e_once("backchannel", n, servers, tenant)
-            self.stop(*servers)
+            self.ready(*servers)
+            rc = self.e2e_once("backchannel", n, servers, tenant, p.growth_seconds)
             multi.append((f"{n} on {instances} inst.", rb, rc))
-        self.results["growth"]["instances_e2e"] = {str(i + 1): c for i, (_, _, c) in enumerate(multi)}
-        self.print_e2e("5b. End to end on PostgreSQL + Redis, 1 and 2 instances (ratio to the bare relay)", multi,
-                       targets=False)  # fmt: skip
-        endpoints = 4
-        wh = []
-        for instances in (1, 2):
+            # The same servers, then webhooks (no endpoint existed during the run above, so
+            # no delivery was queued by it).
             rport = free_port()
-            servers, tenant = self.backchannel(16, db="postgres", instances=instances, broker=self.redis)
-            with httpx.Client(base_url=servers[0].url, headers={"Authorization": f"Bearer {tenant.token}"}) as api:
-                for i in range(endpoints):
-                    api.post("/api/v1/webhook-endpoints",
-                             json={"url": f"http://127.0.0.1:{rport}/fast/{i}", "events": ["message.created"]}
-                             ).raise_for_status()  # fmt: skip
-            wh.append(self.webhooks_once("backchannel", servers, tenant, rport, endpoints))
+            self.register_endpoints(
+                servers[0], tenant, [f"http://127.0.0.1:{rport}/fast/{i}" for i in range(endpoints)]
+            )
+            wh.append(self.webhooks_once("backchannel", servers, tenant, rport, endpoints, slow=p.growth_slow_phase))
             self.stop(*servers)
+        self.results["growth"]["instances_e2e"] = {str(i + 1): c for i, (_, _, c) in enumerate(multi)}
+        self.print_e2e("5b. End to end on PostgreSQL + Redis, 1 and 2 instances (ratio to the bare relay)", multi)
         self.results["growth"]["instances_webhooks"] = {"1": wh[0], "2": wh[1]}
         rows = []
-        for phase in ("burst", "steady", "steady_with_slow"):
+        for phase in [k for k in ("burst", "steady", "steady_with_slow") if k in wh[0]]:
             one, two = wh[0][phase], wh[1][phase]
             rows.append([phase, one["deliveries_per_s"], two["deliveries_per_s"],
-                         ratio(two["deliveries_per_s"], one["deliveries_per_s"]), one["delay_ms"]["p99"],
-                         two["delay_ms"]["p99"], f"{two['delivered']}/{two['expected']}"])  # fmt: skip
+                         ratio(two["deliveries_per_s"], one["deliveries_per_s"]), one["delay_ms"]["p50"],
+                         two["delay_ms"]["p50"], one["delay_ms"]["p99"], two["delay_ms"]["p99"],
+                         f"{one['delivered']}/{one['expected']}", f"{two['delivered']}/{two['expected']}",
+                         one.get("server_cpu_ms_per_delivery"), two.get("server_cpu_ms_per_delivery")])  # fmt: skip
         table("5c. Webhooks on PostgreSQL + Redis: 1 vs 2 instances (ratio = 2 / 1)",
-              ["phase", "1 inst. /s", "2 inst. /s", "ratio", "1 inst. p99 ms", "2 inst. p99 ms", "delivered (2)"],
+              ["phase", "1 inst. /s", "2 inst. /s", "ratio", "1 inst. p50 ms", "2 inst. p50 ms", "1 inst. p99 ms",
+               "2 inst. p99 ms", "delivered (1)", "delivered (2)", "CPU ms/delivery (1)", "CPU ms/delivery (2)"],
               rows)  # fmt: skip
+        lost = [f"{r[0]}" for r in multi if not all(delivered_once(r[2]["phases"][k]) for k in ("max", "rate"))]
+        lost += [f"webhooks {i + 1} inst." for i, w in enumerate(wh) if not all(delivered_once(v) for v in w.values()
+                                                                               if isinstance(v, dict) and "delivered" in v)]  # fmt: skip
+        self.check(
+            "5",
+            "every message and delivery arrives once across instances",
+            "all" if not lost else "missing in " + ", ".join(lost),
+            not lost,
+        )
 
     # -- all ------------------------------------------------------------------------------
 
     def run(self, only: list[str]) -> int:
-        for name in only:
-            started = time.monotonic()
-            try:
-                getattr(self, f"bench_{name}")()
-            except Exception as exc:
-                say(f"!! {name} failed: {type(exc).__name__}: {exc}")
-                self.results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
-            finally:
-                for s in self.servers:
-                    s.stop()
-                self.servers.clear()
-                for db in self.databases:
-                    try:
-                        db.drop()
-                    except Exception as exc:
-                        say(f"   (could not drop {db.name}: {exc})")
-                self.databases.clear()
-            say(f"   ({name}: {time.monotonic() - started:.0f} s)")
+        try:
+            for name in only:
+                self.section_started = time.monotonic()
+                cpu0 = bench_cpu_seconds()
+                try:
+                    getattr(self, f"bench_{name}")()
+                except Exception as exc:
+                    say(f"!! {name} failed: {type(exc).__name__}: {exc}")
+                    self.results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+                finally:
+                    self.cleanup_section()
+                    self.timings[name] = time.monotonic() - self.section_started
+                    self.cpu[name] = bench_cpu_seconds() - cpu0
+                    say(f"   ({name}: {self.timings[name]:.0f} s, planned {self.plan.budget[name]} s; CPU used by the "
+                        f"bench, its load generators and servers: {self.cpu[name]:.0f} s)")  # fmt: skip
+        finally:
+            self.cleanup()
         return 1 if self.results.get("errors") else 0
+
+    def cleanup_section(self) -> None:
+        """Stop every server the section started and drop its databases (also on errors)."""
+        for s in self.servers:
+            s.stop()
+        self.servers.clear()
+        for db in self.databases:
+            try:
+                db.drop()
+            except Exception as exc:
+                say(f"   (could not drop {db.name}: {exc})")
+        self.databases.clear()
+
+    def cleanup(self) -> None:
+        self.cleanup_section()
+        if self.pg_template is not None:
+            self.databases.append(self.pg_template)
+            self.pg_template = None
+            self.cleanup_section()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def summary(self, total: float, only: list[str]) -> None:
+        rows = [[name, f"{self.timings[name]:.0f}", self.plan.budget[name], f"{self.cpu[name]:.0f}"]
+                for name in only if name in self.timings]  # fmt: skip
+        rows.append(["total", f"{total:.0f}", sum(self.plan.budget[n] for n in only), f"{sum(self.cpu.values()):.0f}"])
+        table("Time per section (s; planned = on an unloaded 2-core machine; CPU = used by the bench's own processes, "
+              "servers and load generators, out of 2 per wall second)", ["section", "took", "planned", "CPU s"], rows)  # fmt: skip
+        if not self.quick and set(only) == set(BENCHES):
+            self.check("all", "scripts/bench in under 10 minutes", f"{total:.0f} s", total < 600)
+        if self.checks:
+            table("Targets (issue 9; one 2-core machine, one process, SQLite unless named)",
+                  ["section", "target", "measured", "verdict"], self.checks)  # fmt: skip
+        missing = [b for b in BENCHES if b not in only]
+        if missing:
+            say(f"   (not run, so their targets are not shown: {', '.join(missing)})")
+
+
+def bench_cpu_seconds() -> float:
+    """CPU used by this process and its children that have exited (servers once stopped)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def delivered_once(phase: dict[str, Any]) -> bool:
+    return bool(phase["delivered"] == phase["expected"] and not phase.get("duplicates"))
+
+
+def heartbeats_keep_up(level: dict[str, Any], n: int, hold: float, heartbeat: float) -> bool:
+    """Every socket open, none closed, each got the pings the hold allows (less one), and no
+    gap reached 2.5 heartbeats (where the widget and the server declare the other dead)."""
+    expected_pings = max(1, int(hold / heartbeat) - 1)
+    return bool(level["connect"]["opened"] == n and level["closed_early"] == 0
+                and level["pings_min"] >= expected_pings and level["max_ping_gap_s"] < heartbeat * 2.5)  # fmt: skip
 
 
 def _statuses(r: dict[str, Any]) -> str:
@@ -670,9 +897,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP: unwind like Ctrl-C, so every server is stopped and every database dropped."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     os.chdir(ROOT)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     soft = raise_fd_limit()
     bench = Bench(args)
     m = bench.results["machine"]
@@ -681,16 +916,26 @@ def main(argv: list[str] | None = None) -> int:
         f"Linux {m['kernel']}; load average at start {m['loadavg_at_start']} (other processes share the CPU "
         f"when it is above 0); open files {soft}")  # fmt: skip
     say(f"mode: {'quick' if args.quick else 'full'}; benchmarks: {', '.join(args.only)}; "
-        f"PostgreSQL: {'yes' if bench.pg else 'no'}; Redis: {'yes' if bench.redis else 'no'}")  # fmt: skip
-    started = time.monotonic()
-    code = bench.run(args.only)
+        f"PostgreSQL: {'yes' if bench.pg else 'no — ' + bench.pg_why}; "
+        f"Redis: {'yes' if bench.redis else 'no — ' + bench.redis_why}")  # fmt: skip
+    say(f"planned: {sum(bench.plan.budget[n] for n in args.only)} s on an unloaded 2-core machine")
+    try:
+        code = bench.run(args.only)
+    except KeyboardInterrupt as exc:
+        say(f"\ninterrupted ({exc or 'Ctrl-C'}): servers stopped, databases dropped")
+        code = 130
+    total = time.monotonic() - started
     bench.results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    bench.results["seconds"] = round(time.monotonic() - started)
-    say(f"\ndone in {bench.results['seconds']} s; load average at end {bench.results['machine']['loadavg_at_end']}")
+    bench.results["seconds"] = round(total)
+    bench.results["section_seconds"] = {k: round(v, 1) for k, v in bench.timings.items()}
+    bench.results["section_cpu_seconds"] = {k: round(v, 1) for k, v in bench.cpu.items()}
+    bench.summary(total, args.only)
+    say(f"\ndone in {total:.0f} s; load average at start {m['loadavg_at_start']}, at end {m['loadavg_at_end']}")
     if args.json:
+        bench.results["targets"] = [dict(zip(["section", "target", "measured", "verdict"], r, strict=True))
+                                    for r in bench.checks]  # fmt: skip
         args.json.write_text(json.dumps(bench.results, indent=1, default=str))
         say(f"figures written to {args.json}")
-    shutil.rmtree(bench.workdir, ignore_errors=True)
     return code
 
 

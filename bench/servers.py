@@ -8,10 +8,14 @@ so that seeding 10,000 visitors does not trip the per-address session limit).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ipaddress
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -45,6 +50,24 @@ def uvicorn_flags(heartbeat: float = HEARTBEAT) -> list[str]:
         "--backlog",
         "4096",
     ]
+
+
+def is_loopback(url: str) -> bool:
+    """True when ``url`` names this machine (127.0.0.0/8, ::1 or ``localhost``), or has no
+    host at all (a Unix socket): the bench sends load nowhere else."""
+    host = urlsplit(url).hostname
+    if not host or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Linux: the server gets SIGTERM if the bench process dies without stopping it (kill -9)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -92,22 +115,30 @@ class Server:
             *uvicorn_flags(self.heartbeat), *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 30) -> Server:
+    def launch(self) -> Server:
+        """Start the process without waiting for it (see ``wait_ready``; ``start`` does both).
+        Call from the main thread: the child's parent-death signal follows the launching thread."""
         self.log_path = self.workdir / f"{self.kind}-{self.port}.log"
         env = {**os.environ, **self.env, "BENCH_HEARTBEAT": str(self.heartbeat), "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited early:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.kind} server did not start in {timeout:g} s:\n{self.log_tail()}")
+        self.proc = subprocess.Popen(
+            self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        return self
+
+    def ready(self) -> bool:
+        """One bounded health check; raises if the process has exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.kind} server exited early:\n{self.log_tail()}")
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self, timeout: float = 60) -> Server:
+        wait_ready([self.launch()], timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -137,6 +168,24 @@ class Server:
         return proc_cpu_seconds(self.proc.pid)
 
 
+def wait_ready(servers: list[Server], timeout: float = 60) -> None:
+    """Wait for launched servers (started together, so they boot in parallel); stop them all
+    and raise if one exits or is not answering ``/healthz`` within ``timeout`` seconds."""
+    pending = list(servers)
+    deadline = time.monotonic() + timeout
+    try:
+        while pending:
+            pending = [s for s in pending if not s.ready()]
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"{pending[0].kind} server did not start in {timeout:g} s:\n{pending[0].log_tail()}")
+            if pending:
+                time.sleep(0.1)
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise
+
+
 def proc_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -160,32 +209,50 @@ def _settings(database_url: str) -> Any:
 
 
 def sqlite_database(workdir: Path) -> str:
+    """A fresh, migrated SQLite file: migrated once per bench run (``template.db``), then
+    copied with SQLite's backup API (which carries the WAL along)."""
     from app.migrate import upgrade
 
-    url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-    upgrade(_settings(url))
-    return url
+    template = workdir / "template.db"
+    if not template.exists():
+        upgrade(_settings(f"sqlite:///{template}"))
+    path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
+    src, dst = sqlite3.connect(template), sqlite3.connect(path)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return f"sqlite:///{path}"
 
 
 class PostgresDatabase:
-    """A fresh PostgreSQL database for one benchmark, migrated, dropped at the end."""
+    """A fresh PostgreSQL database for one benchmark, dropped at the end. With ``template``
+    (a migrated ``PostgresDatabase``) it is a copy of it (``CREATE DATABASE … TEMPLATE``),
+    which is quicker than running the migrations again."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, template: PostgresDatabase | None = None) -> None:
         import psycopg
 
         self.admin_url = base_url.replace("postgresql+psycopg://", "postgresql://")
         self.name = f"bc_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
+        clause = f' TEMPLATE "{template.name}"' if template is not None else ""
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"{clause}')
         self.url = f"{self.admin_url.rpartition('/')[0]}/{self.name}"
-        from app.migrate import upgrade
+        if template is None:
+            from app.migrate import upgrade
 
-        upgrade(_settings(self.url))
+            try:
+                upgrade(_settings(self.url))
+            except BaseException:
+                self.drop()
+                raise
 
     def drop(self) -> None:
         import psycopg
 
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
