@@ -38,6 +38,7 @@ from bench.servers import (
     Server,
     Tenant,
     backchannel_env,
+    die_with_parent,
     free_port,
     is_loopback,
     postgres_available,
@@ -137,7 +138,9 @@ def loadgen(spec: dict[str, Any], workdir: Path, on_event: Callable[[dict[str, A
     limit = spec.get("timeout", 300) + 30
     err_path = workdir / f"loadgen-{spec['run_id']}.err"
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=die_with_parent
+        )
     watchdog = threading.Timer(limit, proc.kill)  # a silent, stuck load generator cannot hold the bench
     watchdog.daemon = True
     watchdog.start()
@@ -350,7 +353,7 @@ class Bench:
         cmd = [py_spy, "record", "--format", "raw", "--nonblocking", "--gil", "-r", "200", "-d", str(int(seconds)),
                "-o", str(out), "-p", str(server.proc.pid)]  # fmt: skip
         self.profiles[name] = str(out)
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     def profile_end(self, proc: subprocess.Popen[bytes] | None, name: str) -> None:
         if proc is None:

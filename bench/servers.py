@@ -64,8 +64,9 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
-    """Linux: the server gets SIGTERM if the bench process dies without stopping it (kill -9)."""
+def die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Linux: the child (a server, a load generator) gets SIGTERM if the bench dies without
+    stopping it (kill -9)."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -122,7 +123,7 @@ class Server:
         env = {**os.environ, **self.env, "BENCH_HEARTBEAT": str(self.heartbeat), "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         return self
 

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 import bench.loadgen
 import bench.run
-from bench.servers import Server
+from bench.servers import Server, free_port, is_loopback
 
 
 def test_bench_modules_import_and_parse_options() -> None:
@@ -32,5 +33,64 @@ def test_baseline_json_endpoints_and_relay_answer(tmp_path: Path) -> None:
             body = {"message_parts": [{"text": {"content": "hi"}}]}
             assert httpx.post(server.url + "/publish/r1", json=body).status_code == 201
             assert json.loads(ws.recv(timeout=10)) == {"type": "message", "message": body}
+    finally:
+        server.stop()
+
+
+def test_plans_fit_the_time_budget() -> None:
+    """Not a timing assertion: the planned seconds per section (printed next to what each
+    section took) add up to the ~7 minutes (full) and ~3 minutes (--quick) aimed for."""
+    assert set(bench.run.FULL.budget) == set(bench.run.QUICK.budget) == set(bench.run.BENCHES)
+    assert sum(bench.run.FULL.budget.values()) <= 7.5 * 60
+    assert sum(bench.run.QUICK.budget.values()) <= 3 * 60
+    assert bench.run.FULL.idle_levels == [1000, 5000, 10000]
+    holds = bench.run.FULL.holds()
+    assert len(holds) == 3 and holds[-1] > 3 * bench.run.FULL.heartbeat
+
+
+def test_load_goes_to_this_machine_only(tmp_path: Path) -> None:
+    assert is_loopback("http://127.0.0.1:8000") and is_loopback("postgresql://postgres@localhost/x")
+    assert is_loopback("postgresql:///postgres") and is_loopback("redis://[::1]:6379/0")
+    assert not is_loopback("postgresql://db.example.com/postgres") and not is_loopback("http://10.0.0.5")
+    spec = {"scenario": "rest", "urls": ["http://192.0.2.1:80"], "method": "GET", "paths": ["/"], "timeout": 5}
+    with pytest.raises(RuntimeError, match="127.0.0.1 only"):
+        bench.run.loadgen(spec, tmp_path)
+
+
+def test_idle_grows_one_server_then_e2e_shrinks(tmp_path: Path) -> None:
+    """The load generator's level-by-level idle run (memory sampled from /proc at each level)
+    and the end-to-end run that closes all but n sockets and measures again."""
+    server = Server("baseline", tmp_path, heartbeat=1.0).start()
+    try:
+        widgets = [{"conversation_id": f"room{i}"} for i in range(6)]
+        phases = [{"name": "max", "concurrency": 2}]
+        base = {"kind": "baseline", "urls": [server.url], "widget_key": "", "token": "", "widgets": widgets,
+                "duration": 0.3, "phases": phases, "settle": 0.1, "timeout": 60}  # fmt: skip
+        assert server.proc is not None
+        idle = bench.run.loadgen({**base, "scenario": "idle", "connections": 6, "levels": [3, 6], "holds": [0.0, 1.6],
+                                  "server_pids": [server.proc.pid]}, tmp_path)  # fmt: skip
+        assert [lv["connect"]["opened"] for lv in idle["levels"]] == [3, 6]
+        assert all(lv["rss_kib"] > 0 for lv in idle["levels"]) and idle["levels"][1]["pings_min"] >= 1
+        assert idle["phases"]["max"]["delivered"] == idle["phases"]["max"]["expected"] > 0
+        e2e = bench.run.loadgen({**base, "scenario": "e2e", "connections": 6, "then": [{"connections": 2}]}, tmp_path)
+        assert e2e["connect"]["opened"] == 6 and e2e["phases"]["max"]["delivered"] > 0
+        small = e2e["then"]["2"]["phases"]["max"]
+        assert small["delivered"] == small["expected"] > 0 and not small["duplicates"]
+    finally:
+        server.stop()
+
+
+def test_webhook_burst_is_a_fixed_count(tmp_path: Path) -> None:
+    rport = free_port()
+    urls = ",".join(f"http://127.0.0.1:{rport}/fast/{i}" for i in range(2))
+    server = Server("baseline", tmp_path, {"BENCH_FORWARD_URLS": urls}).start()
+    try:
+        spec = {"scenario": "webhooks", "kind": "baseline", "urls": [server.url], "widget_key": "", "token": "",
+                "widgets": [{"conversation_id": "room0"}], "connections": 1, "receiver_port": rport,
+                "slow_seconds": 1.0, "endpoints": 2, "post_path": "/forward", "drain_timeout": 20, "timeout": 60,
+                "phases": [{"name": "burst", "count": 5, "concurrency": 2, "duration": 20}]}  # fmt: skip
+        burst = bench.run.loadgen(spec, tmp_path)["burst"]
+        assert burst["posted_ok"] == 5 and burst["expected"] == 10
+        assert burst["delivered"] == 10 and not burst["duplicates"]
     finally:
         server.stop()
