@@ -195,7 +195,10 @@ class Run:
         finally:
             self.sockets = keep
 
-    async def close_sockets(self) -> None:
+    async def close_sockets(self, timeout: float = 60) -> None:
+        """Close every socket (the close handshake, 256 at a time); whatever is still open
+        after ``timeout`` seconds is aborted, so a slow close never costs a measurement."""
+
         async def one(sock: Socket) -> None:
             if sock.ws is not None:
                 with contextlib.suppress(Exception):
@@ -211,7 +214,15 @@ class Run:
             async with gate:
                 await one(sock)
 
-        await asyncio.wait_for(asyncio.gather(*(bounded(s) for s in self.sockets)), 120)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(bounded(s) for s in self.sockets)), timeout)
+        except TimeoutError:
+            for sock in self.sockets:
+                if sock.ws is not None:
+                    with contextlib.suppress(Exception):
+                        sock.ws.transport.abort()
+                if sock.task is not None:
+                    sock.task.cancel()
 
     # -- posting --------------------------------------------------------------------------
 
