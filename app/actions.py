@@ -17,11 +17,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from app import errors
+from app import errors, rows
 from app.broker import Broker
 from app.db import get_in_workspace, session_scope
 from app.ids import isoformat, new_id, utcnow
-from app.models import Agent, Conversation, Event, Message, User, WebhookDelivery, WebhookEndpoint
+from app.models import Agent, User, WebhookEndpoint
+from app.rows import ConversationRow, MessageRow
 from app.schemas import ConversationIn, ConversationPatch, MessageIn, UserIn, UserPatch
 from app.serializers import agent_json, conversation_json, message_json, user_json
 
@@ -29,14 +30,42 @@ log = logging.getLogger("backchannel.actions")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """An event recorded in the outbox: its id is the webhook-id of every delivery of it."""
+
+    id: str
+    type: str
+
+
+@dataclass
+class StoreCache:
+    """What a process may remember between transactions: facts that never change once stored.
+
+    A workspace's default bot is created once and never removed, so its id is kept after
+    the first read that finds it (never from a transaction that might still roll back).
+    """
+
+    default_bots: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Tx:
     """One open transaction, plus what to announce once it commits."""
 
     session: Session
+    cache: StoreCache = field(default_factory=StoreCache)
     outgoing: list[dict[str, Any]] = field(default_factory=list)
     webhooks_enqueued: int = 0
-    _endpoints: dict[str, list[WebhookEndpoint]] = field(default_factory=dict)
+    _endpoints: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+    _db: rows.Db | None = None
+
+    @property
+    def db(self) -> rows.Db:
+        """The transaction at the DB-API level, for the prepared statements of the hot paths."""
+        if self._db is None:
+            self._db = rows.db(self.session)
+        return self._db
 
     def emit(
         self,
@@ -46,51 +75,33 @@ class Tx:
         *,
         realtime: bool = True,
         only_endpoint: WebhookEndpoint | None = None,
-    ) -> Event:
+    ) -> Emitted:
         """Record an event in the outbox (same transaction) and queue its live publish."""
         now = utcnow()
-        event = Event(
-            id=new_id("msg"),
-            workspace_id=workspace_id,
-            type=type_,
-            payload={"type": type_, "timestamp": isoformat(now), "data": data},
-            created_at=now,
-        )
-        self.session.add(event)
-        targets = [only_endpoint] if only_endpoint else self._subscribers(workspace_id, type_)
-        for endpoint in targets:
-            self.session.add(
-                WebhookDelivery(
-                    id=new_id("dlv"),
-                    workspace_id=workspace_id,
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    event_type=type_,
-                    next_attempt_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            self.webhooks_enqueued += 1
+        event_id = new_id("msg")
+        payload = {"type": type_, "timestamp": isoformat(now), "data": data}
+        rows.insert_event(self.db, event_id, workspace_id, type_, payload, now)
+        targets = [only_endpoint.id] if only_endpoint else self._subscribers(workspace_id, type_)
+        if targets:
+            rows.insert_deliveries(self.db, workspace_id, event_id, type_, targets, lambda: new_id("dlv"), now)
+            self.webhooks_enqueued += len(targets)
         if realtime:
             self.publish({"type": type_, "workspace_id": workspace_id, "data": data})
-        return event
+        return Emitted(event_id, type_)
 
     def publish(self, event: dict[str, Any]) -> None:
         """Announce something live after commit (typing, read state, …): never stored."""
         self.outgoing.append(event)
 
-    def _subscribers(self, workspace_id: str, type_: str) -> list[WebhookEndpoint]:
+    def _subscribers(self, workspace_id: str, type_: str) -> list[str]:
+        """Ids of the workspace's enabled endpoints that take this event type.
+
+        Read in the transaction itself (once per transaction), not cached across them: an
+        endpoint created or disabled on any instance counts from the next event on.
+        """
         if workspace_id not in self._endpoints:
-            self._endpoints[workspace_id] = list(
-                self.session.exec(
-                    select(WebhookEndpoint).where(
-                        WebhookEndpoint.workspace_id == workspace_id,
-                        col(WebhookEndpoint.enabled).is_(True),
-                    )
-                )
-            )
-        return [e for e in self._endpoints[workspace_id] if "*" in e.events or type_ in e.events]
+            self._endpoints[workspace_id] = rows.enabled_endpoints(self.db, workspace_id)
+        return [id_ for id_, events in self._endpoints[workspace_id] if "*" in events or type_ in events]
 
 
 @dataclass
@@ -125,6 +136,7 @@ class Runner:
         self.read_engine = read_engine
         self.broker = broker
         self.on_webhooks_enqueued: Callable[[], None] = lambda: None
+        self.cache = StoreCache()
         self._group_commit = engine.dialect.name == "sqlite"
         self._queued: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
@@ -140,7 +152,7 @@ class Runner:
 
             def work() -> tuple[T, Tx]:
                 with session_scope(self.engine) as session:
-                    tx = Tx(session)
+                    tx = Tx(session, self.cache)
                     result = fn(tx, *args, **kwargs)
                 return result, tx
 
@@ -175,7 +187,7 @@ class Runner:
             for job in batch:
                 savepoint = session.begin_nested()
                 try:
-                    tx = Tx(session)
+                    tx = Tx(session, self.cache)
                     result = job.fn(tx, *job.args, **job.kwargs)
                     savepoint.commit()
                     outcomes.append((True, (result, tx)))
@@ -310,72 +322,86 @@ def default_bot(tx: Tx, workspace_id: str) -> Agent:
     return bot
 
 
+def default_bot_id(tx: Tx, workspace_id: str) -> str:
+    """The default bot's id, remembered per process once it is known to be stored."""
+    known = tx.cache.default_bots.get(workspace_id)
+    if known is not None:
+        return known
+    found = rows.default_bot_id(tx.db, workspace_id)
+    if found is None:
+        return default_bot(tx, workspace_id).id  # created in this transaction: not remembered yet
+    tx.cache.default_bots[workspace_id] = found
+    return found
+
+
 def get_agent(s: Session, workspace_id: str, agent_id: str) -> Agent:
     return get_in_workspace(s, Agent, agent_id, workspace_id, "agent")
 
 
 # --- conversations ----------------------------------------------------------------------
+# Conversations and messages are the hot path: Core statements on plain rows (``rows``).
+
+get_conversation = rows.get_conversation
 
 
-def get_conversation(s: Session, workspace_id: str, conversation_id: str, *, lock: bool = False) -> Conversation:
-    query = select(Conversation).where(Conversation.id == conversation_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    conv = s.exec(query).first()
-    if conv is None or conv.workspace_id != workspace_id:
-        raise errors.NotFound("No such conversation.")
-    return conv
+def _save(tx: Tx, conv: ConversationRow, **changes: Any) -> None:
+    """Write changed columns of a conversation whose row this transaction has locked."""
+    for key, value in changes.items():
+        setattr(conv, key, value)
+    rows.update_conversation(tx.db, conv.id, changes)
 
 
-def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tuple[Conversation, list[Message]]:
-    user = tx.session.get(User, body.user_id)
-    if user is None or user.workspace_id != workspace_id:
+def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tuple[ConversationRow, list[MessageRow]]:
+    if rows.user_workspace(tx.db, body.user_id) != workspace_id:
         raise errors.Unprocessable("Invalid field: user_id", details=[{"field": "user_id", "message": "no such user"}])
     now = utcnow()
-    conv = Conversation(id=new_id("cnv"), workspace_id=workspace_id, user_id=user.id, created_at=now, updated_at=now)
-    tx.session.add(conv)
-    tx.session.flush()
+    conv = ConversationRow(
+        id=new_id("cnv"),
+        workspace_id=workspace_id,
+        user_id=body.user_id,
+        status="open",
+        assignee_id=None,
+        last_message_seq=0,
+        user_read_seq=0,
+        agent_read_seq=0,
+        created_at=now,
+        updated_at=now,
+    )
+    rows.insert_conversation(tx.db, conv)
     tx.emit(workspace_id, "conversation.created", {"conversation": conversation_json(conv)})
     messages = [post_message(tx, workspace_id, conv.id, m, _conv=conv)[0] for m in body.messages]
     return conv, messages
 
 
-def open_conversation_for(tx: Tx, workspace_id: str, user_id: str) -> Conversation:
+def open_conversation_for(tx: Tx, workspace_id: str, user_id: str) -> ConversationRow:
     """The widget's conversation: the user's newest one, or a new one."""
-    conv = tx.session.exec(
-        select(Conversation)
-        .where(Conversation.workspace_id == workspace_id, Conversation.user_id == user_id)
-        .order_by(col(Conversation.created_at).desc())
-    ).first()
+    conv = rows.newest_conversation(tx.db, workspace_id, user_id)
     if conv is not None:
         return conv
     return create_conversation(tx, workspace_id, ConversationIn(user_id=user_id))[0]
 
 
-def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: ConversationPatch) -> Conversation:
-    conv = get_conversation(tx.session, workspace_id, conversation_id, lock=True)
+def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: ConversationPatch) -> ConversationRow:
+    conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
     fields = patch.model_fields_set
     if "assignee_id" in fields and patch.assignee_id != conv.assignee_id:
         assignee = None
         if patch.assignee_id is not None:
-            try:
-                assignee = get_agent(tx.session, workspace_id, patch.assignee_id)
-            except errors.NotFound:
+            assignee = rows.agent(tx.db, patch.assignee_id)
+            if assignee is None or assignee.workspace_id != workspace_id:
                 raise errors.Unprocessable(
                     "Invalid field: assignee_id",
                     details=[{"field": "assignee_id", "message": "no such agent"}],
-                ) from None
+                )
         _assign(tx, conv, assignee)
     if patch.status is not None and patch.status != conv.status:
         _set_status(tx, conv, patch.status)
     return conv
 
 
-def _assign(tx: Tx, conv: Conversation, assignee: Agent | None) -> None:
-    conv.assignee_id = assignee.id if assignee else None
-    conv.updated_at = utcnow()
-    tx.session.add(conv)
-    tx.session.flush()
+def _assign(tx: Tx, conv: ConversationRow, assignee: Any) -> None:
+    """``assignee``: an agent row (or ORM agent), or None to unassign."""
+    _save(tx, conv, assignee_id=assignee.id if assignee else None, updated_at=utcnow())
     tx.emit(
         conv.workspace_id,
         "conversation.assigned",
@@ -383,11 +409,8 @@ def _assign(tx: Tx, conv: Conversation, assignee: Agent | None) -> None:
     )
 
 
-def _set_status(tx: Tx, conv: Conversation, status: str) -> None:
-    conv.status = status
-    conv.updated_at = utcnow()
-    tx.session.add(conv)
-    tx.session.flush()
+def _set_status(tx: Tx, conv: ConversationRow, status: str) -> None:
+    _save(tx, conv, status=status, updated_at=utcnow())
     type_ = "conversation.resolved" if status == "resolved" else "conversation.reopened"
     tx.emit(conv.workspace_id, type_, {"conversation": conversation_json(conv)})
 
@@ -402,30 +425,25 @@ def post_message(
     body: MessageIn,
     *,
     system_parts: list[dict[str, Any]] | None = None,
-    _conv: Conversation | None = None,
-) -> tuple[Message, bool]:
+    _conv: ConversationRow | None = None,
+) -> tuple[MessageRow, bool]:
     """Store one message with the next ``seq``; returns ``(message, created)``.
 
     The conversation row is locked first, so ``seq`` is gap-free under concurrent writers
     and a repeated ``client_message_id`` finds the first message instead of a second.
+    A user's message reopens a resolved conversation; a human agent's message assigns the
+    conversation to them unless another human has it.
     """
-    s = tx.session
-    conv = _conv or get_conversation(s, workspace_id, conversation_id, lock=True)
+    conv = _conv or get_conversation(tx.db, workspace_id, conversation_id, lock=True)
     if body.client_message_id:
-        existing = s.exec(
-            select(Message).where(
-                Message.conversation_id == conv.id,
-                Message.client_message_id == body.client_message_id,
-            )
-        ).first()
-        if existing:
+        existing = rows.message_by_client_id(tx.db, conv.id, body.client_message_id)
+        if existing is not None:
             return existing, False
 
     actor_type, actor_id = ("system", None) if system_parts is not None else _resolve_actor(tx, conv, body)
     reply_to = None
     if body.reply_to is not None:
-        target = s.get(Message, body.reply_to.message_id)
-        if target is None or target.conversation_id != conv.id:
+        if rows.message_conversation_id(tx.db, body.reply_to.message_id) != conv.id:
             raise errors.Unprocessable(
                 "Invalid field: reply_to.message_id",
                 details=[{"field": "reply_to.message_id", "message": "no such message in this conversation"}],
@@ -433,13 +451,11 @@ def post_message(
         reply_to = body.reply_to.model_dump()
 
     now = utcnow()
-    conv.last_message_seq += 1
-    conv.updated_at = now
-    message = Message(
+    message = MessageRow(
         id=new_id("msg"),
         workspace_id=workspace_id,
         conversation_id=conv.id,
-        seq=conv.last_message_seq,
+        seq=conv.last_message_seq + 1,
         actor_type=actor_type,
         actor_id=actor_id,
         message_parts=system_parts
@@ -450,15 +466,14 @@ def post_message(
         client_message_id=body.client_message_id,
         created_at=now,
     )
-    s.add(conv)
-    s.add(message)
+    rows.insert_message(tx.db, message)
+    _save(tx, conv, last_message_seq=message.seq, updated_at=now)
     if actor_type == "user" and conv.status == "resolved":
         _set_status(tx, conv, "open")
-    if actor_type == "agent" and conv.assignee_id != actor_id:
-        human = s.get(Agent, actor_id)
-        if conv.assignee_id is None or (assigned := s.get(Agent, conv.assignee_id)) is None or assigned.kind == "bot":
-            _assign(tx, conv, human)
-    s.flush()
+    if actor_type == "agent" and actor_id is not None and conv.assignee_id != actor_id:
+        assigned = rows.agent(tx.db, conv.assignee_id) if conv.assignee_id is not None else None
+        if assigned is None or assigned.kind == "bot":
+            _assign(tx, conv, rows.agent(tx.db, actor_id))
     tx.emit(
         workspace_id,
         "message.created",
@@ -467,7 +482,7 @@ def post_message(
     return message, True
 
 
-def _resolve_actor(tx: Tx, conv: Conversation, body: MessageIn) -> tuple[str, str | None]:
+def _resolve_actor(tx: Tx, conv: ConversationRow, body: MessageIn) -> tuple[str, str | None]:
     actor = body.actor
     if actor.type == "user":
         if actor.id is not None and actor.id != conv.user_id:
@@ -478,11 +493,11 @@ def _resolve_actor(tx: Tx, conv: Conversation, body: MessageIn) -> tuple[str, st
         return "user", conv.user_id
     if actor.id is None:
         if actor.type == "bot":
-            return "bot", default_bot(tx, conv.workspace_id).id
+            return "bot", default_bot_id(tx, conv.workspace_id)
         raise errors.Unprocessable(
             "Invalid field: actor.id", details=[{"field": "actor.id", "message": "an agent message names its agent"}]
         )
-    agent = tx.session.get(Agent, actor.id)
+    agent = rows.agent(tx.db, actor.id)
     wanted = "bot" if actor.type == "bot" else "human"
     if agent is None or agent.workspace_id != conv.workspace_id or agent.kind != wanted:
         raise errors.Unprocessable(
@@ -492,7 +507,7 @@ def _resolve_actor(tx: Tx, conv: Conversation, body: MessageIn) -> tuple[str, st
     return actor.type, agent.id
 
 
-def add_system_event(tx: Tx, workspace_id: str, conversation_id: str, text: str) -> Message:
+def add_system_event(tx: Tx, workspace_id: str, conversation_id: str, text: str) -> MessageRow:
     """A line in the transcript such as "Web view closed": never any customer data."""
     empty = MessageIn.model_construct(
         actor=None, message_parts=[], reply_parts=[], reply_to=None, client_message_id=None
@@ -501,13 +516,12 @@ def add_system_event(tx: Tx, workspace_id: str, conversation_id: str, text: str)
     return message
 
 
-def mark_read(tx: Tx, workspace_id: str, conversation_id: str, reader: str, seq: int) -> Conversation:
-    conv = get_conversation(tx.session, workspace_id, conversation_id, lock=True)
+def mark_read(tx: Tx, workspace_id: str, conversation_id: str, reader: str, seq: int) -> ConversationRow:
+    conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
     seq = max(0, min(seq, conv.last_message_seq))
     attr = "user_read_seq" if reader == "user" else "agent_read_seq"
     if seq > getattr(conv, attr):
-        setattr(conv, attr, seq)
-        tx.session.add(conv)
+        _save(tx, conv, **{attr: seq})
         tx.publish(
             {
                 "type": "conversation.read",

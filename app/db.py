@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
@@ -16,12 +17,21 @@ from app.settings import Settings
 T = TypeVar("T")
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# JSON columns (message parts, event payloads, properties) go through orjson both ways.
+_JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
     """On SQLite, writers get ``BEGIN IMMEDIATE`` and readers a plain deferred ``BEGIN``,
     so reads never queue behind the write lock."""
     if settings.is_sqlite:
         engine = create_engine(
             settings.sqlalchemy_url,
+            **_JSON,
             connect_args={"check_same_thread": False, "timeout": settings.database_busy_timeout_seconds},
             pool_size=8,
             max_overflow=8,
@@ -30,6 +40,7 @@ def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
         return engine
     return create_engine(
         settings.sqlalchemy_url,
+        **_JSON,
         pool_size=int(os.environ.get("BACKCHANNEL_DB_POOL_SIZE", "10")),
         max_overflow=10,
         pool_pre_ping=True,

@@ -6,11 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlmodel import col, select
+from sqlalchemy import select
 
-from app import actions, errors
+from app import actions, errors, rows
 from app.api import Call, Endpoint, Result
-from app.models import Conversation, Message
 from app.pagination import ListQuery, decode_cursor, page
 from app.schemas import ConversationIn, ConversationOut, ConversationPatch, MessageIn, MessageOut, TypingIn
 from app.serializers import conversation_json, message_json
@@ -37,13 +36,14 @@ def create(call: Call) -> dict[str, Any]:
 
 def list_(call: Call) -> dict[str, Any]:
     q: ConversationQuery = call.query
-    query = select(Conversation).where(Conversation.workspace_id == call.workspace_id)
+    c = rows.CONVERSATIONS.c
+    query = select(rows.CONVERSATIONS).where(c.workspace_id == call.workspace_id)
     if q.status:
-        query = query.where(Conversation.status == q.status)
+        query = query.where(c.status == q.status)
     if q.user_id:
-        query = query.where(Conversation.user_id == q.user_id)
+        query = query.where(c.user_id == q.user_id)
     if q.assignee_id:
-        query = query.where(Conversation.assignee_id == q.assignee_id)
+        query = query.where(c.assignee_id == q.assignee_id)
     if q.cursor:
         updated, last_id = decode_cursor(q.cursor, 2)
         try:
@@ -53,13 +53,10 @@ def list_(call: Call) -> dict[str, Any]:
                 "Invalid field: query.cursor",
                 details=[{"field": "query.cursor", "message": "not a cursor from this API"}],
             ) from None
-        query = query.where(
-            (col(Conversation.updated_at) < at)
-            | ((col(Conversation.updated_at) == at) & (col(Conversation.id) < str(last_id)))
-        )
-    query = query.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc()).limit(q.limit + 1)
-    rows = list(call.session.exec(query))
-    return page(rows, q.limit, conversation_json, lambda c: (c.updated_at.isoformat(), c.id))
+        query = query.where((c.updated_at < at) | ((c.updated_at == at) & (c.id < str(last_id))))
+    query = query.order_by(c.updated_at.desc(), c.id.desc()).limit(q.limit + 1)
+    found = list(call.session.connection().execute(query))
+    return page(found, q.limit, conversation_json, lambda conv: (conv.updated_at.isoformat(), conv.id))
 
 
 def read(call: Call) -> dict[str, Any]:
@@ -78,20 +75,14 @@ def post_message(call: Call) -> Result:
 
 def list_messages(call: Call) -> dict[str, Any]:
     q: MessageQuery = call.query
-    conv = actions.get_conversation(call.session, call.workspace_id, call.params["conversation_id"])
+    h = rows.db(call.session)
+    conv = actions.get_conversation(h, call.workspace_id, call.params["conversation_id"])
     after = q.after or 0
     if q.cursor:
         (cursor_seq,) = decode_cursor(q.cursor, 1)
         after = max(after, int(cursor_seq) if isinstance(cursor_seq, int) else 0)
-    rows = list(
-        call.session.exec(
-            select(Message)
-            .where(Message.conversation_id == conv.id, col(Message.seq) > after)
-            .order_by(col(Message.seq))
-            .limit(q.limit + 1)
-        )
-    )
-    return page(rows, q.limit, message_json, lambda m: (m.seq,))
+    found = rows.messages_after(h, conv.id, after, q.limit + 1)
+    return page(found, q.limit, message_json, lambda m: (m.seq,))
 
 
 def typing(call: Call) -> None:

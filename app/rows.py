@@ -1,0 +1,325 @@
+"""Plain rows for the hot paths: conversations, messages and the outbox, in prepared SQL.
+
+Posting a message is the product's busiest write and reading a page of messages its busiest
+read. The ORM's unit of work cost several milliseconds of CPU per request there, and even
+SQLAlchemy Core statements cost ~0.2 ms each to build, key, compile-cache and execute (see
+docs/performance.md). So the handful of statements these paths run are written out once
+per dialect and executed on the DB-API connection of the session's own transaction (same
+BEGIN, same savepoints, same commit): on PostgreSQL psycopg prepares them server-side after
+a few uses. Results come back in small slotted classes that ``serializers`` turns into the
+public JSON exactly as it does ORM instances.
+
+The tables are the ORM's (``models``); the migration tests pin that these statements and
+those tables agree. Everything that is not hot (users, agents, tokens, settings) stays on
+the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, Table
+from sqlmodel import Session
+
+from app import errors
+from app.models import Agent, Conversation, Event, Message, User, WebhookDelivery, WebhookEndpoint
+
+CONVERSATIONS = cast(Table, Conversation.__table__)
+MESSAGES = cast(Table, Message.__table__)
+EVENTS = cast(Table, Event.__table__)
+DELIVERIES = cast(Table, WebhookDelivery.__table__)
+ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+AGENTS = cast(Table, Agent.__table__)
+USERS = cast(Table, User.__table__)
+
+
+@dataclass(slots=True)
+class ConversationRow:
+    """A conversation as stored; mutated in place by the write that holds its row lock."""
+
+    id: str
+    workspace_id: str
+    user_id: str
+    status: str
+    assignee_id: str | None
+    last_message_seq: int
+    user_read_seq: int
+    agent_read_seq: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class MessageRow:
+    """A message as stored."""
+
+    id: str
+    workspace_id: str
+    conversation_id: str
+    seq: int
+    actor_type: str
+    actor_id: str | None
+    message_parts: list[dict[str, Any]]
+    reply_parts: list[dict[str, Any]]
+    reply_to: dict[str, Any] | None
+    client_message_id: str | None
+    created_at: datetime
+
+
+CONVERSATION_COLUMNS = (
+    "id, workspace_id, user_id, status, assignee_id, last_message_seq, user_read_seq, agent_read_seq, "
+    "created_at, updated_at"
+)
+MESSAGE_COLUMNS = (
+    "id, workspace_id, conversation_id, seq, actor_type, actor_id, message_parts, reply_parts, reply_to, "
+    "client_message_id, created_at"
+)
+
+
+class Dialect:
+    """How one engine spells parameters, timestamps and JSON at the DB-API level.
+
+    Statements are written with ``?`` for a parameter and ``?j`` for a JSON parameter.
+    Timestamps are stored as naive UTC (``models.UTCDateTime``), in SQLite as SQLAlchemy's
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` text, and come back aware.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sqlite = name == "sqlite"
+        self._rendered: dict[str, str] = {}
+
+    def sql(self, statement: str) -> str:
+        rendered = self._rendered.get(statement)
+        if rendered is None:
+            if self.sqlite:
+                rendered = statement.replace("?j", "?").replace(" FOR UPDATE", "")
+            else:
+                rendered = statement.replace("?j", "%s::json").replace("?", "%s")
+            self._rendered[statement] = rendered
+        return rendered
+
+    def ts(self, value: datetime) -> Any:
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(" ", "microseconds") if self.sqlite else value
+
+    def ts_out(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return cast(datetime, value).replace(tzinfo=UTC)
+
+    @staticmethod
+    def json(value: Any) -> str | None:
+        return None if value is None else orjson.dumps(value).decode()
+
+    def json_out(self, value: Any) -> Any:
+        return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+_DIALECTS: dict[str, Dialect] = {}
+
+
+class Db:
+    """The session's transaction at the DB-API level: ``run`` a statement, get its rows."""
+
+    __slots__ = ("conn", "dialect", "_raw")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        name = conn.dialect.name
+        self.dialect = _DIALECTS.get(name) or _DIALECTS.setdefault(name, Dialect(name))
+        self._raw: Any = conn.connection.dbapi_connection
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._raw.cursor()
+        try:
+            cur.execute(self.dialect.sql(statement), params)
+            return list(cur.fetchall()) if cur.description is not None else []
+        finally:
+            cur.close()
+
+    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        cur = self._raw.cursor()
+        try:
+            cur.executemany(self.dialect.sql(statement), rows)
+        finally:
+            cur.close()
+
+
+def db(s: Session) -> Db:
+    """The hot-path handle on the session's connection (and transaction)."""
+    return Db(s.connection())
+
+
+def _conversation(d: Dialect, r: tuple[Any, ...]) -> ConversationRow:
+    return ConversationRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], d.ts_out(r[8]), d.ts_out(r[9]))
+
+
+def _message(d: Dialect, r: tuple[Any, ...]) -> MessageRow:
+    return MessageRow(
+        r[0], r[1], r[2], r[3], r[4], r[5],
+        d.json_out(r[6]), d.json_out(r[7]), d.json_out(r[8]),
+        r[9], d.ts_out(r[10]),
+    )  # fmt: skip
+
+
+def get_conversation(
+    s: Session | Db, workspace_id: str, conversation_id: str, *, lock: bool = False
+) -> ConversationRow:
+    """The conversation, or 404 (another workspace's conversation is missing too).
+
+    ``lock`` takes the row lock (``FOR UPDATE`` on PostgreSQL; SQLite writers already hold
+    the database's one write lock), so the caller's read-modify-write of ``seq`` and status
+    cannot interleave with another writer's.
+    """
+    h = s if isinstance(s, Db) else db(s)
+    found = h.run(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = ?" + (" FOR UPDATE" if lock else ""),
+        (conversation_id,),
+    )
+    if not found or found[0][1] != workspace_id:
+        raise errors.NotFound("No such conversation.")
+    return _conversation(h.dialect, found[0])
+
+
+def newest_conversation(s: Session | Db, workspace_id: str, user_id: str) -> ConversationRow | None:
+    """The user's newest conversation: the one the widget shows."""
+    h = s if isinstance(s, Db) else db(s)
+    found = h.run(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE workspace_id = ? AND user_id = ?"
+        " ORDER BY created_at DESC LIMIT 1",
+        (workspace_id, user_id),
+    )
+    return _conversation(h.dialect, found[0]) if found else None
+
+
+def insert_conversation(h: Db, c: ConversationRow) -> None:
+    ts = h.dialect.ts
+    h.run(
+        f"INSERT INTO conversation ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (c.id, c.workspace_id, c.user_id, c.status, c.assignee_id, c.last_message_seq, c.user_read_seq,
+         c.agent_read_seq, ts(c.created_at), ts(c.updated_at)),
+    )  # fmt: skip
+
+
+# Only these columns are ever written through ``update_conversation``.
+_CONVERSATION_UPDATES = frozenset(
+    {"status", "assignee_id", "last_message_seq", "user_read_seq", "agent_read_seq", "updated_at"}
+)
+
+
+def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) -> None:
+    assert _CONVERSATION_UPDATES.issuperset(changes), changes
+    names = sorted(changes)
+    values = [h.dialect.ts(changes[n]) if n == "updated_at" else changes[n] for n in names]
+    h.run(f"UPDATE conversation SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?", (*values, conversation_id))
+
+
+def messages_after(s: Session | Db, conversation_id: str, after: int, limit: int) -> list[MessageRow]:
+    """Up to ``limit`` messages with ``seq > after``, oldest first."""
+    h = s if isinstance(s, Db) else db(s)
+    d = h.dialect
+    found = h.run(
+        f"SELECT {MESSAGE_COLUMNS} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (conversation_id, after, limit),
+    )
+    return [_message(d, r) for r in found]
+
+
+def message_by_client_id(h: Db, conversation_id: str, client_message_id: str) -> MessageRow | None:
+    found = h.run(
+        f"SELECT {MESSAGE_COLUMNS} FROM message WHERE conversation_id = ? AND client_message_id = ?",
+        (conversation_id, client_message_id),
+    )
+    return _message(h.dialect, found[0]) if found else None
+
+
+def message_conversation_id(h: Db, message_id: str) -> str | None:
+    found = h.run("SELECT conversation_id FROM message WHERE id = ?", (message_id,))
+    return found[0][0] if found else None
+
+
+def insert_message(h: Db, m: MessageRow) -> None:
+    d = h.dialect
+    h.run(
+        f"INSERT INTO message ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?j, ?j, ?j, ?, ?)",
+        (m.id, m.workspace_id, m.conversation_id, m.seq, m.actor_type, m.actor_id, d.json(m.message_parts),
+         d.json(m.reply_parts), d.json(m.reply_to), m.client_message_id, d.ts(m.created_at)),
+    )  # fmt: skip
+
+
+@dataclass(slots=True)
+class AgentRow:
+    id: str
+    workspace_id: str
+    name: str
+    kind: str
+    avatar_url: str | None
+    created_at: datetime
+
+
+def agent(h: Db, agent_id: str) -> AgentRow | None:
+    """An agent (``agent_json`` accepts it)."""
+    found = h.run("SELECT id, workspace_id, name, kind, avatar_url, created_at FROM agent WHERE id = ?", (agent_id,))
+    if not found:
+        return None
+    r = found[0]
+    return AgentRow(r[0], r[1], r[2], r[3], r[4], h.dialect.ts_out(r[5]))
+
+
+def default_bot_id(h: Db, workspace_id: str) -> str | None:
+    found = h.run("SELECT id FROM agent WHERE workspace_id = ? AND is_default_bot = ?", (workspace_id, True))
+    return found[0][0] if found else None
+
+
+def user_workspace(h: Db, user_id: str) -> str | None:
+    found = h.run('SELECT workspace_id FROM "user" WHERE id = ?', (user_id,))
+    return found[0][0] if found else None
+
+
+# --- the outbox -------------------------------------------------------------------------
+
+
+def insert_event(h: Db, event_id: str, workspace_id: str, type_: str, payload: dict[str, Any], at: datetime) -> None:
+    h.run(
+        "INSERT INTO event (id, workspace_id, type, payload, created_at) VALUES (?, ?, ?, ?j, ?)",
+        (event_id, workspace_id, type_, h.dialect.json(payload), h.dialect.ts(at)),
+    )
+
+
+def enabled_endpoints(h: Db, workspace_id: str) -> list[tuple[str, list[str]]]:
+    """``(id, event types)`` of the workspace's enabled webhook endpoints."""
+    d = h.dialect
+    found = h.run(
+        "SELECT id, events FROM webhook_endpoint WHERE workspace_id = ? AND enabled = ?", (workspace_id, True)
+    )
+    return [(r[0], d.json_out(r[1])) for r in found]
+
+
+def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpoint_ids: list[str],
+                      new_id: Callable[[], str], at: datetime) -> None:  # fmt: skip
+    """One pending delivery of the event per endpoint, due now."""
+    ts = h.dialect.ts(at)
+    h.run_many(
+        "INSERT INTO webhook_delivery (id, workspace_id, endpoint_id, event_id, event_type, status, attempts,"
+        " schedule_step, next_attempt_at, lease_until, lease_owner, last_status_code, last_error, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, NULL, NULL, NULL, NULL, ?, ?)",
+        [(new_id(), workspace_id, endpoint_id, event_id, type_, ts, ts, ts) for endpoint_id in endpoint_ids],
+    )
+
+
+# --- API tokens -------------------------------------------------------------------------
+
+
+def token_by_hash(h: Db, token_hash: str) -> tuple[str, str, list[str], bool] | None:
+    """``(id, workspace_id, scopes, revoked)`` of the token with this hash."""
+    found = h.run("SELECT id, workspace_id, scopes, revoked_at FROM api_token WHERE token_hash = ?", (token_hash,))
+    if not found:
+        return None
+    r = found[0]
+    return r[0], r[1], h.dialect.json_out(r[2]), r[3] is not None
