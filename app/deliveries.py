@@ -1,34 +1,51 @@
-"""The life of a webhook delivery row: claim with a lease, record an attempt, retry or give up,
+"""The life of a webhook delivery row: claim with a lease, record attempts, retry or give up,
 release on shutdown, prune when old. Each function is one transaction (``Runner.write``).
 
 A delivery is ``pending`` (due at ``next_attempt_at``), ``delivering`` (leased by one
 dispatcher until ``lease_until``), ``succeeded`` or ``failed``. A lease that runs out (the
 process died mid-send) makes the row due again, so nothing is lost and a resend keeps its
 ``webhook-id``: at-least-once.
+
+The hot path is SQLAlchemy Core, not the unit of work: a claim is a few statements per
+endpoint whatever the batch size, and ``record_attempts`` writes a whole batch of outcomes
+(from any number of endpoints) with one ``INSERT`` and one ``UPDATE`` executed many times.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import and_, delete, exists, func, or_, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import col, select
 
 from app.actions import Tx
 from app.ids import new_id, utcnow
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.settings import Settings
-from app.webhooks import disable_endpoint
+from app.webhooks import Signer, fail_unfinished
 
-BATCH_PER_ENDPOINT = 10  # deliveries claimed per endpoint at once, sent in order
+BATCH_PER_ENDPOINT = 10  # deliveries claimed per endpoint at once, sent in order (a first claim)
+MAX_BATCH_PER_ENDPOINT = 100  # for an endpoint that answers quickly
 MAX_RETRY_AFTER = 24 * 3600.0
-D, E = WebhookDelivery, WebhookEndpoint
+D_TABLE: Table = WebhookDelivery.metadata.tables["webhook_delivery"]
+E_TABLE: Table = WebhookEndpoint.metadata.tables["webhook_endpoint"]
+EV_TABLE: Table = Event.metadata.tables["event"]
+A_TABLE: Table = WebhookAttempt.metadata.tables["webhook_attempt"]
+D, E, EV = D_TABLE.c, E_TABLE.c, EV_TABLE.c
+
+
+@dataclass
+class Target:
+    """An endpoint as claimed: where to send, and its keys, decoded once (``Signer``)."""
+
+    id: str
+    url: str
+    signer: Signer
 
 
 @dataclass
@@ -36,7 +53,16 @@ class Job:
     delivery_id: str
     event_id: str  # the webhook-id
     body: bytes
-    endpoint: WebhookEndpoint  # a detached snapshot taken when claimed
+    endpoint_id: str
+
+
+@dataclass
+class Claim:
+    """One endpoint's leased batch, oldest event first."""
+
+    target: Target
+    jobs: list[Job]
+    lease_until: datetime
 
 
 @dataclass
@@ -53,71 +79,124 @@ class Outcome:
         return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass
+class Signers:
+    """Decoded keys per endpoint, reused across claims while the endpoint's keys are unchanged."""
+
+    by_endpoint: dict[str, Signer] = field(default_factory=dict)
+
+    def for_row(self, row: Any) -> Signer:
+        signer = self.by_endpoint.get(row.id)
+        if signer is None or signer.cache_key != Signer.key_of(row):
+            if len(self.by_endpoint) > 10_000:  # endpoints come and go: never grow without bound
+                self.by_endpoint.clear()
+            signer = self.by_endpoint[row.id] = Signer(row)
+        return signer
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     """Pending and due, or claimed by someone whose lease ran out (crashed, killed, stuck)."""
     return or_(
-        and_(col(D.status) == "pending", col(D.next_attempt_at) <= now),
-        and_(col(D.status) == "delivering", col(D.lease_until) <= now),
+        and_(D.status == "pending", D.next_attempt_at <= now),
+        and_(D.status == "delivering", D.lease_until <= now),
     )
 
 
 def _due_endpoints(now: datetime, busy: set[str]) -> Any:
-    query = select(D.endpoint_id).join(E, col(E.id) == col(D.endpoint_id))
-    query = query.where(col(E.enabled).is_(True), _due(now))
+    query = select(D.endpoint_id).join(E_TABLE, E.id == D.endpoint_id).where(E.enabled.is_(True), _due(now))
     if busy:
-        query = query.where(col(D.endpoint_id).not_in(busy))
+        query = query.where(D.endpoint_id.not_in(busy))
     return query
 
 
 def has_due(session: Any, busy: set[str]) -> bool:
     """A cheap read, so an idle server does not take the write lock every poll."""
-    return session.exec(_due_endpoints(utcnow(), busy).limit(1)).first() is not None
+    return session.connection().execute(_due_endpoints(utcnow(), busy).limit(1)).first() is not None
 
 
 def claim_due(
-    tx: Tx, owner: str, busy: set[str], max_endpoints: int, lease_seconds: float, postgres: bool
-) -> list[list[Job]]:
-    """Lease up to ``BATCH_PER_ENDPOINT`` due deliveries (oldest event first) for each of up
-    to ``max_endpoints`` endpoints that this process is not already working on."""
-    s = tx.session
+    tx: Tx,
+    owner: str,
+    busy: set[str],
+    max_endpoints: int,
+    lease_seconds: float,
+    postgres: bool,
+    signers: Signers | None = None,
+    *,
+    only: str | None = None,
+    sizes: dict[str, int] | None = None,
+) -> list[Claim]:
+    """Lease due deliveries (oldest event first; ``sizes`` per endpoint, else
+    ``BATCH_PER_ENDPOINT``) for each of up to ``max_endpoints`` enabled endpoints that this
+    process is not already working on, or for endpoint ``only``."""
+    conn: Connection = tx.session.connection()
     now = utcnow()
     lease_until = now + timedelta(seconds=lease_seconds)
-    endpoint_ids = s.exec(
-        _due_endpoints(now, busy)
-        .group_by(col(D.endpoint_id))
-        .order_by(func.min(D.next_attempt_at))
-        .limit(max_endpoints)
-    ).all()
-    batches = []
+    if only is not None:
+        endpoint_ids = [only]
+    else:
+        endpoint_ids = list(
+            conn.execute(
+                _due_endpoints(now, busy)
+                .group_by(D.endpoint_id)
+                .order_by(func.min(D.next_attempt_at))
+                .limit(max_endpoints)
+            ).scalars()
+        )
+    if not endpoint_ids:
+        return []
+    endpoints = {
+        row.id: row
+        for row in conn.execute(select(E_TABLE).where(E.id.in_(endpoint_ids), E.enabled.is_(True)))
+    }
+    signers = signers or Signers()
+    claims = []
     for endpoint_id in endpoint_ids:
+        endpoint = endpoints.get(endpoint_id)
+        if endpoint is None:
+            continue
+        # On SQLite, ``endpoint_id || ''`` keeps the planner off the endpoint_id index, which
+        # would walk the endpoint's whole delivery history (30 days of it): the due index
+        # walks only what is due.
+        same_endpoint = (D.endpoint_id if postgres else D.endpoint_id.concat("")) == endpoint_id
         pick = (
             select(D.id)
-            .where(col(D.endpoint_id) == endpoint_id, _due(now))
-            .order_by(col(D.created_at), col(D.id))
-            .limit(BATCH_PER_ENDPOINT)
+            .where(same_endpoint, _due(now))
+            .order_by(D.created_at, D.id)
+            .limit((sizes or {}).get(endpoint_id, BATCH_PER_ENDPOINT))
         )
         if postgres:  # several instances: each takes rows nobody else holds
             pick = pick.with_for_update(skip_locked=True)
-        ids = list(s.exec(pick).all())
+        ids = list(conn.execute(pick).scalars())
         if not ids:
             continue
-        s.execute(
-            update(D)
-            .where(col(D.id).in_(ids), _due(now))
+        conn.execute(
+            update(D_TABLE)
+            .where(D.id.in_(ids), _due(now))
             .values(status="delivering", lease_owner=owner, lease_until=lease_until, updated_at=now)
-            .execution_options(synchronize_session=False)
         )
-        rows = s.exec(
-            select(D, Event)
-            .join(Event, col(Event.id) == col(D.event_id))
-            .where(col(D.id).in_(ids), col(D.lease_owner) == owner, col(D.lease_until) == lease_until)
-            .order_by(col(D.created_at), col(D.id))
-            .execution_options(populate_existing=True)
+        rows = conn.execute(
+            select(D.id, D.event_id, EV.payload)
+            .join(EV_TABLE, EV.id == D.event_id)
+            .where(D.id.in_(ids), D.lease_owner == owner, D.lease_until == lease_until)
+            .order_by(D.created_at, D.id)
         ).all()
-        endpoint = s.get(E, endpoint_id)
-        if rows and endpoint is not None:
-            batches.append([Job(d.id, d.event_id, orjson.dumps(ev.payload), endpoint) for d, ev in rows])
-    return batches
+        if rows:
+            target = Target(endpoint.id, endpoint.url, signers.for_row(endpoint))
+            jobs = [Job(d_id, ev_id, orjson.dumps(payload), endpoint_id) for d_id, ev_id, payload in rows]
+            claims.append(Claim(target, jobs, lease_until))
+    return claims
+
+
+def extend_leases(tx: Tx, owner: str, delivery_ids: list[str], lease_seconds: float) -> datetime:
+    """Keep a long batch (a slow endpoint) leased while it is worked through."""
+    lease_until = utcnow() + timedelta(seconds=lease_seconds)
+    tx.session.connection().execute(
+        update(D_TABLE)
+        .where(D.id.in_(delivery_ids), D.lease_owner == owner, D.status == "delivering")
+        .values(lease_until=lease_until)
+    )
+    return lease_until
 
 
 def next_delay(step: int, outcome: Outcome, schedule: list[float]) -> float | None:
@@ -130,74 +209,113 @@ def next_delay(step: int, outcome: Outcome, schedule: list[float]) -> float | No
     return float(schedule[step - 1]) * random.uniform(0.9, 1.1)
 
 
-def record_attempt(
-    tx: Tx, job: Job, outcome: Outcome, owner: str, rest: list[str], settings: Settings
-) -> bool:
-    """Log the attempt and decide what comes next. Returns True when the batch must stop
-    (the endpoint was disabled or deleted)."""
-    s = tx.session
-    now = utcnow()
-    delivery = s.get(D, job.delivery_id)
-    if delivery is None:
-        return True  # the endpoint was deleted while we were sending
-    s.add(
-        WebhookAttempt(
-            id=new_id("wha"),
-            delivery_id=delivery.id,
-            endpoint_id=delivery.endpoint_id,
-            started_at=outcome.started_at,
-            duration_ms=outcome.duration_ms,
-            status_code=outcome.status_code,
-            response_excerpt=outcome.excerpt,
-            error=outcome.error,
-        )
+_UPDATE_DELIVERY = (
+    update(D_TABLE)
+    .where(D.id == bindparam("_id"))
+    .values(
+        status=bindparam("_status"), attempts=bindparam("_attempts"), schedule_step=bindparam("_step"),
+        next_attempt_at=bindparam("_next"), lease_owner=bindparam("_owner"), lease_until=bindparam("_until"),
+        last_status_code=bindparam("_code"), last_error=bindparam("_error"), updated_at=bindparam("_now"),
     )
-    endpoint = s.get(E, delivery.endpoint_id)
-    assert endpoint is not None  # deleting an endpoint deletes its deliveries
-    ours = delivery.status == "delivering" and delivery.lease_owner == owner
-    delivery.attempts += 1
-    delivery.last_status_code = outcome.status_code
-    delivery.last_error = outcome.error
-    delivery.updated_at = now
-    if outcome.ok:
-        # A success counts even if our lease had lapsed: the receiver has the event.
-        delivery.status = "succeeded"
-        delivery.lease_owner = delivery.lease_until = None
-        if endpoint.failing_since is not None:
-            endpoint.failing_since = None
-            s.add(endpoint)
-    elif ours:
-        delivery.schedule_step += 1
-        delivery.lease_owner = delivery.lease_until = None
-        failing_since = endpoint.failing_since or now
-        disable_after = timedelta(seconds=settings.webhook_disable_after_seconds)
-        delay = next_delay(delivery.schedule_step, outcome, list(settings.webhook_retry_schedule))
-        if outcome.status_code == 410:
-            delivery.status = "failed"
-            disable_endpoint(s, endpoint, "the endpoint answered 410 Gone")
-        elif endpoint.enabled and now - failing_since >= disable_after:
-            delivery.status = "failed"
-            window = _duration(settings.webhook_disable_after_seconds)
-            disable_endpoint(s, endpoint, f"every delivery failed for {window}")
-        elif delay is None:
-            delivery.status = "failed"
-            delivery.last_error = f"{outcome.error or 'failed'}; gave up after {delivery.schedule_step} attempts"
-        else:
-            delivery.status = "pending"
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-        if endpoint.enabled and endpoint.failing_since is None:
-            endpoint.failing_since = failing_since
-            s.add(endpoint)
-    s.add(delivery)
-    if rest and endpoint.enabled:
-        # Still working through the batch: keep the rest of it leased.
-        s.execute(
-            update(D)
-            .where(col(D.id).in_(rest), col(D.lease_owner) == owner, col(D.status) == "delivering")
-            .values(lease_until=now + timedelta(seconds=settings.webhook_lease_seconds))
-            .execution_options(synchronize_session=False)
+)
+_UPDATE_FAILING_SINCE = (
+    update(E_TABLE).where(E.id == bindparam("_id")).values(failing_since=bindparam("_since"))
+)
+
+
+def record_attempts(
+    tx: Tx, results: list[tuple[Job, Outcome]], owner: str, settings: Settings, postgres: bool = False
+) -> set[str]:
+    """Log a batch of attempts (any endpoints, in the order they were made) and decide what
+    comes next for each delivery. Returns the endpoints whose batches must stop (disabled
+    or deleted meanwhile)."""
+    conn: Connection = tx.session.connection()
+    now = utcnow()
+    ids = sorted({job.delivery_id for job, _ in results})
+    pick = select(
+        D.id, D.endpoint_id, D.status, D.lease_owner, D.lease_until, D.attempts, D.schedule_step, D.next_attempt_at
+    ).where(D.id.in_(ids)).order_by(D.id)
+    if postgres:  # another instance may be recording a lapsed lease's resend of the same row
+        pick = pick.with_for_update()
+    rows = {row.id: row._asdict() for row in conn.execute(pick)}
+    endpoint_ids = sorted({row["endpoint_id"] for row in rows.values()})
+    pick_endpoints = select(E.id, E.enabled, E.failing_since).where(E.id.in_(endpoint_ids)).order_by(E.id)
+    if postgres:
+        pick_endpoints = pick_endpoints.with_for_update()
+    endpoints = {row.id: row._asdict() for row in conn.execute(pick_endpoints)}
+    failing_before = {eid: ep["failing_since"] for eid, ep in endpoints.items()}
+    disabled: dict[str, str] = {}
+    attempts, stop = [], set()
+    disable_after = timedelta(seconds=settings.webhook_disable_after_seconds)
+    schedule = list(settings.webhook_retry_schedule)
+    for job, outcome in results:
+        delivery = rows.get(job.delivery_id)
+        if delivery is None:
+            stop.add(job.endpoint_id)  # the endpoint was deleted while we were sending
+            continue
+        endpoint = endpoints[delivery["endpoint_id"]]
+        attempts.append({
+            "id": new_id("wha"), "delivery_id": delivery["id"], "endpoint_id": delivery["endpoint_id"],
+            "started_at": outcome.started_at, "duration_ms": outcome.duration_ms,
+            "status_code": outcome.status_code, "response_excerpt": outcome.excerpt, "error": outcome.error,
+        })
+        ours = delivery["status"] == "delivering" and delivery["lease_owner"] == owner
+        delivery["attempts"] += 1
+        delivery["last_status_code"] = outcome.status_code
+        delivery["last_error"] = outcome.error
+        if outcome.ok:
+            # A success counts even if our lease had lapsed: the receiver has the event.
+            delivery.update(status="succeeded", lease_owner=None, lease_until=None)
+            endpoint["failing_since"] = None
+        elif ours:
+            delivery.update(schedule_step=delivery["schedule_step"] + 1, lease_owner=None, lease_until=None)
+            failing_since = endpoint["failing_since"] or now
+            delay = next_delay(delivery["schedule_step"], outcome, schedule)
+            if outcome.status_code == 410:
+                delivery["status"] = "failed"
+                endpoint["enabled"] = False
+                disabled[endpoint["id"]] = "the endpoint answered 410 Gone"
+            elif endpoint["enabled"] and now - failing_since >= disable_after:
+                delivery["status"] = "failed"
+                endpoint["enabled"] = False
+                window = _duration(settings.webhook_disable_after_seconds)
+                disabled[endpoint["id"]] = f"every delivery failed for {window}"
+            elif delay is None:
+                delivery["status"] = "failed"
+                delivery["last_error"] = (
+                    f"{outcome.error or 'failed'}; gave up after {delivery['schedule_step']} attempts"
+                )
+            else:
+                delivery.update(status="pending", next_attempt_at=now + timedelta(seconds=delay))
+            if endpoint["enabled"] and endpoint["failing_since"] is None:
+                endpoint["failing_since"] = failing_since
+        if not endpoint["enabled"]:
+            stop.add(endpoint["id"])
+    if attempts:
+        conn.execute(insert(A_TABLE), attempts)
+    touched = {job.delivery_id for job, _ in results} & rows.keys()
+    if touched:
+        conn.execute(_UPDATE_DELIVERY, [
+            {
+                "_id": d["id"], "_status": d["status"], "_attempts": d["attempts"], "_step": d["schedule_step"],
+                "_next": d["next_attempt_at"], "_owner": d["lease_owner"], "_until": d["lease_until"],
+                "_code": d["last_status_code"], "_error": d["last_error"], "_now": now,
+            }
+            for d in (rows[i] for i in sorted(touched))
+        ])
+    changed = [
+        {"_id": eid, "_since": ep["failing_since"]}
+        for eid, ep in endpoints.items()
+        if ep["failing_since"] != failing_before[eid] and eid not in disabled
+    ]
+    if changed:
+        conn.execute(_UPDATE_FAILING_SINCE, changed)
+    for endpoint_id, reason in disabled.items():
+        conn.execute(
+            update(E_TABLE).where(E.id == endpoint_id).values(enabled=False, disabled_reason=reason, updated_at=now)
         )
-    return not endpoint.enabled
+        fail_unfinished(conn, endpoint_id, reason, now)
+    return stop
 
 
 def _duration(seconds: float) -> str:
@@ -209,11 +327,10 @@ def _duration(seconds: float) -> str:
 
 def release_leases(tx: Tx, owner: str) -> None:
     """On a clean shutdown, hand back what we hold so a restart resends it at once."""
-    tx.session.execute(
-        update(D)
-        .where(col(D.lease_owner) == owner, col(D.status) == "delivering")
+    tx.session.connection().execute(
+        update(D_TABLE)
+        .where(D.lease_owner == owner, D.status == "delivering")
         .values(status="pending", lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -221,27 +338,23 @@ def prune_log(tx: Tx, cutoff: datetime, batch: int = 5000) -> int:
     """Delete attempts, finished deliveries and delivered events older than ``cutoff``.
     Batched, so no transaction grows large: returns the largest number deleted from one table,
     and is called again while that is a full batch."""
-    s = tx.session
+    conn = tx.session.connection()
+    A = A_TABLE.c
 
     def deleted(stmt: Any) -> int:
-        return int(cast(CursorResult[Any], s.execute(stmt)).rowcount)
+        return int(cast(CursorResult[Any], conn.execute(stmt)).rowcount)
 
-    old_attempts = select(WebhookAttempt.id).where(col(WebhookAttempt.started_at) < cutoff).limit(batch)
-    counts = [deleted(delete(WebhookAttempt).where(col(WebhookAttempt.id).in_(old_attempts)))]
+    old_attempts = select(A.id).where(A.started_at < cutoff).limit(batch)
+    counts = [deleted(delete(A_TABLE).where(A.id.in_(old_attempts)))]
     old_deliveries = (
         select(D.id)
-        .where(col(D.status).in_(("succeeded", "failed")), col(D.updated_at) < cutoff)
-        .where(~exists().where(col(WebhookAttempt.delivery_id) == col(D.id)))
+        .where(D.status.in_(("succeeded", "failed")), D.updated_at < cutoff)
+        .where(~exists().where(A.delivery_id == D.id))
         .limit(batch)
     )
-    counts.append(deleted(delete(D).where(col(D.id).in_(old_deliveries))))
+    counts.append(deleted(delete(D_TABLE).where(D.id.in_(old_deliveries))))
     old_events = (
-        select(Event.id)
-        .where(col(Event.created_at) < cutoff)
-        .where(~exists().where(col(D.event_id) == col(Event.id)))
-        .limit(batch)
+        select(EV.id).where(EV.created_at < cutoff).where(~exists().where(D.event_id == EV.id)).limit(batch)
     )
-    counts.append(deleted(delete(Event).where(col(Event.id).in_(old_events))))
+    counts.append(deleted(delete(EV_TABLE).where(EV.id.in_(old_events))))
     return max(counts)
-
-

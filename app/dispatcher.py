@@ -21,23 +21,48 @@ import logging
 import time
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 
 from app.actions import Runner
-from app.deliveries import Job, Outcome, claim_due, has_due, prune_log, record_attempt, release_leases
+from app.deliveries import (
+    BATCH_PER_ENDPOINT,
+    MAX_BATCH_PER_ENDPOINT,
+    Claim,
+    Job,
+    Outcome,
+    Signers,
+    Target,
+    claim_due,
+    extend_leases,
+    has_due,
+    prune_log,
+    record_attempts,
+    release_leases,
+)
 from app.ids import new_id, utcnow
 from app.netguard import UrlRefused
 from app.settings import Settings
-from app.webhooks import make_http_client, signature_headers
+from app.webhook_client import Reply, SendError, make_webhook_client
 
 log = logging.getLogger("backchannel.webhooks")
 EXCERPT_BYTES = 2048
 HONOURS_RETRY_AFTER = {429, 502, 503, 504}
 PRUNE_BATCH = 5000
+RECORD_BATCH = 500  # attempt outcomes written in one transaction
+QUICK_MS = 100  # an endpoint answering faster than this gets the larger batches
+CLAIM_GAP = 0.01  # seconds between two looks for due work prompted by new events
+LEASE_MARGIN = 5.0  # seconds of lease left, beyond the timeout, before it is extended
+
+
+class Sender(Protocol):
+    """What the dispatcher sends with (``webhook_client.WebhookClient``; a test may inject another)."""
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply: ...
+
+    async def aclose(self) -> None: ...
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -56,54 +81,132 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-async def send(client: httpx.AsyncClient, job: Job, timeout: float) -> Outcome:
+async def send(sender: Sender, target: Target, job: Job, timeout: float) -> Outcome:
     """One signed POST; never raises. Success is a 2xx within ``timeout`` seconds, all told."""
     started_at, t0 = utcnow(), time.monotonic()
     outcome = Outcome(started_at=started_at, duration_ms=0)
-    headers = signature_headers(job.endpoint, job.event_id, job.body)
     try:
-        with anyio.fail_after(timeout):
-            async with client.stream(
-                "POST", job.endpoint.url, content=job.body, headers=headers, follow_redirects=False
-            ) as response:
-                outcome.status_code = response.status_code
-                excerpt = b""
-                async for chunk in response.aiter_bytes():
-                    excerpt += chunk
-                    if len(excerpt) >= EXCERPT_BYTES:
-                        break
-                outcome.excerpt = excerpt[:EXCERPT_BYTES].decode("utf-8", "replace") or None
-        code = response.status_code
+        headers = target.signer.headers(job.event_id, job.body)
+        async with asyncio.timeout(timeout):
+            reply = await sender.post(target.url, headers, job.body)
+        code = outcome.status_code = reply.status_code
+        outcome.excerpt = reply.excerpt[:EXCERPT_BYTES].decode("utf-8", "replace") or None
         if 300 <= code < 400:
-            outcome.error = f"redirect (to {response.headers.get('location', '?')}) not followed"
+            outcome.error = f"redirect (to {reply.headers.get('location', '?')}) not followed"
         elif not 200 <= code < 300:
             outcome.error = f"HTTP {code}"
         if code in HONOURS_RETRY_AFTER:
-            outcome.retry_after = parse_retry_after(response.headers.get("retry-after"))
+            outcome.retry_after = parse_retry_after(reply.headers.get("retry-after"))
     except TimeoutError:
         outcome.error = f"no complete response within {timeout:g} s"
     except UrlRefused as exc:
         outcome.error = f"refused: {exc}"
-    except httpx.HTTPError as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except SendError as exc:
+        outcome.error = str(exc)
     except Exception as exc:  # a malformed URL or header must fail this attempt, not the loop
         outcome.error = f"{type(exc).__name__}: {exc}"
     outcome.duration_ms = int((time.monotonic() - t0) * 1000)
     return outcome
 
 
+# --- recording --------------------------------------------------------------------------
+
+
+class Recorder:
+    """Writes attempt outcomes in batches: one transaction for whatever queued up while the
+    previous one was written, so a fast endpoint costs a row in an ``executemany``, not a
+    transaction, per delivery.
+
+    ``submit`` returns a future that says whether the endpoint's batch must stop (it was
+    disabled or deleted); a sender waits for it only after a failure. An outcome that cannot
+    be written keeps its lease, so the delivery is sent again when the lease runs out: a
+    batch that fails is retried outcome by outcome, so one bad row costs only itself.
+    """
+
+    def __init__(self, runner: Runner, settings: Settings, owner: str) -> None:
+        self.runner, self.settings, self.owner = runner, settings, owner
+        self._queue: list[tuple[Job, Outcome, asyncio.Future[bool]]] = []
+        self._ready = asyncio.Event()
+
+    def submit(self, job: Job, outcome: Outcome) -> asyncio.Future[bool]:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, outcome, future))
+        self._ready.set()
+        return future
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._queue:
+                await self._write_some()
+
+    async def flush(self) -> None:
+        """Write everything queued (on shutdown, before the leases are handed back)."""
+        while self._queue:
+            await self._write_some()
+
+    async def _write_some(self) -> None:
+        batch, self._queue = self._queue[:RECORD_BATCH], self._queue[RECORD_BATCH:]
+        try:
+            stop = await self._write([(job, outcome) for job, outcome, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("webhook dispatcher: recording %d attempts failed (%s); one by one", len(batch), exc)
+                await self._write_one_by_one(batch)
+                return
+            log.warning("webhook dispatcher: recording an attempt failed (%s); it will be resent", exc)
+            stop = {job.endpoint_id for job, _, _ in batch}  # its state is unknown: end the batch
+        for job, _, future in batch:
+            if not future.done():
+                future.set_result(job.endpoint_id in stop)
+
+    async def _write_one_by_one(self, batch: list[tuple[Job, Outcome, asyncio.Future[bool]]]) -> None:
+        for job, outcome, future in batch:
+            try:
+                stop = job.endpoint_id in await self._write([(job, outcome)])
+            except Exception as exc:
+                log.warning("webhook dispatcher: recording an attempt failed (%s); it will be resent", exc)
+                stop = True  # its state is unknown: the endpoint's batch ends, its leases run out
+            if not future.done():
+                future.set_result(stop)
+
+    async def _write(self, results: list[tuple[Job, Outcome]]) -> set[str]:
+        postgres = not self.settings.is_sqlite
+        for attempt in range(3):
+            try:
+                return await self.runner.write(record_attempts, results, self.owner, self.settings, postgres)
+            except Exception as exc:
+                if attempt == 2 or not _transient(exc):
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _transient(exc: Exception) -> bool:
+    """The database was busy or away (worth a retry), not a row it refused."""
+    from app import errors
+
+    return isinstance(exc, errors.Unavailable)
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+
 class Dispatcher:
     """Claims due deliveries and sends them, one task per endpoint."""
 
-    def __init__(
-        self, runner: Runner, settings: Settings, client: httpx.AsyncClient, *, owner: str | None = None
-    ) -> None:
+    def __init__(self, runner: Runner, settings: Settings, sender: Sender, *, owner: str | None = None) -> None:
         self.runner = runner
         self.settings = settings
-        self.client = client
+        self.sender = sender
         self.owner = owner or new_id("dsp")  # this process's name on the leases it holds
+        self.recorder = Recorder(runner, settings, self.owner)
         self._busy: set[str] = set()
+        self._sizes: dict[str, int] = {}  # claim size per endpoint, by how fast it answered
+        self._signers = Signers()
         self._wakeup = asyncio.Event()
+        self._wakes = 0  # counts wake-ups, so a worker knows something was queued meanwhile
         self._loop: asyncio.AbstractEventLoop | None = None
         # Made now, not in run(): a stop() before run() has started must still stop it.
         self._scope = anyio.CancelScope()
@@ -114,11 +217,12 @@ class Dispatcher:
             return
         try:
             if asyncio.get_running_loop() is self._loop:
+                self._wakes += 1
                 self._wakeup.set()
                 return
         except RuntimeError:
             pass
-        self._loop.call_soon_threadsafe(self._wakeup.set)
+        self._loop.call_soon_threadsafe(self.wake)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -126,6 +230,7 @@ class Dispatcher:
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._prune_forever)
+                    tg.start_soon(self.recorder.run)
                     while True:
                         self._wakeup.clear()
                         try:
@@ -134,12 +239,14 @@ class Dispatcher:
                             log.warning("webhook dispatcher: claiming failed: %s", exc)
                         with anyio.move_on_after(self.settings.webhook_poll_seconds):
                             await self._wakeup.wait()
+                        await asyncio.sleep(CLAIM_GAP)  # many events queued at once: one look
             finally:
                 with (
                     anyio.CancelScope(shield=True),
                     anyio.move_on_after(5),
                     contextlib.suppress(Exception),
                 ):
+                    await self.recorder.flush()
                     await self.runner.write(release_leases, self.owner)
 
     def stop(self) -> None:
@@ -149,38 +256,59 @@ class Dispatcher:
         free = self.settings.webhook_concurrency - len(self._busy)
         if free <= 0 or not await self.runner.read(has_due, set(self._busy)):
             return
-        batches = await self.runner.write(
-            claim_due, self.owner, set(self._busy), free,
-            self.settings.webhook_lease_seconds, not self.settings.is_sqlite,
-        )
-        for jobs in batches:
-            endpoint_id = jobs[0].endpoint.id
-            self._busy.add(endpoint_id)
-            tg.start_soon(self._deliver_batch, endpoint_id, jobs)
+        claims = await self._claim(set(self._busy), free)
+        for claim in claims:
+            self._busy.add(claim.target.id)
+            tg.start_soon(self._work, claim)
 
-    async def _deliver_batch(self, endpoint_id: str, jobs: list[Job]) -> None:
+    async def _claim(self, busy: set[str], free: int, only: str | None = None) -> list[Claim]:
+        return await self.runner.write(
+            claim_due, self.owner, busy, free, self.settings.webhook_lease_seconds,
+            not self.settings.is_sqlite, self._signers, only=only, sizes=dict(self._sizes),
+        )
+
+    async def _work(self, claim: Claim | None) -> None:
+        """Deliver one endpoint's batch, then claim its next while there is one and no other
+        endpoint waits for a slot."""
+        assert claim is not None
+        endpoint_id = claim.target.id
         try:
-            for i, job in enumerate(jobs):
-                outcome = await send(self.client, job, self.settings.webhook_timeout_seconds)
-                rest = [j.delivery_id for j in jobs[i + 1 :]]
-                if await self._record(job, outcome, rest):
+            while claim is not None:
+                wakes = self._wakes
+                if await self._deliver(claim):
                     break
+                more = len(claim.jobs) >= self._sizes.get(endpoint_id, BATCH_PER_ENDPOINT) or wakes != self._wakes
+                if not more or len(self._busy) >= self.settings.webhook_concurrency:
+                    break
+                claims = await self._claim(set(), 1, only=endpoint_id)
+                claim = claims[0] if claims else None
         except Exception:
             # Unrecorded work keeps its lease and is sent again when the lease runs out.
             log.exception("webhook dispatcher: delivering to %s failed", endpoint_id)
         finally:
             self._busy.discard(endpoint_id)
+            if len(self._sizes) > 10_000:
+                self._sizes.clear()
             self.wake()
 
-    async def _record(self, job: Job, outcome: Outcome, rest: list[str]) -> bool:
-        for attempt in range(3):
-            try:
-                return await self.runner.write(record_attempt, job, outcome, self.owner, rest, self.settings)
-            except Exception as exc:
-                if attempt == 2:
-                    raise
-                log.warning("webhook dispatcher: recording an attempt failed (%s); retrying", exc)
-                await anyio.sleep(0.5 * (attempt + 1))
+    async def _deliver(self, claim: Claim) -> bool:
+        """Send the batch in order; True when the endpoint was disabled or deleted meanwhile."""
+        timeout = self.settings.webhook_timeout_seconds
+        lease = self.settings.webhook_lease_seconds
+        deadline = time.monotonic() + lease - 1  # measured after the claim: a little early
+        started = time.monotonic()
+        for i, job in enumerate(claim.jobs):
+            if time.monotonic() > deadline - timeout - LEASE_MARGIN:
+                # A slow endpoint: keep the rest of the batch ours for another lease.
+                rest = [j.delivery_id for j in claim.jobs[i:]]
+                await self.runner.write(extend_leases, self.owner, rest, lease)
+                deadline = time.monotonic() + lease - 1
+            outcome = await send(self.sender, claim.target, job, timeout)
+            stop = self.recorder.submit(job, outcome)
+            if not outcome.ok and await stop:
+                return True
+        per_ms = (time.monotonic() - started) * 1000 / max(1, len(claim.jobs))
+        self._sizes[claim.target.id] = MAX_BATCH_PER_ENDPOINT if per_ms < QUICK_MS else BATCH_PER_ENDPOINT
         return False
 
     async def _prune_forever(self) -> None:
@@ -199,17 +327,17 @@ class Dispatcher:
 async def start_dispatcher(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
     """Lifespan starter: run the dispatcher until shutdown (``state.services["dispatcher"]``)."""
     settings: Settings = state.settings
-    if "http" not in state.services:
-        client = make_http_client(settings)
-        state.services["http"] = client
-        exit_stack.push_async_callback(client.aclose)
+    if "webhook_sender" not in state.services:  # a test may inject its own
+        sender = make_webhook_client(settings)
+        state.services["webhook_sender"] = sender
+        exit_stack.push_async_callback(sender.aclose)
     if settings.webhook_lease_seconds <= settings.webhook_timeout_seconds:
         log.warning(
             "BACKCHANNEL_WEBHOOK_LEASE_SECONDS (%g) should exceed the %g s delivery timeout, "
             "or a slow delivery may be sent twice", settings.webhook_lease_seconds,
             settings.webhook_timeout_seconds,
         )
-    dispatcher = Dispatcher(state.runner, settings, state.services["http"])
+    dispatcher = Dispatcher(state.runner, settings, state.services["webhook_sender"])
     state.services["dispatcher"] = dispatcher
     state.runner.on_webhooks_enqueued = dispatcher.wake
     tg = await exit_stack.enter_async_context(anyio.create_task_group())

@@ -1,8 +1,8 @@
 """Webhooks: Standard Webhooks signing, and the endpoint management actions.
 
 The API routes and the console call the same actions here (one write path). Delivery lives
-in ``dispatcher.py``; the SSRF guard and the guarded HTTP client in ``netguard.py`` (both
-re-exported here, where other features look for them).
+in ``dispatcher.py`` (sent by ``webhook_client.py``); the SSRF guard and the guarded httpx
+client in ``netguard.py`` (both re-exported here, where other features look for them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -33,7 +33,7 @@ __all__ = [
     "UrlRefused", "check_url_allowed", "make_http_client", "start_http_client",
     "signature_headers", "create_endpoint", "update_endpoint", "delete_endpoint",
     "rotate_secret", "send_test_event", "list_endpoints", "get_endpoint", "list_deliveries",
-    "get_delivery", "list_attempts", "retry_delivery", "disable_endpoint",
+    "get_delivery", "list_attempts", "retry_delivery", "disable_endpoint", "fail_unfinished", "Signer",
 ]
 
 MAX_ENDPOINTS_PER_WORKSPACE = 50
@@ -59,39 +59,78 @@ def public_key(signing_key: str) -> str:
     return "whpk_" + base64.b64encode(bytes(SigningKey(seed).verify_key)).decode()
 
 
-def _active(current: str | None, previous: str | None, endpoint: WebhookEndpoint) -> list[str]:
-    keys = [current] if current else []
-    expires = endpoint.previous_secret_expires_at
-    if previous and expires is not None and expires > utcnow():
-        keys.append(previous)
+def _keys(current: str | None, previous: str | None, until: float | None) -> list[tuple[str, float | None]]:
+    keys: list[tuple[str, float | None]] = [(current, None)] if current else []
+    if previous and until is not None:
+        keys.append((previous, until))
     return keys
+
+
+class Signer:
+    """An endpoint's signing keys, decoded once: HMAC keys ready to copy, ed25519 keys loaded.
+
+    The dispatcher keeps one per endpoint while its keys stay the same, so signing a delivery
+    costs a keyed-hash copy, not a base64 decode and a key schedule. A previous key signs
+    until its rotation window ends, checked at each signature.
+    """
+
+    __slots__ = ("_hmacs", "_ed25519", "cache_key")
+
+    def __init__(self, endpoint: Any) -> None:
+        expires = endpoint.previous_secret_expires_at
+        until = expires.timestamp() if expires is not None else None
+        # Each key with the time it signs until (None: for ever). A previous key without an
+        # expiry never signs, as before a rotation.
+        self._hmacs: list[tuple[Any, float | None]] = [
+            (hmac.new(base64.b64decode(secret.removeprefix("whsec_")), digestmod=hashlib.sha256), end)
+            for secret, end in _keys(endpoint.secret, endpoint.previous_secret, until)
+        ]
+        self._ed25519: list[tuple[SigningKey, float | None]] = [
+            (SigningKey(base64.b64decode(seed.removeprefix("whsk_"))), end)
+            for seed, end in _keys(endpoint.ed25519_private_key, endpoint.previous_ed25519_private_key, until)
+        ]
+        self.cache_key = Signer.key_of(endpoint)
+
+    @staticmethod
+    def key_of(endpoint: Any) -> tuple[Any, ...]:
+        """What a cached ``Signer`` depends on: any change (a rotation, signing switched on) makes a new one."""
+        return (
+            endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at,
+            endpoint.ed25519_private_key, endpoint.previous_ed25519_private_key,
+        )
+
+    def headers(self, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """The Standard Webhooks headers for one request carrying ``body``.
+
+        ``webhook-signature`` holds a ``v1`` HMAC-SHA256 per active secret (two during a
+        rotation window) and, with asymmetric signing on, a ``v1a`` ed25519 signature per
+        active key, all over ``{msg_id}.{timestamp}.{body}``.
+        """
+        now = time.time()
+        ts = int(now) if timestamp is None else int(timestamp)
+        signed = f"{msg_id}.{ts}.".encode() + body
+        signatures = []
+        for keyed, end in self._hmacs:
+            if end is None or end > now:
+                mac = keyed.copy()
+                mac.update(signed)
+                signatures.append("v1," + base64.b64encode(mac.digest()).decode())
+        for signing_key, end in self._ed25519:
+            if end is None or end > now:
+                signatures.append("v1a," + base64.b64encode(signing_key.sign(signed).signature).decode())
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": " ".join(signatures),
+            "content-type": "application/json",
+        }
 
 
 def signature_headers(
     endpoint: WebhookEndpoint, msg_id: str, body: bytes, timestamp: int | None = None
 ) -> dict[str, str]:
-    """The Standard Webhooks headers for one request carrying ``body``.
-
-    ``webhook-signature`` holds a ``v1`` HMAC-SHA256 per active secret (two during a
-    rotation window) and, with asymmetric signing on, a ``v1a`` ed25519 signature per
-    active key, all over ``{msg_id}.{timestamp}.{body}``.
-    """
-    ts = int(time.time()) if timestamp is None else int(timestamp)
-    signed = f"{msg_id}.{ts}.".encode() + body
-    signatures = []
-    for secret in _active(endpoint.secret, endpoint.previous_secret, endpoint):
-        key = base64.b64decode(secret.removeprefix("whsec_"))
-        digest = hmac.new(key, signed, hashlib.sha256).digest()
-        signatures.append("v1," + base64.b64encode(digest).decode())
-    for signing_key in _active(endpoint.ed25519_private_key, endpoint.previous_ed25519_private_key, endpoint):
-        seed = base64.b64decode(signing_key.removeprefix("whsk_"))
-        signatures.append("v1a," + base64.b64encode(SigningKey(seed).sign(signed).signature).decode())
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": " ".join(signatures),
-        "content-type": "application/json",
-    }
+    """The Standard Webhooks headers for one request (see ``Signer.headers``)."""
+    return Signer(endpoint).headers(msg_id, body, timestamp)
 
 
 # --- JSON shapes ------------------------------------------------------------------------
@@ -230,10 +269,15 @@ def disable_endpoint(s: Session, endpoint: WebhookEndpoint, reason: str) -> None
     endpoint.disabled_reason = reason
     endpoint.updated_at = now
     s.add(endpoint)
+    fail_unfinished(s, endpoint.id, reason, now)
+
+
+def fail_unfinished(s: Any, endpoint_id: str, reason: str, now: datetime) -> None:
+    """Mark what is queued for a disabled endpoint ``failed`` (``s``: a session or a connection)."""
     s.execute(
         update(WebhookDelivery)
         .where(
-            col(WebhookDelivery.endpoint_id) == endpoint.id,
+            col(WebhookDelivery.endpoint_id) == endpoint_id,
             col(WebhookDelivery.status).in_(UNFINISHED),
         )
         .values(
@@ -361,7 +405,8 @@ def retry_delivery(tx: Tx, workspace_id: str, delivery_id: str) -> WebhookDelive
 
 
 async def start_http_client(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
-    """``state.services["http"]``: the SSRF-guarded client for webhooks and web-view callbacks."""
+    """``state.services["http"]``: the SSRF-guarded httpx client for web-view callbacks (webhook
+    deliveries go through ``state.services["webhook_sender"]``, a ``webhook_client.WebhookClient``)."""
     if "http" not in state.services:  # a test may inject its own client
         client = make_http_client(state.settings)
         state.services["http"] = client
