@@ -231,18 +231,18 @@ def record_attempts(
     or deleted meanwhile)."""
     conn: Connection = tx.session.connection()
     now = utcnow()
-    ids = sorted({job.delivery_id for job, _ in results})
+    # Endpoints first, then deliveries, each in id order: the order an admin's disable takes
+    # them in, so the two never wait on each other in a cycle (PostgreSQL).
+    pick_endpoints = select(E.id, E.enabled, E.failing_since).where(
+        E.id.in_(sorted({job.endpoint_id for job, _ in results}))
+    ).order_by(E.id)
     pick = select(
         D.id, D.endpoint_id, D.status, D.lease_owner, D.lease_until, D.attempts, D.schedule_step, D.next_attempt_at
-    ).where(D.id.in_(ids)).order_by(D.id)
+    ).where(D.id.in_(sorted({job.delivery_id for job, _ in results}))).order_by(D.id)
     if postgres:  # another instance may be recording a lapsed lease's resend of the same row
-        pick = pick.with_for_update()
-    rows = {row.id: row._asdict() for row in conn.execute(pick)}
-    endpoint_ids = sorted({row["endpoint_id"] for row in rows.values()})
-    pick_endpoints = select(E.id, E.enabled, E.failing_since).where(E.id.in_(endpoint_ids)).order_by(E.id)
-    if postgres:
-        pick_endpoints = pick_endpoints.with_for_update()
+        pick_endpoints, pick = pick_endpoints.with_for_update(), pick.with_for_update()
     endpoints = {row.id: row._asdict() for row in conn.execute(pick_endpoints)}
+    rows = {row.id: row._asdict() for row in conn.execute(pick) if row.endpoint_id in endpoints}
     failing_before = {eid: ep["failing_since"] for eid, ep in endpoints.items()}
     disabled: dict[str, str] = {}
     attempts, stop = [], set()

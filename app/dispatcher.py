@@ -295,14 +295,18 @@ class Dispatcher:
         """Send the batch in order; True when the endpoint was disabled or deleted meanwhile."""
         timeout = self.settings.webhook_timeout_seconds
         lease = self.settings.webhook_lease_seconds
-        deadline = time.monotonic() + lease - 1  # measured after the claim: a little early
+        # Extend while enough lease is left for one more send (or half of it, when the lease
+        # is set shorter than the timeout); measured after the claim, so a little early.
+        threshold = min(timeout + LEASE_MARGIN, lease / 2)
         started = time.monotonic()
+        deadline = started + lease
         for i, job in enumerate(claim.jobs):
-            if time.monotonic() > deadline - timeout - LEASE_MARGIN:
+            if time.monotonic() > deadline - threshold:
                 # A slow endpoint: keep the rest of the batch ours for another lease.
                 rest = [j.delivery_id for j in claim.jobs[i:]]
+                extended_at = time.monotonic()
                 await self.runner.write(extend_leases, self.owner, rest, lease)
-                deadline = time.monotonic() + lease - 1
+                deadline = extended_at + lease
             outcome = await send(self.sender, claim.target, job, timeout)
             stop = self.recorder.submit(job, outcome)
             if not outcome.ok and await stop:
