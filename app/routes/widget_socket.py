@@ -25,7 +25,6 @@ from app.identity import origin_allowed, signer_for
 from app.models import Conversation, Message
 from app.realtime import (
     CLOSE_BAD_TOKEN,
-    CLOSE_DEAD_PEER,
     CLOSE_GOING_AWAY,
     CLOSE_INVALID_DATA,
     CLOSE_ORIGIN,
@@ -38,13 +37,22 @@ from app.realtime import (
 from app.schemas import MessageIn
 from app.serializers import conversation_json
 from app.state import AppState
-from app.workspaces import widget_settings_json, workspace_by_widget_key
 
 log = logging.getLogger("backchannel.widget")
 
 AUTH_TIMEOUT_SECONDS = 10.0
 RATE_WINDOW_SECONDS = 10.0
 WEBVIEW_STATUSES = ("closed", "submitted", "dismissed")
+PONG = '{"type":"pong"}'
+HANDLERS = {
+    "ping": "_on_ping",
+    "open": "_on_open",
+    "message": "_on_message",
+    "typing": "_on_typing",
+    "read": "_on_read",
+    "webview.open": "_on_webview_open",
+    "webview.close": "_on_webview_close",
+}
 
 
 class Closed(Exception):
@@ -56,7 +64,8 @@ class Closed(Exception):
 
 async def endpoint(websocket: WebSocket) -> None:
     state: AppState = websocket.app.state.bc
-    workspace = await state.runner.read(_workspace, websocket.query_params.get("widget_key", "")[:100])
+    hub: Hub = state.services["hub"]
+    workspace = await hub.workspace(websocket.query_params.get("widget_key", "")[:100])
     if workspace is None or not origin_allowed(workspace["allowed_origins"], websocket.headers.get("origin")):
         # Closing before accept refuses the handshake itself (HTTP 403).
         await websocket.close(code=CLOSE_ORIGIN)
@@ -65,64 +74,59 @@ async def endpoint(websocket: WebSocket) -> None:
     await WidgetSocket(state, websocket, workspace).run()
 
 
-def _workspace(s: Session, widget_key: str) -> dict[str, Any] | None:
-    workspace = workspace_by_widget_key(s, widget_key) if widget_key else None
-    return widget_settings_json(workspace) | {"id": workspace.id} if workspace else None
-
-
 class WidgetSocket:
-    """One accepted socket: authenticate, then read frames and act on them."""
+    """One accepted socket: authenticate, then read frames and act on them.
+
+    The receive loop runs in the socket's own ASGI task; delivery (``Connection``) and the
+    heartbeat (``Hub``) need no task per socket, so an idle socket costs little.
+    """
+
+    __slots__ = (
+        "state",
+        "settings",
+        "hub",
+        "websocket",
+        "workspace",
+        "conn",
+        "read_seq",
+        "_window_start",
+        "_window_count",
+    )
 
     def __init__(self, state: AppState, websocket: WebSocket, workspace: dict[str, Any]) -> None:
         self.state = state
         self.settings = state.settings
         self.hub: Hub = state.services["hub"]
         self.websocket = websocket
-        self.workspace = workspace
+        self.workspace = workspace  # shared with every socket of the workspace (Hub.workspace)
         self.conn: Connection | None = None
         self.read_seq = 0
         self._window_start = time.monotonic()
         self._window_count = 0
 
     async def run(self) -> None:
-        tasks: list[asyncio.Task[None]] = []
         try:
-            first = await asyncio.wait_for(self._receive(), AUTH_TIMEOUT_SECONDS)
+            try:
+                async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
+                    first = await self._receive()
+            except TimeoutError:
+                raise Closed(CLOSE_BAD_TOKEN, "no auth frame") from None
             conn = await self._authenticate(first)
-            # Whichever ends first ends the connection: the peer leaving or misbehaving
-            # (receiver), a failed send (sender), or a silent peer (heartbeat).
-            tasks = [
-                asyncio.create_task(self._receive_loop(conn)),
-                asyncio.create_task(conn.run_sender()),
-                asyncio.create_task(self._heartbeat(conn)),
-            ]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and isinstance(task.exception(), Closed):
-                    raise task.exception()  # type: ignore[misc]
-        except Closed as exc:
-            await self._close(exc.code, exc.reason)
-        except TimeoutError:
-            await self._close(CLOSE_BAD_TOKEN, "no auth frame")
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if self.conn is not None:
-                self.hub.unregister(self.conn)
-                await self.conn.close(CLOSE_GOING_AWAY)
-
-    async def _receive_loop(self, conn: Connection) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
+            # Until the peer leaves or misbehaves, or the hub closes the socket (a failed
+            # send, a slow reader, a silent peer): either way uvicorn then reports a disconnect.
             while not conn.closed:
                 frame = await self._receive()
                 conn.last_received = time.monotonic()
                 if not self._over_rate(frame):
                     await self._dispatch(frame)
+        except Closed as exc:
+            await self._close(exc.code, exc.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.conn is not None:
+                self.hub.unregister(self.conn)
+                await self.conn.close(CLOSE_GOING_AWAY)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.conn is not None:
@@ -174,17 +178,18 @@ class WidgetSocket:
         identity = signer.read_session(frame.get("token")) if frame["type"] == "auth" else None
         if identity is None or identity.workspace_id != self.workspace["id"]:
             raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
-        conv = await self.state.runner.read(_newest_conversation, identity.workspace_id, identity.user_id)
-        held = frame.get("last_seq")
-        held_seq = (
-            held if isinstance(held, int) and held > 0 and frame.get("conversation_id") == (conv and conv["id"]) else 0
-        )
+        held, held_conversation = frame.get("last_seq"), frame.get("conversation_id")
         conn = Connection(
             self.hub, self.websocket, identity.workspace_id, identity.user_id, self.settings.ws_send_queue
         )
-        conn.start_at(conv["id"] if conv else None, held_seq)
         self.conn = conn
-        self.hub.register(conn)
+        # One store visit: the conversation and what the client lacks of it (``last_seq``
+        # counts only for the visitor's current conversation).
+        conv, history = await self.hub.attach(
+            conn,
+            held_conversation if isinstance(held_conversation, str) else None,
+            held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 0,
+        )
         self.read_seq = conv["user_read_seq"] if conv else 0
         conn.send_frame(
             {
@@ -197,34 +202,15 @@ class WidgetSocket:
                 "settings": settings_frame(self.workspace),
             }
         )
-        conn.push("catch_up")
+        self.hub.start(conn, conv, history)
         return conn
-
-    async def _heartbeat(self, conn: Connection) -> None:
-        """Ping every interval; a peer silent for 2.5 intervals is dead and gets closed."""
-        interval = self.settings.ws_heartbeat_seconds
-        while not conn.closed:
-            await asyncio.sleep(interval)
-            if time.monotonic() - conn.last_received > interval * 2.5:
-                await conn.close(CLOSE_DEAD_PEER, "heartbeat timeout")
-                return
-            conn.send_frame({"type": "ping"})
 
     # -- handlers ---------------------------------------------------------------------------
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
-        handler = {
-            "pong": None,
-            "ping": self._on_ping,
-            "open": self._on_open,
-            "message": self._on_message,
-            "typing": self._on_typing,
-            "read": self._on_read,
-            "webview.open": self._on_webview_open,
-            "webview.close": self._on_webview_close,
-        }.get(frame["type"], self._on_unknown)
-        if handler is None:
+        if frame["type"] == "pong":
             return
+        handler = getattr(self, HANDLERS.get(frame["type"], "_on_unknown"))
         try:
             await handler(frame)
         except errors.ApiError as exc:
@@ -246,7 +232,7 @@ class WidgetSocket:
 
     async def _on_ping(self, frame: dict[str, Any]) -> None:
         assert self.conn is not None
-        self.conn.send_frame({"type": "pong"})
+        self.conn.push_text(PONG)
 
     async def _ensure_conversation(self) -> str:
         """The visitor's conversation, created on first need so a bot can greet first."""
@@ -389,13 +375,6 @@ def newest_conversation(s: Session, workspace_id: str, user_id: str) -> Conversa
         .order_by(col(Conversation.created_at).desc())
     ).first()
     return result
-
-
-def _newest_conversation(s: Session, workspace_id: str, user_id: str) -> dict[str, Any] | None:
-    conv = newest_conversation(s, workspace_id, user_id)
-    if conv is None:
-        return None
-    return conversation_json(conv) | {"user_read_seq": conv.user_read_seq, "agent_read_seq": conv.agent_read_seq}
 
 
 def _choices(message: Message) -> set[str]:
