@@ -28,7 +28,7 @@ from app.netguard import Resolver, UrlRefused, resolve_checked, system_resolver
 USER_AGENT = "Backchannel-Webhooks/1.0"
 MAX_HEAD = 64 * 1024  # status line and headers
 MAX_DRAIN = 256 * 1024  # a longer body is not read to the end: the connection is closed instead
-MAX_IDLE_PER_ORIGIN = 4
+MAX_IDLE_PER_ORIGIN = 16  # several endpoints may share an origin, each with its own worker
 MAX_ORIGINS = 1024
 
 
