@@ -377,46 +377,65 @@ def proc_rss_kib(pid: int) -> int:
 
 async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
     """Grow one server's idle sockets level by level (``levels``, e.g. [1000, 5000, 10000]).
-    At each level: wait ``settle`` s, sample the servers' resident memory (``server_pids``),
-    then hold ``holds[i]`` s answering heartbeats and recording, for every open socket, the
-    pings it got and the longest gap between two. Then, with ``phases``, load the same sockets
-    end to end (the growth figures at the largest level)."""
+
+    At each level: wait ``settle`` s and sample the servers' resident memory (``server_pids``).
+    Then, for the sockets open at that level, count the pings each gets and the longest gap
+    between two over a window of at least ``window`` s: the window runs while the next
+    level's sockets connect (so heartbeats must keep up through that too) and is topped up
+    with idle holding if that took less; at the largest level it is all idle holding (its
+    progress events are named ``hold``). Then, with ``phases``, load the same sockets end to
+    end (the growth figures at the largest level)."""
     run = Run(spec)
     run.prepare()
-    levels = spec.get("levels") or [spec["connections"]]
-    holds = spec.get("holds") or [spec.get("hold", 0.0)] * len(levels)
+    levels = spec["levels"]
+    window = spec.get("window", 0.0)
     pids = spec.get("server_pids", [])
     cpu0, started = cpu_seconds(), now()
     await asyncio.sleep(0.5)
     rss0 = sum(proc_rss_kib(p) for p in pids)
     result: dict[str, Any] = {"rss_before_kib": rss0, "levels": []}
-    deadline = now() + spec.get("connect_timeout", 420)
+    deadline = now() + spec.get("connect_timeout", 180)
+
+    async def finish(entry: dict[str, Any], live: list[Socket], t0: float, last: bool) -> None:
+        if last:
+            emit("phase_start", name="hold")
+        while now() - t0 < window:
+            await asyncio.sleep(min(0.25, max(0.0, window - (now() - t0))))
+        if last:
+            emit("phase", name="hold")
+        pings = [s.pings for s in live]
+        entry.update({
+            "held_seconds": round(now() - t0, 1),
+            "closed_early": sum(1 for s in live if s.closed is not None),
+            "pings_min": min(pings) if pings else 0,
+            "pings_max": max(pings) if pings else 0,
+            "max_ping_gap_s": round(max((s.max_ping_gap for s in live), default=0.0), 2),
+        })  # fmt: skip
+
     done = 0
+    pending: tuple[dict[str, Any], list[Socket], float] | None = None
     try:
-        for level, hold in zip(levels, holds, strict=True):
+        for level in levels:
             connected = await run.connect_range(done, level, max(0.0, deadline - now()))
             done = level
+            if pending is not None:
+                await finish(*pending, last=False)
             await asyncio.sleep(spec.get("settle", 1.0))
             rss = sum(proc_rss_kib(p) for p in pids)
             emit("connected", level=level, **connected)
-            live = [s for s in run.sockets[:level] if s.task is not None]
-            for s in live:  # count heartbeats over this level's hold only
-                s.pings, s.max_ping_gap = 0, 0.0
-            t0 = now()
-            while now() - t0 < hold:
-                await asyncio.sleep(0.25)
-            pings = [s.pings for s in live]
-            result["levels"].append({
+            entry = {
                 "connections": level,
                 "connect": connected,
                 "rss_kib": rss,
                 "kib_per_conn": round((rss - rss0) / max(1, connected["opened"]), 1),
-                "held_seconds": round(now() - t0, 1),
-                "closed_early": sum(1 for s in live if s.closed is not None),
-                "pings_min": min(pings) if pings else 0,
-                "pings_max": max(pings) if pings else 0,
-                "max_ping_gap_s": round(max((s.max_ping_gap for s in live), default=0.0), 2),
-            })  # fmt: skip
+            }
+            result["levels"].append(entry)
+            live = [s for s in run.sockets[:level] if s.task is not None]
+            for s in live:  # count heartbeats over this level's window only
+                s.pings, s.max_ping_gap = 0, 0.0
+            pending = (entry, live, now())
+        if pending is not None:
+            await finish(*pending, last=True)
         result["rss_end_kib"] = sum(proc_rss_kib(p) for p in pids)
         result["loadgen_cpu_pct"] = round(100 * (cpu_seconds() - cpu0) / max(1e-6, now() - started), 1)
         if spec.get("phases"):  # the same sockets, now under load: growth to this many connections
