@@ -105,65 +105,77 @@ class Tx:
 
 
 @dataclass
-class _Write:
+class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    future: asyncio.Future[tuple[Any, Tx]]
+    future: asyncio.Future[Any]
 
 
 class Runner:
-    """Runs store work in a worker thread, one transaction each, then publishes.
+    """Runs store work in a worker thread, then publishes.
 
-    On SQLite, concurrent writes are group-committed: the one writer at a time takes every
-    write queued behind it (up to ``WRITE_BATCH``) into one worker-thread call and one
-    transaction, each write inside its own SAVEPOINT so a failing write rolls back alone
-    and raises to its own caller. A write's caller resumes only after the commit, and its
-    events are published only then, exactly as with one transaction per write.
+    Concurrent writes are group-committed: the one writer of the process takes every write
+    queued behind it (up to ``WRITE_BATCH``) into one worker-thread call and one transaction,
+    each write inside its own SAVEPOINT so a failing write rolls back alone and raises to
+    its own caller. A write's caller resumes only after the commit, and its events are
+    published only then, exactly as with one transaction per write.
 
-    Why: SQLite has one writer at a time, and every hand-off to a worker thread waits for
-    the GIL (up to ``sys.getswitchinterval()``, 5 ms, while the event loop is busy). One
-    hand-off per write capped writes near 200/s whatever the CPU; one per batch does not.
-    Queuing writers here also spares them SQLite's busy handler, which sleeps up to 100 ms
-    between tries while the lock sits free. Other processes on the same file still wait
-    through ``busy_timeout``, as before. PostgreSQL writes run side by side, one each.
+    Why: every hand-off to a worker thread waits for the GIL (up to
+    ``sys.getswitchinterval()``, 5 ms, while the event loop is busy), and every commit is a
+    log flush. One hand-off and one commit per write capped writes near 200/s whatever the
+    CPU; one per batch does not. On SQLite, which has one writer at a time anyway, queuing
+    here also spares writers SQLite's busy handler, which sleeps up to 100 ms between tries
+    while the lock sits free (other processes on the same file still wait through
+    ``busy_timeout``). On PostgreSQL one writer per process means a process's writes never
+    wait on each other's row locks; writes of other instances interleave by batch, and a
+    deadlock between two instances' batches fails only the write that PostgreSQL picks
+    (503, retry), the rest of its batch going on from their savepoints.
     """
 
     WRITE_BATCH = 64
+    READ_BATCH = 32
+    READERS = 3
 
-    def __init__(self, engine: Engine, read_engine: Engine, broker: Broker) -> None:
+    def __init__(self, engine: Engine, read_engine: Engine, broker: Broker, *, writers: int = 1) -> None:
         self.engine = engine
         self.read_engine = read_engine
         self.broker = broker
         self.on_webhooks_enqueued: Callable[[], None] = lambda: None
         self.cache = StoreCache()
-        self._group_commit = engine.dialect.name == "sqlite"
-        self._queued: list[_Write] = []
-        self._writer: asyncio.Task[None] | None = None
+        # SQLite has one writer at a time: one lane. PostgreSQL takes several side by side.
+        lanes = 1 if engine.dialect.name == "sqlite" else max(1, writers)
+        self._lanes: list[list[_Job]] = [[] for _ in range(lanes)]
+        self._writers: list[asyncio.Task[None] | None] = [None] * lanes
+        self._next_lane = 0
+        self._reads: list[_Job] = []
+        self._readers = 0
 
-    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._group_commit:
-            job = _Write(fn, args, kwargs, asyncio.get_running_loop().create_future())
-            self._queued.append(job)
-            if self._writer is None or self._writer.done():
-                self._writer = asyncio.create_task(self._write_queued(), name="sqlite-writer")
-            result, tx = await asyncio.shield(job.future)
+    async def write(self, fn: Callable[..., T], *args: Any, partition: str | None = None, **kwargs: Any) -> T:
+        """Run ``fn(tx, *args, **kwargs)`` in a transaction; publish its events once committed.
+
+        ``partition`` (a conversation id, say) sends every write of that partition through
+        the same writer lane, so two lanes never wait on each other's row locks for it.
+        """
+        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future())
+        if partition is not None:
+            lane = hash(partition) % len(self._lanes)
         else:
-
-            def work() -> tuple[T, Tx]:
-                with session_scope(self.engine) as session:
-                    tx = Tx(session, self.cache)
-                    result = fn(tx, *args, **kwargs)
-                return result, tx
-
-            result, tx = await self._in_thread(work)
+            lane = self._next_lane = (self._next_lane + 1) % len(self._lanes)
+        self._lanes[lane].append(job)
+        writer = self._writers[lane]
+        if writer is None or writer.done():
+            self._writers[lane] = asyncio.create_task(self._write_queued(lane), name=f"store-writer-{lane}")
+        result, tx = await asyncio.shield(job.future)
         await self.announce(tx)
         return result  # type: ignore[no-any-return]
 
-    async def _write_queued(self) -> None:
-        """The one writer: commit what is queued, batch by batch, until nothing is."""
-        while self._queued:
-            batch, self._queued = self._queued[: self.WRITE_BATCH], self._queued[self.WRITE_BATCH :]
+    async def _write_queued(self, lane: int) -> None:
+        """A lane's writer: commit what is queued, batch by batch, until nothing is."""
+        queued = self._lanes[lane]
+        while queued:
+            batch = queued[: self.WRITE_BATCH]
+            del queued[: self.WRITE_BATCH]
             try:
                 outcomes = await self._in_thread(lambda batch=batch: self._commit_batch(batch))  # type: ignore[misc]
             except BaseException as exc:  # the transaction itself failed: every write in it did
@@ -181,34 +193,103 @@ class Runner:
                 else:
                     job.future.set_exception(value)
 
-    def _commit_batch(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
-        with session_scope(self.engine) as session:
-            for job in batch:
-                savepoint = session.begin_nested()
-                try:
-                    tx = Tx(session, self.cache)
-                    result = job.fn(tx, *job.args, **job.kwargs)
-                    savepoint.commit()
-                    outcomes.append((True, (result, tx)))
-                except Exception as exc:
-                    savepoint.rollback()
-                    if isinstance(exc, OperationalError):
-                        log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
-                        exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
-                    outcomes.append((False, exc))
-                finally:
-                    # Each write sees the others' rows (one transaction) but not their objects:
-                    # what a write returns is its own, detached, as with a session of its own.
-                    session.expunge_all()
-        return outcomes
+    def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """One transaction for the batch, each write in its own savepoint.
+
+        The savepoints are plain SQL on the connection (SQLAlchemy's nested transactions
+        cost more than the writes themselves). A write that fails rolls back to its
+        savepoint and raises to its caller alone. If a failed ORM flush has deactivated the
+        session, the transaction cannot go on: it is rolled back and the batch starts again
+        without that write (nothing was announced yet, so re-running the others is safe).
+        """
+        outcomes: dict[int, tuple[bool, Any]] = {}
+        pending = list(range(len(batch)))
+        while pending:
+            broken: int | None = None  # the write whose failure deactivated the session
+            done: dict[int, tuple[bool, Any]] = {}
+            with session_scope(self.engine) as session:
+                h = rows.db(session)
+                for i in pending:
+                    job = batch[i]
+                    h.savepoint()
+                    try:
+                        tx = Tx(session, self.cache)
+                        result = job.fn(tx, *job.args, **job.kwargs)
+                        session.flush()
+                        h.release()
+                        done[i] = (True, (result, tx))
+                    except Exception as exc:
+                        if isinstance(exc, OperationalError):
+                            log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
+                            exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
+                        done[i] = (False, exc)
+                        if not session.is_active:
+                            broken = i
+                            break
+                        h.rollback_to_savepoint()
+                    finally:
+                        # Each write sees the others' rows (one transaction) but not their objects:
+                        # what a write returns is its own, detached, as with a session of its own.
+                        session.expunge_all()
+                if broken is not None:
+                    session.rollback()
+            if broken is None:
+                outcomes.update(done)
+                break
+            outcomes[broken] = done[broken]
+            pending = [i for i in pending if i != broken]
+        return [outcomes[i] for i in range(len(batch))]
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        def work() -> T:
-            with Session(self.read_engine, expire_on_commit=False) as session:
-                return fn(session, *args, **kwargs)
+        """Run ``fn(session, *args, **kwargs)`` on a session (and transaction) of its own.
 
-        return await self._in_thread(work)
+        Reads queue up like writes: a reader takes every read queued (up to ``READ_BATCH``)
+        into one worker-thread call, so a burst of reads costs one thread hand-off, not one
+        each. ``READERS`` readers run side by side, so a slow read holds up only its batch.
+        """
+        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future())
+        self._reads.append(job)
+        if self._readers < self.READERS:
+            self._readers += 1
+            asyncio.create_task(self._read_queued(), name="store-reader")
+        return await asyncio.shield(job.future)  # type: ignore[no-any-return]
+
+    async def _read_queued(self) -> None:
+        try:
+            while self._reads:
+                batch = self._reads[: self.READ_BATCH]
+                del self._reads[: self.READ_BATCH]
+                try:
+                    outcomes = await self._in_thread(lambda batch=batch: self._read_batch(batch))  # type: ignore[misc]
+                except BaseException as exc:
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for job, (ok, value) in zip(batch, outcomes, strict=True):
+                    if job.future.done():
+                        continue
+                    if ok:
+                        job.future.set_result(value)
+                    else:
+                        job.future.set_exception(value)
+        finally:
+            self._readers -= 1
+
+    def _read_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        for job in batch:
+            try:
+                with Session(self.read_engine, expire_on_commit=False) as session:
+                    outcomes.append((True, job.fn(session, *job.args, **job.kwargs)))
+            except Exception as exc:
+                if isinstance(exc, OperationalError):
+                    log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
+                    exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
+                outcomes.append((False, exc))
+        return outcomes
 
     async def announce(self, tx: Tx) -> None:
         for event in tx.outgoing:

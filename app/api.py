@@ -177,7 +177,7 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
     if idem_key is not None and not (1 <= len(idem_key) <= 255):
         raise errors.BadRequest("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
-    fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest()
+    fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest() if idem_key else ""
 
     def authed(s: Session) -> tuple[Principal, bool]:
         """Who is calling comes first: an unauthenticated caller learns nothing about inputs."""
@@ -233,13 +233,15 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
                 tx.session.flush()
             return res
 
+        # Writes to one conversation share a writer lane (PostgreSQL runs several).
+        partition = params.get("conversation_id")
         try:
-            result = await state.runner.write(write)
+            result = await state.runner.write(write, partition=partition)
         except IntegrityError:
             if idem_key is None:
                 raise
             # A concurrent request with the same key won the race: replay its answer.
-            result = await state.runner.write(write)
+            result = await state.runner.write(write, partition=partition)
     if result.status == 204:
         return Response(status_code=204, headers=result.headers)
     return JSONResponse(result.body, status_code=result.status, headers=result.headers)

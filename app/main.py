@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             engine=engine,
             read_engine=read_engine,
             broker=broker,
-            runner=Runner(engine, read_engine, broker),
+            runner=Runner(engine, read_engine, broker, writers=settings.database_writers),
             limiter=make_rate_limiter(settings.broker_url),
         )
         app.state.bc = state

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from app import errors
@@ -127,33 +128,56 @@ _DIALECTS: dict[str, Dialect] = {}
 class Db:
     """The session's transaction at the DB-API level: ``run`` a statement, get its rows."""
 
-    __slots__ = ("conn", "dialect", "_raw")
+    __slots__ = ("conn", "dialect", "_raw", "_errors")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         name = conn.dialect.name
         self.dialect = _DIALECTS.get(name) or _DIALECTS.setdefault(name, Dialect(name))
         self._raw: Any = conn.connection.dbapi_connection
+        self._errors: type[Exception] = conn.dialect.loaded_dbapi.Error
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        sql = self.dialect.sql(statement)
         cur = self._raw.cursor()
         try:
-            cur.execute(self.dialect.sql(statement), params)
+            cur.execute(sql, params)
             return list(cur.fetchall()) if cur.description is not None else []
+        except self._errors as exc:
+            # The same exceptions as through SQLAlchemy (IntegrityError, OperationalError, …),
+            # so callers map a locked or unreachable database to 503 in one place.
+            raise DBAPIError.instance(sql, params, exc, self._errors) from exc
         finally:
             cur.close()
 
+    def savepoint(self) -> None:
+        self.run("SAVEPOINT bc_write")
+
+    def release(self) -> None:
+        self.run("RELEASE SAVEPOINT bc_write")
+
+    def rollback_to_savepoint(self) -> None:
+        self.run("ROLLBACK TO SAVEPOINT bc_write")
+        self.run("RELEASE SAVEPOINT bc_write")
+
     def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        sql = self.dialect.sql(statement)
         cur = self._raw.cursor()
         try:
-            cur.executemany(self.dialect.sql(statement), rows)
+            cur.executemany(sql, rows)
+        except self._errors as exc:
+            raise DBAPIError.instance(sql, list(rows), exc, self._errors) from exc
         finally:
             cur.close()
 
 
 def db(s: Session) -> Db:
-    """The hot-path handle on the session's connection (and transaction)."""
-    return Db(s.connection())
+    """The hot-path handle on the session's connection (and transaction), one per session:
+    every session here lives for one transaction (``db.session_scope``, ``Runner.read``)."""
+    handle = s.info.get("bc_db")
+    if handle is None:
+        handle = s.info["bc_db"] = Db(s.connection())
+    return cast(Db, handle)
 
 
 def _conversation(d: Dialect, r: tuple[Any, ...]) -> ConversationRow:

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     # How long a SQLite writer waits for the write lock before the request answers 503 (with
     # Retry-After) instead of hanging: long enough to queue behind other writers under load.
     database_busy_timeout_seconds: float = 10.0
+    # PostgreSQL: how many group-committing writer lanes one process runs side by side
+    # (each holds one pooled connection while it commits a batch). SQLite always has one.
+    database_writers: int = Field(default=4, ge=1, le=32)
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     public_url: str = "http://127.0.0.1:8000"
     webhook_allow_private_networks: bool = False
