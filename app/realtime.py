@@ -391,6 +391,8 @@ class Hub:
         self.by_workspace: dict[str, set[Connection]] = {}
         self._agents: dict[str, dict[str, Any] | None] = {}
         self._workspaces: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._workspace_reads: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        self._workspace_generation = 0
         self._slots: list[set[Connection]] = [set() for _ in range(HEARTBEAT_SLOTS)]
         self._next_slot = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -567,6 +569,7 @@ class Hub:
                 for conn in conns:
                     conn.push_text(text)
         elif type_ == "broker.resync":
+            self._workspace_generation += 1
             self._workspaces.clear()
             for group in list(self.by_conversation.values()):
                 for conn in list(group):
@@ -588,18 +591,29 @@ class Hub:
         so an ``allowed_origins`` change applies to the next handshake; the time limit
         covers an event the broker lost.
         """
-        now = time.monotonic()
         cached = self._workspaces.get(widget_key)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        # A burst of handshakes for one widget key shares one read.
+        reading = self._workspace_reads.get(widget_key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_workspace(widget_key))
+            self._workspace_reads[widget_key] = reading
+            reading.add_done_callback(lambda _: self._workspace_reads.pop(widget_key, None))
+        return await asyncio.shield(reading)
+
+    async def _read_workspace(self, widget_key: str) -> dict[str, Any] | None:
+        generation = self._workspace_generation
         workspace = await self.state.runner.read(_workspace_by_key, widget_key)
-        if workspace is not None:
+        # Not kept if a widget.settings event came while it was read: it may predate it.
+        if workspace is not None and generation == self._workspace_generation:
             if len(self._workspaces) >= CACHE_SIZE:
                 self._workspaces.clear()
-            self._workspaces[widget_key] = (now + WORKSPACE_CACHE_SECONDS, workspace)
+            self._workspaces[widget_key] = (time.monotonic() + WORKSPACE_CACHE_SECONDS, workspace)
         return workspace
 
     def _forget_workspace(self, workspace_id: str | None) -> None:
+        self._workspace_generation += 1
         for key in [k for k, (_, w) in self._workspaces.items() if w["id"] == workspace_id]:
             del self._workspaces[key]
 
