@@ -445,6 +445,8 @@ class Hub:
         if conn.closed:
             return
         conn.syncing = False
+        # The peer waited for ``ready``: its silence is counted from now, not from ``auth``.
+        conn.last_received = time.monotonic()
         if conv is not None:
             conn.conversation_id = conv["id"]
             _add(self.by_conversation, conv["id"], conn)
