@@ -217,7 +217,9 @@ def test_actors_and_reply_to(api: httpx.Client) -> None:
     )
     assert r.status_code == 201
     assert api.get(f"/api/v1/conversations/{cid}").json()["assignee_id"] == human["id"]
-    assert [m["seq"] for m in messages(api, cid)] == [1, 2, 3]
+    listed = messages(api, cid)
+    assert [m["seq"] for m in listed] == [1, 2, 3]
+    assert listed[:2] == [ask, answer.json()]  # the page shows each message exactly as posted
 
 
 def test_conversation_status_and_assignment(api: httpx.Client) -> None:

@@ -81,8 +81,8 @@ def list_messages(call: Call) -> dict[str, Any]:
     if q.cursor:
         (cursor_seq,) = decode_cursor(q.cursor, 1)
         after = max(after, int(cursor_seq) if isinstance(cursor_seq, int) else 0)
-    found = rows.messages_after(h, conv.id, after, q.limit + 1)
-    return page(found, q.limit, message_json, lambda m: (m.seq,))
+    found = rows.messages_json_after(h, conv.id, after, q.limit + 1)
+    return page(found, q.limit, lambda m: m, lambda m: (m["seq"],))
 
 
 def typing(call: Call) -> None:
