@@ -166,7 +166,9 @@ class Runner:
         writer = self._writers[lane]
         if writer is None or writer.done():
             self._writers[lane] = asyncio.create_task(self._write_queued(lane), name=f"store-writer-{lane}")
-        result, tx = await asyncio.shield(job.future)
+        # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
+        # the writer still commits the write and skips the cancelled future.
+        result, tx = await job.future
         await self.announce(tx)
         return result  # type: ignore[no-any-return]
 
@@ -252,7 +254,7 @@ class Runner:
         if self._readers < self.READERS:
             self._readers += 1
             asyncio.create_task(self._read_queued(), name="store-reader")
-        return await asyncio.shield(job.future)  # type: ignore[no-any-return]
+        return await job.future  # type: ignore[no-any-return]
 
     async def _read_queued(self) -> None:
         try:
