@@ -28,15 +28,9 @@ from sqlmodel import Session
 
 from app import errors
 from app.ids import isoformat
-from app.models import Agent, Conversation, Event, Message, User, WebhookDelivery, WebhookEndpoint
+from app.models import Conversation
 
-CONVERSATIONS = cast(Table, Conversation.__table__)
-MESSAGES = cast(Table, Message.__table__)
-EVENTS = cast(Table, Event.__table__)
-DELIVERIES = cast(Table, WebhookDelivery.__table__)
-ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
-AGENTS = cast(Table, Agent.__table__)
-USERS = cast(Table, User.__table__)
+CONVERSATIONS = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]  # for filtered lists
 
 
 @dataclass(slots=True)

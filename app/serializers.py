@@ -6,9 +6,14 @@ from typing import Any
 
 from app.ids import isoformat
 from app.models import Agent, ApiToken, Conversation, Message, User
+from app.rows import AgentRow, ConversationRow, MessageRow
+
+# The hot paths carry plain rows (``rows``), the rest ORM instances: both serialize alike.
+MessageLike = Message | MessageRow
+ConversationLike = Conversation | ConversationRow
 
 
-def message_json(m: Message) -> dict[str, Any]:
+def message_json(m: MessageLike) -> dict[str, Any]:
     actor: dict[str, Any] = {"type": m.actor_type}
     if m.actor_id is not None:
         actor["id"] = m.actor_id
@@ -25,7 +30,7 @@ def message_json(m: Message) -> dict[str, Any]:
     }
 
 
-def conversation_json(c: Conversation) -> dict[str, Any]:
+def conversation_json(c: ConversationLike) -> dict[str, Any]:
     return {
         "id": c.id,
         "user_id": c.user_id,
@@ -49,7 +54,7 @@ def user_json(u: User) -> dict[str, Any]:
     }
 
 
-def agent_json(a: Agent) -> dict[str, Any]:
+def agent_json(a: Agent | AgentRow) -> dict[str, Any]:
     return {
         "id": a.id,
         "name": a.name,

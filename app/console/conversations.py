@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from app import actions
+from app import actions, rows
 from app.models import Agent, Conversation, Message, User, WebviewOpening
 
 VIEWS = {"open": "Open", "mine": "Assigned to me", "resolved": "Resolved"}
@@ -102,7 +102,7 @@ def agents_by_id(s: Session, workspace_id: str) -> dict[str, Agent]:
 
 @dataclass
 class Transcript:
-    conversation: Conversation
+    conversation: rows.ConversationRow
     user: User
     customer: str
     agents: dict[str, Agent]
