@@ -94,24 +94,57 @@ class Signers:
         return signer
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
+def _due() -> ColumnElement[bool]:
     """Pending and due, or claimed by someone whose lease ran out (crashed, killed, stuck)."""
+    now = bindparam("now")
     return or_(
         and_(D.status == "pending", D.next_attempt_at <= now),
         and_(D.status == "delivering", D.lease_until <= now),
     )
 
 
-def _due_endpoints(now: datetime, busy: set[str]) -> Any:
-    query = select(D.endpoint_id).join(E_TABLE, E.id == D.endpoint_id).where(E.enabled.is_(True), _due(now))
-    if busy:
-        query = query.where(D.endpoint_id.not_in(busy))
-    return query
+# Built once: a claim runs a handful of statements, and building and cache-keying them each
+# time cost more CPU than running them.
+_DUE_ENDPOINTS = (
+    select(D.endpoint_id)
+    .join(E_TABLE, E.id == D.endpoint_id)
+    .where(E.enabled.is_(True), _due(), D.endpoint_id.not_in(bindparam("busy", expanding=True)))
+)
+_HAS_DUE = _DUE_ENDPOINTS.limit(1)
+_PICK_ENDPOINTS = (
+    _DUE_ENDPOINTS.group_by(D.endpoint_id).order_by(func.min(D.next_attempt_at)).limit(bindparam("max_endpoints"))
+)
+_ENDPOINTS = select(E_TABLE).where(E.id.in_(bindparam("ids", expanding=True)), E.enabled.is_(True))
+_PAYLOADS = select(EV.id, EV.payload).where(EV.id.in_(bindparam("ids", expanding=True)))
+
+
+def _claim_statement(postgres: bool) -> Any:
+    """Lease one endpoint's oldest due deliveries; returns them (``UPDATE … RETURNING``)."""
+    # On SQLite, ``endpoint_id || ''`` keeps the planner off the endpoint_id index, which would
+    # walk the endpoint's whole delivery history (30 days of it): the due index walks only
+    # what is due.
+    same_endpoint = (D.endpoint_id if postgres else D.endpoint_id.concat("")) == bindparam("b_endpoint")
+    pick = select(D.id).where(same_endpoint, _due()).order_by(D.created_at, D.id).limit(bindparam("size"))
+    if postgres:  # several instances: each takes rows nobody else holds
+        pick = pick.with_for_update(skip_locked=True)
+    return (
+        update(D_TABLE)
+        .where(D.id.in_(pick.scalar_subquery()))
+        .values(
+            status="delivering", lease_owner=bindparam("owner"), lease_until=bindparam("until"),
+            updated_at=bindparam("now"),
+        )
+        .returning(D.id, D.event_id, D.created_at)
+    )
+
+
+_CLAIM = {postgres: _claim_statement(postgres) for postgres in (False, True)}
 
 
 def has_due(session: Any, busy: set[str]) -> bool:
     """A cheap read, so an idle server does not take the write lock every poll."""
-    return session.connection().execute(_due_endpoints(utcnow(), busy).limit(1)).first() is not None
+    found = session.connection().execute(_HAS_DUE, {"now": utcnow(), "busy": list(busy)}).first()
+    return found is not None
 
 
 def claim_due(
@@ -135,56 +168,39 @@ def claim_due(
     if only is not None:
         endpoint_ids = [only]
     else:
-        endpoint_ids = list(
-            conn.execute(
-                _due_endpoints(now, busy)
-                .group_by(D.endpoint_id)
-                .order_by(func.min(D.next_attempt_at))
-                .limit(max_endpoints)
-            ).scalars()
-        )
+        params = {"now": now, "busy": list(busy), "max_endpoints": max_endpoints}
+        endpoint_ids = list(conn.execute(_PICK_ENDPOINTS, params).scalars())
     if not endpoint_ids:
         return []
-    endpoints = {
-        row.id: row
-        for row in conn.execute(select(E_TABLE).where(E.id.in_(endpoint_ids), E.enabled.is_(True)))
-    }
-    signers = signers or Signers()
-    claims = []
+    endpoints = {row.id: row for row in conn.execute(_ENDPOINTS, {"ids": endpoint_ids})}
+    leased: list[tuple[Any, list[Any]]] = []
     for endpoint_id in endpoint_ids:
         endpoint = endpoints.get(endpoint_id)
         if endpoint is None:
             continue
-        # On SQLite, ``endpoint_id || ''`` keeps the planner off the endpoint_id index, which
-        # would walk the endpoint's whole delivery history (30 days of it): the due index
-        # walks only what is due.
-        same_endpoint = (D.endpoint_id if postgres else D.endpoint_id.concat("")) == endpoint_id
-        pick = (
-            select(D.id)
-            .where(same_endpoint, _due(now))
-            .order_by(D.created_at, D.id)
-            .limit((sizes or {}).get(endpoint_id, BATCH_PER_ENDPOINT))
-        )
-        if postgres:  # several instances: each takes rows nobody else holds
-            pick = pick.with_for_update(skip_locked=True)
-        ids = list(conn.execute(pick).scalars())
-        if not ids:
-            continue
-        conn.execute(
-            update(D_TABLE)
-            .where(D.id.in_(ids), _due(now))
-            .values(status="delivering", lease_owner=owner, lease_until=lease_until, updated_at=now)
-        )
-        rows = conn.execute(
-            select(D.id, D.event_id, EV.payload)
-            .join(EV_TABLE, EV.id == D.event_id)
-            .where(D.id.in_(ids), D.lease_owner == owner, D.lease_until == lease_until)
-            .order_by(D.created_at, D.id)
-        ).all()
+        params = {
+            "now": now, "b_endpoint": endpoint_id, "owner": owner, "until": lease_until,
+            "size": (sizes or {}).get(endpoint_id, BATCH_PER_ENDPOINT),
+        }
+        rows = sorted(conn.execute(_CLAIM[postgres], params).all(), key=lambda r: (r.created_at, r.id))
         if rows:
-            target = Target(endpoint.id, endpoint.url, signers.for_row(endpoint))
-            jobs = [Job(d_id, ev_id, orjson.dumps(payload), endpoint_id) for d_id, ev_id, payload in rows]
-            claims.append(Claim(target, jobs, lease_until))
+            leased.append((endpoint, rows))
+    if not leased:
+        return []
+    event_ids = list({row.event_id for _, rows in leased for row in rows})
+    payloads = dict(conn.execute(_PAYLOADS, {"ids": event_ids}).all())
+    signers = signers or Signers()
+    bodies: dict[str, bytes] = {}  # an event going to several endpoints is encoded once
+    claims = []
+    for endpoint, rows in leased:
+        target = Target(endpoint.id, endpoint.url, signers.for_row(endpoint))
+        jobs = []
+        for row in rows:
+            body = bodies.get(row.event_id)
+            if body is None:
+                body = bodies[row.event_id] = orjson.dumps(payloads[row.event_id])
+            jobs.append(Job(row.id, row.event_id, body, endpoint.id))
+        claims.append(Claim(target, jobs, lease_until))
     return claims
 
 

@@ -206,7 +206,7 @@ class Dispatcher:
         self._sizes: dict[str, int] = {}  # claim size per endpoint, by how fast it answered
         self._signers = Signers()
         self._wakeup = asyncio.Event()
-        self._wakes = 0  # counts wake-ups, so a worker knows something was queued meanwhile
+        self._wakes = 0  # counts wake() calls, so a worker knows something was queued meanwhile
         self._loop: asyncio.AbstractEventLoop | None = None
         # Made now, not in run(): a stop() before run() has started must still stop it.
         self._scope = anyio.CancelScope()
@@ -231,10 +231,14 @@ class Dispatcher:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._prune_forever)
                     tg.start_soon(self.recorder.run)
+                    seen = -1
                     while True:
                         self._wakeup.clear()
+                        # Events were queued since the last look: claim at once. Otherwise (a
+                        # poll, a freed slot) a cheap read first, so an idle server stays idle.
+                        queued, seen = self._wakes != seen, self._wakes
                         try:
-                            await self._claim_and_start(tg)
+                            await self._claim_and_start(tg, check_first=not queued)
                         except Exception as exc:  # the database may be briefly unavailable
                             log.warning("webhook dispatcher: claiming failed: %s", exc)
                         with anyio.move_on_after(self.settings.webhook_poll_seconds):
@@ -252,9 +256,9 @@ class Dispatcher:
     def stop(self) -> None:
         self._scope.cancel()
 
-    async def _claim_and_start(self, tg: TaskGroup) -> None:
+    async def _claim_and_start(self, tg: TaskGroup, *, check_first: bool = True) -> None:
         free = self.settings.webhook_concurrency - len(self._busy)
-        if free <= 0 or not await self.runner.read(has_due, set(self._busy)):
+        if free <= 0 or (check_first and not await self.runner.read(has_due, set(self._busy))):
             return
         claims = await self._claim(set(self._busy), free)
         for claim in claims:
@@ -286,10 +290,14 @@ class Dispatcher:
             # Unrecorded work keeps its lease and is sent again when the lease runs out.
             log.exception("webhook dispatcher: delivering to %s failed", endpoint_id)
         finally:
+            full = len(self._busy) >= self.settings.webhook_concurrency
             self._busy.discard(endpoint_id)
             if len(self._sizes) > 10_000:
                 self._sizes.clear()
-            self.wake()
+            if full:
+                # Other endpoints may have waited for this slot: look now. (Not ``wake()``:
+                # that tells workers something was queued, and they would claim in vain.)
+                self._wakeup.set()
 
     async def _deliver(self, claim: Claim) -> bool:
         """Send the batch in order; True when the endpoint was disabled or deleted meanwhile."""
