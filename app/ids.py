@@ -10,11 +10,16 @@ from datetime import UTC, datetime
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # two base-36 digits per step: ids are hot
+
+
 def _base36(number: int, width: int) -> str:
     out = []
-    for _ in range(width):
-        number, rem = divmod(number, 36)
-        out.append(_ALPHABET[rem])
+    for _ in range(width // 2):
+        number, rem = divmod(number, 1296)
+        out.append(_PAIRS[rem])
+    if width % 2:
+        out.append(_ALPHABET[number % 36])
     return "".join(reversed(out))
 
 
