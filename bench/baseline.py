@@ -5,8 +5,9 @@
   "post a message through the API, receive it on the widget".
 - ``WS /ws?room=…`` takes a first ``auth`` frame, answers ``ready``, pings every
   ``BENCH_HEARTBEAT`` seconds like the widget socket, and answers ``ping`` with ``pong``.
-- ``POST /forward`` answers 201, then POSTs the body to each of ``BENCH_FORWARD_URLS``: the
-  bare version of a webhook (no outbox, no signature, no retry, no log).
+- ``POST /forward`` answers 201 and queues the body for each of ``BENCH_FORWARD_URLS``, where
+  8 sender tasks per receiver POST it over keep-alive connections: the bare version of a
+  webhook (no outbox, no signature, no retry, no log).
 - ``POST /echo`` and ``GET /items`` are bare JSON endpoints: parse and echo the body, and a
   page of 50 message-shaped objects (the shape of ``GET …/messages``).
 
@@ -21,6 +22,7 @@ import json
 import os
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -64,25 +66,30 @@ def create_app() -> Starlette:
         return JSONResponse(body, status_code=201)
 
     forward_urls = [u for u in os.environ.get("BENCH_FORWARD_URLS", "").split(",") if u]
-    forwarding: set[asyncio.Task[None]] = set()
-    http: list[Any] = []
+    queues: dict[str, asyncio.Queue[bytes]] = {}
+    senders: list[asyncio.Task[None]] = []
+
+    async def sender(url: str, queue: asyncio.Queue[bytes]) -> None:
+        from bench.client import Connection
+
+        parts = urlsplit(url)
+        conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
+        while True:
+            body = await queue.get()
+            with contextlib.suppress(Exception):
+                await conn.request("POST", parts.path or "/", body)
 
     async def forward(request: Request) -> Response:
-        """The bare version of a webhook: POST the body to each receiver, after answering."""
+        """The bare version of a webhook: queue the body for each receiver and answer; 8 sender
+        tasks per receiver POST it over keep-alive connections (the load generator's minimal
+        HTTP/1.1 client, as lean as the dispatcher's sender). No outbox, signature, retry or log."""
         body = await request.body()
-        if not http:
-            import httpx
-
-            http.append(httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=64)))
-
-        async def send(url: str) -> None:
-            with contextlib.suppress(Exception):
-                await http[0].post(url, content=body, headers={"content-type": "application/json"})
-
+        if not senders:
+            for url in forward_urls:
+                queues[url] = asyncio.Queue()
+                senders.extend(asyncio.create_task(sender(url, queues[url])) for _ in range(8))
         for url in forward_urls:
-            task = asyncio.create_task(send(url))
-            forwarding.add(task)
-            task.add_done_callback(forwarding.discard)
+            queues[url].put_nowait(body)
         return JSONResponse(json.loads(body), status_code=201)
 
     async def relay(websocket: WebSocket) -> None:

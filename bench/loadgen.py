@@ -404,8 +404,11 @@ async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
         if last:
             emit("phase", name="hold")
         pings = [s.pings for s in live]
+        end = now()
+        for s in live:  # the silence at the window's end is a gap too (a socket pinged no more)
+            s.max_ping_gap = max(s.max_ping_gap, end - max(t0, s.last_ping or t0))
         entry.update({
-            "held_seconds": round(now() - t0, 1),
+            "held_seconds": round(end - t0, 1),
             "closed_early": sum(1 for s in live if s.closed is not None),
             "pings_min": min(pings) if pings else 0,
             "pings_max": max(pings) if pings else 0,
