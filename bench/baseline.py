@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 from collections import defaultdict
-from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette

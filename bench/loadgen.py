@@ -303,9 +303,15 @@ class Run:
             "behind_schedule": behind,
         }
 
-    async def wait_delivered(self, expected: int, timeout: float) -> None:
+    async def wait_delivered(self, expected: int, timeout: float, stall: float = 5.0) -> None:
+        """Until every message arrived, ``timeout`` s passed, or none arrived for ``stall`` s."""
         deadline = now() + timeout
+        seen, moved = self.delivered, now()
         while self.delivered < expected and now() < deadline:
+            if self.delivered != seen:
+                seen, moved = self.delivered, now()
+            elif now() - moved > stall:
+                break
             await asyncio.sleep(0.05)
 
 
@@ -572,7 +578,12 @@ async def scenario_webhooks(spec: dict[str, Any]) -> dict[str, Any]:
             def fast_count() -> int:
                 return sum(1 for p, _, _ in receiver.arrivals if p.startswith("/fast"))
 
-            while fast_count() < expected and now() < deadline:
+            seen, moved = 0, now()
+            while fast_count() < expected and now() < deadline:  # and until nothing arrives for `drain_stall` s
+                if fast_count() != seen:
+                    seen, moved = fast_count(), now()
+                elif now() - moved > spec.get("drain_stall", 10.0):
+                    break
                 await asyncio.sleep(0.05)
             fast = [(text, t) for p, text, t in receiver.arrivals if p.startswith("/fast")]
             delays = [t - run.sent[text] for text, t in fast if text in run.sent]
