@@ -139,7 +139,10 @@ class Recorder:
             await self._ready.wait()
             self._ready.clear()
             while self._queue:
-                await self._write_some()
+                try:
+                    await self._write_some()
+                except Exception:  # a bug here must not stop deliveries: their leases run out
+                    log.exception("webhook dispatcher: recording attempts failed")
 
     async def flush(self) -> None:
         """Write everything queued (on shutdown, before the leases are handed back)."""

@@ -15,6 +15,7 @@ from app.dispatcher import Dispatcher
 from app.main import create_app
 from app.netguard import GuardedTransport, UrlRefused, check_url_allowed, make_http_client
 from app.settings import Settings
+from app.webhook_client import WebhookClient
 from tests.conftest import Tenant, migrated_sqlite
 from tests.receivers import Receiver, eventually
 from tests.test_webhooks import add_endpoint, deliveries
@@ -147,4 +148,8 @@ async def _check_app_services(app: Any) -> None:
         assert isinstance(http._transport, GuardedTransport)
         assert isinstance(state.services["dispatcher"], Dispatcher)
         assert state.runner.on_webhooks_enqueued == state.services["dispatcher"].wake
-    assert http.is_closed
+        # Webhook deliveries go through the lean sender, guarded the same way.
+        sender = state.services["webhook_sender"]
+        assert isinstance(sender, WebhookClient) and sender.allow_private is False
+        assert state.services["dispatcher"].sender is sender
+    assert http.is_closed and sender.closed
