@@ -514,14 +514,22 @@ def post_message(
 
     The conversation row is locked first, so ``seq`` is gap-free under concurrent writers
     and a repeated ``client_message_id`` finds the first message instead of a second.
+    Without a ``client_message_id`` the lock and the ``seq`` bump are one statement
+    (``UPDATE … RETURNING``); a refusal after it rolls back with the write's savepoint.
     A user's message reopens a resolved conversation; a human agent's message assigns the
     conversation to them unless another human has it.
     """
-    conv = _conv or get_conversation(tx.db, workspace_id, conversation_id, lock=True)
-    if body.client_message_id:
-        existing = rows.message_by_client_id(tx.db, conv.id, body.client_message_id)
-        if existing is not None:
-            return existing, False
+    now = utcnow()
+    if _conv is None and not body.client_message_id:
+        conv = rows.bump_conversation(tx.db, workspace_id, conversation_id, now)
+        seq = conv.last_message_seq
+    else:
+        conv = _conv or get_conversation(tx.db, workspace_id, conversation_id, lock=True)
+        if body.client_message_id:
+            existing = rows.message_by_client_id(tx.db, conv.id, body.client_message_id)
+            if existing is not None:
+                return existing, False
+        seq = conv.last_message_seq + 1
 
     actor_type, actor_id = ("system", None) if system_parts is not None else _resolve_actor(tx, conv, body)
     reply_to = None
@@ -533,12 +541,11 @@ def post_message(
             )
         reply_to = body.reply_to.model_dump()
 
-    now = utcnow()
     message = MessageRow(
         id=new_id("msg"),
         workspace_id=workspace_id,
         conversation_id=conv.id,
-        seq=conv.last_message_seq + 1,
+        seq=seq,
         actor_type=actor_type,
         actor_id=actor_id,
         message_parts=system_parts
@@ -550,7 +557,8 @@ def post_message(
         created_at=now,
     )
     rows.insert_message(tx.db, message)
-    _save(tx, conv, last_message_seq=message.seq, updated_at=now)
+    if conv.last_message_seq != seq:
+        _save(tx, conv, last_message_seq=seq, updated_at=now)
     if actor_type == "user" and conv.status == "resolved":
         _set_status(tx, conv, "open")
     if actor_type == "agent" and actor_id is not None and conv.assignee_id != actor_id:

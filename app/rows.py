@@ -219,6 +219,19 @@ def get_conversation(
     return _conversation(h.dialect, found[0])
 
 
+def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: datetime) -> ConversationRow:
+    """Lock the conversation and take its next ``seq`` in one statement; 404 if it is not
+    this workspace's. The row comes back as it now is (``last_message_seq`` is the new seq)."""
+    found = h.run(
+        "UPDATE conversation SET last_message_seq = last_message_seq + 1, updated_at = ?"
+        f" WHERE id = ? AND workspace_id = ? RETURNING {CONVERSATION_COLUMNS}",
+        (h.dialect.ts(at), conversation_id, workspace_id),
+    )
+    if not found:
+        raise errors.NotFound("No such conversation.")
+    return _conversation(h.dialect, found[0])
+
+
 def newest_conversation(s: Session | Db, workspace_id: str, user_id: str) -> ConversationRow | None:
     """The user's newest conversation: the one the widget shows."""
     h = s if isinstance(s, Db) else db(s)
