@@ -239,14 +239,14 @@ class Plan:
 
 
 FULL = Plan(
-    budget={"e2e": 65, "idle": 160, "rest": 45, "webhooks": 40, "growth": 80},
+    budget={"e2e": 65, "idle": 160, "rest": 45, "webhooks": 30, "growth": 80},
     e2e_connections=1000, e2e_seconds=6.0, growth_seconds=4.0, small=100, idle_levels=[1000, 5000, 10000],
     idle_connect_seconds=180, heartbeat=10.0, rest_seconds=5.0, rest_warmup=1.0, burst_messages=300,
     steady_rate=50.0, steady_seconds=4.0,
     webhook_drain=30.0, growth_connections=1000, growth_slow_phase=True,
 )  # fmt: skip
 QUICK = Plan(
-    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 20, "growth": 45},
+    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 12, "growth": 45},
     e2e_connections=1000, e2e_seconds=3.0, growth_seconds=2.0, small=100, idle_levels=[1000, 2000],
     idle_connect_seconds=60, heartbeat=3.0, rest_seconds=3.0, rest_warmup=0.5, burst_messages=100,
     steady_rate=50.0, steady_seconds=2.0,
