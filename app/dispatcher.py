@@ -53,7 +53,7 @@ HONOURS_RETRY_AFTER = {429, 502, 503, 504}
 PRUNE_BATCH = 5000
 RECORD_BATCH = 500  # attempt outcomes written in one transaction
 QUICK_MS = 100  # an endpoint answering faster than this gets the larger batches
-CLAIM_GAP = 0.01  # seconds between two looks for due work prompted by new events
+CLAIM_GAP = 0.002  # seconds between two looks for due work prompted by new events
 LEASE_MARGIN = 5.0  # seconds of lease left, beyond the timeout, before it is extended
 
 
