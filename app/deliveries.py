@@ -96,7 +96,7 @@ class Signers:
 
 def _due() -> ColumnElement[bool]:
     """Pending and due, or claimed by someone whose lease ran out (crashed, killed, stuck)."""
-    now = bindparam("now")
+    now: Any = bindparam("now")
     return or_(
         and_(D.status == "pending", D.next_attempt_at <= now),
         and_(D.status == "delivering", D.lease_until <= now),

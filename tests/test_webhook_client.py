@@ -87,7 +87,7 @@ def ok(body: bytes = b"ok", extra: bytes = b"") -> Answer:
 
 def post_all(client: WebhookClient, url: str, bodies: list[bytes]) -> list[Any]:
     async def go() -> list[Any]:
-        out = []
+        out: list[Any] = []
         try:
             for body in bodies:
                 try:
@@ -129,7 +129,7 @@ def test_chunked_and_long_answers_are_read_to_their_end_and_cut_to_the_excerpt()
 def test_connection_close_and_unframed_answers_are_not_reused() -> None:
     answers = iter([ok(extra=b"connection: close\r\n")(b""), b"HTTP/1.1 302 Found\r\nlocation: /x\r\n\r\nmoved", ok()(b"")])
 
-    def answer(req: bytes) -> bytes:
+    def answer(req: bytes) -> bytes | None:
         return next(answers)
 
     with RawServer(answer, close_after_answer=True) as srv:
