@@ -24,16 +24,15 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection as DbConnection
-from sqlalchemy import Table, select
 from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from app.models import Agent, Conversation, Message
-from app.serializers import conversation_json, message_json
+from app import rows
+from app.models import Agent
+from app.serializers import conversation_json
 from app.state import AppState
 from app.workspaces import widget_settings_json, workspace_by_widget_key
 
@@ -69,8 +68,6 @@ _CATCH_UP = 3  # (_CATCH_UP,): read what the client lacks from the store
 _RESYNC = 4  # (_RESYNC,): something happened during the handshake: check the newest conversation
 _HISTORY = 5  # (_HISTORY, conversation_id, [(seq, text), ...]): what the handshake read
 
-CONVERSATIONS = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]
-MESSAGES = cast(Table, Message.__table__)  # type: ignore[attr-defined]
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -158,8 +155,15 @@ class Connection:
         self._close_args = (code, reason)
         self.hub.spawn(self._close_socket())
 
-    async def close(self, code: int, reason: str = "") -> None:
-        """Close now; a close already decided (``close_soon``) keeps its own code."""
+    async def close(self, code: int, reason: str = "", *, flush: float = 0.0) -> None:
+        """Close now; a close already decided (``close_soon``) keeps its own code.
+
+        ``flush`` > 0 first lets what is queued go out for up to that many seconds (a policy
+        close sends its error frames before the close frame)."""
+        flusher = self._flusher
+        if flush > 0 and not self.closed and flusher is not None and flusher is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(flusher), flush)
         if not self.closed:
             self.closed = True
             self._close_args = (code, reason)
@@ -277,41 +281,19 @@ def _conversation_dict(row: Any) -> dict[str, Any]:
     return conversation_json(row) | {"user_read_seq": row.user_read_seq, "agent_read_seq": row.agent_read_seq}
 
 
-def _message_rows(db: DbConnection, conversation_id: str, after: int) -> list[dict[str, Any]]:
-    c = MESSAGES.c
-    rows = db.execute(
-        select(
-            c.id,
-            c.conversation_id,
-            c.seq,
-            c.actor_type,
-            c.actor_id,
-            c.message_parts,
-            c.reply_parts,
-            c.reply_to,
-            c.client_message_id,
-            c.created_at,
-        )
-        .where(c.conversation_id == conversation_id, c.seq > after)
-        .order_by(c.seq)
-        .limit(CATCH_UP_PAGE)
-    )
-    return [message_json(row) for row in rows]  # type: ignore[arg-type]  # a row has the same attributes
-
-
 def _messages_after(s: Session, conversation_id: str, after: int, last_seq: int | None) -> list[dict[str, Any]]:
-    """At most a page of messages after ``after`` (a fresh client: the last ``HISTORY_LIMIT``)."""
-    db = s.connection()
+    """At most a page of messages after ``after`` (a fresh client: the last ``HISTORY_LIMIT``),
+    as the API's message JSON (``rows.messages_json_after``: prepared SQL, parts not parsed)."""
+    h = rows.db(s)
     if after == 0:
         if last_seq is None:
-            last_seq = db.execute(
-                select(CONVERSATIONS.c.last_message_seq).where(CONVERSATIONS.c.id == conversation_id)
-            ).scalar()
+            found = h.run("SELECT last_message_seq FROM conversation WHERE id = ?", (conversation_id,))
+            last_seq = found[0][0] if found else None
         if last_seq is not None and last_seq > HISTORY_LIMIT:
             after = last_seq - HISTORY_LIMIT
     if last_seq is not None and last_seq <= after:
         return []  # nothing new: no need to ask
-    return _message_rows(db, conversation_id, after)
+    return rows.messages_json_after(h, conversation_id, after, CATCH_UP_PAGE)
 
 
 def sync_read(
@@ -322,31 +304,11 @@ def sync_read(
     ``held_seq`` counts only for ``held_conversation``; a client on another (or no)
     conversation gets the newest one's recent history.
     """
-    c = CONVERSATIONS.c
-    row = (
-        s.connection()
-        .execute(
-            select(
-                c.id,
-                c.user_id,
-                c.status,
-                c.assignee_id,
-                c.created_at,
-                c.updated_at,
-                c.last_message_seq,
-                c.user_read_seq,
-                c.agent_read_seq,
-            )
-            .where(c.workspace_id == workspace_id, c.user_id == user_id)
-            .order_by(c.created_at.desc())
-            .limit(1)
-        )
-        .first()
-    )
-    if row is None:
+    conv = rows.newest_conversation(rows.db(s), workspace_id, user_id)
+    if conv is None:
         return None, []
-    after = held_seq if row.id == held_conversation and held_seq > 0 else 0
-    return _conversation_dict(row), _messages_after(s, row.id, after, row.last_message_seq)
+    after = held_seq if conv.id == held_conversation and held_seq > 0 else 0
+    return _conversation_dict(conv), _messages_after(s, conv.id, after, conv.last_message_seq)
 
 
 def _agent_by_id(s: Session, agent_id: str) -> dict[str, Any] | None:

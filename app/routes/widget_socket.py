@@ -130,7 +130,7 @@ class WidgetSocket:
 
     async def _close(self, code: int, reason: str) -> None:
         if self.conn is not None:
-            await self.conn.close(code, reason)
+            await self.conn.close(code, reason, flush=1.0)  # the error frames that led here go first
         else:
             with contextlib.suppress(Exception):
                 await self.websocket.close(code=code, reason=reason)
