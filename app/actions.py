@@ -178,22 +178,26 @@ class Runner:
         while queued:
             batch = queued[: self.WRITE_BATCH]
             del queued[: self.WRITE_BATCH]
-            try:
-                outcomes = await self._in_thread(lambda batch=batch: self._commit_batch(batch))  # type: ignore[misc]
-            except BaseException as exc:  # the transaction itself failed: every write in it did
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
-                if not isinstance(exc, Exception):
-                    raise
+            await self._settle(batch, self._commit_batch)
+
+    async def _settle(self, batch: list[_Job], run: Callable[[list[_Job]], list[tuple[bool, Any]]]) -> None:
+        """Run a batch in a worker thread and hand each job its own outcome."""
+        try:
+            outcomes = await self._in_thread(lambda: run(batch))
+        except BaseException as exc:  # the batch itself failed (the transaction): every job in it did
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if job.future.done():
                 continue
-            for job, (ok, value) in zip(batch, outcomes, strict=True):
-                if job.future.done():
-                    continue
-                if ok:
-                    job.future.set_result(value)
-                else:
-                    job.future.set_exception(value)
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
 
     def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """One transaction for the batch, each write in its own savepoint.
@@ -261,22 +265,7 @@ class Runner:
             while self._reads:
                 batch = self._reads[: self.READ_BATCH]
                 del self._reads[: self.READ_BATCH]
-                try:
-                    outcomes = await self._in_thread(lambda batch=batch: self._read_batch(batch))  # type: ignore[misc]
-                except BaseException as exc:
-                    for job in batch:
-                        if not job.future.done():
-                            job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for job, (ok, value) in zip(batch, outcomes, strict=True):
-                    if job.future.done():
-                        continue
-                    if ok:
-                        job.future.set_result(value)
-                    else:
-                        job.future.set_exception(value)
+                await self._settle(batch, self._read_batch)
         finally:
             self._readers -= 1
 
