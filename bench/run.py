@@ -1,6 +1,6 @@
 """``scripts/bench``: run the benchmarks, each against its baseline in the same run, and print tables.
 
-    scripts/bench                      # everything (about 7 minutes on an unloaded 2-core machine)
+    scripts/bench                      # everything (about 6 minutes on an unloaded 2-core machine)
     scripts/bench --quick              # shorter and smaller, every section (about 3 minutes)
     scripts/bench --only e2e,rest      # a subset: e2e, idle, rest, webhooks, growth
     scripts/bench --profile            # also py-spy the server during the REST and e2e runs
