@@ -23,10 +23,16 @@ def _base36(number: int, width: int) -> str:
     return "".join(reversed(out))
 
 
+_stamp: tuple[int, str] = (-1, "")  # the last millisecond and its 9 chars (ids come in bursts)
+
+
 def new_id(prefix: str) -> str:
     """``prefix_`` + 9 chars of milliseconds + 12 random chars: sorts by creation time."""
+    global _stamp
     millis = int(time.time() * 1000)
-    return f"{prefix}_{_base36(millis, 9)}{_base36(secrets.randbits(62), 12)}"
+    if _stamp[0] != millis:
+        _stamp = (millis, _base36(millis, 9))
+    return f"{prefix}_{_stamp[1]}{_base36(secrets.randbits(62), 12)}"
 
 
 def utcnow() -> datetime:

@@ -74,6 +74,11 @@ MESSAGE_COLUMNS = (
     "id, workspace_id, conversation_id, seq, actor_type, actor_id, message_parts, reply_parts, reply_to, "
     "client_message_id, created_at"
 )
+# The same, with the JSON columns as their stored text, to be embedded in a response as is.
+MESSAGE_COLUMNS_JSON_TEXT = (
+    "id, workspace_id, conversation_id, seq, actor_type, actor_id, CAST(message_parts AS TEXT),"
+    " CAST(reply_parts AS TEXT), CAST(reply_to AS TEXT), client_message_id, created_at"
+)
 
 
 class Dialect:
@@ -283,7 +288,7 @@ def messages_json_after(s: Session | Db, conversation_id: str, after: int, limit
     d = h.dialect
     out = []
     for r in h.run(
-        f"SELECT {MESSAGE_COLUMNS} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        f"SELECT {MESSAGE_COLUMNS_JSON_TEXT} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         (conversation_id, after, limit),
     ):
         actor = {"type": r[4]} if r[5] is None else {"type": r[4], "id": r[5]}
