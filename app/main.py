@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_SecurityHeaders), Middleware(_AccessLog)],
+        middleware=[Middleware(_HttpEdge)],
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
@@ -175,8 +175,15 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("Internal Server Error", status_code=500)
 
 
-class _AccessLog:
-    """One line per request: method, path (never the query string), status, duration."""
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"strict-origin-when-cross-origin")]
+_API_HEADERS = [*_SECURITY_HEADERS, (b"cache-control", b"no-store")]
+
+
+class _HttpEdge:
+    """Every HTTP response, in one wrapper (it runs on every request): the security headers
+    every response gets (pages that need stricter ones, web views, add their own), the
+    status counters of ``/metrics``, and one access-log line: method, path (never the query
+    string), status, duration."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -190,48 +197,26 @@ class _AccessLog:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        status = [0]
+        status = 0
+        defaults = _API_HEADERS if scope["path"].startswith("/api/") else _SECURITY_HEADERS
 
         async def send_wrapper(message: Any) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in defaults if k not in names]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             state = getattr(scope["app"].state, "bc", None) if "app" in scope else None
-            if state is not None and status[0]:
-                state.counters[f"{status[0] // 100}xx"] += 1
-            access_log.info(
-                "%s %s %s %.1fms", scope["method"], scope["path"], status[0], (time.perf_counter() - started) * 1000
-            )
-
-
-class _SecurityHeaders:
-    """Headers every response gets; pages that need stricter ones (web views) add their own."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-        return self._http(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_wrapper(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                defaults = [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"strict-origin-when-cross-origin"),
-                ]
-                if scope["path"].startswith("/api/"):
-                    defaults.append((b"cache-control", b"no-store"))
-                headers += [(k, v) for k, v in defaults if k not in names]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
+            if state is not None and status:
+                state.counters[f"{status // 100}xx"] += 1
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %s %.1fms", scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000
+                )

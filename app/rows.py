@@ -105,9 +105,11 @@ class Dialect:
         return rendered
 
     def ts(self, value: datetime) -> Any:
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(" ", "microseconds") if self.sqlite else value
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if self.sqlite:  # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" less the offset
+            return value.isoformat(" ", "microseconds")[:26]
+        return value.replace(tzinfo=None)
 
     def ts_out(self, value: Any) -> datetime:
         if isinstance(value, str):
