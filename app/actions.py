@@ -7,6 +7,7 @@ else writes conversation state, and delivery (sockets, webhooks) only consumes e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -270,16 +271,22 @@ class Runner:
             self._readers -= 1
 
     def _read_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Each read in a transaction (a snapshot) of its own, all on one pooled connection:
+        one checkout (and, on PostgreSQL, one liveness ping) per batch, not per read."""
         outcomes: list[tuple[bool, Any]] = []
-        for job in batch:
-            try:
-                with Session(self.read_engine, expire_on_commit=False) as session:
-                    outcomes.append((True, job.fn(session, *job.args, **job.kwargs)))
-            except Exception as exc:
-                if isinstance(exc, OperationalError):
-                    log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
-                    exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
-                outcomes.append((False, exc))
+        with self.read_engine.connect() as conn:
+            for job in batch:
+                try:
+                    with Session(bind=conn, expire_on_commit=False) as session:
+                        outcomes.append((True, job.fn(session, *job.args, **job.kwargs)))
+                except Exception as exc:
+                    if isinstance(exc, OperationalError):
+                        log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
+                        exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
+                    outcomes.append((False, exc))
+                finally:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
         return outcomes
 
     async def announce(self, tx: Tx) -> None:
