@@ -122,6 +122,10 @@ def test_customer_message_appears_live_and_agent_reply_takes_over(
     assert agents[stored["assignee_id"]]["kind"] == "human"
     last = api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"][-1]
     assert last["actor"] == {"type": "agent", "id": stored["assignee_id"]}
+    # The conversation list follows live too: the new assignee and the newest message.
+    row = page.locator("#conversation-list")
+    expect(row).to_contain_text("Grace Hopper")
+    expect(row).to_contain_text("Hello Bea, Grace here.")
     screenshot(page, "console-inbox-conversation")
 
     # On a phone the open conversation takes the screen, with a way back to the list.
