@@ -59,14 +59,11 @@ class Tx:
     outgoing: list[dict[str, Any]] = field(default_factory=list)
     webhooks_enqueued: int = 0
     _endpoints: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
-    _db: rows.Db | None = None
 
     @property
     def db(self) -> rows.Db:
         """The transaction at the DB-API level, for the prepared statements of the hot paths."""
-        if self._db is None:
-            self._db = rows.db(self.session)
-        return self._db
+        return rows.db(self.session)
 
     def emit(
         self,
@@ -116,8 +113,8 @@ class _Job:
 class Runner:
     """Runs store work in a worker thread, then publishes.
 
-    Concurrent writes are group-committed: the one writer of the process takes every write
-    queued behind it (up to ``WRITE_BATCH``) into one worker-thread call and one transaction,
+    Concurrent writes are group-committed: a writer lane takes every write queued behind it
+    (up to ``WRITE_BATCH``) into one worker-thread call and one transaction,
     each write inside its own SAVEPOINT so a failing write rolls back alone and raises to
     its own caller. A write's caller resumes only after the commit, and its events are
     published only then, exactly as with one transaction per write.
@@ -128,10 +125,11 @@ class Runner:
     CPU; one per batch does not. On SQLite, which has one writer at a time anyway, queuing
     here also spares writers SQLite's busy handler, which sleeps up to 100 ms between tries
     while the lock sits free (other processes on the same file still wait through
-    ``busy_timeout``). On PostgreSQL one writer per process means a process's writes never
-    wait on each other's row locks; writes of other instances interleave by batch, and a
-    deadlock between two instances' batches fails only the write that PostgreSQL picks
-    (503, retry), the rest of its batch going on from their savepoints.
+    ``busy_timeout``). On PostgreSQL a process runs ``writers`` lanes, and writes given the
+    same ``partition`` (a conversation) share one, so a process's lanes do not wait on each
+    other's row locks for it; a deadlock between batches (another instance's, or writes of
+    no partition) fails only the write that PostgreSQL picks (503, retry), the rest of its
+    batch going on from their savepoints.
     """
 
     WRITE_BATCH = 64
@@ -226,10 +224,7 @@ class Runner:
                         h.release()
                         done[i] = (True, (result, tx))
                     except Exception as exc:
-                        if isinstance(exc, OperationalError):
-                            log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
-                            exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
-                        done[i] = (False, exc)
+                        done[i] = (False, _unavailable(exc) if isinstance(exc, OperationalError) else exc)
                         if not session.is_active:
                             broken = i
                             break
@@ -280,10 +275,7 @@ class Runner:
                     with Session(bind=conn, expire_on_commit=False) as session:
                         outcomes.append((True, job.fn(session, *job.args, **job.kwargs)))
                 except Exception as exc:
-                    if isinstance(exc, OperationalError):
-                        log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
-                        exc = errors.Unavailable(message="The database is busy or unavailable; retry soon.")
-                    outcomes.append((False, exc))
+                    outcomes.append((False, _unavailable(exc) if isinstance(exc, OperationalError) else exc))
                 finally:
                     with contextlib.suppress(Exception):
                         conn.rollback()
@@ -300,8 +292,13 @@ class Runner:
         try:
             return await anyio.to_thread.run_sync(work)
         except OperationalError as exc:
-            log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
-            raise errors.Unavailable(message="The database is busy or unavailable; retry soon.") from None
+            raise _unavailable(exc) from None
+
+
+def _unavailable(exc: OperationalError) -> errors.Unavailable:
+    """A locked, restarting or unreachable database: 503 with Retry-After, logged once here."""
+    log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
+    return errors.Unavailable(message="The database is busy or unavailable; retry soon.")
 
 
 # --- users and agents -------------------------------------------------------------------

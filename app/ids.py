@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
@@ -23,16 +24,14 @@ def _base36(number: int, width: int) -> str:
     return "".join(reversed(out))
 
 
-_stamp: tuple[int, str] = (-1, "")  # the last millisecond and its 9 chars (ids come in bursts)
+@functools.lru_cache(maxsize=1)  # ids come in bursts within one millisecond
+def _millis36(millis: int) -> str:
+    return _base36(millis, 9)
 
 
 def new_id(prefix: str) -> str:
     """``prefix_`` + 9 chars of milliseconds + 12 random chars: sorts by creation time."""
-    global _stamp
-    millis = int(time.time() * 1000)
-    if _stamp[0] != millis:
-        _stamp = (millis, _base36(millis, 9))
-    return f"{prefix}_{_stamp[1]}{_base36(secrets.randbits(62), 12)}"
+    return f"{prefix}_{_millis36(int(time.time() * 1000))}{_base36(secrets.randbits(62), 12)}"
 
 
 def utcnow() -> datetime:

@@ -44,7 +44,6 @@ SEND_TIMEOUT_SECONDS = 10.0
 DEAD_AFTER_HEARTBEATS = 2.5  # the widget uses the same rule for a silent server
 HEARTBEAT_SLOTS = 20  # the heartbeat visits 1/20 of the sockets every 1/20 of an interval
 WORKSPACE_CACHE_SECONDS = 30.0  # handshakes look the widget key up here, not in the store
-HANDSHAKE_READS = 4  # store visits by handshakes at once: more only adds threads, not speed
 CACHE_SIZE = 10_000  # agents and workspaces held in memory, each
 
 # Close codes (docs/widget.md): the standard ones, plus 44xx mirroring HTTP statuses.
@@ -67,7 +66,6 @@ _BIND = 2  # (_BIND, conversation): follow this conversation from now on, then c
 _CATCH_UP = 3  # (_CATCH_UP,): read what the client lacks from the store
 _RESYNC = 4  # (_RESYNC,): something happened during the handshake: check the newest conversation
 _HISTORY = 5  # (_HISTORY, conversation_id, [(seq, text), ...]): what the handshake read
-
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -359,8 +357,6 @@ class Hub:
         self._next_slot = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
-        # A burst of handshakes would otherwise take a worker thread (and its memory) each.
-        self._handshake_reads = asyncio.Semaphore(HANDSHAKE_READS)
 
     # -- registration -----------------------------------------------------------------------
 
@@ -392,10 +388,10 @@ class Hub:
         the store is read marks it stale; ``start`` then has it check again.
         """
         self.register(conn)
-        async with self._handshake_reads:
-            conv, rows = await self.state.runner.read(
-                sync_read, conn.workspace_id, conn.user_id, held_conversation, held_seq
-            )
+        # A burst of handshakes shares the runner's few batched readers (and their threads).
+        conv, rows = await self.state.runner.read(
+            sync_read, conn.workspace_id, conn.user_id, held_conversation, held_seq
+        )
         if conv is None:
             return None, []
         held = held_seq if conv["id"] == held_conversation else 0

@@ -186,9 +186,12 @@ class Db:
             cur.close()
 
 
-def db(s: Session) -> Db:
+def db(s: Session | Db) -> Db:
     """The hot-path handle on the session's connection (and transaction), one per session:
-    every session here lives for one transaction (``db.session_scope``, ``Runner.read``)."""
+    every session here lives for one transaction (``db.session_scope``, ``Runner.read``).
+    A handle passes through as it is."""
+    if isinstance(s, Db):
+        return s
     handle = s.info.get("bc_db")
     if handle is None:
         handle = s.info["bc_db"] = Db(s.connection())
@@ -216,7 +219,7 @@ def get_conversation(
     the database's one write lock), so the caller's read-modify-write of ``seq`` and status
     cannot interleave with another writer's.
     """
-    h = s if isinstance(s, Db) else db(s)
+    h = db(s)
     found = h.run(
         f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = ?" + (" FOR UPDATE" if lock else ""),
         (conversation_id,),
@@ -241,7 +244,7 @@ def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: dateti
 
 def newest_conversation(s: Session | Db, workspace_id: str, user_id: str) -> ConversationRow | None:
     """The user's newest conversation: the one the widget shows."""
-    h = s if isinstance(s, Db) else db(s)
+    h = db(s)
     found = h.run(
         f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE workspace_id = ? AND user_id = ?"
         " ORDER BY created_at DESC LIMIT 1",
@@ -272,21 +275,11 @@ def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) ->
     h.run(f"UPDATE conversation SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?", (*values, conversation_id))
 
 
-def messages_after(s: Session | Db, conversation_id: str, after: int, limit: int) -> list[MessageRow]:
-    """Up to ``limit`` messages with ``seq > after``, oldest first."""
-    h = s if isinstance(s, Db) else db(s)
-    d = h.dialect
-    found = h.run(
-        f"SELECT {MESSAGE_COLUMNS} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (conversation_id, after, limit),
-    )
-    return [_message(d, r) for r in found]
-
-
 def messages_json_after(s: Session | Db, conversation_id: str, after: int, limit: int) -> list[dict[str, Any]]:
-    """``messages_after`` straight to the public JSON shape (``serializers.message_json``):
-    a page of messages is the busiest read, and its parts need not be parsed to be sent."""
-    h = s if isinstance(s, Db) else db(s)
+    """Up to ``limit`` messages with ``seq > after``, oldest first, straight to the public JSON
+    shape (``serializers.message_json``): a page of messages is the busiest read, and its
+    parts need not be parsed to be sent."""
+    h = db(s)
     d = h.dialect
     out = []
     for r in h.run(
