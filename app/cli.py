@@ -63,7 +63,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers if args.workers > 1 else None,
         access_log=False,
-        proxy_headers=True,
+        # Forwarded headers are believed only from BACKCHANNEL_TRUSTED_PROXIES (app.proxies),
+        # never from uvicorn's own FORWARDED_ALLOW_IPS default (127.0.0.1).
+        proxy_headers=False,
         ws_max_size=settings.ws_max_frame_bytes,
         # permessage-deflate keeps a zlib context per socket, ~44 KiB of the ~96 KiB an idle
         # widget socket costs (scripts/bench, docs/performance.md); widget frames are small

@@ -26,6 +26,7 @@ from app.broker import make_broker
 from app.db import make_engine
 from app.metrics import metrics
 from app.openapi import build_openapi, render_docs
+from app.proxies import TrustedProxies
 from app.ratelimit import make_rate_limiter
 from app.routes import agents, conversations, tokens, users, webview_contexts, widget_settings
 from app.routes import webhooks as webhook_routes
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_HttpEdge)],
+        middleware=[Middleware(_HttpEdge, proxies=TrustedProxies(settings.trusted_proxies))],
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
@@ -183,14 +184,19 @@ class _HttpEdge:
     """Every HTTP response, in one wrapper (it runs on every request): the security headers
     every response gets (pages that need stricter ones, web views, add their own), the
     status counters of ``/metrics``, and one access-log line: method, path (never the query
-    string), status, duration."""
+    string), status, duration. It first settles who the client is (``app.proxies``): behind a
+    trusted proxy, the scope's ``client`` and ``scheme`` become the customer's."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:
         self.app = app
+        self.proxies = proxies
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # A plain function handing back the inner app's awaitable: a widget socket (which
         # lives for hours) keeps no suspended frame of this middleware.
+        if scope["type"] == "lifespan":
+            return self.app(scope, receive, send)
+        scope = self.proxies.resolve_scope(scope)
         if scope["type"] != "http":
             return self.app(scope, receive, send)
         return self._http(scope, receive, send)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.proxies import parse_networks
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 
@@ -25,6 +28,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     public_url: str = "http://127.0.0.1:8000"
     webhook_allow_private_networks: bool = False
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or CIDRs); from any other peer those headers are ignored. Default: none.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     # HTTP limits
     max_body_bytes: int = 1_048_576
@@ -59,6 +65,11 @@ class Settings(BaseSettings):
 
     # Console
     login_attempts_per_15min: int = 10
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return parse_networks(value) if isinstance(value, str) else value
 
     @property
     def is_sqlite(self) -> bool:

@@ -106,6 +106,9 @@ class LiveServer:
             "--port",
             str(self.port),
             "--no-access-log",
+            # As `backchannel serve` runs it: forwarded headers are the app's to judge
+            # (BACKCHANNEL_TRUSTED_PROXIES), never uvicorn's own.
+            "--no-proxy-headers",
             "--ws-max-size",
             "65536",
             "--log-level",
