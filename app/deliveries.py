@@ -13,13 +13,16 @@ endpoint whatever the batch size, and ``record_attempts`` writes a whole batch o
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import httpx
 import orjson
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Table, Text, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import cast as cast_
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -29,6 +32,7 @@ from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.settings import Settings
 from app.webhooks import Signer, fail_unfinished
 
+log = logging.getLogger("backchannel.webhooks")
 BATCH_PER_ENDPOINT = 10  # deliveries claimed per endpoint at once, sent in order (a first claim)
 MAX_BATCH_PER_ENDPOINT = 100  # for an endpoint that answers quickly
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -114,8 +118,6 @@ _HAS_DUE = _DUE_ENDPOINTS.limit(1)
 _PICK_ENDPOINTS = (
     _DUE_ENDPOINTS.group_by(D.endpoint_id).order_by(func.min(D.next_attempt_at)).limit(bindparam("max_endpoints"))
 )
-_ENDPOINTS = select(E_TABLE).where(E.id.in_(bindparam("ids", expanding=True)), E.enabled.is_(True))
-_PAYLOADS = select(EV.id, EV.payload).where(EV.id.in_(bindparam("ids", expanding=True)))
 
 
 def _claim_statement(postgres: bool) -> Any:
@@ -161,7 +163,13 @@ def claim_due(
 ) -> list[Claim]:
     """Lease due deliveries (oldest event first; ``sizes`` per endpoint, else
     ``BATCH_PER_ENDPOINT``) for each of up to ``max_endpoints`` enabled endpoints that this
-    process is not already working on, or for endpoint ``only``."""
+    process is not already working on, or for endpoint ``only``.
+
+    Fault-isolating: whatever one endpoint's stored row holds (a secret that does not decode,
+    a URL that is no URL, a timestamp or event that cannot be read) costs that endpoint alone.
+    It is disabled with the reason (its queued deliveries fail with it, in its delivery log),
+    or, for one unreadable event, that delivery fails; the claim goes on for every other.
+    """
     conn: Connection = tx.session.connection()
     now = utcnow()
     lease_until = now + timedelta(seconds=lease_seconds)
@@ -172,36 +180,126 @@ def claim_due(
         endpoint_ids = list(conn.execute(_PICK_ENDPOINTS, params).scalars())
     if not endpoint_ids:
         return []
-    endpoints = {row.id: row for row in conn.execute(_ENDPOINTS, {"ids": endpoint_ids})}
-    leased: list[tuple[Any, list[Any]]] = []
+    signers = signers or Signers()
+    targets: dict[str, Target] = {}
+    for endpoint_id, row, problem in _read_endpoints(conn, endpoint_ids):
+        try:
+            if problem is not None:
+                raise problem
+            targets[endpoint_id] = Target(endpoint_id, _checked_url(row.url), signers.for_row(row))
+        except Exception as exc:
+            quarantine(conn, endpoint_id, _unusable(exc), now)
+    leased: list[tuple[Target, list[Any]]] = []
     for endpoint_id in endpoint_ids:
-        endpoint = endpoints.get(endpoint_id)
-        if endpoint is None:
+        target = targets.get(endpoint_id)
+        if target is None:
             continue
         params = {
             "now": now, "b_endpoint": endpoint_id, "owner": owner, "until": lease_until,
             "size": (sizes or {}).get(endpoint_id, BATCH_PER_ENDPOINT),
         }
-        rows = sorted(conn.execute(_CLAIM[postgres], params).all(), key=lambda r: (r.created_at, r.id))
+        try:
+            rows = sorted(conn.execute(_CLAIM[postgres], params).all(), key=lambda r: (r.created_at, r.id))
+        except (ValueError, TypeError, AttributeError) as exc:  # a row that cannot be read back
+            quarantine(conn, endpoint_id, f"a queued delivery cannot be read ({type(exc).__name__})", now)
+            continue
         if rows:
-            leased.append((endpoint, rows))
+            leased.append((target, rows))
     if not leased:
         return []
-    event_ids = list({row.event_id for _, rows in leased for row in rows})
-    payloads = dict(conn.execute(_PAYLOADS, {"ids": event_ids}).all())
-    signers = signers or Signers()
-    bodies: dict[str, bytes] = {}  # an event going to several endpoints is encoded once
+    bodies = _bodies(conn, {row.event_id for _, rows in leased for row in rows})
     claims = []
-    for endpoint, rows in leased:
-        target = Target(endpoint.id, endpoint.url, signers.for_row(endpoint))
+    for target, rows in leased:
         jobs = []
         for row in rows:
             body = bodies.get(row.event_id)
-            if body is None:
-                body = bodies[row.event_id] = orjson.dumps(payloads[row.event_id])
-            jobs.append(Job(row.id, row.event_id, body, endpoint.id))
-        claims.append(Claim(target, jobs, lease_until))
+            if isinstance(body, bytes):
+                jobs.append(Job(row.id, row.event_id, body, target.id))
+            else:
+                _fail_delivery(conn, row.id, body or "its event is missing", now)
+        if jobs:
+            claims.append(Claim(target, jobs, lease_until))
     return claims
+
+
+_ENDPOINT_KEYS = (
+    select(
+        E.id, E.url, E.secret, E.previous_secret, E.previous_secret_expires_at,
+        E.ed25519_private_key, E.previous_ed25519_private_key,
+    ).where(E.id.in_(bindparam("ids", expanding=True)), E.enabled.is_(True))
+)
+_PAYLOAD_TEXTS = select(EV.id, cast_(EV.payload, Text)).where(EV.id.in_(bindparam("ids", expanding=True)))
+
+
+def _read_endpoints(conn: Connection, ids: list[str]) -> list[tuple[str, Any, Exception | None]]:
+    """``(id, row, None)`` per enabled endpoint, or ``(id, None, the error)`` for one whose row
+    cannot be read: read together, and one by one only when that fails."""
+    try:
+        return [(row.id, row, None) for row in conn.execute(_ENDPOINT_KEYS, {"ids": ids})]
+    except (ValueError, TypeError, AttributeError):
+        pass
+    out: list[tuple[str, Any, Exception | None]] = []
+    for endpoint_id in ids:
+        try:
+            out.extend((row.id, row, None) for row in conn.execute(_ENDPOINT_KEYS, {"ids": [endpoint_id]}))
+        except (ValueError, TypeError, AttributeError) as exc:
+            out.append((endpoint_id, None, exc))
+    return out
+
+
+def _checked_url(url: Any) -> str:
+    """The URL, if it can ever be sent to (where it resolves is checked at each send)."""
+    parsed = httpx.URL(url)  # raises for what is not a URL
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise _Unusable("its URL is not an http(s) URL with a host")
+    return str(url)
+
+
+class _Unusable(Exception):
+    """What is wrong with an endpoint's stored row, in words fit for its delivery log."""
+
+
+def _unusable(exc: Exception) -> str:
+    if isinstance(exc, _Unusable):
+        return str(exc)
+    if isinstance(exc, httpx.InvalidURL):
+        return "its URL cannot be parsed"
+    # Never the exception's text: it might quote a key.
+    return f"its stored settings cannot be used ({type(exc).__name__}); fix or recreate the endpoint"
+
+
+def _bodies(conn: Connection, event_ids: set[str]) -> dict[str, bytes | str]:
+    """Each event's body, encoded once however many endpoints it goes to; for an event that
+    cannot be decoded, the reason (a string) instead."""
+    out: dict[str, bytes | str] = {}
+    for event_id, text in conn.execute(_PAYLOAD_TEXTS, {"ids": list(event_ids)}):
+        try:
+            payload = orjson.loads(text)
+            if not isinstance(payload, dict):
+                raise ValueError("not a JSON object")
+            out[event_id] = orjson.dumps(payload)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            out[event_id] = "its stored event cannot be decoded as a JSON object"
+    return out
+
+
+def quarantine(conn: Connection, endpoint_id: str, problem: str, now: datetime) -> None:
+    """Disable one endpoint whose row cannot be delivered with, saying why in its log."""
+    reason = f"disabled by the dispatcher: {problem}"
+    log.warning("webhook dispatcher: endpoint %s %s", endpoint_id, reason)
+    conn.execute(
+        update(E_TABLE).where(E.id == endpoint_id).values(enabled=False, disabled_reason=reason, updated_at=now)
+    )
+    fail_unfinished(conn, endpoint_id, reason, now)
+
+
+def _fail_delivery(conn: Connection, delivery_id: str, problem: str, now: datetime) -> None:
+    log.warning("webhook dispatcher: delivery %s failed: %s", delivery_id, problem)
+    conn.execute(
+        update(D_TABLE).where(D.id == delivery_id).values(
+            status="failed", last_error=f"not sent: {problem}", lease_owner=None, lease_until=None, updated_at=now,
+        )
+    )
 
 
 def extend_leases(tx: Tx, owner: str, delivery_ids: list[str], lease_seconds: float) -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -21,7 +23,31 @@ EVENT_TYPES = (
     "webview.closed",
     "webhook.test",
 )
-SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"
+# ``whsec_`` + standard base64 (padded) of 24–64 random bytes. The pattern documents the shape
+# in OpenAPI; ``_check_secret`` decodes it, since a pattern cannot count bytes: a secret the
+# API accepts is one the dispatcher can always sign with.
+SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+SECRET_BYTES = (24, 64)
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret; ``ValueError`` unless it is 24–64 bytes of base64."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("a secret starts with whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ must be standard base64 (A-Z a-z 0-9 + /, padded with =)") from None
+    low, high = SECRET_BYTES
+    if not low <= len(key) <= high:
+        raise ValueError(f"a secret holds {low}–{high} random bytes (base64), not {len(key)}")
+    return key
+
+
+def _check_secret(secret: str | None) -> str | None:
+    if secret is not None:
+        decode_secret(secret)
+    return secret
 
 
 def _check_events(events: list[str] | None) -> list[str] | None:
@@ -52,6 +78,7 @@ class WebhookEndpointIn(Strict):
     )
 
     _events = field_validator("events")(_check_events)
+    _secret = field_validator("secret")(_check_secret)
 
 
 class WebhookEndpointPatch(Strict):

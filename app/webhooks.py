@@ -59,6 +59,17 @@ def public_key(signing_key: str) -> str:
     return "whpk_" + base64.b64encode(bytes(SigningKey(seed).verify_key)).decode()
 
 
+def _public_key_or_none(signing_key: str | None) -> str | None:
+    """The endpoint's ``whpk_`` key; none for a stored key that is not one (the dispatcher
+    disables such an endpoint, and its page must still show why)."""
+    if not signing_key:
+        return None
+    try:
+        return public_key(signing_key)
+    except Exception:
+        return None
+
+
 def _keys(current: str | None, previous: str | None, until: float | None) -> list[tuple[str, float | None]]:
     keys: list[tuple[str, float | None]] = [(current, None)] if current else []
     if previous and until is not None:
@@ -145,7 +156,7 @@ def endpoint_json(e: WebhookEndpoint, *, with_secret: bool = False) -> dict[str,
         "enabled": e.enabled,
         "disabled_reason": e.disabled_reason,
         "asymmetric_signing": e.ed25519_private_key is not None,
-        "public_key": public_key(e.ed25519_private_key) if e.ed25519_private_key else None,
+        "public_key": _public_key_or_none(e.ed25519_private_key),
         "previous_secret_expires_at": isoformat(e.previous_secret_expires_at)
         if e.previous_secret
         else None,
