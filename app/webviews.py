@@ -35,6 +35,7 @@ from app.settings import Settings
 from app.webview_context import b64url, key_id, sign_webview_context, verify_webview_context
 
 CLOSE_STATUSES = ("submitted", "closed", "dismissed")
+BROWSER_CLOSE_STATUSES = ("closed", "dismissed")  # "submitted" is the server's word alone
 RESULT_MAX_CHARS = 200
 SYSTEM_EVENT_TEXT = "Web view closed"
 _FORM_SALT = "backchannel.webview-form"
@@ -241,12 +242,21 @@ def close_webview(
     status: str,
     result: str | None = None,
 ) -> dict[str, Any] | None:
-    """Close the newest open opening of this web view; ``None`` when none is open (a repeat)."""
+    """The customer's browser closed the sheet: close the newest open opening of this web
+    view; ``None`` when none is open (a repeat, or the server closed it first).
+
+    Only the server says ``submitted`` (after a hosted form's callback answered 2xx), so a
+    close from the browser is ``closed`` or ``dismissed`` whatever it claims. A hosted form
+    is Backchannel's own page and reveals no ``result``, so one claimed for it is dropped.
+    """
     _check_status(status)
+    if status not in BROWSER_CLOSE_STATUSES:
+        status = "closed"
     openings = _open_openings(tx.session, conversation_id, message_id, webview_id)
     if not openings or openings[-1].workspace_id != workspace_id:
         return None
-    return close_opening(tx, openings[-1], status, result)
+    opening = openings[-1]
+    return close_opening(tx, opening, status, result if opening.kind == "url" else None)
 
 
 def close_opening(

@@ -105,7 +105,8 @@
     var first = null;
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || !el.willValidate) return;
-      var message = el.checkValidity() ? "" : el.validity.valueMissing ? "This field is required." : el.validationMessage;
+      var message = el.checkValidity() ? "" : el.validity.valueMissing ? "This field is required."
+        : (el.validity.patternMismatch && el.getAttribute("data-bc-pattern-message")) || el.validationMessage;
       showError(form, el.name, message);
       if (message && !first) first = el;
     });
