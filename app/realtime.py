@@ -15,6 +15,9 @@ and it closes (4408) a peer silent for 2.5 intervals.
 The broker is only the fast path, the database is the truth: on connect, on a gap in
 ``seq``, and on ``broker.resync`` a connection reads what it lacks from the store, and
 live messages it has already sent (by ``seq``) are dropped, so nothing is shown twice.
+What it lacks is read in pages bounded in count and in size, one page at a time, each sent
+before the next is read, until the client holds the newest message: however far behind it
+is, it catches up without waiting for a newer message, and never holds more than a page.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlmodel import Session
@@ -38,8 +41,9 @@ from app.workspaces import widget_settings_json, workspace_by_widget_key
 
 log = logging.getLogger("backchannel.realtime")
 
-HISTORY_LIMIT = 200  # a fresh connection gets at most this many past messages
-CATCH_UP_PAGE = 200
+HISTORY_LIMIT = 200  # a fresh connection (no seq to resume from) gets this many past messages
+CATCH_UP_PAGE = 200  # messages per store read on connect and catch-up ...
+CATCH_UP_PAGE_CHARS = 256 * 1024  # ... and about this much stored JSON (docs/widget.md "Delivery")
 SEND_TIMEOUT_SECONDS = 10.0
 DEAD_AFTER_HEARTBEATS = 2.5  # the widget uses the same rule for a silent server
 HEARTBEAT_SLOTS = 20  # the heartbeat visits 1/20 of the sockets every 1/20 of an interval
@@ -65,7 +69,7 @@ _MESSAGE = 1  # (_MESSAGE, conversation_id, seq, text): sent unless a duplicate;
 _BIND = 2  # (_BIND, conversation): follow this conversation from now on, then catch up
 _CATCH_UP = 3  # (_CATCH_UP,): read what the client lacks from the store
 _RESYNC = 4  # (_RESYNC,): something happened during the handshake: check the newest conversation
-_HISTORY = 5  # (_HISTORY, conversation_id, [(seq, text), ...]): what the handshake read
+_HISTORY = 5  # (_HISTORY, conversation_id, [(seq, text), ...], more): what the handshake read
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -204,6 +208,8 @@ class Connection:
                         if item[1] == self.sending_conversation and seq > self.sent_seq:
                             await self._send(text)
                             self.sent_seq = seq
+                    if item[3]:  # the handshake read one page of several: the rest follows now
+                        await self._catch_up()
         except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect) as exc:
             log.info("widget socket send failed (%s); closing", type(exc).__name__)
             await self.close(CLOSE_GOING_AWAY)
@@ -239,13 +245,18 @@ class Connection:
         await self._catch_up()
 
     async def _catch_up(self) -> None:
-        conversation_id = self.sending_conversation
-        if conversation_id is None:
-            return
+        """Page through the store until the client holds the conversation's newest message.
+
+        One page is read, sent (the socket's own pace: a send waits while the peer does not
+        read), then the next, so a connection holds one page at most. Live messages queued
+        meanwhile follow, and those the pages already sent are dropped by ``seq``."""
         while not self.closed:
-            rows = await self.hub.state.runner.read(_messages_after, conversation_id, self.sent_seq, None)
+            conversation_id = self.sending_conversation
+            if conversation_id is None:
+                return
+            rows, more = await self.hub.state.runner.read(_messages_after, conversation_id, self.sent_seq, None)
             await self._send_history(conversation_id, rows)
-            if len(rows) < CATCH_UP_PAGE:
+            if not more:
                 return
 
     async def _send_history(self, conversation_id: str, rows: list[dict[str, Any]]) -> None:
@@ -258,7 +269,7 @@ class Connection:
 
     async def _resync(self) -> None:
         """After a handshake that raced with events: follow the newest conversation, fill any gap."""
-        conv, rows = await self.hub.state.runner.read(
+        conv, rows, more = await self.hub.state.runner.read(
             sync_read, self.workspace_id, self.user_id, self.sending_conversation, self.sent_seq
         )
         if conv is None:
@@ -267,11 +278,19 @@ class Connection:
             self.hub.bind(self, conv)  # queues a _BIND: the conversation frame, then its history
             return
         await self._send_history(conv["id"], rows)
-        if len(rows) >= CATCH_UP_PAGE:
+        if more:
             await self._catch_up()
 
 
 # -- store reads (run in a worker thread through ``state.runner.read``) ----------------------
+
+
+class Attached(NamedTuple):
+    """What a handshake read: the conversation, its first page of message frames, more to come."""
+
+    conversation: dict[str, Any] | None
+    history: list[tuple[int, str]]
+    more: bool
 
 
 def _conversation_dict(row: Any) -> dict[str, Any]:
@@ -279,34 +298,43 @@ def _conversation_dict(row: Any) -> dict[str, Any]:
     return conversation_json(row) | {"user_read_seq": row.user_read_seq, "agent_read_seq": row.agent_read_seq}
 
 
-def _messages_after(s: Session, conversation_id: str, after: int, last_seq: int | None) -> list[dict[str, Any]]:
-    """At most a page of messages after ``after`` (a fresh client: the last ``HISTORY_LIMIT``),
-    as the API's message JSON (``rows.messages_json_after``: prepared SQL, parts not parsed)."""
+def _messages_after(
+    s: Session, conversation_id: str, after: int | None, last_seq: int | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the messages after ``after`` and whether more follow it, as the API's
+    message JSON (``rows.messages_json_page``: prepared SQL, parts not parsed).
+
+    ``after=None`` is a client with nothing to resume from: it starts ``HISTORY_LIMIT``
+    messages before the newest. ``last_seq`` is the conversation's newest seq when the
+    caller already read it."""
     h = rows.db(s)
-    if after == 0:
-        if last_seq is None:
-            found = h.run("SELECT last_message_seq FROM conversation WHERE id = ?", (conversation_id,))
-            last_seq = found[0][0] if found else None
-        if last_seq is not None and last_seq > HISTORY_LIMIT:
-            after = last_seq - HISTORY_LIMIT
-    if last_seq is not None and last_seq <= after:
-        return []  # nothing new: no need to ask
-    return rows.messages_json_after(h, conversation_id, after, CATCH_UP_PAGE)
+    if last_seq is None:
+        found = h.run("SELECT last_message_seq FROM conversation WHERE id = ?", (conversation_id,))
+        last_seq = found[0][0] if found else 0
+    if after is None:
+        after = max(0, last_seq - HISTORY_LIMIT)
+    if last_seq <= after:
+        return [], False  # nothing new: no need to ask
+    page = rows.messages_json_page(h, conversation_id, after, CATCH_UP_PAGE, CATCH_UP_PAGE_CHARS)
+    return page, bool(page) and page[-1]["seq"] < last_seq
 
 
 def sync_read(
     s: Session, workspace_id: str, user_id: str, held_conversation: str | None, held_seq: int
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The visitor's newest conversation and what the client lacks of it, in one store visit.
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
+    """The visitor's newest conversation, the first page of what the client lacks of it, and
+    whether more pages follow, in one store visit.
 
-    ``held_seq`` counts only for ``held_conversation``; a client on another (or no)
-    conversation gets the newest one's recent history.
+    A client resuming the newest conversation (``held_conversation``) gets everything after
+    ``held_seq`` (0: from the first message); a client on another (or no) conversation has
+    nothing to resume from and gets the newest one's last ``HISTORY_LIMIT`` messages.
     """
     conv = rows.newest_conversation(rows.db(s), workspace_id, user_id)
     if conv is None:
-        return None, []
-    after = held_seq if conv.id == held_conversation and held_seq > 0 else 0
-    return _conversation_dict(conv), _messages_after(s, conv.id, after, conv.last_message_seq)
+        return None, [], False
+    after = held_seq if conv.id == held_conversation else None
+    page, more = _messages_after(s, conv.id, after, conv.last_message_seq)
+    return _conversation_dict(conv), page, more
 
 
 def _agent_by_id(s: Session, agent_id: str) -> dict[str, Any] | None:
@@ -379,27 +407,27 @@ class Hub:
             self._slots[conn.slot].discard(conn)
         conn.discard()
 
-    async def attach(
-        self, conn: Connection, held_conversation: str | None, held_seq: int
-    ) -> tuple[dict[str, Any] | None, list[tuple[int, str]]]:
-        """The handshake's one store visit: the visitor's conversation and its frames to replay.
+    async def attach(self, conn: Connection, held_conversation: str | None, held_seq: int) -> Attached:
+        """The handshake's one store visit: the visitor's conversation and its first page of
+        frames to replay (``Attached.more``: further pages follow once it is sent).
 
         The connection is registered first, so an event for this visitor that lands while
         the store is read marks it stale; ``start`` then has it check again.
         """
         self.register(conn)
         # A burst of handshakes shares the runner's few batched readers (and their threads).
-        conv, rows = await self.state.runner.read(
+        conv, rows, more = await self.state.runner.read(
             sync_read, conn.workspace_id, conn.user_id, held_conversation, held_seq
         )
         if conv is None:
-            return None, []
+            return Attached(None, [], False)
         held = held_seq if conv["id"] == held_conversation else 0
         conn.sending_conversation, conn.sent_seq = conv["id"], held
-        return conv, [(m["seq"], await self.message_text(m)) for m in rows if m["seq"] > held]
+        return Attached(conv, [(m["seq"], await self.message_text(m)) for m in rows if m["seq"] > held], more)
 
-    def start(self, conn: Connection, conv: dict[str, Any] | None, history: list[tuple[int, str]]) -> None:
+    def start(self, conn: Connection, attached: Attached) -> None:
         """After ``ready`` is queued: route live events, queue the history, resync if it raced."""
+        conv, history = attached.conversation, attached.history
         if conn.closed:
             return
         conn.syncing = False
@@ -408,8 +436,8 @@ class Hub:
         if conv is not None:
             conn.conversation_id = conv["id"]
             _add(self.by_conversation, conv["id"], conn)
-            if history:  # one queue entry, however long: it is the flusher's first job after ready
-                conn._push((_HISTORY, conv["id"], history))
+            if history or attached.more:  # one queue entry: the flusher's first job after ready
+                conn._push((_HISTORY, conv["id"], history, attached.more))
         if conn.stale:
             conn._push((_RESYNC,))
 

@@ -79,6 +79,10 @@ MESSAGE_COLUMNS_JSON_TEXT = (
     "id, workspace_id, conversation_id, seq, actor_type, actor_id, CAST(message_parts AS TEXT),"
     " CAST(reply_parts AS TEXT), CAST(reply_to AS TEXT), client_message_id, created_at"
 )
+MESSAGE_COLUMNS_JSON_TEXT_NAMED = (
+    "id, workspace_id, conversation_id, seq, actor_type, actor_id, CAST(message_parts AS TEXT) AS parts,"
+    " CAST(reply_parts AS TEXT) AS replies, CAST(reply_to AS TEXT) AS reply_to, client_message_id, created_at"
+)
 
 
 class Dialect:
@@ -281,26 +285,56 @@ def messages_json_after(s: Session | Db, conversation_id: str, after: int, limit
     parts need not be parsed to be sent."""
     h = db(s)
     d = h.dialect
-    out = []
-    for r in h.run(
-        f"SELECT {MESSAGE_COLUMNS_JSON_TEXT} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (conversation_id, after, limit),
-    ):
-        actor = {"type": r[4]} if r[5] is None else {"type": r[4], "id": r[5]}
-        out.append(
-            {
-                "id": r[0],
-                "conversation_id": r[2],
-                "seq": r[3],
-                "actor": actor,
-                "message_parts": d.raw_json(r[6]),
-                "reply_parts": d.raw_json(r[7]),
-                "reply_to": d.raw_json(r[8]),
-                "client_message_id": r[9],
-                "created_at": d.iso(r[10]),
-            }
+    statement = (
+        f"SELECT {MESSAGE_COLUMNS_JSON_TEXT} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+    )
+    return [_message_json(d, r) for r in h.run(statement, (conversation_id, after, limit))]
+
+
+# The stored size of a message's JSON columns (characters), for pages bounded in size.
+_MESSAGE_SIZE = (
+    "LENGTH(CAST(message_parts AS TEXT)) + LENGTH(CAST(reply_parts AS TEXT))"
+    " + COALESCE(LENGTH(CAST(reply_to AS TEXT)), 0)"
+)
+
+
+def messages_json_page(
+    s: Session | Db, conversation_id: str, after: int, limit: int, max_chars: int
+) -> list[dict[str, Any]]:
+    """``messages_json_after``, also bounded in size: messages are taken while the ones before
+    them hold fewer than ``max_chars`` characters of stored JSON (so always at least one, and a
+    page exceeds the bound by at most its last message). The running size is a window sum over
+    the same index scan, so the bound costs no extra visit."""
+    h = db(s)
+    d = h.dialect
+    return [
+        _message_json(d, r)
+        for r in h.run(
+            "SELECT id, workspace_id, conversation_id, seq, actor_type, actor_id, parts, replies, reply_to,"
+            " client_message_id, created_at FROM ("
+            f" SELECT {MESSAGE_COLUMNS_JSON_TEXT_NAMED},"
+            f" COALESCE(SUM({_MESSAGE_SIZE}) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
+            " AS size_before"
+            " FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            ") AS page WHERE size_before < ? ORDER BY seq",
+            (conversation_id, after, limit, max_chars),
         )
-    return out
+    ]
+
+
+def _message_json(d: Dialect, r: tuple[Any, ...]) -> dict[str, Any]:
+    actor = {"type": r[4]} if r[5] is None else {"type": r[4], "id": r[5]}
+    return {
+        "id": r[0],
+        "conversation_id": r[2],
+        "seq": r[3],
+        "actor": actor,
+        "message_parts": d.raw_json(r[6]),
+        "reply_parts": d.raw_json(r[7]),
+        "reply_to": d.raw_json(r[8]),
+        "client_message_id": r[9],
+        "created_at": d.iso(r[10]),
+    }
 
 
 def message_by_client_id(h: Db, conversation_id: str, client_message_id: str) -> MessageRow | None:

@@ -185,11 +185,12 @@ class WidgetSocket:
         self.conn = conn
         # One store visit: the conversation and what the client lacks of it (``last_seq``
         # counts only for the visitor's current conversation).
-        conv, history = await self.hub.attach(
+        attached = await self.hub.attach(
             conn,
             held_conversation if isinstance(held_conversation, str) else None,
             held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 0,
         )
+        conv = attached.conversation
         self.read_seq = conv["user_read_seq"] if conv else 0
         conn.send_frame(
             {
@@ -202,7 +203,7 @@ class WidgetSocket:
                 "settings": settings_frame(self.workspace),
             }
         )
-        self.hub.start(conn, conv, history)
+        self.hub.start(conn, attached)
         return conn
 
     # -- handlers ---------------------------------------------------------------------------
