@@ -13,18 +13,21 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app import errors
 from app.actions import Tx
+from app.ids import utcnow
 from app.models import IdempotencyRecord
 from app.settings import Settings
 from app.tokens import Principal
@@ -33,6 +36,14 @@ log = logging.getLogger("backchannel.api")
 PREFIX = "/api/v1"
 # Every verb, TRACE and CONNECT included, reaches the dispatcher, so each 405 names what is allowed.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
+# Deeper JSON is refused before anything reads it: a 422, never a recursion error further on
+# (orjson cannot write past 254 levels, so a deep `properties` was stored, then a 500).
+MAX_JSON_DEPTH = 32
+# Idempotency records replay for a day, then are pruned (a few at each idempotent write).
+IDEMPOTENCY_TTL = timedelta(days=1)
+IDEMPOTENCY_PRUNE_BATCH = 100
+# Response fields shown once and never stored: an idempotent replay leaves them out.
+SECRET_FIELDS = frozenset({"token", "secret"})
 
 
 class JSONResponse(Response):
@@ -144,14 +155,49 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests objects/arrays deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def json_too_deep(raw: bytes | str, data: Any) -> bool:
+    """``nesting_exceeds`` for JSON just decoded from ``raw``; most texts have too few
+    brackets to nest that deep, and are let through without a walk."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nesting_exceeds(data)
+
+
+def too_deep() -> errors.ApiError:
+    return errors.Unprocessable(
+        f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.",
+        code="json_too_deep",
+        details=[{"field": "body", "message": f"at most {MAX_JSON_DEPTH} levels of objects and arrays"}],
+    )
+
+
+def loads_json(raw: bytes) -> Any:
+    """Decode a request body: a 400 when it is not JSON, a 422 when it nests too deep."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in exc.msg:  # orjson's own limit (1024) comes before ours
+            raise too_deep() from None
+        raise errors.BadRequest(f"The body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+    if json_too_deep(raw, data):
+        raise too_deep()
+    return data
+
+
 def parse_json_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise errors.BadRequest(f"The body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+    data: Any = loads_json(raw) if raw.strip() else {}
     if not isinstance(data, dict):
         raise errors.Unprocessable(
             "The body must be a JSON object.", details=[{"field": "body", "message": "expected an object"}]
@@ -215,8 +261,11 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
                 state.authenticator.touch(tx, principal.token_id)
             if idem_key is not None:
                 record = tx.session.get(IdempotencyRecord, (principal.workspace_id, idem_key))
-                if record is not None:
+                if record is not None and record.created_at > utcnow() - IDEMPOTENCY_TTL:
                     return _replay(record, fingerprint)
+                if record is not None:  # expired: the key is free again
+                    tx.session.delete(record)
+                    tx.session.flush()
             res = _as_result(
                 ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings))
             )
@@ -227,10 +276,11 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
                         key=idem_key,
                         fingerprint=fingerprint,
                         status_code=res.status,
-                        response_body=orjson.dumps(res.body).decode(),
+                        response_body=orjson.dumps(_without_secrets(res.body)).decode(),
                     )
                 )
                 tx.session.flush()
+                prune_idempotency_records(tx.session)
             return res
 
         # Writes to one conversation share a writer lane (PostgreSQL runs several).
@@ -253,6 +303,30 @@ def _as_result(ep: Endpoint, value: Any) -> Result:
     if value is None:
         return Result(204, None)
     return Result(ep.status, value)
+
+
+def _without_secrets(body: Any) -> Any:
+    """The response as an idempotency record keeps it: never a token or secret (SPEC §3)."""
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k not in SECRET_FIELDS}
+    return body
+
+
+def prune_idempotency_records(s: Session, batch: int = IDEMPOTENCY_PRUNE_BATCH) -> int:
+    """Delete up to ``batch`` records older than ``IDEMPOTENCY_TTL`` (any workspace's)."""
+    cutoff = utcnow() - IDEMPOTENCY_TTL
+    old = s.exec(
+        select(IdempotencyRecord.workspace_id, IdempotencyRecord.key)
+        .where(col(IdempotencyRecord.created_at) < cutoff)
+        .limit(batch)
+    ).all()
+    for workspace_id, key in old:
+        s.execute(
+            delete(IdempotencyRecord).where(
+                col(IdempotencyRecord.workspace_id) == workspace_id, col(IdempotencyRecord.key) == key
+            )
+        )
+    return len(old)
 
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Result:

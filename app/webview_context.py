@@ -86,7 +86,7 @@ def verify_webview_context(
         raise InvalidContext("The token is not a web-view context.")
     try:
         header = json.loads(b64url_decode(parts[0]))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested past Python's stack
         raise InvalidContext("The token's header is not JSON.") from None
     if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
         # Never let the token choose its algorithm ("alg": "none", or HMAC with a public key).
@@ -97,7 +97,7 @@ def verify_webview_context(
         raise InvalidContext("The token's signature does not match.") from None
     try:
         claims = json.loads(b64url_decode(parts[1]))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidContext("The token's payload is not JSON.") from None
     if not isinstance(claims, dict) or any(name not in claims for name in CLAIMS):
         raise InvalidContext("The token lacks the web-view claims.")

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import actions, errors
 from app.actions import Tx
+from app.api import MAX_JSON_DEPTH, json_too_deep
 from app.identity import origin_allowed, signer_for
 from app.models import Conversation, Message
 from app.realtime import (
@@ -155,6 +156,8 @@ class WidgetSocket:
             raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects with a type")
+        if json_too_deep(text, frame):
+            raise Closed(CLOSE_INVALID_DATA, f"frames nest at most {MAX_JSON_DEPTH} levels")
         return frame
 
     def _over_rate(self, frame: dict[str, Any]) -> bool:
