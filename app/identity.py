@@ -16,6 +16,8 @@ secret, ``sub`` = external_id and a required ``exp``.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +106,95 @@ def verify_user_jwt(token: str, secret: str, external_id: str) -> dict[str, Any]
     return claims
 
 
+ORIGIN_FORMAT = "an origin is scheme://host[:port] with http or https, e.g. https://shop.example.com"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_IPV4_SHAPE = re.compile(r"[0-9.]+")
+
+
+def normalize_origin(value: str) -> str:
+    """``value`` as the origin a browser sends (``https://shop.example.com``, lowercase, no
+    default port, no trailing slash), or ``ValueError`` saying why it is not one.
+
+    Entries end up in ``Content-Security-Policy: frame-ancestors`` and are compared with the
+    ``Origin`` header, so only what the CSP host-source grammar and a browser's Origin agree
+    on gets through: ``http``/``https``, a DNS name (internationalized names as punycode), an
+    IPv4 address or a bracketed IPv6 address, an optional port. No path, query, fragment,
+    userinfo, wildcard, whitespace, quote or separator (``;`` ``,``) can reach a header.
+    """
+    if not isinstance(value, str) or not value or len(value) > 300:
+        raise ValueError(ORIGIN_FORMAT)
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 or ch in ";,'\"*\\@?#%" for ch in value):
+        raise ValueError(f"{ORIGIN_FORMAT} (no spaces, quotes, wildcards, ';', ',', '@', '?', '#' or '%')")
+    scheme, sep, rest = value.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"{ORIGIN_FORMAT} (only http and https)")
+    if rest.endswith("/"):
+        rest = rest[:-1]  # "https://shop.example.com/" is how people copy an origin
+    if not rest:
+        raise ValueError(f"{ORIGIN_FORMAT} (no host)")
+    if "/" in rest:
+        raise ValueError(f"{ORIGIN_FORMAT} (no path)")
+    host, port = _split_port(rest)
+    host = _normalize_host(host)
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _split_port(rest: str) -> tuple[str, int | None]:
+    if rest.startswith("["):
+        host, bracket, tail = rest.partition("]")
+        host += bracket
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError(ORIGIN_FORMAT)
+        port_text = tail[1:] if tail else None
+    else:
+        host, colon, port_text_ = rest.partition(":")
+        port_text = port_text_ if colon else None
+    if port_text is None:
+        return host, None
+    if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{ORIGIN_FORMAT} (the port is a number from 1 to 65535)")
+    return host, int(port_text)
+
+
+def _normalize_host(host: str) -> str:
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{ORIGIN_FORMAT} (not an IPv6 address)") from None
+        return f"[{address.compressed}]"
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower() if not host.isascii() else host.lower()
+    except UnicodeError:
+        raise ValueError(f"{ORIGIN_FORMAT} (not a host name)") from None
+    if _IPV4_SHAPE.fullmatch(ascii_host):
+        try:
+            return str(ipaddress.IPv4Address(ascii_host))
+        except ValueError:
+            raise ValueError(f"{ORIGIN_FORMAT} (not an IPv4 address)") from None
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{ORIGIN_FORMAT} (not a host name)")
+    return ascii_host
+
+
+def valid_origins(entries: list[str]) -> list[str]:
+    """The entries that are origins, normalized: what may be written into a header.
+
+    Entries are validated when saved; this also keeps out anything stored before that."""
+    out = []
+    for entry in entries:
+        try:
+            out.append(normalize_origin(entry))
+        except ValueError:
+            continue
+    return out
+
+
 def origin_allowed(allowed_origins: list[str], origin: str | None) -> bool:
     """An empty list allows every origin; otherwise the request's Origin must be listed.
 
@@ -114,7 +205,13 @@ def origin_allowed(allowed_origins: list[str], origin: str | None) -> bool:
         return True
     if not origin:
         return False
-    return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in allowed_origins}
+    if origin in allowed_origins:
+        return True  # the usual case: stored entries are normalized as browsers send them
+    try:
+        wanted = normalize_origin(origin)
+    except ValueError:
+        return False
+    return wanted in valid_origins(allowed_origins)
 
 
 def signer_for(state: Any) -> TokenSigner:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from app.form_patterns import PatternError, check_pattern
+from app.identity import normalize_origin  # the one origin rule; it also guards the CSP
 
 # --- building blocks -------------------------------------------------------------------
 
@@ -405,14 +406,19 @@ class WidgetSettingsOut(BaseModel):
 
 
 def _check_origin(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise ValueError("an origin is scheme://host[:port], e.g. https://shop.example.com")
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    try:
+        return normalize_origin(value)
+    except ValueError as exc:
+        raise ValueError(f"{value[:100]!r} is not an origin: {exc}") from None
 
 
 class WidgetSettingsPatch(Strict):
-    allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] | None = Field(default=None, max_length=50)
+    allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="Origins that may embed the widget, each scheme://host[:port] (http or https; no path, "
+        "query, userinfo or wildcard); stored lowercase without a default port. Empty: any site.",
+    )
     theme_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     greeting: str | None = Field(default=None, max_length=280)
     identity_verification: bool | None = None

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from app import errors, workspaces
 from app.console.auth import Ctx, console_page, form_error
 from app.console.render import redirect, render
+from app.identity import normalize_origin
 from app.schemas import WidgetSettingsPatch
 
 PATH = "/console/settings/widget"
@@ -47,6 +48,13 @@ async def save(ctx: Ctx) -> Response:
         "greeting": ctx.field("greeting").strip(),
         "identity_verification": ctx.field("identity_verification") == "on",
     }
+    for number, line in enumerate(ctx.field("allowed_origins").splitlines(), 1):
+        try:
+            if line.strip():
+                normalize_origin(line.strip())
+        except ValueError as exc:
+            problem = f"Line {number}, “{line.strip()[:100]}”, is not an origin: {exc}."
+            return _page(ctx, values=values, errors_={"allowed_origins": problem}, status=422)
     try:
         patch = WidgetSettingsPatch(
             allowed_origins=origins,

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from app import errors, webviews
 from app.actions import Tx
 from app.api import JSONResponse, read_body
+from app.identity import valid_origins
 from app.ids import utcnow
 from app.models import Message, UsedWebviewToken, WebhookEndpoint, WebviewOpening, Workspace
 from app.state import AppState
@@ -48,7 +49,9 @@ def _templates() -> Environment:
 
 def _headers(frame_ancestors: list[str]) -> dict[str, str]:
     # Framed by the widget's host pages: the workspace's allowed origins when it lists some.
-    ancestors = " ".join(["'self'", *frame_ancestors]) if frame_ancestors else "*"
+    # Only entries that are origins reach the header (one stored before validation cannot
+    # add a directive); a list with none left frames nowhere but here, never everywhere.
+    ancestors = " ".join(["'self'", *valid_origins(frame_ancestors)]) if frame_ancestors else "*"
     csp = (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         f"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
