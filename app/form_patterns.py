@@ -38,9 +38,11 @@ _OPTIONS.log_errors = False  # a refused pattern is the workspace's 422, not our
 _ESCAPES = set("dDwWsStnrfv") | set("^$\\.*+?()[]{}|/")
 _CLASS_ESCAPES = _ESCAPES | set("-&!#%,:;<=>@`~")
 # Two-letter general categories (\p{Lu}); scripts and binary properties are spelled differently.
-_CATEGORIES = set(
-    "L Lu Ll Lt Lm Lo M Mn Mc Me N Nd Nl No P Pc Pd Ps Pe Pi Pf Po S Sm Sc Sk So Z Zs Zl Zp C Cc Cf Co Cs".split()
-)
+_CATEGORIES = frozenset({
+    "L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No",
+    "P", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "S", "Sm", "Sc", "Sk", "So",
+    "Z", "Zs", "Zl", "Zp", "C", "Cc", "Cf", "Co", "Cs",
+})  # fmt: skip
 # Inside a class the v flag refuses these unescaped, and any doubled "punctuator".
 _CLASS_SYNTAX = set("()[]{}/|")
 _DOUBLE_PUNCTUATORS = set("&!#$%*+,.:;<=>?@^`~")

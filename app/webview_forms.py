@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from sqlmodel import Session, col, select
 
-from app import form_patterns
+from app import errors, form_patterns
 from app.ids import isoformat, new_id, utcnow
 from app.models import WebhookEndpoint, WebviewOpening
 from app.webviews import origin_of
@@ -169,6 +170,40 @@ def _check(f: FieldView, value: str) -> str | None:
 # --- the callback and its signing endpoint ----------------------------------------------
 
 
+def _form_callbacks(message_parts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(field path, callback_url)`` of every hosted form in a message's parts."""
+    found = []
+    for i, part in enumerate(message_parts):
+        form = part.get("web_view", {}).get("form")
+        if form:
+            found.append((f"message_parts.{i}.web_view.form.callback_url", form["callback_url"]))
+        for c, card in enumerate(part.get("carousel", {}).get("cards", [])):
+            for b, button in enumerate(card.get("buttons", [])):
+                form = button.get("web_view", {}).get("form")
+                if form:
+                    path = f"message_parts.{i}.carousel.cards.{c}.buttons.{b}.web_view.form.callback_url"
+                    found.append((path, form["callback_url"]))
+    return found
+
+
+def callback_allowed(callback_url: str, allow_private_networks: bool) -> bool:
+    """A hosted form posts what the customer typed (card numbers): only over ``https``,
+    unless private networks are allowed (a development or demo set-up, over ``http``)."""
+    return allow_private_networks or urlsplit(callback_url).scheme.lower() == "https"
+
+
+def check_form_callbacks(message_parts: list[dict[str, Any]], allow_private_networks: bool, prefix: str = "") -> None:
+    """422 naming the field when a hosted form's ``callback_url`` is not ``https``."""
+    for path, url in _form_callbacks(message_parts):
+        if not callback_allowed(url, allow_private_networks):
+            field = prefix + path
+            raise errors.Unprocessable(
+                f"Invalid field: {field}",
+                details=[{"field": field, "message": "a hosted form's callback_url must be https"}],
+            )
+
+
+
 def _segments(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
@@ -176,8 +211,6 @@ def _segments(path: str) -> list[str]:
 def signing_endpoint(s: Session, workspace_id: str, callback_url: str) -> WebhookEndpoint | None:
     """The enabled endpoint sharing the callback's origin whose URL shares the longest path
     prefix (whole segments) with it; ties go to the oldest. ``None``: the callback is refused."""
-    from urllib.parse import urlsplit
-
     origin = origin_of(callback_url)
     target = _segments(urlsplit(callback_url).path)
     best: tuple[int, Any, str] | None = None

@@ -46,11 +46,11 @@ def post_json(client: httpx.Client, method: str, url: str, text: str) -> httpx.R
 
 def test_properties_nested_300_levels_are_a_422_not_a_500(module_api: httpx.Client, module_server: LiveServer) -> None:
     for depth in (300, 2_000):
-        r = post_json(module_api, "POST", "/api/v1/users", '{"name": "Deep", "properties": {"p": %s}}' % deep_text(depth))
+        r = post_json(module_api, "POST", "/api/v1/users", '{"name": "Deep", "properties": {"p": ' + deep_text(depth) + "}}")
         error = assert_error(r, 422, "json_too_deep")
         assert error["details"] == [{"field": "body", "message": f"at most {MAX_JSON_DEPTH} levels of objects and arrays"}]
     user = make_user(module_api)
-    r = post_json(module_api, "PATCH", f"/api/v1/users/{user['id']}", '{"properties": {"p": %s}}' % deep_text(300))
+    r = post_json(module_api, "PATCH", f"/api/v1/users/{user['id']}", '{"properties": {"p": ' + deep_text(300) + "}}")
     assert_error(r, 422, "json_too_deep")
     assert module_api.get(f"/api/v1/users/{user['id']}").json()["properties"] == {}
 
@@ -65,7 +65,7 @@ def test_properties_nested_300_levels_are_a_422_not_a_500(module_api: httpx.Clie
 
 def test_every_api_body_and_the_widget_session_refuse_deep_json(module_server: LiveServer, module_tenant: Tenant) -> None:
     spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
-    deep = '{"x": %s}' % deep_text(500)
+    deep = '{"x": ' + deep_text(500) + "}"
     checked = 0
     with module_server.client(module_tenant) as c:
         for method, path in all_operations(spec):
@@ -75,7 +75,7 @@ def test_every_api_body_and_the_widget_session_refuse_deep_json(module_server: L
             assert_error(r, 422, "json_too_deep")
             checked += 1
     assert checked >= 8
-    body = '{"widget_key": "%s", "x": %s}' % (module_tenant.widget_key, deep_text(500))
+    body = f'{{"widget_key": "{module_tenant.widget_key}", "x": ' + deep_text(500) + "}"
     r = httpx.post(module_server.url + "/widget/v1/session", content=body)
     assert_error(r, 422, "json_too_deep")
 
@@ -88,7 +88,7 @@ def test_a_deep_widget_frame_closes_the_socket_1007(module_server: LiveServer, m
     with connect(module_server.ws_url + session["socket_path"]) as ws:
         ws.send(json.dumps({"type": "auth", "token": session["session_token"]}))
         assert json.loads(ws.recv(timeout=5))["type"] == "ready"
-        ws.send('{"type": "typing", "on": true, "x": %s}' % deep_text(200))
+        ws.send('{"type": "typing", "on": true, "x": ' + deep_text(200) + "}")
         with pytest.raises(ConnectionClosed) as info:
             while True:
                 ws.recv(timeout=5)
@@ -183,3 +183,69 @@ def test_idempotency_records_age_out_after_a_day(server: LiveServer, tenant: Ten
 
 
 # --- 6. a leaked write token cannot add a phishing callback -----------------------------------
+
+
+def test_a_write_token_cannot_add_move_or_rotate_an_endpoint(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    writer = {"Authorization": f"Bearer {server.token_for(tenant.workspace_id, ['read', 'write'])}"}
+    with server.client() as c:
+        r = c.post("/api/v1/webhook-endpoints", json={"url": "https://attacker.example/hooks"}, headers=writer)
+        assert assert_error(r, 403, "forbidden")["details"] == {"required_scope": "admin"}
+        assert api.get("/api/v1/webhook-endpoints").json()["data"] == []
+
+        endpoint = api.post("/api/v1/webhook-endpoints", json={"url": "https://bot.example.com/hooks"}).json()
+        path = f"/api/v1/webhook-endpoints/{endpoint['id']}"
+        r = c.patch(path, json={"url": "https://attacker.example/hooks"}, headers=writer)
+        assert assert_error(r, 403, "forbidden")["details"] == {"required_scope": "admin"}
+        assert_error(c.post(path + "/rotate-secret", json={}, headers=writer), 403, "forbidden")
+        assert api.get(path).json()["url"] == "https://bot.example.com/hooks"
+
+        # What a bot legitimately does with its own token still works.
+        r = c.patch(path, json={"events": ["message.created"], "enabled": False}, headers=writer)
+        assert r.status_code == 200 and r.json()["events"] == ["message.created"]
+        assert c.get(path, headers=writer).status_code == 200
+        assert api.patch(path, json={"url": "https://bot.example.com/v2/hooks"}).status_code == 200
+        assert api.post(path + "/rotate-secret", json={}).json()["secret"].startswith("whsec_")
+
+    ops = httpx.get(server.url + "/api/v1/openapi.json").json()["paths"]
+    assert ops["/api/v1/webhook-endpoints"]["post"]["x-required-scope"] == "admin"
+    assert ops["/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret"]["post"]["x-required-scope"] == "admin"
+    assert "admin" in ops["/api/v1/webhook-endpoints/{endpoint_id}"]["patch"]["description"]
+
+
+def test_form_callbacks_must_be_https_unless_private_networks_are_allowed(server_factory: Any) -> None:
+    from tests.webview_support import add_endpoint, card_form, open_in_store, post_webview_message
+
+    server = server_factory(env={"BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false"})
+    tenant = server.new_tenant()
+    add_endpoint(server, tenant.workspace_id, "http://bot.example.com/hooks")
+    plain = {"web_view": {"label": "Card", "form": card_form("http://bot.example.com/hooks/card")}}
+    carousel = {"carousel": {"cards": [{"title": "Card", "buttons": [plain]}]}}
+    with server.client(tenant) as api:
+        conv = make_conversation(api)
+        url = f"/api/v1/conversations/{conv['id']}/messages"
+        for parts, field in [
+            ([plain], "message_parts.0.web_view.form.callback_url"),
+            ([{"text": {"content": "Your card"}}, carousel],
+             "message_parts.1.carousel.cards.0.buttons.0.web_view.form.callback_url"),
+        ]:
+            error = assert_error(api.post(url, json={"message_parts": parts}), 422)
+            assert error["details"] == [{"field": field, "message": "a hosted form's callback_url must be https"}]
+        user = conv["user_id"]
+        r = api.post("/api/v1/conversations", json={"user_id": user, "messages": [{"message_parts": [plain]}]})
+        assert assert_error(r, 422)["details"][0]["field"] == "messages.0.message_parts.0.web_view.form.callback_url"
+        assert api.get(url).json()["data"] == []
+        secure = {"web_view": {"label": "Card", "form": card_form("https://bot.example.com/hooks/card")}}
+        assert api.post(url, json={"message_parts": [secure]}).status_code == 201
+
+    # A form stored while private networks were allowed (over http) is not served once they are not.
+    server.env["BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "true"
+    server.restart()
+    with server.client(tenant) as api:
+        scene = post_webview_message(api, [plain])
+    form_url = open_in_store(server, tenant, scene)["url"]
+    assert httpx.get(form_url).status_code == 200
+    server.env["BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "false"
+    server.restart()
+    r = httpx.get(form_url)
+    assert r.status_code == 503 and "not available" in r.text
+    assert httpx.post(form_url, data={"card_number": "4111111111111111"}).status_code == 503

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 from sqlalchemy import select
 
-from app import actions, errors, rows
+from app import actions, errors, rows, webview_forms
 from app.api import Call, Endpoint, Result
 from app.pagination import ListQuery, decode_cursor, page
 from app.schemas import ConversationIn, ConversationOut, ConversationPatch, MessageIn, MessageOut, TypingIn
@@ -29,7 +29,15 @@ class MessageQuery(ListQuery):
     after: int | None = Field(default=None, ge=0, description="Only messages with a greater seq.")
 
 
+def _check_forms(call: Call, messages: list[MessageIn], prefix: str = "") -> None:
+    allow_private = call.settings.webhook_allow_private_networks if call.settings else False
+    for n, message in enumerate(messages):
+        parts = [p.model_dump(exclude_none=True) for p in message.message_parts]
+        webview_forms.check_form_callbacks(parts, allow_private, prefix.format(n=n))
+
+
 def create(call: Call) -> dict[str, Any]:
+    _check_forms(call, call.body.messages, "messages.{n}.")
     conv, messages = actions.create_conversation(call.write, call.workspace_id, call.body)
     return {**conversation_json(conv), "messages": [message_json(m) for m in messages]}
 
@@ -69,6 +77,7 @@ def patch(call: Call) -> dict[str, Any]:
 
 
 def post_message(call: Call) -> Result:
+    _check_forms(call, [call.body])
     message, created = actions.post_message(call.write, call.workspace_id, call.params["conversation_id"], call.body)
     return Result(201 if created else 200, message_json(message))
 

@@ -2,6 +2,10 @@
 
 Thin: each handler validates through its models and calls the action in ``app.webhooks``
 that the console calls too. Secrets appear only in the create and rotate responses.
+
+Where an endpoint points, and its secret, take ``admin``: an endpoint's origin becomes an
+allowed hosted-form callback signed with its secret, so a leaked bot (``write``) token must
+not be able to add one, move one, or learn a secret.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def read(call: Call) -> dict[str, Any]:
 
 
 def patch(call: Call) -> dict[str, Any]:
+    body: WebhookEndpointPatch = call.body
+    if body.url is not None:
+        call.principal.require("admin")  # moving an endpoint moves where forms may post
     endpoint = webhooks.update_endpoint(call.write, call.workspace_id, call.params["endpoint_id"], call.body)
     return webhooks.endpoint_json(endpoint)
 
@@ -98,18 +105,21 @@ ENDPOINTS = [
              query=ListQuery, response=("page", WebhookEndpointOut)),
     Endpoint("POST", "/webhook-endpoints", create, "Add a webhook endpoint (the secret is shown once)",
              TAG, body=WebhookEndpointIn, response=WebhookEndpointWithSecret, status=201,
-             scope="write", errors=(409, 422)),
+             scope="admin", errors=(409, 422),
+             description="Needs `admin`: an endpoint's origin may receive hosted-form callbacks."),
     Endpoint("GET", "/webhook-endpoints/{endpoint_id}", read, "Get a webhook endpoint", TAG,
              response=WebhookEndpointOut),
     Endpoint("PATCH", "/webhook-endpoints/{endpoint_id}", patch,
              "Change a webhook endpoint: URL, events, description, enabled, asymmetric signing", TAG,
-             body=WebhookEndpointPatch, response=WebhookEndpointOut, scope="write"),
+             body=WebhookEndpointPatch, response=WebhookEndpointOut, scope="write",
+             description="`write` for events, description, enabled and signing; changing `url` needs `admin`."),
     Endpoint("DELETE", "/webhook-endpoints/{endpoint_id}", delete,
              "Delete a webhook endpoint and its delivery log", TAG, response=None, status=204,
              scope="write"),
     Endpoint("POST", "/webhook-endpoints/{endpoint_id}/rotate-secret", rotate,
              "Rotate the signing secret; the old one keeps signing for overlap_seconds", TAG,
-             body=RotateSecretIn, response=WebhookEndpointWithSecret, scope="write"),
+             body=RotateSecretIn, response=WebhookEndpointWithSecret, scope="admin",
+             description="Needs `admin`: the answer carries the new secret."),
     Endpoint("POST", "/webhook-endpoints/{endpoint_id}/test", test,
              "Send a webhook.test event to this endpoint", TAG, response=WebhookDeliveryOut,
              status=202, scope="write", errors=(409,)),

@@ -26,7 +26,15 @@ from app.identity import valid_origins
 from app.ids import utcnow
 from app.models import Message, UsedWebviewToken, WebhookEndpoint, WebviewOpening, Workspace
 from app.state import AppState
-from app.webview_forms import FieldView, RelayOutcome, field_views, relay_form, signing_endpoint, validate
+from app.webview_forms import (
+    FieldView,
+    RelayOutcome,
+    callback_allowed,
+    field_views,
+    relay_form,
+    signing_endpoint,
+    validate,
+)
 from app.webviews import FormLinkError, InvalidLink, UsedLink
 
 MAX_FORM_BYTES = 65_536
@@ -109,7 +117,11 @@ def _load(s: Session, opening_id: str, workspace_id: str) -> _Form:
 async def _resolve(request: Request) -> _Form:
     state: AppState = request.app.state.bc
     opening_id, workspace_id = webviews.read_form_token(state.settings, request.query_params.get("token", ""))
-    return await state.runner.read(_load, opening_id, workspace_id)
+    f = await state.runner.read(_load, opening_id, workspace_id)
+    # Refused at message creation too; this also covers forms stored before that check.
+    if not callback_allowed(f.form["callback_url"], state.settings.webhook_allow_private_networks):
+        raise NotSetUp()
+    return f
 
 
 def _form_page(
