@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app import errors
@@ -21,10 +22,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def normalize_email(email: str) -> str:
+    """The form every console email is stored and looked up in (the unique index is on it)."""
+    return email.strip().lower()
+
+
 def create_console_user(
     tx: Tx, workspace_id: str, email: str, password: str, *, name: str | None = None, role: str = "admin"
 ) -> ConsoleUser:
-    email = email.strip().lower()
+    """A new console account. Its email must be unused across the whole server (SPEC §8):
+    login finds an account by email alone, so a second one would lock the first out."""
+    email = normalize_email(email)
     if "@" not in email or len(email) > 320:
         raise errors.Unprocessable(
             "Invalid field: email", details=[{"field": "email", "message": "not an email address"}]
@@ -34,11 +42,8 @@ def create_console_user(
             "Invalid field: password",
             details=[{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}],
         )
-    exists = tx.session.exec(
-        select(ConsoleUser).where(ConsoleUser.workspace_id == workspace_id, ConsoleUser.email == email)
-    ).first()
-    if exists:
-        raise errors.Conflict("A console user with this email already exists.", code="duplicate_email")
+    if tx.session.exec(select(ConsoleUser.id).where(ConsoleUser.email == email)).first() is not None:
+        raise _email_taken()
     display = name or email.split("@")[0].replace(".", " ").title()
     agent = create_agent(tx, workspace_id, display, "human")
     user = ConsoleUser(
@@ -51,13 +56,27 @@ def create_console_user(
         agent_id=agent.id,
         created_at=utcnow(),
     )
-    tx.session.add(user)
+    try:
+        with tx.session.begin_nested():  # a concurrent create of the same email loses here
+            tx.session.add(user)
+            tx.session.flush()
+    except IntegrityError:
+        raise _email_taken() from None
     return user
+
+
+def _email_taken() -> errors.Conflict:
+    # Said the same whichever workspace holds it: the email is the server's, not this workspace's.
+    return errors.Conflict(
+        "This email already has a console account on this server; use another email.",
+        code="duplicate_email",
+        details=[{"field": "email", "message": "already has a console account on this server"}],
+    )
 
 
 def authenticate(s: Session, email: str, password: str) -> ConsoleUser | None:
     """The user whose email and password match, or None (in constant-ish time)."""
-    user = s.exec(select(ConsoleUser).where(ConsoleUser.email == email.strip().lower())).first()
+    user = s.exec(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email))).one_or_none()
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):

@@ -30,6 +30,7 @@ from app.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = "backchannel-demo.json"
 ADMIN_EMAIL = "agent@agbank.example"
+FREDDY_ENDPOINT = "Freddy, the demo bot"
 GREETING = "Hi! Freddy and the AG Bank team are here to help."
 
 
@@ -67,7 +68,7 @@ def _load(path: Path) -> DemoState | None:
 
 
 def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
-    from app.accounts import create_console_user
+    from app.accounts import create_console_user, hash_password
     from app.tokens import create_token, list_tokens
     from app.webhook_schemas import WebhookEndpointIn
     from app.webhooks import create_endpoint, list_endpoints
@@ -75,6 +76,11 @@ def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
 
     s: Session = tx.session
     workspace = s.get(Workspace, previous.workspace_id) if previous else None
+    if workspace is None:
+        # The state file is gone but the database is not: the demo workspace is the one whose
+        # admin has the demo email (a console email is unique across the server).
+        existing = s.exec(select(ConsoleUser).where(ConsoleUser.email == ADMIN_EMAIL)).first()
+        workspace = s.get(Workspace, existing.workspace_id) if existing else None
     if workspace is None:
         workspace = create_workspace(tx, "AG Bank")
         previous = None
@@ -94,6 +100,11 @@ def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
         select(ConsoleUser).where(ConsoleUser.workspace_id == workspace.id, ConsoleUser.email == ADMIN_EMAIL)
     ).first()
     password = previous.admin_password if previous and admin else None
+    if admin is not None and password is None:
+        # Its password was in the lost state file: give it a new one, printed at start.
+        password = secrets.token_urlsafe(9)
+        admin.password_hash = hash_password(password)
+        s.add(admin)
     if admin is None:
         password = secrets.token_urlsafe(9)
         create_console_user(tx, workspace.id, ADMIN_EMAIL, password, name="Alex Morgan", role="admin")
@@ -101,12 +112,15 @@ def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
 
     hook_url = f"{freddy_url}/webhooks"
     known = previous.endpoint_id if previous else None
-    endpoint = next((e for e in list_endpoints(s, workspace.id)[0] if e.id == known), None)
+    endpoints = list_endpoints(s, workspace.id)[0]
+    endpoint = next((e for e in endpoints if e.id == known), None)
+    if endpoint is None and previous is None:  # the state file is gone: find Freddy's by its description
+        endpoint = next((e for e in endpoints if e.description == FREDDY_ENDPOINT), None)
     if endpoint is not None and endpoint.url != hook_url:
         endpoint.url = hook_url  # Freddy may be on another port this time; keep its secret
     if endpoint is None:
         endpoint = create_endpoint(
-            tx, workspace.id, WebhookEndpointIn(url=hook_url, events=["*"], description="Freddy, the demo bot")
+            tx, workspace.id, WebhookEndpointIn(url=hook_url, events=["*"], description=FREDDY_ENDPOINT)
         )
     if not endpoint.enabled:
         endpoint.enabled = True

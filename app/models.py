@@ -80,7 +80,9 @@ class ConsoleUser(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("workspace_id", "email"),)
     id: str = Field(primary_key=True)
     workspace_id: str = Field(foreign_key="workspace.id", index=True)
-    email: str = Field(index=True)
+    # Unique across the server (SPEC §8): login finds an account by email alone. Stored
+    # lowercased (accounts.normalize_email), so the unique index is case-insensitive.
+    email: str = Field(index=True, unique=True)
     name: str
     role: str = "admin"  # admin | agent
     password_hash: str
@@ -152,7 +154,9 @@ class IdempotencyRecord(SQLModel, table=True):
     fingerprint: str
     status_code: int
     response_body: str
-    created_at: datetime = created()
+    created_at: datetime = Field(  # indexed: records older than a day are pruned by age
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
 
 
 class Event(SQLModel, table=True):
