@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,8 @@ class Widget:
         self.seqs: list[int] = []
         self.connects = 0
         self.drops = 0
+        self.dropped_at: float | None = None
+        self.back_after: list[float] = []  # seconds from losing the socket to ``ready`` on a new one
         self.resumes: list[dict[str, float]] = []  # far resumes: behind by, seconds to catch up, after the writes?
 
     @property
@@ -236,12 +239,10 @@ class Widget:
         home = self.cluster.instances[self.home]
         return home if home in alive else (alive[0] if alive else None)
 
-    async def follow(self, until: Any, deadline: float = float("inf")) -> bool:
-        """Stay connected (reconnecting and resuming after any drop) until ``until()`` or the deadline."""
+    async def follow(self, until: Callable[[], bool]) -> None:
+        """Stay connected (reconnecting and resuming from the last ``seq`` after any drop) until ``until()``."""
         backoff = 0.1
         while not until():
-            if time.monotonic() > deadline:
-                return False
             srv = self._server()
             if srv is None:
                 await asyncio.sleep(0.1)
@@ -254,17 +255,20 @@ class Widget:
                             "conversation_id": self.conversation}
                     await ws.send(json.dumps(auth | ({"last_seq": self.last_seq} if self.seqs else {})))
                     backoff = 0.1
-                    while not until() and time.monotonic() <= deadline:
+                    while not until():
                         with contextlib.suppress(TimeoutError):
                             await self._frame(ws, json.loads(await asyncio.wait_for(ws.recv(), 0.25)))
             except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError):
                 self.drops += 1
+                self.dropped_at = self.dropped_at or time.monotonic()
                 await asyncio.sleep(backoff)
                 backoff = min(1.0, backoff * 2)
-        return True
 
     async def _frame(self, ws: Any, frame: dict[str, Any]) -> None:
         if frame["type"] == "message" and frame["message"]["conversation_id"] == self.conversation:
             self.seqs.append(frame["message"]["seq"])
         elif frame["type"] == "ping":
             await ws.send(json.dumps({"type": "pong"}))
+        elif frame["type"] == "ready" and self.dropped_at:
+            self.back_after.append(time.monotonic() - self.dropped_at)
+            self.dropped_at = None

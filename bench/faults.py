@@ -84,7 +84,7 @@ def percentile(values: list[float], p: float) -> float:
 class Report:
     setup: str
     figures: dict[str, Any]
-    violations: list[str]
+    violations: dict[str, list[str]]  # invariant -> what broke it (see ``check``)
 
     def summary(self) -> str:
         return json.dumps({"setup": self.setup, "violations": self.violations, **self.figures}, indent=2)
@@ -268,44 +268,50 @@ async def _scenario(cfg: Config, cluster: Cluster, rx: FlakyReceiver, database_u
 
 
 def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, stored: dict[str, list[dict[str, Any]]],
-          live: list[Widget], far: list[Widget]) -> tuple[dict[str, Any], list[str]]:
-    """Every invariant of the scenario (violations) and its figures."""
-    bad: list[str] = []
+          live: list[Widget], far: list[Widget]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The figures, and every invariant broken: ``acknowledged``, ``stored_once``, ``seq_gap_free``,
+    ``no_5xx``, ``webhook_delivered``, ``one_webhook_id``, ``delivery_bound``, ``widgets``, and
+    ``scenario`` (the run was too small to prove what it should)."""
+    broken: dict[str, list[str]] = {}
+
+    def bad(invariant: str, what: str) -> None:
+        broken.setdefault(invariant, []).append(what)
+
     messages = [m for msgs in stored.values() for m in msgs]
     by_id = {m["id"]: m for m in messages}
 
     # The careful client: every acknowledged message stored exactly once; seq gap-free.
     if len(writers.acks) != cfg.messages:
-        bad.append(f"{cfg.messages - len(writers.acks)} messages never acknowledged")
+        bad("acknowledged", f"{cfg.messages - len(writers.acks)} messages never acknowledged")
     cmids = [m.get("client_message_id") for m in messages]
     twice = len(cmids) - len(set(cmids))
     if twice:
-        bad.append(f"{twice} client_message_ids stored more than once")
+        bad("stored_once", f"{twice} client_message_ids stored more than once")
     missing = [cmid for cmid, ack in writers.acks.items() if ack.message_id not in by_id]
     if missing:
-        bad.append(f"{len(missing)} acknowledged messages not stored, e.g. {missing[:3]}")
+        bad("acknowledged", f"{len(missing)} acknowledged messages not stored, e.g. {missing[:3]}")
     if len(messages) != len(writers.acks):
-        bad.append(f"{len(messages)} messages stored for {len(writers.acks)} acknowledged")
+        bad("stored_once", f"{len(messages)} messages stored for {len(writers.acks)} acknowledged")
     gappy = [conv for conv, msgs in stored.items() if [m["seq"] for m in msgs] != list(range(1, len(msgs) + 1))]
     if gappy:
-        bad.append(f"seq not gap-free in {len(gappy)} conversations")
+        bad("seq_gap_free", f"seq not gap-free in {len(gappy)} conversations")
 
     # Answers: no 5xx outside a kill window (with a survivor to answer: none at all).
     survivor = len(cluster.instances) > 1
     server_errors = [(at, status) for at, _, status in writers.statuses if status >= 500]
     outside = [s for at, s in server_errors if survivor or not cluster.in_kill_window(at)]
     if outside:
-        bad.append(f"{len(outside)} 5xx answers outside a kill window: {sorted(set(outside))}")
+        bad("no_5xx", f"{len(outside)} 5xx answers outside a kill window: {sorted(set(outside))}")
 
     # Webhooks: every message.created delivered, one webhook-id per message, within the bound.
     attempts = rx.attempts
     delivered = rx.delivered(attempts)
     undelivered = [mid for mid in by_id if delivered.get(mid, (set(), float("inf"), 0))[1] == float("inf")]
     if undelivered:
-        bad.append(f"{len(undelivered)} message.created never delivered within the drain time")
+        bad("webhook_delivered", f"{len(undelivered)} message.created never delivered within the drain time")
     several = [mid for mid in by_id if len(delivered.get(mid, (set(), 0, 0))[0]) > 1]
     if several:
-        bad.append(f"{len(several)} messages delivered under more than one webhook-id")
+        bad("one_webhook_id", f"{len(several)} messages delivered under more than one webhook-id")
     flaky = {mid for _, mid, status, _ in attempts if status >= 500}
     latency: dict[str, float] = {}
     clean: list[float] = []
@@ -317,8 +323,8 @@ def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, st
                 clean.append(latency[ack.message_id])
     late = [s for s in latency.values() if s > cfg.delivery_bound]
     if late:
-        bad.append(f"{len(late)} deliveries later than {cfg.delivery_bound:g} s after acknowledgement "
-                   f"(max {max(late):.1f} s)")
+        bad("delivery_bound", f"{len(late)} deliveries later than {cfg.delivery_bound:g} s after "
+                              f"acknowledgement (max {max(late):.1f} s)")
 
     # Widgets: every frame once and in order, however far behind, with no newer message posted.
     widgets = {"live": live, "far": far}
@@ -327,12 +333,13 @@ def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, st
             want = [m["seq"] for m in stored[w.conversation]]
             if w.seqs != want:
                 got = set(w.seqs)
-                bad.append(f"{role} widget on {w.conversation}: {len(w.seqs)} frames for {len(want)} messages "
-                           f"({len(w.seqs) - len(got)} twice, {len(set(want) - got)} missing, last {w.last_seq}, "
-                           f"in order: {w.seqs == sorted(w.seqs)})")
+                bad("widgets", f"{role} widget on {w.conversation}: {len(w.seqs)} frames for {len(want)} messages "
+                               f"({len(w.seqs) - len(got)} twice, {len(set(want) - got)} missing, "
+                               f"last {w.last_seq}, in order: {w.seqs == sorted(w.seqs)})")
     final_resumes = [r for w in far for r in w.resumes if r["after_writes"]]
     if any(r["behind"] <= 200 for r in final_resumes):
-        bad.append(f"scenario too small: a far widget resumed only {min(r['behind'] for r in final_resumes)} behind")
+        least = min(r["behind"] for r in final_resumes)
+        bad("scenario", f"scenario too small: a far widget resumed only {least} behind")
 
     write_s = writers.finished - writers.started
     values = list(latency.values())
@@ -365,9 +372,12 @@ def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, st
                                         "p99": round(percentile(clean, 99), 2), "n": len(clean)},
         "deliveries_over_bound": len(late),
         "widget_connects": {role: sum(w.connects for w in group) for role, group in widgets.items()},
+        # A live widget cut off by a kill: seconds until ``ready`` on a new socket (a restart, or the survivor).
+        "live_widget_back_after_s": {"max": round(max((g for w in live for g in w.back_after), default=0), 2),
+                                     "n": sum(len(w.back_after) for w in live)},
         "far_resumes": [r for w in far for r in w.resumes],
     }
-    return figures, bad
+    return figures, broken
 
 
 async def run_all(cfgs: list[Config]) -> list[Report]:
