@@ -108,6 +108,8 @@ class _Job:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     future: asyncio.Future[Any]
+    lane: int = 0
+    lost_races: int = 0  # deadlocks / serialization failures this write has lost so far
 
 
 class Runner:
@@ -127,14 +129,19 @@ class Runner:
     while the lock sits free (other processes on the same file still wait through
     ``busy_timeout``). On PostgreSQL a process runs ``writers`` lanes, and writes given the
     same ``partition`` (a conversation) share one, so a process's lanes do not wait on each
-    other's row locks for it; a deadlock between batches (another instance's, or writes of
-    no partition) fails only the write that PostgreSQL picks (503, retry), the rest of its
-    batch going on from their savepoints.
+    other's row locks for it. Background writes (the webhook dispatcher's claims, attempt
+    records and lease renewals: ``background=True``) have a lane of their own on PostgreSQL,
+    so their locks on endpoint and delivery rows never sit in a transaction that also holds
+    a conversation's lock, and the two kinds cannot wait on each other in a cycle. A write
+    that still loses a deadlock or a serialization failure (another instance's batch) is
+    rolled back to its savepoint and run again in the lane's next batch, after this one
+    committed and let go of its locks (``LOST_RACE_RETRIES`` times), instead of failing.
     """
 
     WRITE_BATCH = 64
     READ_BATCH = 32
     READERS = 3
+    LOST_RACE_RETRIES = 5
 
     def __init__(self, engine: Engine, read_engine: Engine, broker: Broker, *, writers: int = 1) -> None:
         self.engine = engine
@@ -142,34 +149,50 @@ class Runner:
         self.broker = broker
         self.on_webhooks_enqueued: Callable[[], None] = lambda: None
         self.cache = StoreCache()
-        # SQLite has one writer at a time: one lane. PostgreSQL takes several side by side.
-        lanes = 1 if engine.dialect.name == "sqlite" else max(1, writers)
+        # SQLite has one writer at a time: one lane. PostgreSQL takes several side by side,
+        # plus one for background writes.
+        sqlite = engine.dialect.name == "sqlite"
+        self._shared_lanes = 1 if sqlite else max(1, writers)
+        lanes = self._shared_lanes if sqlite else self._shared_lanes + 1
+        self._background_lane = lanes - 1
         self._lanes: list[list[_Job]] = [[] for _ in range(lanes)]
         self._writers: list[asyncio.Task[None] | None] = [None] * lanes
         self._next_lane = 0
         self._reads: list[_Job] = []
         self._readers = 0
 
-    async def write(self, fn: Callable[..., T], *args: Any, partition: str | None = None, **kwargs: Any) -> T:
+    async def write(
+        self, fn: Callable[..., T], *args: Any, partition: str | None = None, background: bool = False, **kwargs: Any
+    ) -> T:
         """Run ``fn(tx, *args, **kwargs)`` in a transaction; publish its events once committed.
 
         ``partition`` (a conversation id, say) sends every write of that partition through
         the same writer lane, so two lanes never wait on each other's row locks for it.
+        ``background``: the webhook dispatcher's bookkeeping, kept out of request batches.
         """
-        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future())
-        if partition is not None:
-            lane = hash(partition) % len(self._lanes)
+        if background:
+            lane = self._background_lane
+        elif partition is not None:
+            lane = hash(partition) % self._shared_lanes
         else:
-            lane = self._next_lane = (self._next_lane + 1) % len(self._lanes)
-        self._lanes[lane].append(job)
-        writer = self._writers[lane]
-        if writer is None or writer.done():
-            self._writers[lane] = asyncio.create_task(self._write_queued(lane), name=f"store-writer-{lane}")
+            lane = self._next_lane = (self._next_lane + 1) % self._shared_lanes
+        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future(), lane)
+        self._enqueue(job)
         # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
         # the writer still commits the write and skips the cancelled future.
         result, tx = await job.future
         await self.announce(tx)
         return result  # type: ignore[no-any-return]
+
+    def _enqueue(self, job: _Job, *, first: bool = False) -> None:
+        queued = self._lanes[job.lane]
+        if first:
+            queued.insert(0, job)
+        else:
+            queued.append(job)
+        writer = self._writers[job.lane]
+        if writer is None or writer.done():
+            self._writers[job.lane] = asyncio.create_task(self._write_queued(job.lane), name=f"store-writer-{job.lane}")
 
     async def _write_queued(self, lane: int) -> None:
         """A lane's writer: commit what is queued, batch by batch, until nothing is."""
@@ -195,6 +218,10 @@ class Runner:
                 continue
             if ok:
                 job.future.set_result(value)
+            elif isinstance(value, _LostRace):
+                # This batch has committed (and let go of its locks): the next one runs it again.
+                job.lost_races += 1
+                self._enqueue(job, first=True)
             else:
                 job.future.set_exception(value)
 
@@ -224,7 +251,11 @@ class Runner:
                         h.release()
                         done[i] = (True, (result, tx))
                     except Exception as exc:
-                        done[i] = (False, _unavailable(exc) if isinstance(exc, OperationalError) else exc)
+                        if _lost_race(exc) and job.lost_races < self.LOST_RACE_RETRIES:
+                            log.info("write lost a lock race (%s); running it again", _sqlstate(exc))
+                            done[i] = (False, _LostRace())
+                        else:
+                            done[i] = (False, _unavailable(exc) if isinstance(exc, OperationalError) else exc)
                         if not session.is_active:
                             broken = i
                             break
@@ -293,6 +324,20 @@ class Runner:
             return await anyio.to_thread.run_sync(work)
         except OperationalError as exc:
             raise _unavailable(exc) from None
+
+
+class _LostRace(Exception):
+    """A write that lost a deadlock or serialization failure: it is queued again, not failed."""
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """PostgreSQL chose this write to break a deadlock (40P01) or a serialization conflict
+    (40001): nothing is wrong with it, and it can run again once the other side committed."""
+    return isinstance(exc, OperationalError) and _sqlstate(exc) in ("40P01", "40001")
 
 
 def _unavailable(exc: OperationalError) -> errors.Unavailable:

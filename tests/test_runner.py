@@ -125,3 +125,60 @@ def test_reads_queued_together_each_get_their_own_answer(tmp_path: Path) -> None
     results = asyncio.run(burst())
     assert [type(r) for r in results] == [LookupError if i % 10 == 3 else int for i in range(100)]
     assert all(r == 1 for r in results if isinstance(r, int))
+
+
+@pytest.mark.postgres
+def test_a_write_that_loses_a_deadlock_is_run_again_not_failed(postgres_database: str) -> None:
+    """Two runners (two instances) lock two rows in opposite orders: PostgreSQL breaks the
+    deadlock by failing one write (40P01), which its runner runs again once its batch has
+    committed, so both callers succeed and both changes are stored once."""
+    import threading
+
+    from sqlalchemy import update
+
+    from app.migrate import upgrade
+
+    settings = Settings(env="test", database_url=postgres_database)
+    upgrade(settings)
+    runners = [
+        Runner(make_engine(settings), make_engine(settings, for_writes=False), NoBroker())  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+    now = utcnow()
+    with runners[0].engine.begin() as c:
+        c.execute(Workspace.metadata.tables["workspace"].insert().values(
+            id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=now))
+        for name in ("x", "y"):
+            c.execute(User.__table__.insert().values(  # type: ignore[attr-defined]
+                id=f"usr_{name}", workspace_id="wsp_1", external_id=name, name="", properties={},
+                created_at=now, updated_at=now))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs: list[str] = []
+
+    def lock_then(tx: Tx, first: str, second: str, label: str) -> str:
+        table = User.__table__  # type: ignore[attr-defined]
+        runs.append(label)
+        tx.session.execute(update(table).where(table.c.id == first).values(name=table.c.name + label))
+        if runs.count(label) == 1:
+            both_hold_one.wait()  # the first run: each holds its first row, then wants the other's
+        tx.session.execute(update(table).where(table.c.id == second).values(name=table.c.name + label))
+        return label
+
+    async def race() -> list[Any]:
+        return await asyncio.gather(
+            runners[0].write(lock_then, "usr_x", "usr_y", "a"),
+            runners[1].write(lock_then, "usr_y", "usr_x", "b"),
+            return_exceptions=True,
+        )
+
+    try:
+        assert asyncio.run(race()) == ["a", "b"]
+        assert sorted(runs) in (["a", "a", "b"], ["a", "b", "b"])  # one of them ran twice
+        with runners[0].engine.connect() as c:
+            names = dict(c.execute(select(User.__table__.c.id, User.__table__.c.name)).all())  # type: ignore[attr-defined]
+        # each write's two changes stored once, in the order the two writes committed
+        assert sorted(names.values()) in (["ab", "ab"], ["ba", "ba"]), names
+    finally:
+        for runner in runners:
+            runner.engine.dispose()
+            runner.read_engine.dispose()
