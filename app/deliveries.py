@@ -33,7 +33,7 @@ from app.settings import Settings
 from app.webhooks import Signer, fail_unfinished
 
 log = logging.getLogger("backchannel.webhooks")
-BATCH_PER_ENDPOINT = 10  # deliveries claimed per endpoint at once, sent in order (a first claim)
+BATCH_PER_ENDPOINT = 10  # deliveries claimed per endpoint at once, started in order (a first claim)
 MAX_BATCH_PER_ENDPOINT = 100  # for an endpoint that answers quickly
 MAX_RETRY_AFTER = 24 * 3600.0
 D_TABLE: Table = WebhookDelivery.metadata.tables["webhook_delivery"]
@@ -160,9 +160,10 @@ def claim_due(
     *,
     only: str | None = None,
     sizes: dict[str, int] | None = None,
+    default_size: int = BATCH_PER_ENDPOINT,
 ) -> list[Claim]:
     """Lease due deliveries (oldest event first; ``sizes`` per endpoint, else
-    ``BATCH_PER_ENDPOINT``) for each of up to ``max_endpoints`` enabled endpoints that this
+    ``default_size``) for each of up to ``max_endpoints`` enabled endpoints that this
     process is not already working on, or for endpoint ``only``.
 
     Fault-isolating: whatever one endpoint's stored row holds (a secret that does not decode,
@@ -196,7 +197,7 @@ def claim_due(
             continue
         params = {
             "now": now, "b_endpoint": endpoint_id, "owner": owner, "until": lease_until,
-            "size": (sizes or {}).get(endpoint_id, BATCH_PER_ENDPOINT),
+            "size": (sizes or {}).get(endpoint_id, default_size),
         }
         try:
             rows = sorted(conn.execute(_CLAIM[postgres], params).all(), key=lambda r: (r.created_at, r.id))
@@ -303,7 +304,7 @@ def _fail_delivery(conn: Connection, delivery_id: str, problem: str, now: dateti
 
 
 def extend_leases(tx: Tx, owner: str, delivery_ids: list[str], lease_seconds: float) -> datetime:
-    """Keep a long batch (a slow endpoint) leased while it is worked through."""
+    """Keep what a live dispatcher is working on leased (renewed while it is in flight)."""
     lease_until = utcnow() + timedelta(seconds=lease_seconds)
     tx.session.connection().execute(
         update(D_TABLE)
@@ -346,7 +347,11 @@ def record_attempts(
     conn: Connection = tx.session.connection()
     now = utcnow()
     # Endpoints first, then deliveries, each in id order: the order an admin's disable takes
-    # them in, so the two never wait on each other in a cycle (PostgreSQL).
+    # them in, so the two never wait on each other in a cycle (PostgreSQL). FOR NO KEY UPDATE,
+    # not FOR UPDATE: it still keeps two recorders apart, but does not conflict with the FOR
+    # KEY SHARE that a message write's delivery insert takes on the endpoint (its foreign
+    # key), so recording never waits for writes in flight, nor they for it. (And the runner
+    # keeps this in its background lane, never in a batch that also holds a conversation.)
     pick_endpoints = select(E.id, E.enabled, E.failing_since).where(
         E.id.in_(sorted({job.endpoint_id for job, _ in results}))
     ).order_by(E.id)
@@ -354,7 +359,7 @@ def record_attempts(
         D.id, D.endpoint_id, D.status, D.lease_owner, D.lease_until, D.attempts, D.schedule_step, D.next_attempt_at
     ).where(D.id.in_(sorted({job.delivery_id for job, _ in results}))).order_by(D.id)
     if postgres:  # another instance may be recording a lapsed lease's resend of the same row
-        pick_endpoints, pick = pick_endpoints.with_for_update(), pick.with_for_update()
+        pick_endpoints, pick = pick_endpoints.with_for_update(key_share=True), pick.with_for_update(key_share=True)
     endpoints = {row.id: row._asdict() for row in conn.execute(pick_endpoints)}
     rows = {row.id: row._asdict() for row in conn.execute(pick) if row.endpoint_id in endpoints}
     failing_before = {eid: ep["failing_since"] for eid, ep in endpoints.items()}

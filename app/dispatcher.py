@@ -54,7 +54,11 @@ PRUNE_BATCH = 5000
 RECORD_BATCH = 500  # attempt outcomes written in one transaction
 QUICK_MS = 100  # an endpoint answering faster than this gets the larger batches
 CLAIM_GAP = 0.002  # seconds between two looks for due work prompted by new events
-LEASE_MARGIN = 5.0  # seconds of lease left, beyond the timeout, before it is extended
+
+
+def renew_every(lease: float) -> float:
+    """How often held leases are renewed: a third of the lease, at most a second."""
+    return max(0.05, min(1.0, lease / 3))
 
 
 class Sender(Protocol):
@@ -178,7 +182,9 @@ class Recorder:
         postgres = not self.settings.is_sqlite
         for attempt in range(3):
             try:
-                return await self.runner.write(record_attempts, results, self.owner, self.settings, postgres)
+                return await self.runner.write(
+                    record_attempts, results, self.owner, self.settings, postgres, background=True
+                )
             except Exception as exc:
                 if attempt == 2 or not _transient(exc):
                     raise
@@ -197,7 +203,8 @@ def _transient(exc: Exception) -> bool:
 
 
 class Dispatcher:
-    """Claims due deliveries and sends them, one task per endpoint."""
+    """Claims due deliveries and sends them: a task per endpoint, each with up to
+    ``webhook_endpoint_concurrency`` deliveries in flight."""
 
     def __init__(self, runner: Runner, settings: Settings, sender: Sender, *, owner: str | None = None) -> None:
         self.runner = runner
@@ -207,6 +214,11 @@ class Dispatcher:
         self.recorder = Recorder(runner, settings, self.owner)
         self._busy: set[str] = set()
         self._sizes: dict[str, int] = {}  # claim size per endpoint, by how fast it answered
+        # A first claim fills every slot a few times over, so a slow endpoint's senders do
+        # not idle at the end of each batch.
+        self._first_size = max(BATCH_PER_ENDPOINT, 4 * settings.webhook_endpoint_concurrency)
+        self._held: set[str] = set()  # deliveries claimed here whose outcome is not written yet
+        self._watchers: set[asyncio.Event] = set()  # workers waiting to hear of newly queued events
         self._signers = Signers()
         self._wakeup = asyncio.Event()
         self._wakes = 0  # counts wake() calls, so a worker knows something was queued meanwhile
@@ -222,6 +234,8 @@ class Dispatcher:
             if asyncio.get_running_loop() is self._loop:
                 self._wakes += 1
                 self._wakeup.set()
+                for watcher in self._watchers:
+                    watcher.set()
                 return
         except RuntimeError:
             pass
@@ -233,6 +247,7 @@ class Dispatcher:
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._prune_forever)
+                    tg.start_soon(self._renew_leases_forever)
                     tg.start_soon(self.recorder.run)
                     seen = -1
                     while True:
@@ -254,10 +269,28 @@ class Dispatcher:
                     contextlib.suppress(Exception),
                 ):
                     await self.recorder.flush()
-                    await self.runner.write(release_leases, self.owner)
+                    await self.runner.write(release_leases, self.owner, background=True)
 
     def stop(self) -> None:
         self._scope.cancel()
+
+    async def _renew_leases_forever(self) -> None:
+        """Keep what this process is working on leased, a few seconds at a time.
+
+        Leases are short (``webhook_lease_seconds``, 5 s) and renewed every
+        ``renew_every(lease)`` while the work is in flight, however slow the receiver: when a
+        process dies (``kill -9``) or stalls, what it held is due again within one lease,
+        for another instance or its own restart, instead of after a long fixed lease.
+        """
+        lease = self.settings.webhook_lease_seconds
+        while True:
+            await anyio.sleep(renew_every(lease))
+            if not self._held:
+                continue
+            try:
+                await self.runner.write(extend_leases, self.owner, sorted(self._held), lease, background=True)
+            except Exception as exc:  # the database may be briefly away: the next round tries again
+                log.warning("webhook dispatcher: renewing leases failed: %s", exc)
 
     async def _claim_and_start(self, tg: TaskGroup, *, check_first: bool = True) -> None:
         free = self.settings.webhook_concurrency - len(self._busy)
@@ -269,30 +302,85 @@ class Dispatcher:
             tg.start_soon(self._work, claim)
 
     async def _claim(self, busy: set[str], free: int, only: str | None = None) -> list[Claim]:
-        return await self.runner.write(
+        claims = await self.runner.write(
             claim_due, self.owner, busy, free, self.settings.webhook_lease_seconds,
             not self.settings.is_sqlite, self._signers, only=only, sizes=dict(self._sizes),
+            default_size=self._first_size, background=True,
         )
+        for claim in claims:
+            self._held.update(job.delivery_id for job in claim.jobs)
+        return claims
 
     async def _work(self, claim: Claim | None) -> None:
-        """Deliver one endpoint's batch, then claim its next while there is one and no other
-        endpoint waits for a slot."""
+        """Deliver to one endpoint, up to ``webhook_endpoint_concurrency`` at once, started in
+        event order: a sliding window, so a slot freed by one answer is filled by the next
+        delivery (claimed when events were queued meanwhile or the last claim was full), not
+        after the whole batch. Ends when nothing more is known to be due and nothing is in
+        flight, or when other endpoints wait for a slot."""
         assert claim is not None
         endpoint_id = claim.target.id
+        slots = anyio.Semaphore(self.settings.webhook_endpoint_concurrency)
+        changed = asyncio.Event()  # a send ended, or events were queued
+        in_flight = 0
+        stopped = False
+
+        async def deliver_one(target: Target, job: Job) -> None:
+            nonlocal in_flight, stopped
+            submitted = False
+            try:
+                outcome = await send(self.sender, target, job, self.settings.webhook_timeout_seconds)
+                stop = self.recorder.submit(job, outcome)
+                submitted = True
+                # Renewed until its outcome is written (or fails to be, and the lease runs out).
+                stop.add_done_callback(lambda _: self._held.discard(job.delivery_id))
+                quick = outcome.duration_ms < QUICK_MS
+                self._sizes[endpoint_id] = MAX_BATCH_PER_ENDPOINT if quick else self._first_size
+                if not outcome.ok and await stop:
+                    stopped = True  # disabled or deleted meanwhile
+            finally:
+                if not submitted:  # not sent after all: no longer ours to renew
+                    self._held.discard(job.delivery_id)
+                in_flight -= 1
+                slots.release()
+                changed.set()
+
+        self._watchers.add(changed)
         try:
-            while claim is not None:
-                wakes = self._wakes
-                if await self._deliver(claim):
-                    break
-                more = len(claim.jobs) >= self._sizes.get(endpoint_id, BATCH_PER_ENDPOINT) or wakes != self._wakes
-                if not more or len(self._busy) >= self.settings.webhook_concurrency:
-                    break
-                claims = await self._claim(set(), 1, only=endpoint_id)
-                claim = claims[0] if claims else None
+            async with anyio.create_task_group() as tg:
+                while claim is not None:
+                    size = self._sizes.get(endpoint_id, self._first_size)
+                    wakes = self._wakes
+                    for i, job in enumerate(claim.jobs):
+                        await slots.acquire()
+                        if stopped:
+                            slots.release()
+                            self._held.difference_update(j.delivery_id for j in claim.jobs[i:])
+                            break
+                        in_flight += 1
+                        tg.start_soon(deliver_one, claim.target, job)
+                    more = len(claim.jobs) >= size
+                    claim = None
+                    while not stopped:
+                        if more or wakes != self._wakes:
+                            if len(self._busy) >= self.settings.webhook_concurrency:
+                                break  # other endpoints may wait for this slot: finish, then yield it
+                            async with slots:  # claim only once a delivery can start
+                                pass
+                            wakes = self._wakes
+                            claims = await self._claim(set(), 1, only=endpoint_id)
+                            if claims:
+                                claim = claims[0]
+                                break
+                            more = False
+                        if in_flight == 0:
+                            break
+                        changed.clear()
+                        await changed.wait()
         except Exception:
-            # Unrecorded work keeps its lease and is sent again when the lease runs out.
+            # Unrecorded work is no longer renewed: its lease runs out and it is sent again.
             log.exception("webhook dispatcher: delivering to %s failed", endpoint_id)
         finally:
+            self._watchers.discard(changed)
             full = len(self._busy) >= self.settings.webhook_concurrency
             self._busy.discard(endpoint_id)
             if len(self._sizes) > 10_000:
@@ -302,37 +390,13 @@ class Dispatcher:
                 # that tells workers something was queued, and they would claim in vain.)
                 self._wakeup.set()
 
-    async def _deliver(self, claim: Claim) -> bool:
-        """Send the batch in order; True when the endpoint was disabled or deleted meanwhile."""
-        timeout = self.settings.webhook_timeout_seconds
-        lease = self.settings.webhook_lease_seconds
-        # Extend while enough lease is left for one more send (or half of it, when the lease
-        # is set shorter than the timeout); measured after the claim, so a little early.
-        threshold = min(timeout + LEASE_MARGIN, lease / 2)
-        started = time.monotonic()
-        deadline = started + lease
-        for i, job in enumerate(claim.jobs):
-            if time.monotonic() > deadline - threshold:
-                # A slow endpoint: keep the rest of the batch ours for another lease.
-                rest = [j.delivery_id for j in claim.jobs[i:]]
-                extended_at = time.monotonic()
-                await self.runner.write(extend_leases, self.owner, rest, lease)
-                deadline = extended_at + lease
-            outcome = await send(self.sender, claim.target, job, timeout)
-            stop = self.recorder.submit(job, outcome)
-            if not outcome.ok and await stop:
-                return True
-        per_ms = (time.monotonic() - started) * 1000 / max(1, len(claim.jobs))
-        self._sizes[claim.target.id] = MAX_BATCH_PER_ENDPOINT if per_ms < QUICK_MS else BATCH_PER_ENDPOINT
-        return False
-
     async def _prune_forever(self) -> None:
         retention = self.settings.webhook_log_retention_days * 86400
         every = min(3600.0, max(1.0, retention / 4))
         while True:
             try:
                 cutoff = utcnow() - timedelta(seconds=retention)
-                while await self.runner.write(prune_log, cutoff, PRUNE_BATCH) >= PRUNE_BATCH:
+                while await self.runner.write(prune_log, cutoff, PRUNE_BATCH, background=True) >= PRUNE_BATCH:
                     pass
             except Exception as exc:
                 log.warning("webhook dispatcher: pruning the delivery log failed: %s", exc)
@@ -346,12 +410,6 @@ async def start_dispatcher(state: Any, exit_stack: contextlib.AsyncExitStack) ->
         sender = make_webhook_client(settings)
         state.services["webhook_sender"] = sender
         exit_stack.push_async_callback(sender.aclose)
-    if settings.webhook_lease_seconds <= settings.webhook_timeout_seconds:
-        log.warning(
-            "BACKCHANNEL_WEBHOOK_LEASE_SECONDS (%g) should exceed the %g s delivery timeout, "
-            "or a slow delivery may be sent twice", settings.webhook_lease_seconds,
-            settings.webhook_timeout_seconds,
-        )
     dispatcher = Dispatcher(state.runner, settings, state.services["webhook_sender"])
     state.services["dispatcher"] = dispatcher
     state.runner.on_webhooks_enqueued = dispatcher.wake

@@ -48,11 +48,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 15.0
     webhook_retry_schedule: list[float] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
     webhook_disable_after_seconds: float = 5 * 24 * 3600
-    webhook_lease_seconds: float = 60.0
+    # A claimed delivery is leased this long, and the lease renewed (every third of it, at
+    # most every second) while the delivery is in flight: a dead instance's work is due again
+    # within one lease.
+    webhook_lease_seconds: float = Field(default=5.0, gt=0)
     webhook_poll_seconds: float = 1.0
     webhook_log_retention_days: float = 30.0
     webhook_rotation_overlap_seconds: float = 24 * 3600
-    webhook_concurrency: int = 64
+    webhook_concurrency: int = 64  # endpoints delivered to at once, per process
+    webhook_endpoint_concurrency: int = Field(default=8, ge=1, le=64)  # deliveries in flight per endpoint
 
     # /metrics asks for this bearer token when set
     metrics_token: SecretStr | None = None
