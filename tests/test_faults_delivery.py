@@ -217,9 +217,10 @@ def test_receivers_that_time_out_reset_or_answer_garbage_are_retried_logged_and_
             add_endpoint(api, good.url, events=["user.created"])
             users = [api.post("/api/v1/users", json={"name": f"u{i}"}).json()["id"] for i in range(5)]
 
-            # The healthy endpoint gets all five, in order, while the others are failing.
+            # The healthy endpoint gets all five, once each, while the others are failing (several
+            # at once per endpoint: the order they arrive in is not promised).
             got = good.wait_count(5, timeout=20)
-            assert [r.json["data"]["user"]["id"] for r in got] == users
+            assert sorted(r.json["data"]["user"]["id"] for r in got) == sorted(users)
 
             # Each bad one is retried (same webhook-id again) and every attempt is logged with why.
             def retried(r: RawReceiver) -> bool:
