@@ -44,7 +44,11 @@ def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.logs import configure_logging, uvicorn_options
     from app.migrate import upgrade
+    from app.multiprocess import metrics_dir
+
+    configure_logging(settings)
 
     if args.workers > 1 and settings.broker_url.startswith("memory://"):
         raise ValueError(
@@ -56,25 +60,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from app.demo import run_demo
 
         return run_demo(settings, host=args.host, port=args.port, public_url=settings.public_url)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers if args.workers > 1 else None,
-        access_log=False,
-        # Forwarded headers are believed only from BACKCHANNEL_TRUSTED_PROXIES (app.proxies),
-        # never from uvicorn's own FORWARDED_ALLOW_IPS default (127.0.0.1).
-        proxy_headers=False,
-        ws_max_size=settings.ws_max_frame_bytes,
-        # permessage-deflate keeps a zlib context per socket, ~44 KiB of the ~96 KiB an idle
-        # widget socket costs (scripts/bench, docs/performance.md); widget frames are small
-        # JSON that gains little from it.
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.ws_heartbeat_seconds,
-        ws_ping_timeout=settings.ws_heartbeat_seconds,
-        log_level="info",
-    )
+    with metrics_dir(args.workers):
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers if args.workers > 1 else None,
+            **uvicorn_options(settings),  # logging, forwarded headers, WebSocket limits (app.logs)
+        )
     return 0
 
 

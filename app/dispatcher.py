@@ -43,6 +43,7 @@ from app.deliveries import (
     release_leases,
 )
 from app.ids import new_id, utcnow
+from app.metrics import observe_webhook_delivery
 from app.netguard import UrlRefused
 from app.settings import Settings
 from app.webhook_client import Reply, SendError, make_webhook_client
@@ -109,7 +110,9 @@ async def send(sender: Sender, target: Target, job: Job, timeout: float) -> Outc
         outcome.error = str(exc)
     except Exception as exc:  # a malformed URL or header must fail this attempt, not the loop
         outcome.error = f"{type(exc).__name__}: {exc}"
-    outcome.duration_ms = int((time.monotonic() - t0) * 1000)
+    elapsed = time.monotonic() - t0
+    outcome.duration_ms = int(elapsed * 1000)
+    observe_webhook_delivery(elapsed, outcome.status_code)
     return outcome
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import errors
 from app.actions import Runner
 from app.api import Api, Endpoint, JSONResponse, error_response
 from app.broker import make_broker
 from app.db import make_engine
+from app.edge import HttpEdge, internal_error_response
+from app.logs import innermost_place
 from app.metrics import metrics
 from app.openapi import build_openapi, render_docs
 from app.proxies import TrustedProxies
@@ -34,7 +34,6 @@ from app.settings import Settings
 from app.state import AppState
 
 log = logging.getLogger("backchannel")
-access_log = logging.getLogger("backchannel.access")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 TEMPLATES_DIR = ROOT / "templates"
@@ -80,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield
             finally:
                 await broker.stop()
+                await state.limiter.aclose()
         engine.dispose()
         if read_engine is not engine:
             read_engine.dispose()
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_HttpEdge, proxies=TrustedProxies(settings.trusted_proxies))],
+        middleware=[Middleware(HttpEdge, proxies=TrustedProxies(settings.trusted_proxies))],
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
@@ -136,9 +136,9 @@ def _feature_routes() -> list[BaseRoute]:
 
 def _feature_starters() -> list[Any]:
     """Background services started in the lifespan: ``async start(state, exit_stack)``."""
-    from app import console, dispatcher, realtime, webhooks
+    from app import console, dispatcher, metrics, realtime, webhooks
 
-    return [realtime.start, webhooks.start_http_client, dispatcher.start_dispatcher, console.start]
+    return [realtime.start, webhooks.start_http_client, dispatcher.start_dispatcher, console.start, metrics.start]
 
 
 async def _db_ok(state: AppState) -> bool:
@@ -168,61 +168,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
-    # Log the type and place only: tracebacks can carry request data (web-view forms).
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    body = {"error": {"code": "internal", "message": "Something went wrong on our side.", "details": None}}
-    if request.url.path.startswith("/api/"):
-        return JSONResponse(body, status_code=500)
-    return PlainTextResponse("Internal Server Error", status_code=500)
-
-
-_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"strict-origin-when-cross-origin")]
-_API_HEADERS = [*_SECURITY_HEADERS, (b"cache-control", b"no-store")]
-
-
-class _HttpEdge:
-    """Every HTTP response, in one wrapper (it runs on every request): the security headers
-    every response gets (pages that need stricter ones, web views, add their own), the
-    status counters of ``/metrics``, and one access-log line: method, path (never the query
-    string), status, duration. It first settles who the client is (``app.proxies``): behind a
-    trusted proxy, the scope's ``client`` and ``scheme`` become the customer's."""
-
-    def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:
-        self.app = app
-        self.proxies = proxies
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # A plain function handing back the inner app's awaitable: a widget socket (which
-        # lives for hours) keeps no suspended frame of this middleware.
-        if scope["type"] == "lifespan":
-            return self.app(scope, receive, send)
-        scope = self.proxies.resolve_scope(scope)
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-        return self._http(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = 0
-        defaults = _API_HEADERS if scope["path"].startswith("/api/") else _SECURITY_HEADERS
-
-        async def send_wrapper(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", ()))
-                names = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in defaults if k not in names]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            state = getattr(scope["app"].state, "bc", None) if "app" in scope else None
-            if state is not None and status:
-                state.counters[f"{status // 100}xx"] += 1
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %s %.1fms", scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000
-                )
+    # Only reached when the edge itself fails (it answers everything it wraps): type and
+    # place only, never the message (it can carry request data, web-view forms, SQL values).
+    log.error("unhandled %s on %s %s at %s", type(exc).__name__, request.method, request.url.path, innermost_place(exc))
+    return internal_error_response(request.url.path)

@@ -1,19 +1,129 @@
-"""``/metrics``: Prometheus text exposition, computed when scraped (nothing to keep in sync)."""
+"""``/metrics``: Prometheus text through ``prometheus_client``, correct across worker processes.
+
+Each process records into this module's metrics: request latency by route template,
+method and status class; webhook delivery latency by outcome; its open widget and console
+sockets. With several workers (``backchannel serve --workers N``) ``serve`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before the workers start (``app.multiprocess``,
+which must run before this module is imported: prometheus_client picks its mode then), every worker
+writes there, and whichever worker answers a scrape adds up all of them (socket gauges
+count live processes only). What lives in the shared store (webhook deliveries by status)
+and whether the database and broker answer is read when scraped.
+
+Who may scrape: with ``BACKCHANNEL_METRICS_TOKEN`` set, whoever sends it as a bearer token;
+without it, only clients on loopback or private addresses (the customer's address as
+resolved through ``TRUSTED_PROXIES``), so the public side of a proxy never sees it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import os
+from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func
 from sqlmodel import Session, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from app.models import WebhookDelivery
-from app.state import AppState
+from app.proxies import client_address, ip_of
 
 VERSION = "0.1.0"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set up by app.multiprocess for serve --workers N
+GAUGE_INTERVAL = 1.0  # how often each process refreshes its socket gauges
+
+# This process's metrics, in a registry of our own (not prometheus_client's global one).
+REGISTRY = CollectorRegistry(auto_describe=True)
+HTTP_LATENCY = Histogram(
+    "backchannel_http_request_duration_seconds",
+    "HTTP requests: time to the end of the response, by route template, method and status class.",
+    ["route", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+WEBHOOK_LATENCY = Histogram(
+    "backchannel_webhook_delivery_duration_seconds",
+    "Webhook delivery attempts: time to the receiver's answer, by outcome (status class, or error).",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+    registry=REGISTRY,
+)
+WIDGET_SOCKETS = Gauge(
+    "backchannel_widget_sockets", "Open widget WebSockets.", multiprocess_mode="livesum", registry=REGISTRY
+)
+CONSOLE_SOCKETS = Gauge(
+    "backchannel_console_sockets", "Open console live WebSockets.", multiprocess_mode="livesum", registry=REGISTRY
+)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_LATENCY.labels(route, method if method in _METHODS else "other", f"{status // 100}xx").observe(seconds)
+
+
+def observe_webhook_delivery(seconds: float, status_code: int | None) -> None:
+    """One attempt: ``status_code`` None when there was no answer (timeout, refused, …)."""
+    WEBHOOK_LATENCY.labels(f"{status_code // 100}xx" if status_code is not None else "error").observe(seconds)
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def _refresh_socket_gauges(state: Any) -> None:
+    hub = state.services.get("hub")
+    WIDGET_SOCKETS.set(sum(len(conns) for conns in hub.by_workspace.values()) if hub is not None else 0)
+    console = state.services.get("console")
+    CONSOLE_SOCKETS.set(len(console.sockets) if console is not None else 0)
+
+
+async def start(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
+    """Lifespan starter: keep this process's socket gauges current (a worker that does not
+    answer a scrape still reports through the shared folder)."""
+
+    async def refresh_forever() -> None:
+        while True:
+            _refresh_socket_gauges(state)
+            await asyncio.sleep(GAUGE_INTERVAL)
+
+    task = asyncio.create_task(refresh_forever(), name="metrics-gauges")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if multiprocess_mode():
+            multiprocess.mark_process_dead(os.getpid())  # its sockets are gone; its counts stay
+
+    exit_stack.push_async_callback(stop)
+
+
+class _ScrapeTime:
+    """Values read at scrape time, from the store and the services, the same for every process."""
+
+    def __init__(self, deliveries: dict[str, int], db_up: bool, broker_up: bool) -> None:
+        self.deliveries, self.db_up, self.broker_up = deliveries, db_up, broker_up
+
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily("backchannel_info", "Version of this instance.", labels=["version"])
+        info.add_metric([VERSION], 1)
+        yield info
+        deliveries = GaugeMetricFamily(
+            "backchannel_webhook_deliveries",
+            "Webhook deliveries in the store, by status (shared by all instances).",
+            labels=["status"],
+        )
+        for status in ("pending", "delivering", "succeeded", "failed"):
+            deliveries.add_metric([status], self.deliveries.get(status, 0))
+        yield deliveries
+        yield GaugeMetricFamily("backchannel_database_up", "1 when the database answered this scrape.", int(self.db_up))
+        yield GaugeMetricFamily("backchannel_broker_up", "1 when the broker answered this scrape.", int(self.broker_up))
 
 
 def _delivery_counts(s: Session) -> dict[str, int]:
@@ -21,45 +131,40 @@ def _delivery_counts(s: Session) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
-async def metrics(request: Request) -> Response:
-    state: AppState = request.app.state.bc
-    expected = state.settings.metrics_token
-    if expected is not None:
+def _allowed(request: Request, token: str | None) -> Response | None:
+    if token is not None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-            hint = "metrics need 'Authorization: Bearer <BACKCHANNEL_METRICS_TOKEN>'\n"
-            return PlainTextResponse(hint, status_code=401)
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], Any]]) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            label = ",".join(f'{k}="{v}"' for k, v in labels.items())
-            lines.append(f"{name}{{{label}}} {value}" if label else f"{name} {value}")
-
-    metric("backchannel_info", "gauge", "Version of this instance.", [({"version": VERSION}, 1)])
-    metric(
-        "backchannel_http_responses_total",
-        "counter",
-        "HTTP responses served by this instance, by status class.",
-        [({"class": k}, v) for k, v in sorted(state.counters.items()) if k.endswith("xx")],
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return None
+        return PlainTextResponse("metrics need 'Authorization: Bearer <BACKCHANNEL_METRICS_TOKEN>'\n", status_code=401)
+    addr = ip_of(client_address(request))
+    if addr is not None and (addr.is_loopback or addr.is_private):
+        return None
+    return PlainTextResponse(
+        "metrics are served to loopback and private addresses only; set BACKCHANNEL_METRICS_TOKEN "
+        "to scrape from elsewhere\n",
+        status_code=403,
     )
-    hub = state.services.get("hub")
-    sockets = sum(len(conns) for conns in hub.by_workspace.values()) if hub is not None else 0
-    metric("backchannel_widget_sockets", "gauge", "Open widget WebSockets on this instance.", [({}, sockets)])
+
+
+async def metrics(request: Request) -> Response:
+    state = request.app.state.bc
+    secret = state.settings.metrics_token
+    refused = _allowed(request, secret.get_secret_value() if secret is not None else None)
+    if refused is not None:
+        return refused
+    _refresh_socket_gauges(state)
     try:
-        counts = await state.runner.read(_delivery_counts)
-        db_up = 1
+        counts, db_up = await state.runner.read(_delivery_counts), True
     except Exception:
-        counts, db_up = {}, 0
-    metric(
-        "backchannel_webhook_deliveries",
-        "gauge",
-        "Webhook deliveries in the store, by status (shared by all instances).",
-        [({"status": s}, counts.get(s, 0)) for s in ("pending", "delivering", "succeeded", "failed")],
-    )
-    metric("backchannel_database_up", "gauge", "1 when the database answered this scrape.", [({}, db_up)])
-    broker_up = 1 if await state.broker.ping() else 0
-    metric("backchannel_broker_up", "gauge", "1 when the broker answered this scrape.", [({}, broker_up)])
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        counts, db_up = {}, False
+    broker_up = bool(await state.broker.ping())
+    if multiprocess_mode():
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)
+    else:
+        processes = REGISTRY
+    shared = CollectorRegistry()
+    shared.register(_ScrapeTime(counts, db_up, broker_up))
+    body = generate_latest(shared) + generate_latest(processes)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -41,7 +41,8 @@ def parse_networks(value: str | Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def ip_of(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address (IPv4-mapped IPv6 as the IPv4 it maps), or None when it is not one."""
     try:
         addr = ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
@@ -56,7 +57,7 @@ class TrustedProxies:
         self.networks = tuple(networks)
 
     def trusts(self, host: str) -> bool:
-        addr = _ip(host)
+        addr = ip_of(host)
         return addr is not None and any(addr in net for net in self.networks)
 
     def client_of(self, peer: str, forwarded_for: str | None) -> str:
@@ -65,7 +66,7 @@ class TrustedProxies:
             return peer
         client = peer
         for hop in reversed(forwarded_for.split(",")):
-            addr = _ip(hop)
+            addr = ip_of(hop)
             if addr is None:
                 # Trusted proxies write addresses; anything else came from the client's side.
                 return client

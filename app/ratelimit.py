@@ -1,84 +1,133 @@
-"""Fixed-window rate limits behind one interface: in-process memory, or Redis across instances."""
+"""Fixed-window rate limits behind one async interface: in-process memory, or Redis across instances.
+
+Every check is awaited on the event loop before any database work is queued, so a limit
+never holds a writer's batch, and a slow Redis never blocks the loop: each call is bounded
+by a short timeout, and while Redis is unreachable the limits fail open (a Redis outage
+must not take the API down), said once in the log when it starts and once when it ends.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
-import threading
 import time
 from typing import Any, Protocol
 
 from app import errors
 
+log = logging.getLogger("backchannel.ratelimit")
+
 
 class RateLimiter(Protocol):
-    def hit(self, key: str, limit: int, window: float) -> float:
+    async def consume(self, key: str, limit: int, window: float) -> float:
         """Count one hit; return 0 when allowed, else the seconds until the window resets."""
         ...
 
-    def hit_or_raise(self, key: str, limit: int, window: float) -> None: ...
+    async def consume_or_raise(self, key: str, limit: int, window: float) -> None:
+        """Count one hit; ``errors.RateLimited`` (429 with ``Retry-After``) past the limit."""
+        ...
 
-    def reset(self, key: str) -> None: ...
+    async def clear(self, key: str) -> None:
+        """Start the key's window over (a good login clears the account's failures)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Base:
-    def hit(self, key: str, limit: int, window: float) -> float:  # pragma: no cover
+    async def consume(self, key: str, limit: int, window: float) -> float:  # pragma: no cover
         raise NotImplementedError
 
-    def hit_or_raise(self, key: str, limit: int, window: float) -> None:
-        wait = self.hit(key, limit, window)
+    async def consume_or_raise(self, key: str, limit: int, window: float) -> None:
+        wait = await self.consume(key, limit, window)
         if wait > 0:
             raise errors.RateLimited(max(1, math.ceil(wait)))
 
+    async def aclose(self) -> None:
+        return None
+
 
 class MemoryRateLimiter(_Base):
+    """One process: a window per key, started by its first hit. Only the event loop calls it."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}
 
-    def hit(self, key: str, limit: int, window: float) -> float:
+    async def consume(self, key: str, limit: int, window: float) -> float:
         now = time.monotonic()
-        with self._lock:
-            start, count = self._windows.get(key, (now, 0))
-            if now - start >= window:
-                start, count = now, 0
-            count += 1
-            self._windows[key] = (start, count)
-            if len(self._windows) > 100_000:  # forget finished windows
-                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < window}
-            return 0.0 if count <= limit else window - (now - start)
+        start, count = self._windows.get(key, (now, 0))
+        if now - start >= window:
+            start, count = now, 0
+        count += 1
+        self._windows[key] = (start, count)
+        if len(self._windows) > 100_000:  # forget finished windows
+            self._windows = {k: v for k, v in self._windows.items() if now - v[0] < window}
+        return 0.0 if count <= limit else window - (now - start)
 
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._windows.pop(key, None)
+    async def clear(self, key: str) -> None:
+        self._windows.pop(key, None)
 
 
 class RedisRateLimiter(_Base):
-    """Shared across instances: INCR on a per-window key with an expiry."""
+    """Shared across instances: one Redis key per limit key, counting hits, that expires with
+    its window (started by the first hit, as in memory). ``redis.asyncio``, never blocking."""
 
-    def __init__(self, url: str) -> None:
-        import redis
+    PREFIX = "backchannel:rl:"
 
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, url: str, *, timeout: float = 0.25, retry_after_failure: float = 1.0) -> None:
+        import redis.asyncio as redis
 
-    def hit(self, key: str, limit: int, window: float) -> float:
-        now = time.time()
-        bucket = int(now // window)
-        rkey = f"backchannel:rl:{key}:{bucket}"
+        self.timeout = timeout
+        self.retry_after_failure = retry_after_failure
+        self._redis: Any = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._down_since: float | None = None
+        self._next_try = 0.0
+
+    async def consume(self, key: str, limit: int, window: float) -> float:
+        rkey = self.PREFIX + key
+        window_ms = max(1, int(window * 1000))
+
+        async def count() -> tuple[int, int]:
+            # One MULTI/EXEC: the key cannot expire between starting its window and counting.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(rkey, 0, px=window_ms, nx=True)
+                pipe.incr(rkey)
+                pipe.pttl(rkey)
+                _, hits, ttl_ms = await pipe.execute()
+            return int(hits), int(ttl_ms)
+
+        result = await self._call(count)
+        if result is None:
+            return 0.0  # fail open
+        hits, ttl_ms = result
+        return 0.0 if hits <= limit else max(ttl_ms, 1) / 1000
+
+    async def clear(self, key: str) -> None:
+        await self._call(lambda: self._redis.delete(self.PREFIX + key))
+
+    async def _call(self, fn: Any) -> Any:
+        now = time.monotonic()
+        if now < self._next_try:
+            return None  # known down: do not make every request wait out the timeout
         try:
-            pipe = self._redis.pipeline()
-            pipe.incr(rkey)
-            pipe.expire(rkey, int(window) + 1)
-            count = pipe.execute()[0]
-        except Exception:
-            return 0.0  # fail open: a Redis outage must not take the API down
-        return 0.0 if count <= limit else (bucket + 1) * window - now
+            async with asyncio.timeout(self.timeout):
+                result = await fn()
+        except Exception as exc:  # a Redis outage, a timeout, a refused connection: fail open
+            self._next_try = time.monotonic() + self.retry_after_failure
+            if self._down_since is None:
+                self._down_since = now
+                log.warning(
+                    "rate limits: Redis is not answering (%s); allowing requests until it does", type(exc).__name__
+                )
+            return None
+        if self._down_since is not None:
+            log.warning("rate limits: Redis answers again after %.1fs; limits apply", now - self._down_since)
+            self._down_since = None
+        return result
 
-    def reset(self, key: str) -> None:
-        try:
-            for rkey in self._redis.scan_iter(f"backchannel:rl:{key}:*"):
-                self._redis.delete(rkey)
-        except Exception:
-            pass
+    async def aclose(self) -> None:
+        await self._redis.aclose()
 
 
 def make_rate_limiter(broker_url: str) -> RateLimiter:

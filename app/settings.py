@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # addresses or CIDRs); from any other peer those headers are ignored. Default: none.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
+    # Logging (app/logs.py): one line per request either way; never a body or a query string.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
     # HTTP limits
     max_body_bytes: int = 1_048_576
     api_rate_per_minute: int = 1200  # per token
@@ -74,6 +78,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         return parse_networks(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,6 @@ class AppState:
     authenticator: TokenAuthenticator = field(default_factory=TokenAuthenticator)
     listeners: list[Listener] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)  # hub, dispatcher, http client, …
-    counters: Counter[str] = field(default_factory=Counter)  # e.g. HTTP responses by status class
 
     async def on_event(self, event: dict[str, Any]) -> None:
         """Every published event (from this instance or, via the broker, any other)."""

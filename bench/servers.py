@@ -36,7 +36,7 @@ def uvicorn_flags(heartbeat: float = HEARTBEAT) -> list[str]:
     """What ``backchannel serve`` passes uvicorn (app/cli.py), for both servers alike."""
     return [
         "--no-access-log",
-        "--proxy-headers",
+        "--no-proxy-headers",  # forwarded headers are the app's to judge (TRUSTED_PROXIES)
         "--ws-max-size",
         "65536",
         "--ws-per-message-deflate",

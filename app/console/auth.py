@@ -143,18 +143,18 @@ def _login_keys(request: Request, email: str) -> tuple[str, str]:
     return f"console-login:ip:{ip}", f"console-login:email:{email.strip().lower()}"
 
 
-def throttle_login(state: AppState, request: Request, email: str) -> None:
+async def throttle_login(state: AppState, request: Request, email: str) -> None:
     """At most N attempts per 15 minutes per account, and 5N per client address (a team
     behind one office NAT logs in from one address), through ``state.limiter``."""
     limit = state.settings.login_attempts_per_15min
     ip_key, email_key = _login_keys(request, email)
-    state.limiter.hit_or_raise(ip_key, limit * 5, LOGIN_WINDOW)
-    state.limiter.hit_or_raise(email_key, limit, LOGIN_WINDOW)
+    await state.limiter.consume_or_raise(ip_key, limit * 5, LOGIN_WINDOW)
+    await state.limiter.consume_or_raise(email_key, limit, LOGIN_WINDOW)
 
 
-def login_succeeded(state: AppState, request: Request, email: str) -> None:
+async def login_succeeded(state: AppState, request: Request, email: str) -> None:
     """The account's counter starts over after a good password (the address's does not)."""
-    state.limiter.reset(_login_keys(request, email)[1])
+    await state.limiter.clear(_login_keys(request, email)[1])
 
 
 def end_all_sessions(tx: Tx, user_id: str) -> None:

@@ -175,7 +175,7 @@ async def _receive_loop(state: AppState, sock: LiveSocket, agent_id: str | None)
             continue
         if not isinstance(msg, dict) or msg.get("type") != "typing" or agent_id is None:
             continue
-        if state.limiter.hit(f"console-typing:{sock.user_id}", limit, 10.0) > 0:
+        if await state.limiter.consume(f"console-typing:{sock.user_id}", limit, 10.0) > 0:
             continue
         conversation_id = str(msg.get("conversation_id") or "")[:64]
         try:

@@ -49,7 +49,7 @@ async def login(request: Request) -> Response:
     if not cookie or not hmac.compare_digest(cookie, sent) or not auth.same_origin(request, state, required=False):
         return error_page(request, 403, auth.CsrfFailed.message)
     try:
-        auth.throttle_login(state, request, email)
+        await auth.throttle_login(state, request, email)
     except errors.RateLimited as exc:
         minutes = max(1, round(int(exc.headers["Retry-After"]) / 60))
         message = f"Too many login attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
@@ -61,7 +61,7 @@ async def login(request: Request) -> Response:
     user = await state.runner.read(accounts.authenticate, email, password)
     if user is None:
         return _login_page(request, state, email=email, error="That email and password do not match.", status=401)
-    auth.login_succeeded(state, request, email)
+    await auth.login_succeeded(state, request, email)
     response = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
     auth.set_session(response, request, state, user)
     response.delete_cookie(auth.LOGIN_COOKIE, path="/console")

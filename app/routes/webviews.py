@@ -155,7 +155,7 @@ async def submit_form(request: Request) -> Response:
         if as_json:
             return JSONResponse({"error": exc.title, "retryable": False}, status_code=exc.status, headers=_headers([]))
         return _problem_page(exc)
-    state.limiter.hit_or_raise(f"webview-form:{f.opening.id}", SUBMITS_PER_MINUTE, 60)
+    await state.limiter.consume_or_raise(f"webview-form:{f.opening.id}", SUBMITS_PER_MINUTE, 60)
     raw = await read_body(request, MAX_FORM_BYTES)
     submitted = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
     values, problems = validate(f.fields, submitted)

@@ -100,7 +100,7 @@ async def session(request: Request) -> Response:
     origin = request.headers.get("origin")
     try:
         client = client_address(request)
-        state.limiter.hit_or_raise(f"widget-session:{client}", SESSIONS_PER_MINUTE_PER_IP, 60)
+        await state.limiter.consume_or_raise(f"widget-session:{client}", SESSIONS_PER_MINUTE_PER_IP, 60)
         body = parse_json_body(await read_body(request, MAX_SESSION_BODY), SessionIn)
         assert isinstance(body, SessionIn)
         result = await state.runner.write(start_session, signer_for(state), body, origin)

@@ -265,7 +265,7 @@ class WidgetSocket:
             )
         except ValidationError as exc:
             raise errors.from_validation_error(exc) from None
-        self.state.limiter.hit_or_raise(f"visitor:{conn.user_id}", self.settings.visitor_rate_per_minute, 60)
+        await self.state.limiter.consume_or_raise(f"visitor:{conn.user_id}", self.settings.visitor_rate_per_minute, 60)
         conversation_id = await self._ensure_conversation()
         message = await self.state.runner.write(
             post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body

@@ -1,0 +1,41 @@
+"""Several worker processes (``backchannel serve --workers N``): the folder their metrics share.
+
+prometheus_client decides when it is first imported whether values live in this process
+or in files under ``PROMETHEUS_MULTIPROC_DIR``, so the folder is prepared here, before any
+worker imports ``app.metrics`` (this module must not import it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def metrics_dir(workers: int) -> Iterator[str | None]:
+    """For N > 1 workers: a fresh folder the workers inherit through the environment, removed
+    afterwards. A folder the operator set is used for any N, emptied first (files of an
+    earlier run would be counted again)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):
+            os.remove(stale)
+        yield given
+        return
+    if workers <= 1:
+        yield None
+        return
+    path = tempfile.mkdtemp(prefix="backchannel-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
