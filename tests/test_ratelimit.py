@@ -103,7 +103,7 @@ async def test_a_hanging_redis_fails_open_quickly_logs_once_and_never_blocks_the
         tick.cancel()
     assert max(timings) < 0.6, timings  # bounded by the limiter's timeout
     assert sum(timings) < 2.0, timings  # and not paid by every call while Redis is known down
-    assert max(lags) < 0.1, max(lags)  # the loop kept running meanwhile
+    assert max(lags) < 0.2, max(lags)  # the loop kept running meanwhile (a blocking call took 0.25 s and more)
     down = [r for r in caplog.records if "not answering" in r.getMessage()]
     assert len(down) == 1  # said once, not once per request
 
