@@ -109,3 +109,13 @@ def client_address(conn: HTTPConnection) -> str:
     (resolved once per request by the edge middleware, see ``TrustedProxies.resolve_scope``)."""
     client = conn.scope.get("client")
     return str(client[0]) if client else UNKNOWN
+
+
+def client_limit_key(conn: HTTPConnection) -> str:
+    """The client address as a per-address limit counts it: an IPv4 address, or the /64 of an
+    IPv6 one (one customer's connection gets a whole /64, so a limit per /128 would be none)."""
+    address = client_address(conn)
+    addr = ip_of(address)
+    if isinstance(addr, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr) if addr is not None else address

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.proxies import TrustedProxies, client_address, parse_networks
+from app.proxies import TrustedProxies, client_address, client_limit_key, parse_networks
 from app.settings import Settings
 from tests.conftest import LiveServer, Tenant
 from tests.console_support import csrf_from
@@ -77,6 +77,17 @@ def test_client_address_reads_the_resolved_scope() -> None:
     assert client_address(Request({"type": "http", "client": None, "headers": []})) == "unknown"
 
 
+def test_limits_count_an_ipv6_customer_by_their_64() -> None:
+    from starlette.requests import Request
+
+    def key(addr: str) -> str:
+        return client_limit_key(Request({"type": "http", "client": (addr, 1), "headers": []}))
+
+    assert key("2001:db8:1:2::5") == key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert key("2001:db8:1:3::5") != key("2001:db8:1:2::5")
+    assert key("203.0.113.7") == "203.0.113.7" and key("::ffff:203.0.113.7") == "203.0.113.7"
+
+
 # -- through a real server -------------------------------------------------------------------
 
 
@@ -90,6 +101,9 @@ def test_behind_a_trusted_proxy_two_customers_each_get_their_own_widget_session_
     assert statuses[:60] == [200] * 60 and statuses[60] == 429
     # Customer B, behind the same proxy, is not affected.
     assert widget_session(srv, tenant, behind_proxy("203.0.113.11")) == 200
+    # An IPv6 customer cannot walk through their own /64 to get more.
+    v6 = [widget_session(srv, tenant, behind_proxy(f"2001:db8:5:6::{i:x}")) for i in range(1, 62)]
+    assert v6[:60] == [200] * 60 and v6[60] == 429
     # Customer A is still refused, whatever they write into the header.
     assert widget_session(srv, tenant, behind_proxy("203.0.113.10", "203.0.113.11")) == 429
 

@@ -28,7 +28,7 @@ from starlette.responses import RedirectResponse, Response
 from app import errors
 from app.actions import Tx
 from app.models import ConsoleUser, Workspace
-from app.proxies import client_address
+from app.proxies import client_limit_key
 from app.state import AppState
 
 log = logging.getLogger("backchannel.console")
@@ -139,7 +139,7 @@ def set_login_csrf(response: Response, request: Request, state: AppState, value:
 
 
 def _login_keys(request: Request, email: str) -> tuple[str, str]:
-    ip = client_address(request)
+    ip = client_limit_key(request)
     return f"console-login:ip:{ip}", f"console-login:email:{email.strip().lower()}"
 
 

@@ -22,7 +22,7 @@ from app.actions import Tx
 from app.api import JSONResponse, error_response, parse_json_body, read_body
 from app.identity import TokenSigner, WidgetIdentity, origin_allowed, signer_for, verify_user_jwt
 from app.models import User, Workspace
-from app.proxies import client_address
+from app.proxies import client_limit_key
 from app.routes import widget_socket
 from app.routes.widget_socket import newest_conversation
 from app.state import AppState
@@ -99,7 +99,7 @@ async def session(request: Request) -> Response:
     state: AppState = request.app.state.bc
     origin = request.headers.get("origin")
     try:
-        client = client_address(request)
+        client = client_limit_key(request)
         await state.limiter.consume_or_raise(f"widget-session:{client}", SESSIONS_PER_MINUTE_PER_IP, 60)
         body = parse_json_body(await read_body(request, MAX_SESSION_BODY), SessionIn)
         assert isinstance(body, SessionIn)
