@@ -192,15 +192,24 @@ def callback_allowed(callback_url: str, allow_private_networks: bool) -> bool:
     return allow_private_networks or urlsplit(callback_url).scheme.lower() == "https"
 
 
-def check_form_callbacks(message_parts: list[dict[str, Any]], allow_private_networks: bool, prefix: str = "") -> None:
-    """422 naming the field when a hosted form's ``callback_url`` is not ``https``."""
+def check_form_callbacks(
+    s: Session, workspace_id: str, message_parts: list[dict[str, Any]], allow_private_networks: bool, prefix: str = ""
+) -> None:
+    """422 naming the field when a hosted form could not work (SPEC §14): its ``callback_url``
+    is not ``https``, or shares its origin with no enabled webhook endpoint of the workspace
+    (whose secret would sign the relay)."""
     for path, url in _form_callbacks(message_parts):
+        problem = None
         if not callback_allowed(url, allow_private_networks):
-            field = prefix + path
-            raise errors.Unprocessable(
-                f"Invalid field: {field}",
-                details=[{"field": field, "message": "a hosted form's callback_url must be https"}],
+            problem = "a hosted form's callback_url must be https"
+        elif signing_endpoint(s, workspace_id, url) is None:
+            problem = (
+                f"shares its origin ({origin_of(url)}) with no enabled webhook endpoint of this workspace; "
+                "add one there first (its secret signs the relay)"
             )
+        if problem:
+            field = prefix + path
+            raise errors.Unprocessable(f"Invalid field: {field}", details=[{"field": field, "message": problem}])
 
 
 

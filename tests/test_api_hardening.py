@@ -218,6 +218,7 @@ def test_form_callbacks_must_be_https_unless_private_networks_are_allowed(server
     server = server_factory(env={"BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false"})
     tenant = server.new_tenant()
     add_endpoint(server, tenant.workspace_id, "http://bot.example.com/hooks")
+    add_endpoint(server, tenant.workspace_id, "https://bot.example.com/hooks")
     plain = {"web_view": {"label": "Card", "form": card_form("http://bot.example.com/hooks/card")}}
     carousel = {"carousel": {"cards": [{"title": "Card", "buttons": [plain]}]}}
     with server.client(tenant) as api:

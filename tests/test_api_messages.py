@@ -52,7 +52,15 @@ EVERY_PART: dict[str, Any] = {
 }
 
 
+def allow_the_form_callback(api: httpx.Client) -> None:
+    """A hosted form needs an enabled endpoint on its callback's origin (SPEC §14); this one
+    hears only test events, so nothing is ever delivered to the made-up host."""
+    r = api.post("/api/v1/webhook-endpoints", json={"url": "https://bot.example.com/hooks", "events": ["webhook.test"]})
+    assert r.status_code == 201, r.text
+
+
 def test_every_part_type_is_accepted_and_returned(api: httpx.Client) -> None:
+    allow_the_form_callback(api)
     conv = make_conversation(api)
     r = api.post(f"/api/v1/conversations/{conv['id']}/messages", json=EVERY_PART)
     assert r.status_code == 201, r.text

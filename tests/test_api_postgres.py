@@ -33,12 +33,13 @@ def test_gap_free_seqs_and_idempotency_on_postgres(server_factory: Any, postgres
 def test_every_part_reads_back_exactly_as_posted_on_postgres(server_factory: Any, postgres_database: str) -> None:
     """The hot paths run their own SQL per dialect: on PostgreSQL too, a listed message (its
     JSON parts read as stored text) and a replayed one equal the message as posted."""
-    from tests.test_api_messages import EVERY_PART
+    from tests.test_api_messages import EVERY_PART, allow_the_form_callback
 
     upgrade(Settings(database_url=postgres_database, env="test"))
     server = server_factory(database_url=postgres_database)
     tenant = server.new_tenant()
     with server.client(tenant) as api:
+        allow_the_form_callback(api)
         conv = make_conversation(api)
         posted = api.post(f"/api/v1/conversations/{conv['id']}/messages", json=EVERY_PART)
         assert posted.status_code == 201, posted.text

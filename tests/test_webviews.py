@@ -14,10 +14,10 @@ from sqlmodel import col, select
 from app import errors, webviews
 from app.actions import Tx
 from app.ids import utcnow
-from app.models import Event, Message, WebviewOpening
+from app.models import Event, Message, WebhookEndpoint, WebviewOpening
 from app.webview_context import InvalidContext, verify_webview_context
 from tests.conftest import LiveServer, Tenant
-from tests.factories import assert_error
+from tests.factories import assert_error, make_conversation
 from tests.webview_support import card_form, open_in_store, post_webview_message, settings_for
 
 
@@ -247,6 +247,17 @@ def test_callback_without_a_matching_enabled_endpoint_is_refused(server: LiveSer
     add_endpoint(server, tenant.workspace_id, "https://bot.example.com/webhooks", enabled=False)
     add_endpoint(server, tenant.workspace_id, "https://other.example.com/webhooks")
     add_endpoint(server, tenant.workspace_id, "http://bot.example.com/webhooks")  # another scheme
-    scene = post_webview_message(api, [{"web_view": {"label": "Card", "form": card_form("https://bot.example.com/webhooks/card")}}])
+    form = {"web_view": {"label": "Card", "form": card_form("https://bot.example.com/webhooks/card")}}
+    conv = make_conversation(api)
+    # Refused when the message is created (SPEC §14), naming the field and the origin.
+    r = api.post(f"/api/v1/conversations/{conv['id']}/messages", json={"message_parts": [form]})
+    (detail,) = assert_error(r, 422)["details"]
+    assert detail["field"] == "message_parts.0.web_view.form.callback_url"
+    assert "https://bot.example.com" in detail["message"] and "no enabled webhook endpoint" in detail["message"]
+
+    # And when its endpoint is disabled after the message was created, the page refuses it.
+    usable = add_endpoint(server, tenant.workspace_id, "https://bot.example.com/")
+    scene = post_webview_message(api, [form], conv)
+    server.in_tx(lambda tx: setattr(tx.session.get(WebhookEndpoint, usable.id), "enabled", False))
     r = httpx.get(open_in_store(server, tenant, scene)["url"])
     assert r.status_code == 503 and "not available" in r.text

@@ -33,7 +33,7 @@ def _check_forms(call: Call, messages: list[MessageIn], prefix: str = "") -> Non
     allow_private = call.settings.webhook_allow_private_networks if call.settings else False
     for n, message in enumerate(messages):
         parts = [p.model_dump(exclude_none=True) for p in message.message_parts]
-        webview_forms.check_form_callbacks(parts, allow_private, prefix.format(n=n))
+        webview_forms.check_form_callbacks(call.session, call.workspace_id, parts, allow_private, prefix.format(n=n))
 
 
 def create(call: Call) -> dict[str, Any]:
