@@ -14,6 +14,7 @@ ASGI scope's ``client`` and ``scheme``; everything else reads ``client_address(r
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -41,6 +42,7 @@ def parse_networks(value: str | Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=8192)  # every request asks; ipaddress parsing costs ~10 µs
 def ip_of(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An address (IPv4-mapped IPv6 as the IPv4 it maps), or None when it is not one."""
     try:
@@ -55,10 +57,17 @@ def ip_of(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class TrustedProxies:
     def __init__(self, networks: Iterable[Network]) -> None:
         self.networks = tuple(networks)
+        self._trusted: dict[str, bool] = {}  # the peers seen: a few proxies, or many customers
 
     def trusts(self, host: str) -> bool:
-        addr = ip_of(host)
-        return addr is not None and any(addr in net for net in self.networks)
+        known = self._trusted.get(host)
+        if known is None:
+            addr = ip_of(host)
+            known = addr is not None and any(addr in net for net in self.networks)
+            if len(self._trusted) > 4096:
+                self._trusted.clear()
+            self._trusted[host] = known
+        return known
 
     def client_of(self, peer: str, forwarded_for: str | None) -> str:
         """The customer's address given the TCP peer and the ``X-Forwarded-For`` it sent."""
@@ -66,12 +75,12 @@ class TrustedProxies:
             return peer
         client = peer
         for hop in reversed(forwarded_for.split(",")):
-            addr = ip_of(hop)
+            addr = ip_of(hop.strip())
             if addr is None:
                 # Trusted proxies write addresses; anything else came from the client's side.
                 return client
             client = str(addr)
-            if not any(addr in net for net in self.networks):
+            if not self.trusts(client):
                 return client
         return client  # every hop is a trusted proxy: the leftmost is as far as we can see
 
