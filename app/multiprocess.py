@@ -19,9 +19,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 @contextlib.contextmanager
 def metrics_dir(workers: int) -> Iterator[str | None]:
-    """For N > 1 workers: a fresh folder the workers inherit through the environment, removed
-    afterwards. A folder the operator set is used for any N, emptied first (files of an
-    earlier run would be counted again)."""
+    """For N > 1 workers (``--workers`` or ``WEB_CONCURRENCY``): a fresh folder the workers
+    inherit through the environment, removed afterwards. A folder the operator set is used
+    for any N, emptied first (files of an earlier run would be counted again)."""
+    workers = uvicorn_workers(workers)
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         os.makedirs(given, exist_ok=True)
@@ -39,3 +40,14 @@ def metrics_dir(workers: int) -> Iterator[str | None]:
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def uvicorn_workers(workers: int) -> int:
+    """How many processes uvicorn will run: ``--workers`` when above one, else its own
+    ``WEB_CONCURRENCY`` default (``serve`` passes no count for one worker)."""
+    if workers > 1:
+        return workers
+    try:
+        return max(1, int(os.environ.get("WEB_CONCURRENCY", "1") or 1))
+    except ValueError:
+        return 1

@@ -100,7 +100,7 @@ def test_metrics_are_for_loopback_and_private_addresses_or_a_token(server_factor
 
 @pytest.mark.postgres
 @pytest.mark.redis
-@pytest.mark.parametrize("folder", ["made by serve", "set by the operator"])
+@pytest.mark.parametrize("folder", ["made by serve", "set by the operator", "made by serve for WEB_CONCURRENCY"])
 def test_two_workers_report_as_one(tmp_path: Path, postgres_database: str, redis_broker_url: str, folder: str) -> None:
     """``serve --workers 2``: both processes record into one folder, and whichever answers a
     scrape reports the counts and sockets of both."""
@@ -114,11 +114,14 @@ def test_two_workers_report_as_one(tmp_path: Path, postgres_database: str, redis
         "BACKCHANNEL_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    workers = ["--workers", "2"]
     if folder == "set by the operator":
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prometheus")
+    elif folder.endswith("WEB_CONCURRENCY"):
+        env["WEB_CONCURRENCY"], workers = "2", []  # uvicorn's own way of asking for workers
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--workers", "2", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", *workers, "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,
