@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,9 @@ class TokenSigner:
         return self._visitor.dumps({"w": identity.workspace_id, "u": identity.user_id})
 
     def session_token(self, identity: WidgetIdentity) -> str:
-        return self._session.dumps({"w": identity.workspace_id, "u": identity.user_id})
+        # The nonce makes each session's token its own, even two issued to one visitor in the
+        # same second: sockets are counted per session token (``WS_SOCKETS_PER_SESSION``).
+        return self._session.dumps({"w": identity.workspace_id, "u": identity.user_id, "n": secrets.token_urlsafe(6)})
 
     def read_visitor(self, token: object) -> WidgetIdentity | None:
         """The visitor a token names, or None when it is forged, expired or malformed."""

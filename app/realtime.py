@@ -60,6 +60,7 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_BAD_TOKEN = 4401
 CLOSE_ORIGIN = 4403
 CLOSE_DEAD_PEER = 4408
+CLOSE_TOO_MANY_SOCKETS = 4429  # a newer socket of the same session token took this one's place
 
 PING = '{"type":"ping"}'
 
@@ -93,6 +94,7 @@ class Connection:
         "websocket",
         "workspace_id",
         "user_id",
+        "session_key",
         "queue_size",
         "conversation_id",
         "sent_seq",
@@ -107,11 +109,14 @@ class Connection:
         "_flusher",
     )
 
-    def __init__(self, hub: Hub, websocket: WebSocket, workspace_id: str, user_id: str, queue_size: int) -> None:
+    def __init__(
+        self, hub: Hub, websocket: WebSocket, workspace_id: str, user_id: str, queue_size: int, session_key: str = ""
+    ) -> None:
         self.hub = hub
         self.websocket = websocket
         self.workspace_id = workspace_id
         self.user_id = user_id
+        self.session_key = session_key  # the session token it authenticated with ("": none)
         self.queue_size = queue_size
         self.conversation_id: str | None = None  # what the hub routes to this connection
         self.sent_seq = 0  # highest message seq this client holds; owned by the flusher
@@ -377,6 +382,7 @@ class Hub:
         self.by_conversation: dict[str, set[Connection]] = {}
         self.by_user: dict[str, set[Connection]] = {}
         self.by_workspace: dict[str, set[Connection]] = {}
+        self.by_session: dict[str, list[Connection]] = {}  # oldest first
         self._agents: dict[str, dict[str, Any] | None] = {}
         self._workspaces: dict[str, tuple[float, dict[str, Any]]] = {}
         self._workspace_reads: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
@@ -392,6 +398,8 @@ class Hub:
         """From now on events for this visitor reach the connection (or mark it stale while syncing)."""
         _add(self.by_user, conn.user_id, conn)
         _add(self.by_workspace, conn.workspace_id, conn)
+        if conn.session_key:
+            self._limit_session(conn)
         # Round robin spreads the heartbeat's pings evenly over the interval.
         conn.slot = self._next_slot
         self._next_slot = (self._next_slot + 1) % HEARTBEAT_SLOTS
@@ -399,9 +407,25 @@ class Hub:
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._run_heartbeat(), name="widget-heartbeat")
 
+    def _limit_session(self, conn: Connection) -> None:
+        """At most ``WS_SOCKETS_PER_SESSION`` sockets per session token: a newer one closes the
+        oldest (4429). The newest wins because a reconnecting widget's old socket may be a
+        half-open one the heartbeat has not caught yet; a copied token gains nothing."""
+        sockets = self.by_session.setdefault(conn.session_key, [])
+        sockets.append(conn)
+        while len(sockets) > max(1, self.state.settings.ws_sockets_per_session):
+            oldest = sockets.pop(0)
+            oldest.close_soon(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this session")
+
     def unregister(self, conn: Connection) -> None:
         _remove(self.by_user, conn.user_id, conn)
         _remove(self.by_workspace, conn.workspace_id, conn)
+        sockets = self.by_session.get(conn.session_key) if conn.session_key else None
+        if sockets is not None:
+            with contextlib.suppress(ValueError):
+                sockets.remove(conn)
+            if not sockets:
+                del self.by_session[conn.session_key]
         _remove(self.by_conversation, conn.conversation_id, conn)
         if conn.slot >= 0:
             self._slots[conn.slot].discard(conn)

@@ -40,12 +40,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     api_rate_per_minute: int = 1200  # per token
     visitor_rate_per_minute: int = 120  # per visitor, widget messages
+    widget_new_users_per_hour: int = 200  # widget sessions that may create a user, per workspace and client address
 
     # Real-time
     ws_max_frame_bytes: int = 65_536
     ws_messages_per_10s: int = 30
     ws_heartbeat_seconds: float = 20.0
     ws_send_queue: int = 256
+    ws_sockets_per_session: int = 5  # per session token and instance; a newer socket closes the oldest (4429)
     typing_timeout_seconds: float = 8.0
 
     # Webhooks

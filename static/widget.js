@@ -21,6 +21,9 @@
   var WIDGET_KEY = script.getAttribute("data-workspace");
   var SERVER = new URL(script.src, location.href).origin;
   var STORAGE_KEY = "backchannel:" + WIDGET_KEY + ":visitor";
+  // The visitor token issued to a user the host page names without a user_jwt: the only
+  // way such a claim reaches that user again (docs/widget.md "Identity and storage").
+  function claimKey(externalId) { return "backchannel:" + WIDGET_KEY + ":user:" + externalId; }
   var REDUCED_MOTION = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)");
 
   // --- helpers -------------------------------------------------------------------------
@@ -141,6 +144,7 @@
     this.stopped = false;
     this.started = false;
     this.refused = false;
+    this.claimRefused = false; // an unsigned user claim was refused: chat as an anonymous visitor
     var self = this;
     this.onOnline = function () { self.reconnectNow(); };
     this.onVisible = function () { if (document.visibilityState === "visible") self.reconnectNow(); };
@@ -157,9 +161,13 @@
   Connection.prototype.identity = function () {
     var settings = window.BackchannelSettings || {};
     var body = { widget_key: WIDGET_KEY };
-    if (settings.user && settings.user.external_id) {
+    if (settings.user && settings.user.external_id && !this.claimRefused) {
       body.user = settings.user;
       if (settings.user_jwt) body.user_jwt = settings.user_jwt;
+      else {
+        var claimed = storage.get(claimKey(settings.user.external_id));
+        if (claimed) body.visitor_token = claimed;
+      }
     } else {
       var token = storage.get(STORAGE_KEY);
       if (token) body.visitor_token = token;
@@ -169,19 +177,30 @@
 
   Connection.prototype.fetchSession = function () {
     var self = this;
+    var identity = this.identity();
     return fetch(SERVER + "/widget/v1/session", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify(this.identity()),
+      body: JSON.stringify(identity),
       credentials: "omit",
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         if (!response.ok) {
+          var code = data.error && data.error.code;
+          if (code === "identity_required" && identity.user && !identity.user_jwt && !self.claimRefused) {
+            // An unsigned claim cannot reach an existing user (or verification is on):
+            // anonymous visitors are still welcome, so chat as one rather than not at all.
+            if (window.console) console.warn("Backchannel: " + data.error.message + " Continuing as an anonymous visitor.");
+            self.claimRefused = true;
+            return self.fetchSession();
+          }
           var error = new Error((data.error && data.error.message) || "session refused");
           error.fatal = response.status === 401 || response.status === 403 || response.status === 404;
           throw error;
         }
-        if (data.visitor_token) storage.set(STORAGE_KEY, data.visitor_token);
+        if (data.visitor_token) {
+          storage.set(identity.user ? claimKey(identity.user.external_id) : STORAGE_KEY, data.visitor_token);
+        }
         self.session = data;
         self.handlers.session(data);
         return data;
@@ -279,7 +298,8 @@
       this.handlers.status("refused");
       return;
     }
-    if (code === 4401) this.session = null; // expired session token: fetch a new one
+    // 4401: expired session token; 4429: this session's socket was replaced by newer ones.
+    if (code === 4401 || code === 4429) this.session = null; // fetch a new one
     this.handlers.status("offline");
     this.retry();
   };
@@ -1028,9 +1048,11 @@
   window.Backchannel = api;
 
   // Returning visitors and known users connect now (history, unread badge); a first-time
-  // anonymous visitor only gets a session when they open the chat.
+  // visitor (anonymous, or named without a user_jwt and never seen here) only gets a
+  // session when they open the chat, so page views create no users.
   var settings = window.BackchannelSettings || {};
-  if ((settings.user && settings.user.external_id) || storage.get(STORAGE_KEY)) conn.start();
+  var claim = settings.user && settings.user.external_id;
+  if (claim ? settings.user_jwt || storage.get(claimKey(claim)) : storage.get(STORAGE_KEY)) conn.start();
   else {
     fetch(SERVER + "/widget/v1/settings?widget_key=" + encodeURIComponent(WIDGET_KEY), { credentials: "omit" })
       .then(function (r) { return r.ok ? r.json() : null; })

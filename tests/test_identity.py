@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 
 from app.identity import IdentityError, TokenSigner, WidgetIdentity, origin_allowed, verify_user_jwt
 from tests.conftest import LiveServer, Tenant
+from tests.console_support import console_client, make_console_user
+from tests.test_realtime import WidgetClient, bot_says, opened
 
 SECRET = "ids_test-identity-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789"
 
@@ -140,7 +143,89 @@ def test_allowed_origins_are_enforced(server: LiveServer, tenant: Tenant, api: h
 def test_known_user_without_verification(server: LiveServer, tenant: Tenant) -> None:
     response = session(server, {"widget_key": tenant.widget_key, "user": {"external_id": "cust-1", "name": "Ada"}})
     assert response.status_code == 200
-    assert response.json()["visitor_token"] is None  # known users bring their identity each time
+    # A new user from an unsigned claim: the visitor token issued to them is how they come back.
+    assert response.json()["visitor_token"]
+    signed = session(
+        server,
+        {"widget_key": tenant.widget_key, "user": {"external_id": "cust-2"}, "user_jwt": user_jwt("cust-2", "x" * 40)},
+    )
+    assert signed.status_code == 401  # a JWT, when sent, is checked even with verification off
+
+
+# -- an unsigned claim never reaches an existing user (issue 15.3) -----------------------------
+
+ADA = {"external_id": "cust-1", "name": "Ada", "email": "ada@example.com"}
+MALLORY = {"external_id": "cust-1", "name": "Mallory", "email": "mallory@evil.example"}
+
+
+def widget_user(api: httpx.Client, user_id: str) -> tuple[str, str | None, str | None]:
+    found = api.get(f"/api/v1/users/{user_id}").json()
+    return found["external_id"], found["name"], found["email"]
+
+
+def test_an_unsigned_claim_never_reaches_an_existing_user(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    ada = session(server, {"widget_key": tenant.widget_key, "user": ADA}).json()
+    with ExitStack() as stack:
+        customer = WidgetClient(stack, server, tenant, user=ADA, visitor_token=ada["visitor_token"])
+        conversation_id = opened(customer)
+    bot_says(api, conversation_id, "Your card ending 4242 is blocked.")
+    other = server.new_tenant("Other")
+    mallory_anon = session(server, {"widget_key": tenant.widget_key}).json()["visitor_token"]
+    mallory_claimed = session(server, {"widget_key": tenant.widget_key, "user": {"external_id": "m-1"}}).json()
+    signer = TokenSigner("test-secret-key-0123456789-abcdefghijklmnop")  # tests/conftest.py TEST_ENV
+    for token in (
+        None,  # the external_id alone
+        mallory_anon,  # a visitor token of someone else
+        mallory_claimed["visitor_token"],  # issued to another claimed user
+        ada["visitor_token"] + "x",  # tampered
+        TokenSigner("another-key-" * 4).visitor_token(WidgetIdentity(tenant.workspace_id, ada["user_id"])),  # forged
+        signer.visitor_token(WidgetIdentity(other.workspace_id, ada["user_id"])),  # of another workspace
+        signer.session_token(WidgetIdentity(tenant.workspace_id, ada["user_id"])),  # a session token, not a visitor's
+    ):
+        body = {"widget_key": tenant.widget_key, "user": MALLORY, **({"visitor_token": token} if token else {})}
+        refused = session(server, body)
+        assert refused.status_code == 401, (token, refused.text)
+        assert refused.json()["error"]["code"] == "identity_required"
+        assert "session_token" not in refused.text and "cnv_" not in refused.text
+    assert widget_user(api, ada["user_id"]) == ("cust-1", "Ada", "ada@example.com")
+    # A user the business created through the API is out of reach of an unsigned claim too.
+    made = api.post("/api/v1/users", json={"external_id": "crm-9", "name": "Grace"}).json()
+    refused = session(server, {"widget_key": tenant.widget_key, "user": {"external_id": "crm-9", "name": "X"}})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "identity_required"
+    assert widget_user(api, made["id"]) == ("crm-9", "Grace", None)
+    # Anonymous visitors are still welcome, and a new external_id may still be claimed.
+    assert session(server, {"widget_key": tenant.widget_key}).status_code == 200
+    assert session(server, {"widget_key": tenant.widget_key, "user": {"external_id": "cust-new"}}).status_code == 200
+
+
+def test_the_visitor_token_issued_to_a_claimed_user_continues_their_conversation(
+    server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    first = session(server, {"widget_key": tenant.widget_key, "user": ADA}).json()
+    assert widget_user(api, first["user_id"]) == ("cust-1", "Ada", "ada@example.com")
+    with ExitStack() as stack:
+        conversation_id = opened(WidgetClient(stack, server, tenant, user=ADA, visitor_token=first["visitor_token"]))
+    # The reload: the same claim with the token issued to her. Changed fields in an unsigned
+    # claim are ignored: stored fields never change from one.
+    again = session(
+        server,
+        {"widget_key": tenant.widget_key, "user": {**ADA, "name": "Ada L."}, "visitor_token": first["visitor_token"]},
+    )
+    assert again.status_code == 200, again.text
+    assert (again.json()["user_id"], again.json()["conversation_id"]) == (first["user_id"], conversation_id)
+    assert again.json()["visitor_token"]  # re-issued, so it slides
+    assert widget_user(api, first["user_id"]) == ("cust-1", "Ada", "ada@example.com")
+    # Her valid user_jwt reaches her too (signed: its claim may update her fields).
+    secret = identity_secret(server, tenant)
+    signed = session(
+        server,
+        {"widget_key": tenant.widget_key, "user": {**ADA, "name": "Ada King"}, "user_jwt": user_jwt("cust-1", secret)},
+    )
+    assert signed.status_code == 200 and signed.json()["user_id"] == first["user_id"]
+    assert widget_user(api, first["user_id"]) == ("cust-1", "Ada King", "ada@example.com")
+    # Her token does not make an anonymous session hers (no claim, no known user).
+    anon = session(server, {"widget_key": tenant.widget_key, "visitor_token": first["visitor_token"]}).json()
+    assert anon["user_id"] != first["user_id"]
 
 
 def test_identity_verification_refuses_unsigned_and_bad_identities(
@@ -201,3 +286,13 @@ def test_session_preflight(server: LiveServer) -> None:
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "http://shop.test"
     assert "content-type" in response.headers["access-control-allow-headers"]
+
+
+def test_settings_widget_warns_while_identity_verification_is_off(
+    server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    client = console_client(server, make_console_user(server, tenant))
+    page = client.get("/console/settings/widget").text
+    assert 'id="idv-warning"' in page and "Identity verification is off" in page
+    api.patch("/api/v1/widget-settings", json={"identity_verification": True}).raise_for_status()
+    assert 'id="idv-warning"' not in client.get("/console/settings/widget").text

@@ -1,9 +1,20 @@
 """The widget's HTTP surface: ``GET /widget.js`` and ``POST /widget/v1/session``.
 
-The session endpoint is where identity is decided (visitor token, or a known user with a
-verified JWT) and where the embedding page's Origin is checked against the workspace's
-``allowed_origins``. It answers with a short-lived session token that the WebSocket's
-first frame carries (``app/routes/widget_socket.py``), so tokens never sit in a URL.
+The session endpoint is where identity is decided (SPEC §7; docs/widget.md "Identity") and
+where the embedding page's Origin is checked against the workspace's ``allowed_origins``:
+
+- no ``user``: an anonymous visitor, resumed by the visitor token issued to them;
+- ``user`` with a valid ``user_jwt``: that user, found or created (the signed claim may
+  update their name and email);
+- ``user`` without one (only while identity verification is off): a *new* external_id
+  creates the user and binds a visitor token to them; an existing one is reached only with
+  the visitor token issued to that user, and never changes their stored fields. Anything
+  else is ``401 identity_required``: knowing an external_id is not being that customer.
+
+Creating users is bounded per workspace and client address (``WIDGET_NEW_USERS_PER_HOUR``), counted
+before the write for every session that may create one. The endpoint answers with a
+short-lived session token that the WebSocket's first frame carries
+(``app/routes/widget_socket.py``), so tokens never sit in a URL.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import select
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -31,6 +43,7 @@ from app.workspaces import workspace_by_widget_key
 WIDGET_JS = Path(__file__).resolve().parents[2] / "static" / "widget.js"
 MAX_SESSION_BODY = 16_384
 SESSIONS_PER_MINUTE_PER_IP = 60
+NEW_USER_WINDOW_SECONDS = 3600
 
 
 class WidgetUser(BaseModel):
@@ -103,7 +116,15 @@ async def session(request: Request) -> Response:
         await state.limiter.consume_or_raise(f"widget-session:{client}", SESSIONS_PER_MINUTE_PER_IP, 60)
         body = parse_json_body(await read_body(request, MAX_SESSION_BODY), SessionIn)
         assert isinstance(body, SessionIn)
-        result = await state.runner.write(start_session, signer_for(state), body, origin)
+        signer_ = signer_for(state)
+        may_create = _may_create_user(signer_, body)
+        if may_create:
+            await _count_new_user(state, body, client)
+        try:
+            result = await state.runner.write(start_session, signer_, body, origin, may_create)
+        except NewUserNeeded:  # a token that named no one it could resume: count, then create
+            await _count_new_user(state, body, client)
+            result = await state.runner.write(start_session, signer_, body, origin, True)
     except errors.ApiError as exc:
         response = error_response(exc)
         # Readable by the page even when refused, so the widget can say "not available here"
@@ -113,18 +134,43 @@ async def session(request: Request) -> Response:
     return JSONResponse(result, headers=_cors(origin))
 
 
-def start_session(tx: Tx, signer_: TokenSigner, body: SessionIn, origin: str | None) -> dict[str, Any]:
-    """Decide who this is, inside one transaction (it may create the user)."""
+class NewUserNeeded(Exception):
+    """The session would create a user that was not counted against the address's quota."""
+
+
+def _may_create_user(signer_: TokenSigner, body: SessionIn) -> bool:
+    """Whether this session may create a user, judged before the store is read: no signed
+    identity and no visitor token that verifies. (A token that verifies but resumes no one
+    is found inside the write, which then asks for the count: ``NewUserNeeded``.)"""
+    if body.user is not None and body.user_jwt:
+        return False  # vouched for by the business's own server
+    return signer_.read_visitor(body.visitor_token) is None
+
+
+async def _count_new_user(state: AppState, body: SessionIn, client: str) -> None:
+    # Per workspace too: one site's visitors behind one address never lock out another site's.
+    await state.limiter.consume_or_raise(
+        f"widget-new-user:{body.widget_key}:{client}", state.settings.widget_new_users_per_hour, NEW_USER_WINDOW_SECONDS
+    )
+
+
+def start_session(
+    tx: Tx, signer_: TokenSigner, body: SessionIn, origin: str | None, may_create: bool = True
+) -> dict[str, Any]:
+    """Decide who this is, inside one transaction (it may create the user when ``may_create``)."""
     workspace = workspace_by_widget_key(tx.session, body.widget_key)
     if workspace is None:
         raise errors.NotFound("No workspace has this widget key.", code="unknown_widget_key")
     if not origin_allowed(workspace.allowed_origins, origin):
         raise errors.Forbidden("This site may not embed this widget.", code="origin_not_allowed")
     visitor_token = None
-    if body.user is not None:
-        user = _known_user(tx, workspace, body.user, body.user_jwt)
+    if body.user is not None and body.user_jwt:
+        user = _verified_user(tx, workspace, body.user, body.user_jwt)
+    elif body.user is not None:
+        user = _claimed_user(tx, workspace, signer_, body.user, body.visitor_token, may_create)
+        visitor_token = signer_.visitor_token(WidgetIdentity(workspace.id, user.id))
     else:
-        user = _anonymous_user(tx, workspace, signer_, body.visitor_token)
+        user = _anonymous_user(tx, workspace, signer_, body.visitor_token, may_create)
         visitor_token = signer_.visitor_token(WidgetIdentity(workspace.id, user.id))
     identity = WidgetIdentity(workspace.id, user.id)
     conv = newest_conversation(tx.session, workspace.id, user.id)
@@ -138,24 +184,47 @@ def start_session(tx: Tx, signer_: TokenSigner, body: SessionIn, origin: str | N
     }
 
 
-def _known_user(tx: Tx, workspace: Workspace, claimed: WidgetUser, user_jwt: str | None) -> User:
-    if user_jwt:
-        verify_user_jwt(user_jwt, workspace.identity_secret, claimed.external_id)
-    elif workspace.identity_verification:
+def _verified_user(tx: Tx, workspace: Workspace, claimed: WidgetUser, user_jwt: str) -> User:
+    verify_user_jwt(user_jwt, workspace.identity_secret, claimed.external_id)
+    return actions.find_or_create_user(tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email)
+
+
+def _claimed_user(
+    tx: Tx, workspace: Workspace, signer_: TokenSigner, claimed: WidgetUser, token: str | None, may_create: bool
+) -> User:
+    """An unsigned claim: a new external_id only, or the user this visitor token was issued to."""
+    if workspace.identity_verification:
         raise errors.Unauthorized(
             "Identity verification is on: send user_jwt signed with the identity secret.",
             code="identity_required",
         )
-    return actions.find_or_create_user(tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email)
+    existing = tx.session.exec(
+        select(User).where(User.workspace_id == workspace.id, User.external_id == claimed.external_id)
+    ).first()
+    if existing is None:
+        if not may_create:
+            raise NewUserNeeded()
+        return actions.find_or_create_user(
+            tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email
+        )
+    holder = signer_.read_visitor(token)
+    if holder is not None and holder == WidgetIdentity(workspace.id, existing.id):
+        return existing  # their own token; an unsigned claim never changes stored fields
+    raise errors.Unauthorized(
+        "This user already exists: reaching them takes their user_jwt or the visitor token issued to them.",
+        code="identity_required",
+    )
 
 
-def _anonymous_user(tx: Tx, workspace: Workspace, signer_: TokenSigner, token: str | None) -> User:
+def _anonymous_user(tx: Tx, workspace: Workspace, signer_: TokenSigner, token: str | None, may_create: bool) -> User:
     known = signer_.read_visitor(token) if token else None
     if known is not None and known.workspace_id == workspace.id:
         user = tx.session.get(User, known.user_id)
-        # A visitor token never stands in for a known user: those must bring their JWT.
+        # No claim, no known user: a token issued to a named user resumes them only with their claim.
         if user is not None and user.workspace_id == workspace.id and user.external_id is None:
             return user
+    if not may_create:
+        raise NewUserNeeded()
     return actions.find_or_create_user(tx, workspace.id, None)
 
 

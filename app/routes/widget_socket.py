@@ -183,7 +183,12 @@ class WidgetSocket:
             raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
         held, held_conversation = frame.get("last_seq"), frame.get("conversation_id")
         conn = Connection(
-            self.hub, self.websocket, identity.workspace_id, identity.user_id, self.settings.ws_send_queue
+            self.hub,
+            self.websocket,
+            identity.workspace_id,
+            identity.user_id,
+            self.settings.ws_send_queue,
+            session_key=frame["token"],
         )
         self.conn = conn
         # One store visit: the conversation and what the client lacks of it (``last_seq``
