@@ -26,7 +26,10 @@ EVENT_TYPES = (
 # ``whsec_`` + standard base64 (padded) of 24–64 random bytes. The pattern documents the shape
 # in OpenAPI; ``_check_secret`` decodes it, since a pattern cannot count bytes: a secret the
 # API accepts is one the dispatcher can always sign with.
-SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_B64 = "[A-Za-z0-9+/]"
+SECRET_PATTERN = (  # exactly the padded base64 lengths of 24–64 bytes
+    rf"^whsec_(?:(?:{_B64}{{4}}){{8,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=)?|(?:{_B64}{{4}}){{21}}(?:{_B64}{{2}}==)?)$"
+)
 SECRET_BYTES = (24, 64)
 
 
