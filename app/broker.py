@@ -18,6 +18,10 @@ log = logging.getLogger("backchannel.broker")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 CHANNEL = "backchannel:events"
+# A publish happens after the write committed, while its caller waits: a Redis that hangs
+# must cost a request this much at most (the event then reaches sockets by resync), not the
+# seconds redis-py would wait.
+PUBLISH_TIMEOUT = 0.5
 
 
 class Broker(Protocol):
@@ -104,7 +108,8 @@ class RedisBroker:
 
     async def publish(self, event: dict[str, Any]) -> None:
         try:
-            await self._redis.publish(CHANNEL, orjson.dumps(event))
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self._redis.publish(CHANNEL, orjson.dumps(event))
         except Exception as exc:
             # The write is committed; subscribers will catch up from the store.
             log.warning("redis publish failed (%s); clients will resync from the store", exc)

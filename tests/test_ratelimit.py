@@ -149,3 +149,29 @@ def test_with_its_redis_paused_a_server_keeps_answering(
     assert max(took for _, took in results) < 1.0 and sum(took for _, took in results) < 2.0, results
     assert all(status == 200 for status, _ in health) and max(took for _, took in health) < 0.5, health
     assert srv.log().count("rate limits: Redis is not answering") == 1
+
+
+def test_with_its_redis_paused_a_write_answers_within_a_second(
+    server_factory: Any, paused_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """The write commits, then its event is published: a hung Redis bounds that at half a
+    second (it waited five), and the message is stored all the same."""
+    from tests.factories import make_conversation, messages, post_text
+
+    srv: LiveServer = server_factory(
+        env={"BACKCHANNEL_BROKER_URL": paused_redis.url}, database_url=migrated_sqlite(tmp_path)
+    )
+    tenant = srv.new_tenant()
+    with srv.client(tenant) as api:
+        conv = make_conversation(api)
+        assert paused_redis.proc is not None
+        os.kill(paused_redis.proc.pid, signal.SIGSTOP)
+        timings = []
+        for i in range(3):
+            started = time.perf_counter()
+            assert post_text(api, conv["id"], f"while Redis hangs {i}").status_code == 201
+            timings.append(time.perf_counter() - started)
+        assert max(timings) < 1.5, timings
+        assert [m["message_parts"][0]["text"]["content"] for m in messages(api, conv["id"])][-3:] == [
+            f"while Redis hangs {i}" for i in range(3)
+        ]
