@@ -146,8 +146,8 @@ def test_with_its_redis_paused_a_server_keeps_answering(
             results = reads.result()
     assert all(status == 200 for status, _ in results), results
     # Redis' own socket timeout used to hold each call for 2 s.
-    assert max(took for _, took in results) < 1.0 and sum(took for _, took in results) < 2.0, results
-    assert all(status == 200 for status, _ in health) and max(took for _, took in health) < 0.5, health
+    assert max(took for _, took in results) < 1.5 and sum(took for _, took in results) < 3.0, results
+    assert all(status == 200 for status, _ in health) and max(took for _, took in health) < 1.0, health
     assert srv.log().count("rate limits: Redis is not answering") == 1
 
 
