@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench.client import Connection, HttpError
+from bench.servers import die_with_parent
 from tests.conftest import TEST_ENV, LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,23 @@ _TEST_TIMINGS = ("BACKCHANNEL_WEBHOOK_RETRY_SCHEDULE", "BACKCHANNEL_WEBHOOK_POLL
 
 
 class Instance(LiveServer):
-    """A uvicorn process on the shipped webhook timings (not the test suite's fast ones)."""
+    """A uvicorn process on the shipped webhook timings (not the test suite's fast ones).
+
+    Once ``retire()``d it stays down, even if a restart was already under way in a thread."""
+
+    retired = False
+
+    def start(self) -> Instance:
+        if self.retired:
+            return self
+        super().start()
+        if self.retired:  # retired while starting
+            self.stop()
+        return self
+
+    def retire(self) -> None:
+        self.retired = True
+        self.stop()
 
     def full_env(self) -> dict[str, str]:
         env = {k: v for k, v in super().full_env().items() if k not in _TEST_TIMINGS or k in self.env}
@@ -83,7 +100,7 @@ class FlakyReceiver:
     def __enter__(self) -> FlakyReceiver:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.flaky_receiver", "--share", str(self.share), "--delay", str(self.delay)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,
         )
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())

@@ -186,7 +186,7 @@ async def run_setup(cfg: Config, workdir: Path, slow_receiver: bool = True) -> R
             return await _scenario(cfg, cluster, rx, database_url, slow_receiver)
         finally:
             for srv in instances:
-                srv.stop()
+                srv.retire()
 
 
 async def _scenario(cfg: Config, cluster: Cluster, rx: FlakyReceiver, database_url: str, slow: bool) -> Report:
@@ -321,6 +321,15 @@ def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, st
             latency[ack.message_id] = max(0.0, at - ack.at - cluster.downtime_between(ack.at, at))
             if ack.message_id not in flaky:
                 clean.append(latency[ack.message_id])
+    # What a killed process held (acknowledged before the kill, not delivered by then): seconds from
+    # the set-up answering again (the restart, or at once with a survivor) to the delivery.
+    after_kill: list[float] = []
+    for ack in writers.acks.values():
+        at = delivered.get(ack.message_id, (set(), float("inf"), 0))[1]
+        kill = next(((start, end) for start, end in cluster.kills if ack.at < start < at < float("inf")), None)
+        if kill is not None:
+            back = kill[1] if kill[1] is not None else kill[0]
+            after_kill.append(max(0.0, at - back - cluster.downtime_between(back, at)))  # a later kill excepted
     late = [s for s in latency.values() if s > cfg.delivery_bound]
     if late:
         bad("delivery_bound", f"{len(late)} deliveries later than {cfg.delivery_bound:g} s after "
@@ -371,6 +380,8 @@ def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, st
         "delivery_first_attempt_ok_s": {"p50": round(percentile(clean, 50), 2), "p90": round(percentile(clean, 90), 2),
                                         "p99": round(percentile(clean, 99), 2), "n": len(clean)},
         "deliveries_over_bound": len(late),
+        "held_at_a_kill_delivered_after_s": {"p50": round(percentile(after_kill, 50), 2),
+                                              "max": round(max(after_kill, default=0), 2), "n": len(after_kill)},
         "widget_connects": {role: sum(w.connects for w in group) for role, group in widgets.items()},
         # A live widget cut off by a kill: seconds until ``ready`` on a new socket (a restart, or the survivor).
         "live_widget_back_after_s": {"max": round(max((g for w in live for g in w.back_after), default=0), 2),
