@@ -178,15 +178,16 @@ class Writers:
                 body = json.dumps({"message_parts": [{"text": {"content": f"message {slot} from writer {n}"}}],
                                    "client_message_id": cmid}).encode()
                 if self.abandon_share and rng.randrange(self.abandon_share) == 0:
-                    await self._abandon(conversation, body)
+                    await self._abandon(conversation, body, rng.uniform(0, 0.15))
                     await asyncio.sleep(rng.uniform(0, 0.05))  # sometimes the retry races the first request
                 await self._post_until_acknowledged(conns, slot, conversation, cmid, body)
         finally:
             for conn in conns.values():
                 await conn.close()
 
-    async def _abandon(self, conversation: str, body: bytes) -> None:
-        """Send the request and hang up without reading the answer: was it stored? Only a retry can tell."""
+    async def _abandon(self, conversation: str, body: bytes, after: float) -> None:
+        """Send the request and hang up ``after`` seconds without reading the answer: was it stored?
+        Only a retry can tell. (A request whose body is read after the hang-up is not handled at all.)"""
         alive = self.cluster.alive()
         if not alive:
             return
@@ -199,6 +200,7 @@ class Writers:
             writer.write(head.encode() + body)
             with contextlib.suppress(OSError):
                 await writer.drain()
+            await asyncio.sleep(after)
             writer.close()
             self.abandoned += 1
 
