@@ -1,15 +1,37 @@
-"""Apply the schema migrations (Alembic) to the configured database."""
+"""Apply the schema migrations (Alembic) to the configured database, under a lock.
+
+Replicas that start together (``backchannel serve`` migrates before it listens) or a
+``backchannel migrate`` run beside them must not race: each migration runs on one connection
+that first takes a lock, and Alembic reads the current revision only once it holds it, so the
+second process waits and then finds the database already at head.
+
+- PostgreSQL: a session-level advisory lock (``pg_advisory_lock``), released when that
+  connection closes, so a killed process never leaves it held.
+- SQLite: the database's own write lock. The migration runs in one ``BEGIN IMMEDIATE``
+  transaction (DDL is transactional in SQLite), waiting up to ten minutes for another.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, create_engine
+from sqlalchemy.pool import NullPool
 
+from app.db import make_engine
 from app.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The advisory lock's key: any constant every Backchannel process agrees on ("bchmigr" in hex-ish).
+ADVISORY_LOCK_KEY = 0x0BC4_3161
+SQLITE_LOCK_WAIT_SECONDS = 600.0
+
+log = logging.getLogger("backchannel.migrate")
 
 
 class DuplicateConsoleEmails(ValueError):
@@ -39,7 +61,35 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    command.upgrade(alembic_config(settings), revision)
+    with migration_lock(settings) as connection:
+        config = alembic_config(settings)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+@contextmanager
+def migration_lock(settings: Settings) -> Iterator[Connection]:
+    """A connection that holds the migration lock; Alembic runs on it."""
+    if settings.is_sqlite:
+        # make_engine's writers begin with BEGIN IMMEDIATE: the write lock comes with the
+        # transaction Alembic opens before it reads alembic_version.
+        engine = make_engine(settings.model_copy(update={"database_busy_timeout_seconds": SQLITE_LOCK_WAIT_SECONDS}))
+    else:
+        engine = create_engine(settings.sqlalchemy_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if not settings.is_sqlite:
+                _take_advisory_lock(connection)
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _take_advisory_lock(connection: Connection) -> None:
+    if not connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).scalar():
+        log.warning("waiting for another process to finish migrating this database")
+        connection.exec_driver_sql("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+    connection.commit()  # end the implicit transaction; the session-level lock stays until close
 
 
 def current_head() -> str | None:
