@@ -1,4 +1,4 @@
-"""``backchannel`` command line: serve, migrate, workspaces, tokens, admins (all with ``--json``)."""
+"""``backchannel`` command line: serve, migrate, workspaces, tokens, admins (``--json`` before or after each)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlmodel import Session, select
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
 
 from app import errors
 from app.actions import Tx
 from app.db import make_engine, session_scope
+from app.serve import positive_int, workers_from_env
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -47,26 +49,30 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.logs import configure_logging, uvicorn_options
     from app.migrate import upgrade
     from app.multiprocess import metrics_dir
+    from app.serve import CannotServe, check_serve_options, warn_if_dev_secret
 
+    check_serve_options(settings, host=args.host, workers=args.workers)
+    if args.demo:
+        from app.demo import demo_problem
+
+        if problem := demo_problem():
+            raise CannotServe(problem)
     configure_logging(settings)
-
-    if args.workers > 1 and settings.broker_url.startswith("memory://"):
-        raise ValueError(
-            "--workers > 1 needs a shared broker: set BACKCHANNEL_BROKER_URL=redis://… "
-            "(memory:// reaches only one process, so sockets would miss other workers' events)"
-        )
-    upgrade(settings)
+    if not args.no_migrate:
+        upgrade(settings)
     if args.demo:
         from app.demo import run_demo
 
-        return run_demo(settings, host=args.host, port=args.port, public_url=settings.public_url)
+        return run_demo(settings, host=args.host, port=args.port, public_url=settings.public_url, workers=args.workers)
+    warn_if_dev_secret(settings)
     with metrics_dir(args.workers):
         uvicorn.run(
             "app.main:create_app",
             factory=True,
             host=args.host,
             port=args.port,
-            workers=args.workers if args.workers > 1 else None,
+            # Always explicit: given None, uvicorn would read WEB_CONCURRENCY behind the check above.
+            workers=args.workers,
             **uvicorn_options(settings),  # logging, forwarded headers, WebSocket limits (app.logs)
         )
     return 0
@@ -97,7 +103,7 @@ def cmd_workspaces_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_workspaces_list(args: argparse.Namespace, settings: Settings) -> int:
     from app.models import Workspace
 
-    rows = _read(settings, lambda s: list(s.exec(select(Workspace).order_by(Workspace.created_at))))
+    rows = _read(settings, lambda s: list(s.exec(select(Workspace).order_by(col(Workspace.created_at)))))
     data = [{"id": w.id, "name": w.name, "widget_key": w.widget_key} for w in rows]
     _emit(args, data, "\n".join(f"{w['id']}  {w['widget_key']}  {w['name']}" for w in data) or "No workspaces.")
     return 0
@@ -172,52 +178,98 @@ def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backchannel")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from app.main import VERSION
+
+        return VERSION
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # --json is accepted before the command (``backchannel --json tokens list``) and after it
+    # (``backchannel tokens list --json``). The sub-commands' copy defaults to SUPPRESS, so that
+    # it does not overwrite a --json given before the command with False.
+    json_help = "print machine-readable JSON instead of text"
     json_flag = argparse.ArgumentParser(add_help=False)
-    json_flag.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=json_help)
     parser = argparse.ArgumentParser(
-        prog="backchannel", description="Backchannel: conversations, widget, webhooks, web views.", parents=[json_flag]
+        prog="backchannel",
+        description="Backchannel: conversations, widget, webhooks, web views. "
+        "Settings come from BACKCHANNEL_* environment variables (and ./.env).",
     )
+    parser.add_argument("--json", action="store_true", default=False, help=json_help)
+    parser.add_argument("--version", action="version", version=f"backchannel {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the server", parents=[json_flag])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--demo", action="store_true", help="set up the AG Bank demo workspace first")
+    serve = sub.add_parser("serve", help="apply migrations, then run the server", parents=[json_flag])
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="server processes on this host (default: $WEB_CONCURRENCY, else 1); "
+        "more than one needs BACKCHANNEL_BROKER_URL=redis://…",
+    )
+    serve.add_argument("--demo", action="store_true", help="set up the AG Bank demo and run its bot beside the server")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations first (replicas, when `backchannel migrate` runs once per release)",
+    )
     serve.set_defaults(fn=cmd_serve)
 
-    sub.add_parser("migrate", help="apply database migrations", parents=[json_flag]).set_defaults(fn=cmd_migrate)
+    migrate = sub.add_parser(
+        "migrate", help="apply database migrations (under a lock: replicas may run it together)", parents=[json_flag]
+    )
+    migrate.set_defaults(fn=cmd_migrate)
 
-    ws = sub.add_parser("workspaces", help="manage workspaces").add_subparsers(dest="sub", required=True)
-    create = ws.add_parser("create", help="create a workspace", parents=[json_flag])
-    create.add_argument("name")
+    ws = sub.add_parser("workspaces", help="manage workspaces", parents=[json_flag]).add_subparsers(
+        dest="sub", required=True, metavar="ACTION"
+    )
+    create = ws.add_parser("create", help="create a workspace (prints its id and widget key)", parents=[json_flag])
+    create.add_argument("name", help="the workspace's name, e.g. your company's")
     create.set_defaults(fn=cmd_workspaces_create)
     ws.add_parser("list", help="list workspaces", parents=[json_flag]).set_defaults(fn=cmd_workspaces_list)
 
-    tokens = sub.add_parser("tokens", help="manage API tokens").add_subparsers(dest="sub", required=True)
+    tokens = sub.add_parser("tokens", help="manage API tokens", parents=[json_flag]).add_subparsers(
+        dest="sub", required=True, metavar="ACTION"
+    )
     tcreate = tokens.add_parser("create", help="create an API token (shown once)", parents=[json_flag])
-    tcreate.add_argument("--workspace", required=True, metavar="ID")
-    tcreate.add_argument("--name", required=True)
-    tcreate.add_argument("--scopes", nargs="+", metavar="SCOPE", help="read, write, admin (default: all three)")
+    tcreate.add_argument("--workspace", required=True, metavar="ID", help="the workspace's id (wsp_…)")
+    tcreate.add_argument("--name", required=True, help="what the token is for, e.g. my-bot")
+    tcreate.add_argument(
+        "--scopes", nargs="+", metavar="SCOPE", help="read, write, admin (space or comma separated; default: all three)"
+    )
     tcreate.set_defaults(fn=cmd_tokens_create)
-    tlist = tokens.add_parser("list", help="list a workspace's tokens", parents=[json_flag])
-    tlist.add_argument("--workspace", required=True, metavar="ID")
+    tlist = tokens.add_parser("list", help="list a workspace's tokens (never their secrets)", parents=[json_flag])
+    tlist.add_argument("--workspace", required=True, metavar="ID", help="the workspace's id (wsp_…)")
     tlist.set_defaults(fn=cmd_tokens_list)
     trevoke = tokens.add_parser("revoke", help="revoke a token", parents=[json_flag])
-    trevoke.add_argument("token_id", metavar="TOKEN_ID")
-    trevoke.add_argument("--workspace", required=True, metavar="ID")
+    trevoke.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…), as `tokens list` shows it")
+    trevoke.add_argument("--workspace", required=True, metavar="ID", help="the workspace's id (wsp_…)")
     trevoke.set_defaults(fn=cmd_tokens_revoke)
 
-    admins = sub.add_parser("admins", help="manage console users").add_subparsers(dest="sub", required=True)
+    admins = sub.add_parser("admins", help="manage console users", parents=[json_flag]).add_subparsers(
+        dest="sub", required=True, metavar="ACTION"
+    )
     acreate = admins.add_parser(
         "create", help="create a console admin (password from stdin or prompt)", parents=[json_flag]
     )
-    acreate.add_argument("--workspace", required=True, metavar="ID")
-    acreate.add_argument("--email", required=True)
-    acreate.add_argument("--name", default=None)
-    acreate.add_argument("--role", choices=["admin", "agent"], default="admin")
-    acreate.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    acreate.add_argument("--workspace", required=True, metavar="ID", help="the workspace's id (wsp_…)")
+    acreate.add_argument("--email", required=True, help="the login email (unique on this server)")
+    acreate.add_argument("--name", default=None, help="the name agents and customers see (default: none)")
+    acreate.add_argument(
+        "--role", choices=["admin", "agent"], default="admin", help="admin (Settings too) or agent (Inbox only)"
+    )
+    acreate.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (also when stdin is not a TTY)"
+    )
     acreate.set_defaults(fn=cmd_admins_create)
     return parser
 
@@ -226,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "workers", 0) is None:
+            args.workers = workers_from_env()
         settings = Settings()
         return int(args.fn(args, settings))
     except errors.ApiError as exc:
@@ -234,9 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except ValidationError as exc:
+        print(f"error: {settings_problem(exc)}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """Settings that do not validate, in one line naming the variables (never their values)."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"BACKCHANNEL_{name}: {message}" if name else message)
+    return "; ".join(problems)
 
 
 if __name__ == "__main__":  # pragma: no cover

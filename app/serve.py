@@ -1,39 +1,168 @@
-"""What ``scripts/serve`` runs: migrate, (set up the demo), print where to go, serve."""
+"""What ``scripts/serve`` runs (migrate, set up the demo, print where to go, serve), and the
+checks every way of serving shares: ``scripts/serve`` and ``backchannel serve`` alike.
+
+Anything that stops the server from starting is said in one line starting ``error:``, with a
+non-zero exit, before anything slow happens.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
+import logging
 import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
 
-from app.migrate import upgrade
-from app.settings import Settings
+from pydantic import ValidationError
+
+from app.settings import DEV_SECRET_KEY, Settings
+
+
+class CannotServe(ValueError):
+    """A reason the server must not (or cannot) start; the CLI prints it as ``error: …``."""
+
+
+def check_serve_options(settings: Settings, *, host: str, workers: int) -> None:
+    if workers > 1 and settings.broker_url.startswith("memory://"):
+        raise CannotServe(
+            f"{workers} worker processes (--workers or WEB_CONCURRENCY) need a shared broker: set "
+            "BACKCHANNEL_BROKER_URL=redis://… (memory:// reaches only one process, so sockets would miss "
+            "other workers' events)"
+        )
+    if uses_dev_secret(settings) and not is_loopback(host):
+        raise CannotServe(
+            f"refusing to listen on {host} with the public development secret key: anyone could forge "
+            "visitor tokens, web-view links and console sessions. Set BACKCHANNEL_SECRET_KEY, e.g. "
+            "export BACKCHANNEL_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+
+
+def workers_from_env() -> int:
+    """``--workers`` defaults to ``WEB_CONCURRENCY`` (as uvicorn's and gunicorn's do), else 1."""
+    raw = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if not raw:
+        return 1
+    try:
+        return positive_int(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"WEB_CONCURRENCY={raw!r}: {exc}") from None
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def uses_dev_secret(settings: Settings) -> bool:
+    return settings.secret_key.get_secret_value() == DEV_SECRET_KEY
+
+
+def warn_if_dev_secret(settings: Settings) -> None:
+    """Loudly, in the server's own log format (text or JSON), on every start with the dev key."""
+    if uses_dev_secret(settings):
+        logging.getLogger("backchannel").warning(
+            "BACKCHANNEL_SECRET_KEY is not set, so this server signs with the public development key. "
+            "Fine on this machine (it listens on loopback only); set a random key before anyone else can reach it."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (127.0.0.0/8, ::1)."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port``, or None; checked the way uvicorn binds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"cannot listen on {host}:{port}: the port is in use (is another Backchannel running?); "
+                    "stop it, or choose another port with --port"
+                )
+            if exc.errno == errno.EACCES:
+                return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need root)"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/serve", description="Run Backchannel (with the AG Bank demo).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--no-demo", action="store_true", help="start an empty server, without the demo")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _serve(args)
+    except ValidationError as exc:
+        from app.cli import settings_problem
+
+        print(f"error: {settings_problem(exc)}", file=sys.stderr, flush=True)
+        return 2
+    except ValueError as exc:  # CannotServe
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from app.migrate import current_head, upgrade
+
     public_url = os.environ.get("BACKCHANNEL_PUBLIC_URL") or f"http://{_display_host(args.host)}:{args.port}"
     os.environ["BACKCHANNEL_PUBLIC_URL"] = public_url
     settings = Settings()
-    print(f"==> applying migrations to {settings.database_url}", flush=True)
+    workers = workers_from_env()
+    check_serve_options(settings, host=args.host, workers=workers)
+    problem = port_problem(args.host, args.port)
+    if problem:
+        raise CannotServe(problem)
+    if not args.no_demo:
+        from app.demo import demo_problem
+
+        problem = demo_problem()
+        if problem:
+            raise CannotServe(problem)
+    started = time.monotonic()
+    shown = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+    print(f"==> applying database migrations to {shown}", flush=True)
     upgrade(settings)
+    print(f"    at revision {current_head()} ({time.monotonic() - started:.1f} s)", flush=True)
     if args.no_demo:
         _print_empty_server_help(public_url)
         from app.cli import main as cli_main
 
-        return cli_main(["serve", "--host", args.host, "--port", str(args.port)])
+        argv = ["serve", "--no-migrate", "--host", args.host, "--port", str(args.port), "--workers", str(workers)]
+        return cli_main(argv)
     from app.demo import run_demo
 
-    return run_demo(settings, host=args.host, port=args.port, public_url=public_url)
+    return run_demo(settings, host=args.host, port=args.port, public_url=public_url, workers=workers)
 
 
 def _display_host(host: str) -> str:
