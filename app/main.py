@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -20,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from app import errors
 from app.actions import Runner
 from app.api import Api, Endpoint, JSONResponse, error_response
+from app.assets import STATIC_DIR, TEMPLATES_DIR
 from app.broker import make_broker
 from app.db import make_engine
 from app.edge import HttpEdge, internal_error_response
@@ -34,9 +34,6 @@ from app.settings import Settings
 from app.state import AppState
 
 log = logging.getLogger("backchannel")
-ROOT = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT / "static"
-TEMPLATES_DIR = ROOT / "templates"
 VERSION = "0.1.0"
 
 

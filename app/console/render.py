@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -14,9 +13,10 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from app.assets import TEMPLATES_DIR
 from app.console.auth import Ctx, is_https
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = TEMPLATES_DIR
 FLASH_COOKIE = "bc_console_flash"
 
 # No inline script or style anywhere in the console: everything comes from /static.

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from app.assets import TEMPLATES_DIR
 from app.settings import Settings
 
 _env: Environment | None = None
@@ -20,8 +21,6 @@ def _template_env(templates_dir: str) -> Environment:
 
 
 async def demo_page(request: Request) -> Response:
-    from app.main import TEMPLATES_DIR
-
     settings: Settings = request.app.state.bc.settings
     if not settings.demo_widget_key:
         return HTMLResponse(

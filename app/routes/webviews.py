@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from app import errors, webviews
 from app.actions import Tx
 from app.api import JSONResponse, read_body
+from app.assets import TEMPLATES_DIR
 from app.identity import valid_origins
 from app.ids import utcnow
 from app.models import Message, UsedWebviewToken, WebhookEndpoint, WebviewOpening, Workspace
@@ -48,8 +49,6 @@ class NotSetUp(FormLinkError):
 
 @cache
 def _templates() -> Environment:
-    from app.main import TEMPLATES_DIR
-
     return Environment(
         loader=FileSystemLoader(TEMPLATES_DIR / "webview"), autoescape=select_autoescape(default=True)
     )

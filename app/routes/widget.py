@@ -20,7 +20,6 @@ short-lived session token that the WebSocket's first frame carries
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +31,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from app import actions, errors
 from app.actions import Tx
 from app.api import JSONResponse, error_response, parse_json_body, read_body
+from app.assets import STATIC_DIR
 from app.identity import TokenSigner, WidgetIdentity, origin_allowed, signer_for, verify_user_jwt
 from app.models import User, Workspace
 from app.proxies import client_limit_key
@@ -40,7 +40,7 @@ from app.routes.widget_socket import newest_conversation
 from app.state import AppState
 from app.workspaces import workspace_by_widget_key
 
-WIDGET_JS = Path(__file__).resolve().parents[2] / "static" / "widget.js"
+WIDGET_JS = STATIC_DIR / "widget.js"
 MAX_SESSION_BODY = 16_384
 SESSIONS_PER_MINUTE_PER_IP = 60
 NEW_USER_WINDOW_SECONDS = 3600
