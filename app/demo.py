@@ -7,6 +7,7 @@ only as hashes) lives in ``./backchannel-demo.json`` next to the database, so a 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -143,13 +145,71 @@ def free_port(preferred: int) -> int:
     raise RuntimeError("no free port")  # pragma: no cover
 
 
-def run_demo(settings: Settings, *, host: str, port: int, public_url: str) -> int:
-    """Set up, start the server and Freddy as two processes, stop both on Ctrl-C."""
+FREDDY = ROOT / "examples" / "agbank" / "freddy.py"
+START_SECONDS = 60.0
+
+
+def demo_problem() -> str | None:
+    """Why the demo bot could not start here, or None (checked before anything slow happens)."""
+    if not FREDDY.is_file():
+        return (
+            "the AG Bank demo runs from a source checkout (scripts/serve), and this installation has no "
+            "examples/agbank; start an empty server with `backchannel serve` instead"
+        )
+    if importlib.util.find_spec("standardwebhooks") is None:
+        return (
+            "the demo bot needs the [demo] extra (the standardwebhooks library): "
+            "pip install -e '.[demo]' (scripts/serve installs it)"
+        )
+    return None
+
+
+@dataclass
+class Child:
+    """A process run beside this one: its output passes through, its last line is kept for errors."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    last_line: str = ""
+
+    @classmethod
+    def start(cls, name: str, argv: list[str], **popen: Any) -> Child:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1, **popen
+        )
+        child = cls(name, proc)
+        threading.Thread(target=child._relay, name=f"relay {name}", daemon=True).start()
+        return child
+
+    def _relay(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.strip():
+                self.last_line = line.strip()
+
+    def why_stopped(self) -> str:
+        self.proc.wait()
+        time.sleep(0.1)  # let the relay read the last of its output
+        reason = self.last_line.removeprefix("error: ") or "no output"
+        return f"{self.name} exited with code {self.proc.returncode}: {reason}"
+
+
+def run_demo(settings: Settings, *, host: str, port: int, public_url: str, workers: int = 1) -> int:
+    """Set up, start the server and Freddy as two processes; stop both on Ctrl-C.
+
+    If either cannot start, or stops, say why in one line and return 1 (the other is stopped)."""
+    problem = demo_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr, flush=True)
+        return 2
     freddy_port = free_port(port + 1)
     freddy_url = f"http://127.0.0.1:{freddy_port}"
     state = prepare(settings, freddy_url, Path.cwd() / STATE_FILE)
     server_env = {
         **os.environ,
+        "PYTHONUNBUFFERED": "1",
         "BACKCHANNEL_PUBLIC_URL": public_url,
         "BACKCHANNEL_DEMO_WIDGET_KEY": state.widget_key,
         # Freddy runs on this machine, so webhooks must be allowed to reach loopback.
@@ -157,64 +217,63 @@ def run_demo(settings: Settings, *, host: str, port: int, public_url: str) -> in
     }
     freddy_env = {
         **os.environ,
+        "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(ROOT),
         "FREDDY_API_URL": f"{public_url}/api/v1",
         "FREDDY_API_TOKEN": state.token,
         "FREDDY_WEBHOOK_SECRET": state.webhook_secret,
         "FREDDY_PUBLIC_URL": freddy_url,
     }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)], env=server_env
-        ),
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "examples.agbank.freddy:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(freddy_port),
-                "--log-level",
-                "warning",
-            ],
+    server_argv = [sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--workers", str(workers)]
+    freddy_argv = [sys.executable, "-m", "uvicorn", "examples.agbank.freddy:create_app", "--factory"]
+    children = [
+        Child.start("the Backchannel server", [*server_argv, "--host", host, "--port", str(port)], env=server_env),
+        Child.start(
+            "Freddy, the demo bot",
+            [*freddy_argv, "--host", "127.0.0.1", "--port", str(freddy_port), "--log-level", "warning"],
             env=freddy_env,
             cwd=ROOT,
         ),
     ]
 
     def stop(*_: Any) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGINT)
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        if _wait_healthy([f"http://127.0.0.1:{port}/healthz", f"{freddy_url}/healthz"], procs):
+        failure = _wait_healthy([f"http://127.0.0.1:{port}/healthz", f"{freddy_url}/healthz"], children)
+        if failure is None:
             _print_welcome(public_url, state)
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.3)
+            while all(c.proc.poll() is None for c in children):
+                time.sleep(0.3)
+            stopped = next(c for c in children if c.proc.poll() is not None)
+            if stopped.proc.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+                failure = f"{stopped.why_stopped()} (the demo stopped)"
     except KeyboardInterrupt:
-        pass
+        failure = None
     finally:
         stop()
-        for proc in procs:
+        for child in children:
             try:
-                proc.wait(timeout=10)
+                child.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                child.proc.kill()
+    if failure:
+        print(f"error: {failure}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
-def _wait_healthy(urls: list[str], procs: list[subprocess.Popen[bytes]]) -> bool:
-    deadline = time.monotonic() + 60
+def _wait_healthy(urls: list[str], children: list[Child]) -> str | None:
+    """None once every URL answers 200; else why not (a child stopped, or too slow)."""
+    deadline = time.monotonic() + START_SECONDS
     pending = list(urls)
     while pending and time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            return False
+        for child in children:
+            if child.proc.poll() is not None:
+                return f"{child.why_stopped()} (during start-up)"
         try:
             if httpx.get(pending[0], timeout=1).status_code == 200:
                 pending.pop(0)
@@ -222,7 +281,9 @@ def _wait_healthy(urls: list[str], procs: list[subprocess.Popen[bytes]]) -> bool
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    return not pending
+    if pending:
+        return f"{pending[0].rsplit('/', 1)[0]} did not answer within {START_SECONDS:.0f} s"
+    return None
 
 
 def _print_welcome(url: str, state: DemoState) -> None:

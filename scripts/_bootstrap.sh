@@ -1,5 +1,7 @@
-# Shared set-up for scripts/serve and scripts/test: a virtualenv with the project installed.
-# Sourced, not run. Re-installs only when pyproject.toml changed since the last install.
+# Shared set-up for scripts/serve, scripts/test and scripts/bench: a virtualenv with the project
+# installed. Sourced, not run. Installs again only when pyproject.toml changed since the last
+# install or an extra is asked for that is not there yet; scripts share one .venv, so
+# scripts/serve after scripts/test (or the other way round) adds what is missing and nothing else.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="${BACKCHANNEL_VENV:-$ROOT/.venv}"
@@ -12,25 +14,41 @@ find_python() {
       echo "$candidate"; return 0
     fi
   done
-  echo "Backchannel needs Python 3.11 or newer on PATH (or set PYTHON=/path/to/python3)." >&2
+  echo "error: Backchannel needs Python 3.11 or newer on PATH (or set PYTHON=/path/to/python3)." >&2
   return 1
 }
 
-ensure_venv() {  # ensure_venv [extras]
-  local extras="${1:-}" spec="$ROOT" stamp marker
+create_venv() {
+  local python
+  python="$(find_python)" || return 1
+  echo "==> creating a virtualenv in $VENV ($("$python" --version 2>&1))"
+  if ! "$python" -m venv "$VENV" || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$VENV"  # half-made: the next run starts again instead of tripping over it
+    echo "error: could not create a virtualenv with $python (on Debian or Ubuntu: apt-get install python3-venv)" >&2
+    return 1
+  fi
+}
+
+ensure_venv() {  # ensure_venv [extra,extra…]
+  local extras="${1:-}" spec="$ROOT" stamp name missing="" started=$SECONDS
   [ -n "$extras" ] && spec="$ROOT[$extras]"
   if [ ! -x "$VENV/bin/python" ]; then
-    echo "==> creating virtualenv in $VENV"
-    "$(find_python)" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    create_venv || return 1
   fi
   stamp="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
-  marker="$VENV/.backchannel-installed-${extras:-base}"
-  if [ "$(cat "$marker" 2>/dev/null)" != "$stamp" ]; then
-    echo "==> installing Backchannel${extras:+ with [$extras]} into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
-    echo "$stamp" > "$marker"
+  for name in base ${extras//,/ }; do
+    [ "$(cat "$VENV/.backchannel-installed-$name" 2>/dev/null)" = "$stamp" ] || missing=1
+  done
+  [ -n "$missing" ] || return 0
+  echo "==> installing Backchannel${extras:+ with [$extras]} and its dependencies into $VENV (a minute or two the first time)"
+  if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"; then
+    echo "error: installing Backchannel failed (pip's message is above); run the same command again once it is fixed" >&2
+    return 1
   fi
+  for name in base ${extras//,/ }; do
+    echo "$stamp" > "$VENV/.backchannel-installed-$name"
+  done
+  echo "    installed in $((SECONDS - started)) s"
 }
 
 ensure_chromium() {
