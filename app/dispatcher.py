@@ -370,7 +370,11 @@ class Dispatcher:
                             async with slots:  # claim only once a delivery can start
                                 pass
                             wakes = self._wakes
-                            claims = await self._claim(set(), 1, only=endpoint_id)
+                            try:
+                                claims = await self._claim(set(), 1, only=endpoint_id)
+                            except Exception as exc:  # the database is away: finish what is in flight
+                                log.warning("webhook dispatcher: claiming for %s failed: %s", endpoint_id, exc)
+                                claims, stopped = [], True  # stop claiming; the main loop takes over
                             if claims:
                                 claim = claims[0]
                                 break
