@@ -49,9 +49,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.logs import configure_logging, uvicorn_options
     from app.migrate import upgrade
     from app.multiprocess import metrics_dir
-    from app.serve import CannotServe, check_serve_options, warn_if_dev_secret
+    from app.serve import CannotServe, check_serve_options, warn_if_dev_secret, with_public_url
 
     check_serve_options(settings, host=args.host, workers=args.workers)
+    settings = with_public_url(settings, args.host, args.port)
     if args.demo:
         from app.demo import demo_problem
 

@@ -62,6 +62,19 @@ def positive_int(value: str) -> int:
     return number
 
 
+def with_public_url(settings: Settings, host: str, port: int) -> Settings:
+    """Settings whose PUBLIC_URL is where this server listens, unless one was configured.
+
+    Web-view links, the embed snippet and the demo bot's API calls are built from it: left at
+    its default (port 8000), ``serve --port 9000`` would hand out links to the wrong port. The
+    environment carries it to the worker processes and the demo, which read settings again."""
+    if "public_url" in settings.model_fields_set:
+        return settings
+    url = f"http://{_display_host(host)}:{port}"
+    os.environ["BACKCHANNEL_PUBLIC_URL"] = url
+    return settings.model_copy(update={"public_url": url})
+
+
 def uses_dev_secret(settings: Settings) -> bool:
     return settings.secret_key.get_secret_value() == DEV_SECRET_KEY
 
@@ -135,11 +148,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.migrate import current_head, upgrade
 
-    public_url = os.environ.get("BACKCHANNEL_PUBLIC_URL") or f"http://{_display_host(args.host)}:{args.port}"
-    os.environ["BACKCHANNEL_PUBLIC_URL"] = public_url
     settings = Settings()
     workers = workers_from_env()
     check_serve_options(settings, host=args.host, workers=workers)
+    settings = with_public_url(settings, args.host, args.port)
+    public_url = settings.public_url
     problem = port_problem(args.host, args.port)
     if problem:
         raise CannotServe(problem)

@@ -4,15 +4,19 @@ a process that is always stopped (its whole group) and whose log is shown when i
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from websockets.sync.client import connect
 
 from tests.conftest import ROOT
 
@@ -73,3 +77,33 @@ class Background:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+def demo_widget_key(url: str) -> str:
+    """The widget key the demo page embeds (``data-workspace``), as a visitor's browser reads it."""
+    page = httpx.get(url + "/demo")
+    assert page.status_code == 200, page.text
+    match = re.search(r'data-workspace="([^"]+)"', page.text)
+    assert match, page.text
+    return match[1]
+
+
+def freddy_greeting(url: str, widget_key: str) -> dict[str, Any]:
+    """Open the widget as a new customer (HTTP session, then the socket) and return the bot's first message."""
+    origin = url  # the demo page embeds the widget from the server's own origin
+    session = httpx.post(url + "/widget/v1/session", json={"widget_key": widget_key}, headers={"Origin": origin})
+    assert session.status_code == 200, session.text
+    body = session.json()
+    ws_url = url.replace("http://", "ws://") + body["socket_path"]
+    with connect(ws_url, origin=origin) as ws:  # type: ignore[arg-type]
+        ws.send(json.dumps({"type": "auth", "token": body["session_token"]}))
+        frames = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            frames.append(frame)
+            if frame["type"] == "ready":
+                ws.send(json.dumps({"type": "open"}))
+            elif frame["type"] == "message" and frame["message"]["actor"]["type"] == "bot":
+                return frame["message"]  # type: ignore[no-any-return]
+        raise AssertionError(f"Freddy never spoke; frames: {frames}")

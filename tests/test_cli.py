@@ -21,6 +21,7 @@ import httpx
 
 from app.migrate import current_head
 from tests.conftest import ROOT, LiveServer, free_port
+from tests.outside import demo_widget_key, freddy_greeting
 
 
 def cli(db_url: str, *args: str, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -264,3 +265,14 @@ def test_a_bad_setting_is_one_line_that_names_it_and_shows_no_value(tmp_path: Pa
         BACKCHANNEL_DATABASE_WRITERS="99",
     )
     assert "BACKCHANNEL_DATABASE_WRITERS" in refused.stderr and "hunter2" not in refused.stderr
+
+
+def test_serve_demo_on_another_port_links_everything_to_that_port(tmp_path: Path) -> None:
+    """``backchannel serve --demo --port P`` without PUBLIC_URL: links and the demo bot use port P
+    (PUBLIC_URL defaults to where the server listens), and Freddy greets a customer."""
+    proc, url = start_serve(tmp_path, "--demo", BACKCHANNEL_SECRET_KEY="a-real-key-" + "x" * 40)
+    try:
+        greeting = freddy_greeting(url, demo_widget_key(url))
+        assert "I'm Freddy" in greeting["message_parts"][0]["text"]["content"]
+    finally:
+        stop_serve(proc)

@@ -10,19 +10,14 @@ committed there (commit before running it locally)."""
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from websockets.sync.client import connect
 
 from tests.conftest import ROOT, free_port
-from tests.outside import Background, base_python, outside_env, run
+from tests.outside import Background, base_python, demo_widget_key, freddy_greeting, outside_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -66,34 +61,9 @@ def test_a_fresh_clone_serves_the_demo_and_freddy_greets_a_customer(tmp_path: Pa
         assert run([venv_python, "-c", "import standardwebhooks, app"], cwd=tmp_path).returncode == 0
         assert subprocess.run([venv_python, "-c", "import pytest"], capture_output=True).returncode != 0
 
-        page = httpx.get(url + "/demo")
-        assert page.status_code == 200
-        match = re.search(r'data-workspace="([^"]+)"', page.text)
-        assert match, page.text
-        greeting = freddy_greeting(url, match[1])
+        greeting = freddy_greeting(url, demo_widget_key(url))
         assert "I'm Freddy" in greeting["message_parts"][0]["text"]["content"]
         labels = [o["label"] for o in greeting["reply_parts"][0]["quick_replies"]["options"]]
         assert labels == ["Account statement", "Card services", "Talk to a human"]
     finally:
         serve.stop()
-
-
-def freddy_greeting(url: str, widget_key: str) -> dict[str, Any]:
-    """Open the widget as a new customer and return the bot's first message."""
-    origin = url  # the demo page embeds the widget from the server's own origin
-    session = httpx.post(url + "/widget/v1/session", json={"widget_key": widget_key}, headers={"Origin": origin})
-    assert session.status_code == 200, session.text
-    body = session.json()
-    ws_url = url.replace("http://", "ws://") + body["socket_path"]
-    with connect(ws_url, origin=origin) as ws:  # type: ignore[arg-type]
-        ws.send(json.dumps({"type": "auth", "token": body["session_token"]}))
-        frames = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            frames.append(frame)
-            if frame["type"] == "ready":
-                ws.send(json.dumps({"type": "open"}))
-            elif frame["type"] == "message" and frame["message"]["actor"]["type"] == "bot":
-                return frame["message"]  # type: ignore[no-any-return]
-        raise AssertionError(f"Freddy never spoke; frames: {frames}")

@@ -136,3 +136,18 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_text()
     except FileNotFoundError:
         return ""
+
+
+def test_scripts_serve_refuses_to_listen_beyond_loopback_with_the_dev_secret(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "serve"), "--host", "0.0.0.0", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: refusing to listen on 0.0.0.0 with the public development secret key")
+    assert not (tmp_path / "backchannel.db").exists()
