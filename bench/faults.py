@@ -114,12 +114,25 @@ def services(cfg: Config, workdir: Path) -> Any:
         shutil.rmtree(datadir, ignore_errors=True)
 
 
-def pg_deadlocks(database_url: str) -> int:
+def pg_deadlocks(database_url: str) -> dict[str, Any]:
+    """How many deadlocks the private cluster detected, in which relations, and the first one in full
+    (from the server log, which the scenario's own cluster lets a superuser read)."""
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()
-    return int(row[0]) if row else 0
+        log = str(conn.execute("SELECT pg_read_file('log')").fetchone()[0])  # type: ignore[index]
+    lines = log.splitlines()
+    starts = [i for i, line in enumerate(lines) if "deadlock detected" in line]
+    relations: dict[str, int] = {}
+    for i in starts:
+        for line in lines[i + 1:i + 12]:
+            if "CONTEXT:" in line and 'relation "' in line:
+                name = line.split('relation "', 1)[1].split('"', 1)[0]
+                relations[name] = relations.get(name, 0) + 1
+                break
+    first = "\n".join(lines[starts[0]:starts[0] + 12])[:3000] if starts else ""
+    return {"count": int(row[0]) if row else 0, "relations": relations, "first": first}
 
 
 async def open_conversation(srv: Instance, widget_key: str) -> tuple[dict[str, Any], str]:
@@ -261,7 +274,13 @@ async def _scenario(cfg: Config, cluster: Cluster, rx: FlakyReceiver, database_u
     log("checking")
     figures, violations = check(cfg, cluster, writers, rx, stored, live, far)
     if cfg.setup != "sqlite":
-        figures["postgres_deadlocks"] = pg_deadlocks(database_url)
+        deadlocks = pg_deadlocks(database_url)
+        figures["postgres_deadlocks"] = deadlocks["count"]
+        figures["postgres_deadlock_relations"] = deadlocks["relations"]
+        figures["postgres_first_deadlock"] = deadlocks["first"]
+        if deadlocks["count"]:
+            violations.setdefault("no_deadlock", []).append(
+                f"PostgreSQL detected {deadlocks['count']} deadlocks (in {deadlocks['relations']})")
     if slow:
         figures["slow_receiver_40_messages_at_300ms_s"] = await slow_receiver_seconds(reader)
     return Report(cfg.setup, figures, violations)
@@ -271,7 +290,8 @@ def check(cfg: Config, cluster: Cluster, writers: Writers, rx: FlakyReceiver, st
           live: list[Widget], far: list[Widget]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The figures, and every invariant broken: ``acknowledged``, ``stored_once``, ``seq_gap_free``,
     ``no_5xx``, ``webhook_delivered``, ``one_webhook_id``, ``delivery_bound``, ``widgets``, and
-    ``scenario`` (the run was too small to prove what it should)."""
+    ``scenario`` (the run was too small to prove what it should); on PostgreSQL ``_scenario`` adds
+    ``no_deadlock``."""
     broken: dict[str, list[str]] = {}
 
     def bad(invariant: str, what: str) -> None:
