@@ -41,7 +41,9 @@ ensure_venv() {  # ensure_venv [extra,extra…]
   done
   [ -n "$missing" ] || return 0
   echo "==> installing Backchannel${extras:+ with [$extras]} and its dependencies into $VENV (a minute or two the first time)"
-  if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"; then
+  # PYTHONWARNINGS: setuptools' editable build prints a boxed warning a newcomer cannot act on
+  # (pip's own messages and any error still show).
+  if ! PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"; then
     echo "error: installing Backchannel failed (pip's message is above); run the same command again once it is fixed" >&2
     return 1
   fi

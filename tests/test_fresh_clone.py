@@ -54,6 +54,7 @@ def test_a_fresh_clone_serves_the_demo_and_freddy_greets_a_customer(tmp_path: Pa
             "==> applying database migrations to sqlite:///./backchannel.db",
         ):
             assert step in log
+        assert "Traceback" not in log and "Warning" not in log  # nothing alarming a newcomer cannot act on
         print(f"\ngit clone to the demo page answering: {seconds:.0f} s")
 
         # the venv holds what scripts/serve installs, and nothing a test run would add
