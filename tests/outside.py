@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from tests.conftest import ROOT
 
@@ -95,7 +96,7 @@ def freddy_greeting(url: str, widget_key: str) -> dict[str, Any]:
     assert session.status_code == 200, session.text
     body = session.json()
     ws_url = url.replace("http://", "ws://") + body["socket_path"]
-    with connect(ws_url, origin=origin) as ws:  # type: ignore[arg-type]
+    with connect(ws_url, origin=Origin(origin)) as ws:
         ws.send(json.dumps({"type": "auth", "token": body["session_token"]}))
         frames = []
         deadline = time.monotonic() + 60

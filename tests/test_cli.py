@@ -199,7 +199,7 @@ def _this_machines_addresses() -> list[str]:
         infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     except OSError:
         return []
-    return sorted({i[4][0] for i in infos if not ipaddress.ip_address(i[4][0]).is_loopback})
+    return sorted({str(i[4][0]) for i in infos if not ipaddress.ip_address(i[4][0]).is_loopback})
 
 
 def start_serve(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[str], str]:

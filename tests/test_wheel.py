@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def test_the_built_wheel_is_a_complete_server(tmp_path: Path) -> None:
     secret = "wheel-test-secret-0123456789-abcdefghijklmnop"
     env = outside_env(BACKCHANNEL_SECRET_KEY=secret)
     bc = str(venv / "bin" / "backchannel")
-    assert run([bc, "--version"], cwd=folder, env=env).stdout.strip() == "backchannel 0.1.0"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert run([bc, "--version"], cwd=folder, env=env).stdout.strip() == f"backchannel {version}"
     where = run([str(venv / "bin" / "python"), "-c", "from app import assets; print(assets.STATIC_DIR)"], cwd=folder, env=env)
     assert where.stdout.strip().startswith(str(venv)), "the assets must come from the installed package"
     assert json.loads(run([bc, "migrate", "--json"], cwd=folder, env=env).stdout)["status"] == "ok"
