@@ -130,7 +130,7 @@ def test_delivery_verifies_with_the_standardwebhooks_library(server: LiveServer,
     assert attempt["status_code"] == 200 and attempt["response_excerpt"] == "ok" and attempt["error"] is None
 
 
-def test_event_filters_and_order_per_endpoint(server: LiveServer, api: httpx.Client) -> None:
+def test_event_filters_per_endpoint(server: LiveServer, api: httpx.Client) -> None:
     with Receiver() as narrow, Receiver() as everything:
         add_endpoint(api, narrow.url, events=["conversation.created", "conversation.resolved"])
         add_endpoint(api, everything.url)
@@ -144,11 +144,13 @@ def test_event_filters_and_order_per_endpoint(server: LiveServer, api: httpx.Cli
 
         all_types = ["user.created", "conversation.created", "message.created", "message.created",
                      "message.created", "conversation.resolved"]
+        # Several deliveries are in flight at once per endpoint, so they may arrive in any order
+        # (docs/webhooks.md, "Ordering"): each event once, and only those the filter names.
         got = everything.wait_count(len(all_types))
-        assert [r.json["type"] for r in got] == all_types
-        assert [r.json["data"]["message"]["seq"] for r in got if r.json["type"] == "message.created"] == [1, 2, 3]
+        assert sorted(r.json["type"] for r in got) == sorted(all_types)
+        assert sorted(r.json["data"]["message"]["seq"] for r in got if r.json["type"] == "message.created") == [1, 2, 3]
         narrow.wait_count(2)
-        assert [r.json["type"] for r in narrow.received()] == ["conversation.created", "conversation.resolved"]
+        assert sorted(r.json["type"] for r in narrow.received()) == ["conversation.created", "conversation.resolved"]
 
 
 def test_send_test_event_reaches_only_that_endpoint(server: LiveServer, api: httpx.Client) -> None:
