@@ -109,6 +109,7 @@ class _Job:
     kwargs: dict[str, Any]
     future: asyncio.Future[Any]
     lane: int = 0
+    partition: str = ""  # the conversation it writes to, where the caller said so
     lost_races: int = 0  # deadlocks / serialization failures this write has lost so far
 
 
@@ -176,7 +177,7 @@ class Runner:
             lane = hash(partition) % self._shared_lanes
         else:
             lane = self._next_lane = (self._next_lane + 1) % self._shared_lanes
-        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future(), lane)
+        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future(), lane, partition or "")
         self._enqueue(job)
         # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
         # the writer still commits the write and skips the cancelled future.
@@ -235,7 +236,12 @@ class Runner:
         without that write (nothing was announced yet, so re-running the others is safe).
         """
         outcomes: dict[int, tuple[bool, Any]] = {}
-        pending = list(range(len(batch)))
+        # Run the writes in partition (conversation id) order, arrival order within one: each
+        # holds its conversation's row lock until the batch commits, so batches of two
+        # instances that took the same conversations in opposite orders would deadlock. One
+        # order everywhere cannot cycle. (Writes to different conversations are independent,
+        # and those to one keep their order, so the reordering changes no outcome.)
+        pending = sorted(range(len(batch)), key=lambda i: batch[i].partition)
         while pending:
             broken: int | None = None  # the write whose failure deactivated the session
             done: dict[int, tuple[bool, Any]] = {}

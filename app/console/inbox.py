@@ -55,7 +55,9 @@ async def conversation(ctx: Ctx) -> Response:
     transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id)
     if transcript.last_seq:
         # Reading the conversation is what marks it read for the team (and tells the widget).
-        await ctx.state.runner.write(actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq)
+        await ctx.state.runner.write(
+            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq, partition=conversation_id
+        )
     return render(
         ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, rows=await _rows(ctx, view),
         current=transcript.conversation.id, client_message_id=f"console-{secrets.token_urlsafe(12)}",
@@ -82,7 +84,9 @@ async def messages_fragment(ctx: Ctx) -> Response:
     conversation_id = ctx.request.path_params["conversation_id"]
     transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id, after)
     if transcript.last_seq:
-        await ctx.state.runner.write(actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq)
+        await ctx.state.runner.write(
+            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq, partition=conversation_id
+        )
     return render_fragment("_messages.html", **_transcript_values(ctx, transcript))
 
 
@@ -126,7 +130,9 @@ async def reply(ctx: Ctx) -> Response:
         )
     except ValidationError as exc:
         raise errors.from_validation_error(exc) from None
-    message, _ = await ctx.state.runner.write(actions.post_message, ctx.workspace_id, conversation_id, body)
+    message, _ = await ctx.state.runner.write(
+        actions.post_message, ctx.workspace_id, conversation_id, body, partition=conversation_id
+    )
     if _wants_json(ctx):
         return JSONResponse({"id": message.id, "seq": message.seq})
     return redirect(ctx, _url(conversation_id, _view(ctx)))
@@ -135,7 +141,9 @@ async def reply(ctx: Ctx) -> Response:
 async def _patch(ctx: Ctx, patch: ConversationPatch, notice: str) -> Response:
     conversation_id = ctx.request.path_params["conversation_id"]
     try:
-        await ctx.state.runner.write(actions.update_conversation, ctx.workspace_id, conversation_id, patch)
+        await ctx.state.runner.write(
+            actions.update_conversation, ctx.workspace_id, conversation_id, patch, partition=conversation_id
+        )
     except errors.Unprocessable as exc:
         notice = exc.message
     if _wants_json(ctx):

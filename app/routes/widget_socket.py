@@ -273,7 +273,7 @@ class WidgetSocket:
         await self.state.limiter.consume_or_raise(f"visitor:{conn.user_id}", self.settings.visitor_rate_per_minute, 60)
         conversation_id = await self._ensure_conversation()
         message = await self.state.runner.write(
-            post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body
+            post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body, partition=conversation_id
         )
         conn.send_frame(
             {
@@ -309,7 +309,9 @@ class WidgetSocket:
         if conn.conversation_id is None or not isinstance(seq, int) or seq <= self.read_seq:
             return
         self.read_seq = seq
-        await self.state.runner.write(actions.mark_read, conn.workspace_id, conn.conversation_id, "user", seq)
+        await self.state.runner.write(
+            actions.mark_read, conn.workspace_id, conn.conversation_id, "user", seq, partition=conn.conversation_id
+        )
 
     def _webview_ids(self, frame: dict[str, Any]) -> tuple[str, str, str]:
         conn = self.conn
@@ -337,6 +339,7 @@ class WidgetSocket:
             message_id,
             webview_id,
             settings=self.settings,
+            partition=conversation_id,
         )
         conn.send_frame(
             {
@@ -363,7 +366,8 @@ class WidgetSocket:
             raise errors.Unprocessable("result is an optional string of at most 1000 characters.")
         webviews = _webviews()
         await self.state.runner.write(
-            webviews.close_webview, conn.workspace_id, conversation_id, message_id, webview_id, status, result
+            webviews.close_webview, conn.workspace_id, conversation_id, message_id, webview_id, status, result,
+            partition=conversation_id,
         )
 
 
