@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, col, select
 
 from app import errors
@@ -295,6 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OperationalError, ProgrammingError) as exc:
+        # Most often a database that was never migrated ("no such table"): one line, no traceback
+        # (the statement's parameters would be in it).
+        print(
+            f"error: the database did not answer as expected ({type(exc.orig).__name__}); "
+            "is it reachable, and has `backchannel migrate` been run?",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def settings_problem(exc: ValidationError) -> str:

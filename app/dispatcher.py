@@ -43,6 +43,7 @@ from app.deliveries import (
     release_leases,
 )
 from app.ids import new_id, utcnow
+from app.logs import brief
 from app.metrics import observe_webhook_delivery
 from app.netguard import UrlRefused
 from app.settings import Settings
@@ -162,10 +163,10 @@ class Recorder:
             stop = await self._write([(job, outcome) for job, outcome, _ in batch])
         except Exception as exc:
             if len(batch) > 1:
-                log.warning("webhook dispatcher: recording %d attempts failed (%s); one by one", len(batch), exc)
+                log.warning("webhook dispatcher: recording %d attempts failed (%s); one by one", len(batch), brief(exc))
                 await self._write_one_by_one(batch)
                 return
-            log.warning("webhook dispatcher: recording an attempt failed (%s); it will be resent", exc)
+            log.warning("webhook dispatcher: recording an attempt failed (%s); it will be resent", brief(exc))
             stop = {job.endpoint_id for job, _, _ in batch}  # its state is unknown: end the batch
         for job, _, future in batch:
             if not future.done():
@@ -176,7 +177,7 @@ class Recorder:
             try:
                 stop = job.endpoint_id in await self._write([(job, outcome)])
             except Exception as exc:
-                log.warning("webhook dispatcher: recording an attempt failed (%s); it will be resent", exc)
+                log.warning("webhook dispatcher: recording an attempt failed (%s); it will be resent", brief(exc))
                 stop = True  # its state is unknown: the endpoint's batch ends, its leases run out
             if not future.done():
                 future.set_result(stop)
@@ -261,7 +262,7 @@ class Dispatcher:
                         try:
                             await self._claim_and_start(tg, check_first=not queued)
                         except Exception as exc:  # the database may be briefly unavailable
-                            log.warning("webhook dispatcher: claiming failed: %s", exc)
+                            log.warning("webhook dispatcher: claiming failed: %s", brief(exc))
                         with anyio.move_on_after(self.settings.webhook_poll_seconds):
                             await self._wakeup.wait()
                         await asyncio.sleep(CLAIM_GAP)  # many events queued at once: one look
@@ -293,7 +294,7 @@ class Dispatcher:
             try:
                 await self.runner.write(extend_leases, self.owner, sorted(self._held), lease, background=True)
             except Exception as exc:  # the database may be briefly away: the next round tries again
-                log.warning("webhook dispatcher: renewing leases failed: %s", exc)
+                log.warning("webhook dispatcher: renewing leases failed: %s", brief(exc))
 
     async def _claim_and_start(self, tg: TaskGroup, *, check_first: bool = True) -> None:
         free = self.settings.webhook_concurrency - len(self._busy)
@@ -373,7 +374,7 @@ class Dispatcher:
                             try:
                                 claims = await self._claim(set(), 1, only=endpoint_id)
                             except Exception as exc:  # the database is away: finish what is in flight
-                                log.warning("webhook dispatcher: claiming for %s failed: %s", endpoint_id, exc)
+                                log.warning("webhook dispatcher: claiming for %s failed: %s", endpoint_id, brief(exc))
                                 claims, stopped = [], True  # stop claiming; the main loop takes over
                             if claims:
                                 claim = claims[0]
@@ -406,7 +407,7 @@ class Dispatcher:
                 while await self.runner.write(prune_log, cutoff, PRUNE_BATCH, background=True) >= PRUNE_BATCH:
                     pass
             except Exception as exc:
-                log.warning("webhook dispatcher: pruning the delivery log failed: %s", exc)
+                log.warning("webhook dispatcher: pruning the delivery log failed: %s", brief(exc))
             await anyio.sleep(every)
 
 

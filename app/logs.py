@@ -60,6 +60,12 @@ def innermost_place(exc: BaseException) -> str:
     return f"{short_path(frame.filename)}:{frame.lineno} in {frame.name}"
 
 
+def brief(exc: BaseException) -> str:
+    """An exception for a one-line log message: its type and where, never its message (a
+    database error's text carries the statement's parameters: customer data)."""
+    return f"{type(exc).__name__} at {innermost_place(exc)}"
+
+
 def short_path(filename: str) -> str:
     parts = Path(filename).parts
     if "site-packages" in parts:

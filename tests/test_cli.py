@@ -276,3 +276,10 @@ def test_serve_demo_on_another_port_links_everything_to_that_port(tmp_path: Path
         assert "I'm Freddy" in greeting["message_parts"][0]["text"]["content"]
     finally:
         stop_serve(proc)
+
+
+def test_a_database_never_migrated_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    done = cli(f"sqlite:///{tmp_path / 'fresh.db'}", "workspaces", "create", "Acme", ok=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "backchannel migrate" in done.stderr and "Traceback" not in done.stderr

@@ -56,7 +56,8 @@ async def conversation(ctx: Ctx) -> Response:
     if transcript.last_seq:
         # Reading the conversation is what marks it read for the team (and tells the widget).
         await ctx.state.runner.write(
-            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq, partition=conversation_id
+            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
+            partition=conversation_id,
         )
     return render(
         ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, rows=await _rows(ctx, view),
@@ -85,7 +86,8 @@ async def messages_fragment(ctx: Ctx) -> Response:
     transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id, after)
     if transcript.last_seq:
         await ctx.state.runner.write(
-            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq, partition=conversation_id
+            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
+            partition=conversation_id,
         )
     return render_fragment("_messages.html", **_transcript_values(ctx, transcript))
 
