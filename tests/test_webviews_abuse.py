@@ -13,14 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import col, select
 from websockets.sync.client import connect
 
-from app.actions import Tx
 from app.form_patterns import MAX_MATCHED_CHARS, PatternError, check_pattern, matches
-from app.models import Event
 from tests.conftest import LiveServer, Tenant
 from tests.factories import assert_error, make_conversation
+from tests.receivers import eventually
+from tests.test_webviews import events_of
 from tests.webview_support import SENTINELS, Receiver, add_endpoint, card_form, open_in_store, post_webview_message
 
 JSON = {"Accept": "application/json"}
@@ -37,14 +36,6 @@ def form_with(callback_url: str, *fields: dict[str, Any]) -> dict[str, Any]:
     return {"title": "Details", "fields": list(fields), "submit_label": "Send", "callback_url": callback_url}
 
 
-def events_of(server: LiveServer, workspace_id: str, type_: str) -> list[dict[str, Any]]:
-    def read(tx: Tx) -> list[dict[str, Any]]:
-        rows = tx.session.exec(
-            select(Event).where(Event.workspace_id == workspace_id, Event.type == type_).order_by(col(Event.created_at))
-        )
-        return [e.payload["data"] for e in rows]
-
-    return server.in_tx(read)  # type: ignore[no-any-return]
 
 
 # --- 2. a workspace's pattern never runs in a backtracking engine -------------------------
@@ -185,14 +176,6 @@ class Visitor:
                 return frame  # type: ignore[no-any-return]
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_close_from_the_browser_never_says_submitted(
@@ -216,7 +199,7 @@ def test_a_close_from_the_browser_never_says_submitted(
         visitor.expect("webview.url")
         visitor.send({"type": "webview.close", "message_id": scene.message_id, "webview_id": "page",
                       "status": "submitted", "result": "frozen"})
-        closed = wait_for(lambda: (e := events_of(server, tenant.workspace_id, "webview.closed")) and len(e) == 2 and e)
+        closed = eventually(lambda: (e := events_of(server, tenant.workspace_id, "webview.closed")) and len(e) == 2 and e)
         assert closed[0] == {"conversation_id": scene.conversation_id, "message_id": scene.message_id,
                              "webview_id": "card", "status": "closed"}
         assert closed[1] == {"conversation_id": scene.conversation_id, "message_id": scene.message_id,
