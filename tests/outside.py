@@ -71,13 +71,19 @@ class Background:
         raise AssertionError(f"{url} did not answer within {seconds} s:\n{self.log()[-10000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """Ctrl-C the whole process group (server and demo bot), as a terminal would; kill it if
+    it is still there 20 s later."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def demo_widget_key(url: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import ROOT, free_port
+from tests.outside import stop_group
 
 SECRET = {"BACKCHANNEL_SECRET_KEY": "scripts-test-secret-0123456789-abcdefghij"}
 
@@ -37,16 +38,6 @@ def start_serve(folder: Path, *args: str, env: dict[str, str] | None = None) -> 
         )
     finally:
         log.close()
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def wait_for(folder: Path, proc: subprocess.Popen[bytes], text: str, seconds: float = 120) -> str:

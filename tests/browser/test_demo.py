@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from tests.browser.conftest import screenshot
 from tests.conftest import ROOT, free_port
+from tests.outside import stop_group
 
 DOCS_SHOTS = ROOT / "docs" / "screenshots"
 
@@ -57,16 +57,6 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     finally:
         stop_group(proc)
         log.close()
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C the whole process group (server and Freddy), as a terminal would."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def shoot(page: Any, name: str) -> None:
