@@ -8,9 +8,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app import errors
-from app.actions import Tx, create_agent
 from app.ids import new_id, utcnow
-from app.models import ConsoleUser
+from app.people import create_agent
+from app.store.runner import Tx
+from app.store.tables import ConsoleUser
 
 _hasher = PasswordHasher()
 # A real hash to verify against when the email is unknown, so timing does not reveal accounts.

@@ -14,10 +14,10 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, col, select
 
 from app import errors
-from app.actions import Tx
-from app.db import make_engine, session_scope
 from app.serve import positive_int, workers_from_env
 from app.settings import Settings
+from app.store.engine import make_engine, session_scope
+from app.store.runner import Tx
 
 T = TypeVar("T")
 
@@ -48,14 +48,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from app.logs import configure_logging, uvicorn_options
-    from app.migrate import upgrade
     from app.multiprocess import metrics_dir
     from app.serve import CannotServe, check_serve_options, warn_if_dev_secret, with_public_url
+    from app.store.migrate import upgrade
 
     check_serve_options(settings, host=args.host, workers=args.workers)
     settings = with_public_url(settings, args.host, args.port)
     if args.demo:
-        from app.demo import demo_problem
+        from app.demo.seed import demo_problem
 
         if problem := demo_problem():
             raise CannotServe(problem)
@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_migrate:
         upgrade(settings)
     if args.demo:
-        from app.demo import run_demo
+        from app.demo.seed import run_demo
 
         return run_demo(settings, host=args.host, port=args.port, public_url=settings.public_url, workers=args.workers)
     warn_if_dev_secret(settings)
@@ -81,7 +81,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from app.migrate import current_head, upgrade
+    from app.store.migrate import current_head, upgrade
 
     upgrade(settings)
     _emit(args, {"status": "ok", "revision": current_head()}, f"Database is at revision {current_head()}.")
@@ -103,7 +103,7 @@ def cmd_workspaces_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_workspaces_list(args: argparse.Namespace, settings: Settings) -> int:
-    from app.models import Workspace
+    from app.store.tables import Workspace
 
     rows = _read(settings, lambda s: list(s.exec(select(Workspace).order_by(col(Workspace.created_at)))))
     data = [{"id": w.id, "name": w.name, "widget_key": w.widget_key} for w in rows]
@@ -136,7 +136,7 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
-    from app.serializers import token_json
+    from app.shapes import token_json
     from app.tokens import list_tokens
 
     rows = [token_json(t) for t in _read(settings, list_tokens, args.workspace)]
@@ -151,7 +151,7 @@ def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from app.serializers import token_json
+    from app.shapes import token_json
     from app.tokens import revoke_token
 
     token = _in_tx(settings, revoke_token, args.workspace, args.token_id)

@@ -17,21 +17,21 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app import errors
-from app.actions import Runner
-from app.api import Api, Endpoint, JSONResponse, error_response
+from app.api import agents, conversations, tokens, users, webview_contexts, widget_settings
+from app.api import webhooks as webhook_routes
+from app.api.framework import Api, Endpoint, JSONResponse, error_response
+from app.api.openapi import build_openapi, render_docs
 from app.assets import STATIC_DIR, TEMPLATES_DIR
-from app.broker import make_broker
-from app.db import make_engine
 from app.edge import HttpEdge, internal_error_response
 from app.logs import innermost_place
 from app.metrics import metrics
-from app.openapi import build_openapi, render_docs
 from app.proxies import TrustedProxies
 from app.ratelimit import make_rate_limiter
-from app.routes import agents, conversations, tokens, users, webview_contexts, widget_settings
-from app.routes import webhooks as webhook_routes
+from app.realtime.broker import make_broker
 from app.settings import Settings
 from app.state import AppState
+from app.store.engine import make_engine
+from app.store.runner import Runner
 
 log = logging.getLogger("backchannel")
 VERSION = "0.1.0"
@@ -126,14 +126,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _feature_routes() -> list[BaseRoute]:
     """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
     from app import console
-    from app.routes import demo, webviews, widget
+    from app.demo import routes as demo
+    from app.realtime import session as widget
+    from app.webviews import routes as webviews
 
     return [*widget.ROUTES, *webviews.ROUTES, *console.ROUTES, *demo.ROUTES]
 
 
 def _feature_starters() -> list[Any]:
     """Background services started in the lifespan: ``async start(state, exit_stack)``."""
-    from app import console, dispatcher, metrics, realtime, webhooks
+    from app import console, metrics
+    from app.realtime import hub as realtime
+    from app.webhooks import dispatcher
+    from app.webhooks import endpoints as webhooks
 
     return [realtime.start, webhooks.start_http_client, dispatcher.start_dispatcher, console.start, metrics.start]
 

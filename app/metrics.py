@@ -31,8 +31,8 @@ from sqlmodel import Session, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from app.models import WebhookDelivery
 from app.proxies import client_address, ip_of
+from app.store.tables import WebhookDelivery
 
 VERSION = "0.1.0"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set up by app.multiprocess for serve --workers N

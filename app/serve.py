@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from app.migrate import current_head, upgrade
+    from app.store.migrate import current_head, upgrade
 
     settings = Settings()
     workers = workers_from_env()
@@ -157,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         raise CannotServe(problem)
     if not args.no_demo:
-        from app.demo import demo_problem
+        from app.demo.seed import demo_problem
 
         problem = demo_problem()
         if problem:
@@ -173,7 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         argv = ["serve", "--no-migrate", "--host", args.host, "--port", str(args.port), "--workers", str(workers)]
         return cli_main(argv)
-    from app.demo import run_demo
+    from app.demo.seed import run_demo
 
     return run_demo(settings, host=args.host, port=args.port, public_url=public_url, workers=workers)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from app.actions import Runner
-from app.broker import Broker
 from app.ratelimit import RateLimiter
+from app.realtime.broker import Broker
 from app.settings import Settings
+from app.store.runner import Runner
 from app.tokens import TokenAuthenticator
 
 log = logging.getLogger("backchannel")

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select, update
 
-from app import errors, rows
-from app.actions import Tx
-from app.db import get_in_workspace
+from app import errors
 from app.ids import new_id, new_token, sha256_hex, utcnow
-from app.models import ApiToken
+from app.store import sql as rows
+from app.store.engine import get_in_workspace
+from app.store.runner import Tx
+from app.store.tables import ApiToken
 
 SCOPES = ("read", "write", "admin")
 TOKEN_PREFIX = "bch"

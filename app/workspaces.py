@@ -7,10 +7,11 @@ import secrets
 from sqlmodel import Session, select
 
 from app import errors
-from app.actions import Tx, default_bot
+from app.api.schemas import WidgetSettingsPatch
 from app.ids import new_id, utcnow
-from app.models import Workspace
-from app.schemas import WidgetSettingsPatch
+from app.people import default_bot
+from app.store.runner import Tx
+from app.store.tables import Workspace
 
 
 def create_workspace(tx: Tx, name: str) -> Workspace:

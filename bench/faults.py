@@ -96,8 +96,8 @@ def services(cfg: Config, workdir: Path) -> Any:
     if cfg.setup == "sqlite":
         yield migrated_sqlite(workdir), "memory://"
         return
-    from app.migrate import upgrade
     from app.settings import Settings
+    from app.store.migrate import upgrade
     from tests.services import PrivatePostgres, PrivateRedis
 
     datadir = Path(tempfile.mkdtemp(prefix="bc-faults-pg-"))

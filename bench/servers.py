@@ -212,7 +212,7 @@ def _settings(database_url: str) -> Any:
 def sqlite_database(workdir: Path) -> str:
     """A fresh, migrated SQLite file: migrated once per bench run (``template.db``), then
     copied with SQLite's backup API (which carries the WAL along)."""
-    from app.migrate import upgrade
+    from app.store.migrate import upgrade
 
     template = workdir / "template.db"
     if not template.exists():
@@ -242,7 +242,7 @@ class PostgresDatabase:
             conn.execute(f'CREATE DATABASE "{self.name}"{clause}')
         self.url = f"{self.admin_url.rpartition('/')[0]}/{self.name}"
         if template is None:
-            from app.migrate import upgrade
+            from app.store.migrate import upgrade
 
             try:
                 upgrade(_settings(self.url))
@@ -293,11 +293,11 @@ def seed(database_url: str, widgets: int) -> Tenant:
     """A workspace, an admin token and ``widgets`` visitors, each with a conversation."""
     from sqlalchemy import insert
 
-    from app.actions import Tx
-    from app.db import make_engine, session_scope
-    from app.identity import TokenSigner, WidgetIdentity
     from app.ids import new_id, utcnow
-    from app.models import Conversation, User
+    from app.realtime.identity import TokenSigner, WidgetIdentity
+    from app.store.engine import make_engine, session_scope
+    from app.store.runner import Tx
+    from app.store.tables import Conversation, User
     from app.tokens import create_token
     from app.workspaces import create_workspace
 

@@ -32,8 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.migrate import upgrade  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
 from tests.conftest import LiveServer, migrated_sqlite  # noqa: E402
 from tests.receivers import Received, Receiver  # noqa: E402
 

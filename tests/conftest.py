@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from app.actions import Tx
-from app.db import make_engine, session_scope
-from app.migrate import upgrade
 from app.settings import Settings
+from app.store.engine import make_engine, session_scope
+from app.store.migrate import upgrade
+from app.store.runner import Tx
 from app.tokens import create_token
 from app.workspaces import create_workspace
 

@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from app.actions import Tx
 from app.main import create_app as create_real_app
+from app.store.runner import Tx
 
 SENTINEL = "sentinel-7f3a9c-do-not-log"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from app.migrate import current_head
+from app.store.migrate import current_head
 from tests.conftest import ROOT, LiveServer, free_port
 from tests.outside import demo_widget_key, freddy_greeting
 

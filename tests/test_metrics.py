@@ -16,12 +16,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.migrate import upgrade
 from app.settings import Settings
+from app.store.migrate import upgrade
 from tests.conftest import ROOT, TEST_ENV, LiveServer, Tenant, free_port
 from tests.factories import make_conversation, post_text
+from tests.realtime.test_realtime import WidgetClient
 from tests.receivers import Receiver, eventually
-from tests.test_realtime import WidgetClient
 
 
 def scrape(url: str, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

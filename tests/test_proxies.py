@@ -15,7 +15,7 @@ import pytest
 from app.proxies import TrustedProxies, client_address, client_limit_key, parse_networks
 from app.settings import Settings
 from tests.conftest import LiveServer, Tenant
-from tests.console_support import csrf_from
+from tests.console.support import csrf_from
 
 ORIGIN = "http://shop.test"
 

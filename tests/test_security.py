@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from tests.conftest import LiveServer, Tenant
-from tests.console_support import PASSWORD, csrf_from, make_console_user
+from tests.console.support import PASSWORD, csrf_from, make_console_user
 from tests.factories import make_conversation, post_text
 from tests.receivers import Receiver, eventually
 

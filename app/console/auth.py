@@ -26,10 +26,10 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 
 from app import errors
-from app.actions import Tx
-from app.models import ConsoleUser, Workspace
 from app.proxies import client_limit_key
 from app.state import AppState
+from app.store.runner import Tx
+from app.store.tables import ConsoleUser, Workspace
 
 log = logging.getLogger("backchannel.console")
 

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from app import actions, rows
-from app.models import Agent, Conversation, Message, User, WebviewOpening
+from app import conversations, people
+from app.store import sql as rows
+from app.store.tables import Agent, Conversation, Message, User, WebviewOpening
 
 VIEWS = {"open": "Open", "mine": "Assigned to me", "resolved": "Resolved"}
 LIST_LIMIT = 100
@@ -126,8 +127,8 @@ class Transcript:
 
 def load_transcript(s: Session, workspace_id: str, conversation_id: str, after: int = 0) -> Transcript:
     """The conversation (404 outside this workspace) and its messages after ``after``."""
-    conv = actions.get_conversation(s, workspace_id, conversation_id)
-    user = actions.get_user(s, workspace_id, conv.user_id)
+    conv = conversations.get_conversation(s, workspace_id, conversation_id)
+    user = people.get_user(s, workspace_id, conv.user_id)
     query = select(Message).where(Message.conversation_id == conv.id, col(Message.seq) > after)
     # The newest TRANSCRIPT_LIMIT messages, shown oldest first.
     messages = list(s.exec(query.order_by(col(Message.seq).desc()).limit(TRANSCRIPT_LIMIT)))[::-1]

@@ -1,7 +1,7 @@
 """The Inbox: live conversation lists, transcripts, replying, assigning, resolving.
 
-Every write here is the REST API's own action (``actions.post_message``,
-``actions.update_conversation``) inside ``runner.write``: a human's reply auto-assigns the
+Every write here is the REST API's own action (``conversations.post_message``,
+``conversations.update_conversation``) inside ``runner.write``: a human's reply auto-assigns the
 conversation and emits ``conversation.assigned``, exactly as it would over the API.
 """
 
@@ -14,11 +14,11 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.responses import JSONResponse, Response
 
-from app import actions, errors
+from app import conversations, errors
+from app.api.schemas import ActorIn, ConversationPatch, MessageIn
 from app.console import conversations as convs
 from app.console.auth import Ctx, console_page
 from app.console.render import redirect, render, render_fragment
-from app.schemas import ActorIn, ConversationPatch, MessageIn
 
 MAX_REPLY = 4096
 
@@ -56,7 +56,7 @@ async def conversation(ctx: Ctx) -> Response:
     if transcript.last_seq:
         # Reading the conversation is what marks it read for the team (and tells the widget).
         await ctx.state.runner.write(
-            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
+            conversations.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
             partition=conversation_id,
         )
     return render(
@@ -86,7 +86,7 @@ async def messages_fragment(ctx: Ctx) -> Response:
     transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id, after)
     if transcript.last_seq:
         await ctx.state.runner.write(
-            actions.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
+            conversations.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
             partition=conversation_id,
         )
     return render_fragment("_messages.html", **_transcript_values(ctx, transcript))
@@ -133,7 +133,7 @@ async def reply(ctx: Ctx) -> Response:
     except ValidationError as exc:
         raise errors.from_validation_error(exc) from None
     message, _ = await ctx.state.runner.write(
-        actions.post_message, ctx.workspace_id, conversation_id, body, partition=conversation_id
+        conversations.post_message, ctx.workspace_id, conversation_id, body, partition=conversation_id
     )
     if _wants_json(ctx):
         return JSONResponse({"id": message.id, "seq": message.seq})
@@ -144,7 +144,7 @@ async def _patch(ctx: Ctx, patch: ConversationPatch, notice: str) -> Response:
     conversation_id = ctx.request.path_params["conversation_id"]
     try:
         await ctx.state.runner.write(
-            actions.update_conversation, ctx.workspace_id, conversation_id, patch, partition=conversation_id
+            conversations.update_conversation, ctx.workspace_id, conversation_id, patch, partition=conversation_id
         )
     except errors.Unprocessable as exc:
         notice = exc.message

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import actions, errors
+from app import conversations, errors, people
 from app.console import auth
 from app.state import AppState
 
@@ -108,8 +108,8 @@ def typing_event(s: Session, workspace_id: str, conversation_id: str, agent_id: 
     """The agent's typing indicator, shaped as the REST typing endpoint publishes it.
 
     Live only and never stored, so it needs a read (to check the workspace), not a write."""
-    actions.get_conversation(s, workspace_id, conversation_id)
-    agent = actions.get_agent(s, workspace_id, agent_id)
+    conversations.get_conversation(s, workspace_id, conversation_id)
+    agent = people.get_agent(s, workspace_id, agent_id)
     return {
         "type": "conversation.typing",
         "workspace_id": workspace_id,

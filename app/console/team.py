@@ -9,7 +9,7 @@ from app import errors
 from app.accounts import create_console_user
 from app.console.auth import Ctx, console_page, form_error
 from app.console.render import redirect, render
-from app.models import ConsoleUser
+from app.store.tables import ConsoleUser
 
 PATH = "/console/settings/team"
 

@@ -14,11 +14,12 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.responses import Response
 
-from app import errors, webhooks
+from app import errors
 from app.console.auth import Ctx, console_page, form_error
 from app.console.render import redirect, render
-from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from app.webhook_schemas import EVENT_TYPES, WebhookEndpointIn, WebhookEndpointPatch
+from app.store.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.webhooks import endpoints as webhooks
+from app.webhooks.schemas import EVENT_TYPES, WebhookEndpointIn, WebhookEndpointPatch
 
 PATH = "/console/settings/webhooks"
 RECENT = 5

@@ -6,10 +6,10 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from app import errors, workspaces
+from app.api.schemas import WidgetSettingsPatch
 from app.console.auth import Ctx, console_page, form_error
 from app.console.render import redirect, render
-from app.identity import normalize_origin
-from app.schemas import WidgetSettingsPatch
+from app.realtime.identity import normalize_origin
 
 PATH = "/console/settings/widget"
 

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
 from tests.conftest import LiveServer, Tenant
-from tests.console_support import PASSWORD, make_console_user
+from tests.console.support import PASSWORD, make_console_user
 
 
 def log_in(page: Any, server: LiveServer, email: str, password: str = PASSWORD) -> None:
@@ -283,7 +283,7 @@ def test_widget_and_inbox_talk_live_and_the_widget_follows_settings(
 def test_transcript_shows_every_part_and_web_views_without_their_data(
     page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
-    from app.webviews import _open_openings, close_opening, open_webview
+    from app.webviews.openings import _open_openings, close_opening, open_webview
 
     log_in(page, server, make_console_user(server, tenant))
     user = api.post("/api/v1/users", json={"name": "Carla Cardholder"}).json()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.form_patterns import PatternError, check_pattern, matches
+from app.webviews.patterns import PatternError, check_pattern, matches
 
 # Patterns a bot might send, and values to try each on.
 ACCEPTED = [

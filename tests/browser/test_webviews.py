@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.browser.conftest import screenshot
 from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, serve_host_site, text, wait_for
 from tests.conftest import LiveServer, Tenant
-from tests.webview_support import SENTINELS, Receiver, card_form, files_containing
+from tests.webviews.support import SENTINELS, Receiver, card_form, files_containing
 
 pytestmark = pytest.mark.browser
 

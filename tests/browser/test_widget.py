@@ -491,7 +491,7 @@ def test_identified_user_with_a_signed_jwt(
 
     import jwt
 
-    from app.models import Workspace
+    from app.store.tables import Workspace
 
     api.patch("/api/v1/widget-settings", json={"identity_verification": True}).raise_for_status()
     secret = server.in_tx(lambda tx: tx.session.get(Workspace, tenant.workspace_id).identity_secret)

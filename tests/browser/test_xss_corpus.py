@@ -21,7 +21,7 @@ from tests.browser.test_console import log_in
 from tests.browser.test_widget import XSS_CORPUS
 from tests.browser.widget_host import HostSite, embed_page, only_conversation, serve_host_site
 from tests.conftest import LiveServer, Tenant
-from tests.console_support import make_console_user
+from tests.console.support import make_console_user
 
 # Labels are at most 20 characters: a corpus that fits.
 SHORT = ["<svg onload=__xss=1>", "<script>__xss=2</scr", "javascript:__xss=3", "\"'><b>bold</b>&amp;"]

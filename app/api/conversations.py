@@ -1,0 +1,197 @@
+"""``/api/v1/conversations``: conversations, their messages, and typing indicators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import select
+
+from app import conversations, errors, people
+from app.api.framework import Call, Endpoint, Result
+from app.api.pagination import ListQuery, decode_cursor, page
+from app.api.schemas import ConversationIn, ConversationOut, ConversationPatch, MessageIn, MessageOut, TypingIn
+from app.shapes import conversation_json, message_json
+from app.store import sql as rows
+from app.webviews import forms as webview_forms
+
+
+class ConversationCreated(ConversationOut):
+    messages: list[MessageOut] = Field(default_factory=list)
+
+
+class ConversationQuery(ListQuery):
+    status: Literal["open", "resolved"] | None = None
+    user_id: str | None = Field(default=None, max_length=64)
+    assignee_id: str | None = Field(default=None, max_length=64)
+
+
+class MessageQuery(ListQuery):
+    after: int | None = Field(default=None, ge=0, description="Only messages with a greater seq.")
+
+
+def _check_forms(call: Call, messages: list[MessageIn], prefix: str = "") -> None:
+    allow_private = call.settings.webhook_allow_private_networks if call.settings else False
+    for n, message in enumerate(messages):
+        parts = [p.model_dump(exclude_none=True) for p in message.message_parts]
+        webview_forms.check_form_callbacks(call.session, call.workspace_id, parts, allow_private, prefix.format(n=n))
+
+
+def create(call: Call) -> dict[str, Any]:
+    _check_forms(call, call.body.messages, "messages.{n}.")
+    conv, messages = conversations.create_conversation(call.write, call.workspace_id, call.body)
+    return {**conversation_json(conv), "messages": [message_json(m) for m in messages]}
+
+
+def list_(call: Call) -> dict[str, Any]:
+    q: ConversationQuery = call.query
+    c = rows.CONVERSATIONS.c
+    query = select(rows.CONVERSATIONS).where(c.workspace_id == call.workspace_id)
+    if q.status:
+        query = query.where(c.status == q.status)
+    if q.user_id:
+        query = query.where(c.user_id == q.user_id)
+    if q.assignee_id:
+        query = query.where(c.assignee_id == q.assignee_id)
+    if q.cursor:
+        updated, last_id = decode_cursor(q.cursor, 2)
+        try:
+            at = datetime.fromisoformat(str(updated))
+        except ValueError:
+            raise errors.Unprocessable(
+                "Invalid field: query.cursor",
+                details=[{"field": "query.cursor", "message": "not a cursor from this API"}],
+            ) from None
+        query = query.where((c.updated_at < at) | ((c.updated_at == at) & (c.id < str(last_id))))
+    query = query.order_by(c.updated_at.desc(), c.id.desc()).limit(q.limit + 1)
+    found = list(call.session.connection().execute(query))
+    return page(found, q.limit, conversation_json, lambda conv: (conv.updated_at.isoformat(), conv.id))
+
+
+def read(call: Call) -> dict[str, Any]:
+    conv = conversations.get_conversation(call.session, call.workspace_id, call.params["conversation_id"])
+    return conversation_json(conv)
+
+
+def patch(call: Call) -> dict[str, Any]:
+    conv = conversations.update_conversation(call.write, call.workspace_id, call.params["conversation_id"], call.body)
+    return conversation_json(conv)
+
+
+def post_message(call: Call) -> Result:
+    _check_forms(call, [call.body])
+    conversation_id = call.params["conversation_id"]
+    message, created = conversations.post_message(call.write, call.workspace_id, conversation_id, call.body)
+    return Result(201 if created else 200, message_json(message))
+
+
+def list_messages(call: Call) -> dict[str, Any]:
+    q: MessageQuery = call.query
+    h = rows.db(call.session)
+    conv = conversations.get_conversation(h, call.workspace_id, call.params["conversation_id"])
+    after = q.after or 0
+    if q.cursor:
+        (cursor_seq,) = decode_cursor(q.cursor, 1)
+        after = max(after, int(cursor_seq) if isinstance(cursor_seq, int) else 0)
+    found = rows.messages_json_after(h, conv.id, after, q.limit + 1)
+    return page(found, q.limit, lambda m: m, lambda m: (m["seq"],))
+
+
+def typing(call: Call) -> None:
+    body: TypingIn = call.body
+    conv = conversations.get_conversation(call.session, call.workspace_id, call.params["conversation_id"])
+    actor: dict[str, Any] = {"type": body.actor.type}
+    if body.actor.type in ("bot", "agent"):
+        if body.actor.id:
+            agent = people.get_agent(call.session, call.workspace_id, body.actor.id)
+        else:
+            agent = people.default_bot(call.write, call.workspace_id)
+        actor.update(id=agent.id, name=agent.name)
+    call.write.publish(
+        {
+            "type": "conversation.typing",
+            "workspace_id": call.workspace_id,
+            "data": {"conversation_id": conv.id, "actor": actor, "on": body.on},
+        }
+    )
+    return None
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/conversations",
+        create,
+        "Start a conversation (optionally with messages)",
+        "Conversations",
+        body=ConversationIn,
+        response=ConversationCreated,
+        status=201,
+        scope="write",
+        errors=(422,),
+    ),
+    Endpoint(
+        "GET",
+        "/conversations",
+        list_,
+        "List conversations, newest activity first",
+        "Conversations",
+        query=ConversationQuery,
+        response=("page", ConversationOut),
+    ),
+    Endpoint(
+        "GET",
+        "/conversations/{conversation_id}",
+        read,
+        "Get a conversation",
+        "Conversations",
+        response=ConversationOut,
+        errors=(404,),
+    ),
+    Endpoint(
+        "PATCH",
+        "/conversations/{conversation_id}",
+        patch,
+        "Resolve, reopen or assign",
+        "Conversations",
+        body=ConversationPatch,
+        response=ConversationOut,
+        scope="write",
+        errors=(404, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/conversations/{conversation_id}/messages",
+        post_message,
+        "Post a message (201; 200 when client_message_id repeats an earlier one)",
+        "Messages",
+        body=MessageIn,
+        response=MessageOut,
+        status=201,
+        scope="write",
+        errors=(404, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/conversations/{conversation_id}/messages",
+        list_messages,
+        "List messages in seq order",
+        "Messages",
+        query=MessageQuery,
+        response=("page", MessageOut),
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/conversations/{conversation_id}/typing",
+        typing,
+        "Show or hide a typing indicator in the widget (expires by itself)",
+        "Messages",
+        body=TypingIn,
+        response=None,
+        status=204,
+        scope="write",
+        errors=(404, 422),
+    ),
+]

@@ -1,0 +1,348 @@
+"""The REST layer: declarative endpoints become Starlette routes and the OpenAPI document.
+
+An ``Endpoint`` names its body, query and response models; the same models validate the
+request and describe it in ``/api/v1/openapi.json``. Every failure leaves as the one
+error shape of ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from app import errors
+from app.ids import utcnow
+from app.settings import Settings
+from app.store.runner import Tx
+from app.store.tables import IdempotencyRecord
+from app.tokens import Principal
+
+log = logging.getLogger("backchannel.api")
+PREFIX = "/api/v1"
+# Every verb, TRACE and CONNECT included, reaches the dispatcher, so each 405 names what is allowed.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
+# Deeper JSON is refused before anything reads it: a 422, never a recursion error further on
+# (orjson cannot write past 254 levels, so a deep `properties` was stored, then a 500).
+MAX_JSON_DEPTH = 32
+# Idempotency records replay for a day, then are pruned (a few at each idempotent write).
+IDEMPOTENCY_TTL = timedelta(days=1)
+IDEMPOTENCY_PRUNE_BATCH = 100
+# Response fields shown once and never stored: an idempotent replay leaves them out.
+SECRET_FIELDS = frozenset({"token", "secret"})
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: errors.ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+@dataclass
+class Call:
+    """What a handler gets: the caller, the open session (and write transaction), inputs."""
+
+    principal: Principal
+    session: Session
+    params: dict[str, str]
+    body: Any = None
+    query: Any = None
+    tx: Tx | None = None
+    settings: Settings | None = None  # for handlers that sign or verify with the secret key
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+    @property
+    def write(self) -> Tx:
+        assert self.tx is not None, "write handlers run inside a transaction"
+        return self.tx
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Call], Any]
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None  # a model, ("page", model), or None for 204
+    status: int = 200
+    scope: str = "read"
+    errors: tuple[int, ...] = ()
+    description: str = ""
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
+
+
+@dataclass
+class Result:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Api:
+    """Turns endpoints into routes; each route authenticates, validates and runs its handler."""
+
+    def __init__(self, endpoints: list[Endpoint]) -> None:
+        self.endpoints = endpoints
+
+    def routes(self) -> list[BaseRoute]:
+        by_path: dict[str, dict[str, Endpoint]] = defaultdict(dict)
+        for ep in self.endpoints:
+            by_path[ep.path][ep.method] = ep
+        routes: list[BaseRoute] = []
+        for path, methods in by_path.items():
+            # Every verb reaches the dispatcher, which answers 405 in the one error shape.
+            routes.append(Route(PREFIX + path, self._dispatcher(methods), methods=ALL_METHODS))
+        routes.append(Route(PREFIX + "/{rest:path}", _unknown_route, methods=ALL_METHODS))
+        return routes
+
+    def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Any]:
+        async def dispatch(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            ep = methods.get(method)
+            if ep is None:
+                allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
+                raise errors.MethodNotAllowed(
+                    f"{request.method} is not allowed here.", headers={"Allow": ", ".join(allowed)}
+                )
+            return await run_endpoint(ep, request)
+
+        return dispatch
+
+
+async def _unknown_route(request: Request) -> Response:
+    raise errors.NotFound(f"No API route {request.method} {request.url.path}.", code="route_not_found")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(details={"max_bytes": limit})
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(details={"max_bytes": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests objects/arrays deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def json_too_deep(raw: bytes | str, data: Any) -> bool:
+    """``nesting_exceeds`` for JSON just decoded from ``raw``; most texts have too few
+    brackets to nest that deep, and are let through without a walk."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nesting_exceeds(data)
+
+
+def too_deep() -> errors.ApiError:
+    return errors.Unprocessable(
+        f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels.",
+        code="json_too_deep",
+        details=[{"field": "body", "message": f"at most {MAX_JSON_DEPTH} levels of objects and arrays"}],
+    )
+
+
+def loads_json(raw: bytes) -> Any:
+    """Decode a request body: a 400 when it is not JSON, a 422 when it nests too deep."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in exc.msg:  # orjson's own limit (1024) comes before ours
+            raise too_deep() from None
+        raise errors.BadRequest(f"The body is not valid JSON: {exc.msg}.", code="invalid_json") from None
+    if json_too_deep(raw, data):
+        raise too_deep()
+    return data
+
+
+def parse_json_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
+    data: Any = loads_json(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise errors.Unprocessable(
+            "The body must be a JSON object.", details=[{"field": "body", "message": "expected an object"}]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc) from None
+
+
+def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc, prefix=("query",)) from None
+
+
+async def run_endpoint(ep: Endpoint, request: Request) -> Response:
+    state = request.app.state.bc
+    auth_header = request.headers.get("authorization")
+    # The per-token limit is settled here, on the event loop, before any database work is
+    # queued: keyed by the token's hash (what the store keeps), so no lookup is needed first.
+    rate_key = _token_rate_key(auth_header)
+    if rate_key is not None:
+        await state.limiter.consume_or_raise(rate_key, state.settings.api_rate_per_minute, 60)
+    raw = await read_body(request, state.settings.max_body_bytes) if ep.writes else b""
+    params = dict(request.path_params)
+    idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
+    if idem_key is not None and not (1 <= len(idem_key) <= 255):
+        raise errors.BadRequest("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
+    fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest() if idem_key else ""
+
+    def authed(s: Session) -> tuple[Principal, bool]:
+        """Who is calling comes first: an unauthenticated caller learns nothing about inputs."""
+        principal, stale = state.authenticator.authenticate(s, auth_header)
+        principal.require(ep.scope)
+        return principal, stale
+
+    def inputs() -> tuple[Any, Any]:
+        # The body is read as JSON whatever the Content-Type says (curl -d sends a form type).
+        body = parse_json_body(raw, ep.body) if ep.body is not None else None
+        query = parse_query(request, ep.query) if ep.query is not None else None
+        return body, query
+
+    if not ep.writes:
+
+        def read(s: Session) -> tuple[Result, str | None]:
+            principal, stale = authed(s)
+            body, query = inputs()
+            return _as_result(
+                ep, ep.handler(Call(principal, s, params, body, query, settings=state.settings))
+            ), principal.token_id if stale else None
+
+        result, touch = await state.runner.read(read)
+        if touch:
+            # last_used_at is best effort: a locked database must not fail a read that worked.
+            with contextlib.suppress(errors.Unavailable):
+                await state.runner.write(state.authenticator.touch, touch)
+    else:
+
+        def write(tx: Tx) -> Result:
+            principal, stale = authed(tx.session)
+            body, query = inputs()
+            if stale:
+                state.authenticator.touch(tx, principal.token_id)
+            if idem_key is not None:
+                record = tx.session.get(IdempotencyRecord, (principal.workspace_id, idem_key))
+                if record is not None and record.created_at > utcnow() - IDEMPOTENCY_TTL:
+                    return _replay(record, fingerprint)
+                if record is not None:  # expired: the key is free again
+                    tx.session.delete(record)
+                    tx.session.flush()
+            res = _as_result(
+                ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings))
+            )
+            if idem_key is not None and res.status < 500:
+                tx.session.add(
+                    IdempotencyRecord(
+                        workspace_id=principal.workspace_id,
+                        key=idem_key,
+                        fingerprint=fingerprint,
+                        status_code=res.status,
+                        response_body=orjson.dumps(_without_secrets(res.body)).decode(),
+                    )
+                )
+                tx.session.flush()
+                prune_idempotency_records(tx.session)
+            return res
+
+        # Writes to one conversation share a writer lane (PostgreSQL runs several).
+        partition = params.get("conversation_id")
+        try:
+            result = await state.runner.write(write, partition=partition)
+        except IntegrityError:
+            if idem_key is None:
+                raise
+            # A concurrent request with the same key won the race: replay its answer.
+            result = await state.runner.write(write, partition=partition)
+    if result.status == 204:
+        return Response(status_code=204, headers=result.headers)
+    return JSONResponse(result.body, status_code=result.status, headers=result.headers)
+
+
+def _token_rate_key(auth_header: str | None) -> str | None:
+    """No bearer secret, no key: the 401 follows without counting anything."""
+    if not auth_header or not auth_header.lower().startswith("bearer "):
+        return None
+    secret = auth_header[7:].strip()
+    return f"token:{hashlib.sha256(secret.encode()).hexdigest()}" if secret else None
+
+
+def _as_result(ep: Endpoint, value: Any) -> Result:
+    if isinstance(value, Result):
+        return value
+    if value is None:
+        return Result(204, None)
+    return Result(ep.status, value)
+
+
+def _without_secrets(body: Any) -> Any:
+    """The response as an idempotency record keeps it: never a token or secret (SPEC §3)."""
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k not in SECRET_FIELDS}
+    return body
+
+
+def prune_idempotency_records(s: Session, batch: int = IDEMPOTENCY_PRUNE_BATCH) -> int:
+    """Delete up to ``batch`` records older than ``IDEMPOTENCY_TTL`` (any workspace's)."""
+    cutoff = utcnow() - IDEMPOTENCY_TTL
+    old = s.exec(
+        select(IdempotencyRecord.workspace_id, IdempotencyRecord.key)
+        .where(col(IdempotencyRecord.created_at) < cutoff)
+        .limit(batch)
+    ).all()
+    for workspace_id, key in old:
+        s.execute(
+            delete(IdempotencyRecord).where(
+                col(IdempotencyRecord.workspace_id) == workspace_id, col(IdempotencyRecord.key) == key
+            )
+        )
+    return len(old)
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> Result:
+    if record.fingerprint != fingerprint:
+        raise errors.Conflict("This Idempotency-Key was used with a different request.", code="idempotency_key_reused")
+    body = orjson.loads(record.response_body) if record.response_body else None
+    return Result(record.status_code, body, {"Idempotent-Replayed": "true"})

@@ -1,0 +1,452 @@
+"""Validated request, response and event shapes (pydantic, not tables).
+
+These models validate every request body and generate the OpenAPI document, so the two
+can never disagree. Limits follow SPEC §4; breaking one is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from app.realtime.identity import normalize_origin  # the one origin rule; it also guards the CSP
+from app.webviews.patterns import PatternError, check_pattern
+
+# --- building blocks -------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    # strict: JSON types as declared (no "0" or 0 for false, no "5" for 5), as the OpenAPI document says.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
+
+
+def _check_http_url(value: str) -> str:
+    if len(value) > 2048:
+        raise ValueError("URL is longer than 2048 characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError("URL must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError("not a valid URL") from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("only http and https URLs are allowed")
+    if not parts.hostname:
+        raise ValueError("URL must have a host")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url), Field(examples=["https://example.com/"])]
+Label20 = Annotated[str, Field(min_length=1, max_length=20)]
+Payload = Annotated[str, Field(max_length=1000)]
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+
+def _one_key(value: Any) -> str | None:
+    """The tag of a one-key part object (``{"text": {...}}`` -> ``"text"``)."""
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    if isinstance(value, BaseModel):
+        keys = [k for k, v in value.__dict__.items() if v is not None]
+        return keys[0] if len(keys) == 1 else None
+    return None
+
+
+def one_of(*tagged: Any) -> Any:
+    return Field(
+        discriminator=Discriminator(
+            _one_key,
+            custom_error_type="invalid_part",
+            custom_error_message="each part is an object with exactly one known key",
+        )
+    )
+
+
+# --- message parts ----------------------------------------------------------------------
+
+
+class TextBody(Strict):
+    content: str = Field(min_length=1, max_length=4096)
+
+
+class ImageBody(Strict):
+    url: HttpUrl
+    alt: str = Field(default="", max_length=300)
+    content_type: str | None = Field(default=None, max_length=100)
+    width: int | None = Field(default=None, ge=1, le=4096)
+    height: int | None = Field(default=None, ge=1, le=4096)
+
+
+class UrlButtonBody(Strict):
+    label: Label20
+    url: HttpUrl
+    target: Literal["_blank", "_self"] = "_blank"
+
+
+class SelectOption(Strict):
+    label: str = Field(min_length=1, max_length=80)
+    value: str = Field(min_length=1, max_length=200)
+
+
+class FormField(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    label: str = Field(min_length=1, max_length=80)
+    type: Literal["text", "email", "number", "password", "tel", "date", "select", "textarea"] = "text"
+    required: bool = False
+    options: list[SelectOption | Annotated[str, Field(min_length=1, max_length=80)]] | None = Field(
+        default=None, min_length=1, max_length=100
+    )
+    pattern: str | None = Field(
+        default=None, max_length=200,
+        description="Checked in the browser and on the server (RE2, linear time): the subset both read alike "
+        "(no backreferences, lookarounds or inline flags; escape ( ) [ ] { } / | - inside a class).",
+    )
+    pattern_message: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Shown when the value does not match `pattern`."
+    )
+    max_length: int | None = Field(default=None, ge=1, le=10000)
+    placeholder: str | None = Field(default=None, max_length=80)
+    autocomplete: str | None = Field(default=None, max_length=40, pattern=r"^[a-z0-9\- ]+$")
+
+    @model_validator(mode="after")
+    def _check(self) -> FormField:
+        if not _FIELD_NAME.match(self.name):
+            raise ValueError("name must be letters, digits, '_' or '-', starting with a letter")
+        if self.type == "select" and not self.options:
+            raise ValueError("a select field needs options")
+        if self.pattern is None and self.pattern_message is not None:
+            raise ValueError("pattern_message needs a pattern")
+        return self
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_runs_alike_in_linear_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_pattern(value)
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class WebViewForm(Strict):
+    title: str = Field(min_length=1, max_length=80)
+    fields: list[FormField] = Field(min_length=1, max_length=30)
+    submit_label: str = Field(default="Submit", min_length=1, max_length=40)
+    callback_url: HttpUrl
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> WebViewForm:
+        names = [f.name for f in self.fields]
+        if len(names) != len(set(names)):
+            raise ValueError("field names must be unique")
+        return self
+
+
+class WebViewBody(Strict):
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    label: str = Field(min_length=1, max_length=80)
+    url: HttpUrl | None = None
+    form: WebViewForm | None = None
+    height: Literal["compact", "tall", "full"] = "tall"
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> WebViewBody:
+        if (self.url is None) == (self.form is None):
+            raise ValueError("a web view needs exactly one of url and form")
+        return self
+
+
+class PostbackBody(Strict):
+    label: Label20
+    payload: Payload
+
+
+class UrlButtonPart(Strict):
+    url_button: UrlButtonBody
+
+
+class WebViewPart(Strict):
+    web_view: WebViewBody
+
+
+class PostbackPart(Strict):
+    postback: PostbackBody
+
+
+CardButton = Annotated[
+    Annotated[UrlButtonPart, Tag("url_button")]
+    | Annotated[WebViewPart, Tag("web_view")]
+    | Annotated[PostbackPart, Tag("postback")],
+    one_of(),
+]
+
+
+class Card(Strict):
+    title: str = Field(min_length=1, max_length=80)
+    subtitle: str | None = Field(default=None, max_length=80)
+    image_url: HttpUrl | None = None
+    buttons: list[CardButton] = Field(default_factory=list, max_length=3)
+
+
+class CarouselBody(Strict):
+    cards: list[Card] = Field(min_length=1, max_length=10)
+
+
+class TextPart(Strict):
+    text: TextBody
+
+
+class ImagePart(Strict):
+    image: ImageBody
+
+
+class CarouselPart(Strict):
+    carousel: CarouselBody
+
+
+MessagePart = Annotated[
+    Annotated[TextPart, Tag("text")]
+    | Annotated[ImagePart, Tag("image")]
+    | Annotated[UrlButtonPart, Tag("url_button")]
+    | Annotated[WebViewPart, Tag("web_view")]
+    | Annotated[CarouselPart, Tag("carousel")],
+    one_of(),
+]
+
+
+class Choice(Strict):
+    label: Label20
+    payload: Payload
+
+
+class QuickRepliesBody(Strict):
+    options: list[Choice] = Field(min_length=1, max_length=13)
+
+
+class DropdownOption(Strict):
+    label: str = Field(min_length=1, max_length=80)
+    payload: Payload
+
+
+class DropdownBody(Strict):
+    placeholder: str = Field(default="Choose an option", min_length=1, max_length=80)
+    options: list[DropdownOption] = Field(min_length=1, max_length=100)
+
+
+class QuickRepliesPart(Strict):
+    quick_replies: QuickRepliesBody
+
+
+class DropdownPart(Strict):
+    dropdown: DropdownBody
+
+
+ReplyPart = Annotated[
+    Annotated[QuickRepliesPart, Tag("quick_replies")] | Annotated[DropdownPart, Tag("dropdown")],
+    one_of(),
+]
+
+
+class Actor(Strict):
+    type: Literal["user", "bot", "agent", "system"]
+    id: str | None = Field(default=None, max_length=64)
+
+
+class ActorIn(Strict):
+    type: Literal["user", "bot", "agent"]
+    id: str | None = Field(default=None, max_length=64)
+
+
+class ReplyTo(Strict):
+    message_id: str = Field(min_length=1, max_length=64)
+    payload: Payload
+
+
+class MessageIn(Strict):
+    actor: ActorIn = Field(default_factory=lambda: ActorIn(type="bot"))
+    message_parts: list[MessagePart] = Field(default_factory=list, max_length=25)
+    reply_parts: list[ReplyPart] = Field(default_factory=list, max_length=2)
+    reply_to: ReplyTo | None = None
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MessageIn:
+        if not self.message_parts and not self.reply_parts:
+            raise ValueError("a message needs at least one message part or reply part")
+        return self
+
+
+class MessageOut(BaseModel):
+    id: str
+    conversation_id: str
+    seq: int
+    actor: Actor
+    message_parts: list[dict[str, Any]]
+    reply_parts: list[dict[str, Any]]
+    reply_to: ReplyTo | None = None
+    client_message_id: str | None = None
+    created_at: str
+
+
+# --- users, agents, conversations -------------------------------------------------------
+
+
+class UserIn(Strict):
+    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _properties_small(self) -> UserIn:
+        if len(self.properties) > 100:
+            raise ValueError("at most 100 properties")
+        return self
+
+
+class UserPatch(Strict):
+    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    properties: dict[str, Any] | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    external_id: str | None
+    name: str | None
+    email: str | None
+    properties: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class AgentIn(Strict):
+    name: str = Field(min_length=1, max_length=120)
+    kind: Literal["bot", "human"]
+    avatar_url: HttpUrl | None = None
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str
+    kind: Literal["bot", "human"]
+    avatar_url: str | None
+    created_at: str
+
+
+class ConversationIn(Strict):
+    user_id: str = Field(min_length=1, max_length=64)
+    messages: list[MessageIn] = Field(default_factory=list, max_length=50)
+
+
+class ConversationPatch(Strict):
+    status: Literal["open", "resolved"] | None = None
+    assignee_id: str | None = Field(default=None, max_length=64)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    user_id: str
+    status: Literal["open", "resolved"]
+    assignee_id: str | None
+    created_at: str
+    updated_at: str
+    last_message_seq: int
+
+
+class TypingIn(Strict):
+    actor: ActorIn = Field(default_factory=lambda: ActorIn(type="bot"))
+    on: bool = True
+
+
+# --- tokens, settings -------------------------------------------------------------------
+
+Scope = Literal["read", "write", "admin"]
+
+
+class TokenIn(Strict):
+    name: str = Field(min_length=1, max_length=120)
+    scopes: list[Scope] = Field(default_factory=lambda: ["read", "write"], min_length=1)
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class TokenCreated(TokenOut):
+    token: str
+
+
+class WidgetSettingsOut(BaseModel):
+    widget_key: str
+    allowed_origins: list[str]
+    theme_color: str
+    greeting: str
+    identity_verification: bool
+
+
+def _check_origin(value: str) -> str:
+    try:
+        return normalize_origin(value)
+    except ValueError as exc:
+        raise ValueError(f"{value[:100]!r} is not an origin: {exc}") from None
+
+
+class WidgetSettingsPatch(Strict):
+    allowed_origins: list[Annotated[str, AfterValidator(_check_origin)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="Origins that may embed the widget, each scheme://host[:port] (http or https; no path, "
+        "query, userinfo or wildcard); stored lowercase without a default port. Empty: any site.",
+    )
+    theme_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
+    greeting: str | None = Field(default=None, max_length=280)
+    identity_verification: bool | None = None
+
+
+class Page(BaseModel):
+    data: list[Any]
+    next_cursor: str | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class WebviewVerifyIn(Strict):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class WebviewContextOut(BaseModel):
+    workspace_id: str
+    conversation_id: str
+    user_id: str
+    message_id: str
+    webview_id: str
+    expires_at: str

@@ -1,0 +1,218 @@
+"""Conversations and messages: every write to them, each inside the caller's ``Tx``.
+
+Routes (REST, widget socket, console) call these inside ``Runner.write``; delivery (sockets,
+webhooks) only consumes the events they record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import errors
+from app.api.schemas import ConversationIn, ConversationPatch, MessageIn
+from app.ids import new_id, utcnow
+from app.people import default_bot_id
+from app.shapes import agent_json, conversation_json, message_json
+from app.store import sql as rows
+from app.store.runner import Tx
+from app.store.sql import ConversationRow, MessageRow
+
+# --- conversations ----------------------------------------------------------------------
+# Conversations and messages are the hot path: Core statements on plain rows (``rows``).
+
+get_conversation = rows.get_conversation
+
+
+def _save(tx: Tx, conv: ConversationRow, **changes: Any) -> None:
+    """Write changed columns of a conversation whose row this transaction has locked."""
+    for key, value in changes.items():
+        setattr(conv, key, value)
+    rows.update_conversation(tx.db, conv.id, changes)
+
+
+def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tuple[ConversationRow, list[MessageRow]]:
+    if rows.user_workspace(tx.db, body.user_id) != workspace_id:
+        raise errors.Unprocessable("Invalid field: user_id", details=[{"field": "user_id", "message": "no such user"}])
+    now = utcnow()
+    conv = ConversationRow(
+        id=new_id("cnv"),
+        workspace_id=workspace_id,
+        user_id=body.user_id,
+        status="open",
+        assignee_id=None,
+        last_message_seq=0,
+        user_read_seq=0,
+        agent_read_seq=0,
+        created_at=now,
+        updated_at=now,
+    )
+    rows.insert_conversation(tx.db, conv)
+    tx.emit(workspace_id, "conversation.created", {"conversation": conversation_json(conv)})
+    messages = [post_message(tx, workspace_id, conv.id, m, _conv=conv)[0] for m in body.messages]
+    return conv, messages
+
+
+def open_conversation_for(tx: Tx, workspace_id: str, user_id: str) -> ConversationRow:
+    """The widget's conversation: the user's newest one, or a new one."""
+    conv = rows.newest_conversation(tx.db, workspace_id, user_id)
+    if conv is not None:
+        return conv
+    return create_conversation(tx, workspace_id, ConversationIn(user_id=user_id))[0]
+
+
+def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: ConversationPatch) -> ConversationRow:
+    conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
+    fields = patch.model_fields_set
+    if "assignee_id" in fields and patch.assignee_id != conv.assignee_id:
+        assignee = None
+        if patch.assignee_id is not None:
+            assignee = rows.agent(tx.db, patch.assignee_id)
+            if assignee is None or assignee.workspace_id != workspace_id:
+                raise errors.Unprocessable(
+                    "Invalid field: assignee_id",
+                    details=[{"field": "assignee_id", "message": "no such agent"}],
+                )
+        _assign(tx, conv, assignee)
+    if patch.status is not None and patch.status != conv.status:
+        _set_status(tx, conv, patch.status)
+    return conv
+
+
+def _assign(tx: Tx, conv: ConversationRow, assignee: Any) -> None:
+    """``assignee``: an agent row (or ORM agent), or None to unassign."""
+    _save(tx, conv, assignee_id=assignee.id if assignee else None, updated_at=utcnow())
+    tx.emit(
+        conv.workspace_id,
+        "conversation.assigned",
+        {"conversation": conversation_json(conv), "assignee": agent_json(assignee) if assignee else None},
+    )
+
+
+def _set_status(tx: Tx, conv: ConversationRow, status: str) -> None:
+    _save(tx, conv, status=status, updated_at=utcnow())
+    type_ = "conversation.resolved" if status == "resolved" else "conversation.reopened"
+    tx.emit(conv.workspace_id, type_, {"conversation": conversation_json(conv)})
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def post_message(
+    tx: Tx,
+    workspace_id: str,
+    conversation_id: str,
+    body: MessageIn,
+    *,
+    system_parts: list[dict[str, Any]] | None = None,
+    _conv: ConversationRow | None = None,
+) -> tuple[MessageRow, bool]:
+    """Store one message with the next ``seq``; returns ``(message, created)``.
+
+    The conversation row is locked first, so ``seq`` is gap-free under concurrent writers
+    and a repeated ``client_message_id`` finds the first message instead of a second.
+    Without a ``client_message_id`` the lock and the ``seq`` bump are one statement
+    (``UPDATE … RETURNING``); a refusal after it rolls back with the write's savepoint.
+    A user's message reopens a resolved conversation; a human agent's message assigns the
+    conversation to them unless another human has it.
+    """
+    now = utcnow()
+    if _conv is None and not body.client_message_id:
+        conv = rows.bump_conversation(tx.db, workspace_id, conversation_id, now)
+        seq = conv.last_message_seq
+    else:
+        conv = _conv or get_conversation(tx.db, workspace_id, conversation_id, lock=True)
+        if body.client_message_id:
+            existing = rows.message_by_client_id(tx.db, conv.id, body.client_message_id)
+            if existing is not None:
+                return existing, False
+        seq = conv.last_message_seq + 1
+
+    actor_type, actor_id = ("system", None) if system_parts is not None else _resolve_actor(tx, conv, body)
+    reply_to = None
+    if body.reply_to is not None:
+        if rows.message_conversation_id(tx.db, body.reply_to.message_id) != conv.id:
+            raise errors.Unprocessable(
+                "Invalid field: reply_to.message_id",
+                details=[{"field": "reply_to.message_id", "message": "no such message in this conversation"}],
+            )
+        reply_to = body.reply_to.model_dump()
+
+    message = MessageRow(
+        id=new_id("msg"),
+        workspace_id=workspace_id,
+        conversation_id=conv.id,
+        seq=seq,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        message_parts=system_parts
+        if system_parts is not None
+        else [p.model_dump(exclude_none=True) for p in body.message_parts],
+        reply_parts=[p.model_dump(exclude_none=True) for p in body.reply_parts],
+        reply_to=reply_to,
+        client_message_id=body.client_message_id,
+        created_at=now,
+    )
+    rows.insert_message(tx.db, message)
+    if conv.last_message_seq != seq:
+        _save(tx, conv, last_message_seq=seq, updated_at=now)
+    if actor_type == "user" and conv.status == "resolved":
+        _set_status(tx, conv, "open")
+    if actor_type == "agent" and actor_id is not None and conv.assignee_id != actor_id:
+        assigned = rows.agent(tx.db, conv.assignee_id) if conv.assignee_id is not None else None
+        if assigned is None or assigned.kind == "bot":
+            _assign(tx, conv, rows.agent(tx.db, actor_id))
+    tx.emit(
+        workspace_id,
+        "message.created",
+        {"message": message_json(message), "conversation": conversation_json(conv)},
+    )
+    return message, True
+
+
+def _resolve_actor(tx: Tx, conv: ConversationRow, body: MessageIn) -> tuple[str, str | None]:
+    actor = body.actor
+    if actor.type == "user":
+        if actor.id is not None and actor.id != conv.user_id:
+            raise errors.Unprocessable(
+                "Invalid field: actor.id",
+                details=[{"field": "actor.id", "message": "a user message must come from the conversation's user"}],
+            )
+        return "user", conv.user_id
+    if actor.id is None:
+        if actor.type == "bot":
+            return "bot", default_bot_id(tx, conv.workspace_id)
+        raise errors.Unprocessable(
+            "Invalid field: actor.id", details=[{"field": "actor.id", "message": "an agent message names its agent"}]
+        )
+    agent = rows.agent(tx.db, actor.id)
+    wanted = "bot" if actor.type == "bot" else "human"
+    if agent is None or agent.workspace_id != conv.workspace_id or agent.kind != wanted:
+        raise errors.Unprocessable(
+            "Invalid field: actor.id",
+            details=[{"field": "actor.id", "message": f"no such {wanted} agent in this workspace"}],
+        )
+    return actor.type, agent.id
+
+
+def add_system_event(tx: Tx, workspace_id: str, conversation_id: str, text: str) -> MessageRow:
+    """A line in the transcript such as "Web view closed": never any customer data."""
+    empty = MessageIn.model_construct(
+        actor=None, message_parts=[], reply_parts=[], reply_to=None, client_message_id=None
+    )
+    message, _ = post_message(tx, workspace_id, conversation_id, empty, system_parts=[{"text": {"content": text}}])
+    return message
+
+
+def mark_read(tx: Tx, workspace_id: str, conversation_id: str, reader: str, seq: int) -> ConversationRow:
+    conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
+    seq = max(0, min(seq, conv.last_message_seq))
+    attr = "user_read_seq" if reader == "user" else "agent_read_seq"
+    if seq > getattr(conv, attr):
+        _save(tx, conv, **{attr: seq})
+        tx.publish(
+            {
+                "type": "conversation.read",
+                "workspace_id": workspace_id,
+                "data": {"conversation_id": conv.id, "reader": reader, "seq": seq},
+            }
+        )
+    return conv

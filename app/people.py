@@ -1,0 +1,131 @@
+"""Users (the customers) and agents (bots and humans): created, updated and found in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app import errors
+from app.api.schemas import UserIn, UserPatch
+from app.ids import new_id, utcnow
+from app.shapes import user_json
+from app.store import sql as rows
+from app.store.engine import get_in_workspace
+from app.store.runner import Tx
+from app.store.tables import Agent, User
+
+# --- users and agents -------------------------------------------------------------------
+
+
+def create_user(tx: Tx, workspace_id: str, body: UserIn) -> User:
+    s = tx.session
+    if body.external_id is not None:
+        existing = s.exec(
+            select(User).where(User.workspace_id == workspace_id, User.external_id == body.external_id)
+        ).first()
+        if existing:
+            raise errors.Conflict(
+                "A user with this external_id already exists.",
+                code="duplicate_external_id",
+                details={"user_id": existing.id},
+            )
+    now = utcnow()
+    user = User(
+        id=new_id("usr"),
+        workspace_id=workspace_id,
+        external_id=body.external_id,
+        name=body.name,
+        email=body.email,
+        properties=body.properties,
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(user)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise errors.Conflict("A user with this external_id already exists.", code="duplicate_external_id") from None
+    tx.emit(workspace_id, "user.created", {"user": user_json(user)}, realtime=False)
+    return user
+
+
+def update_user(tx: Tx, workspace_id: str, user_id: str, patch: UserPatch) -> User:
+    user = get_user(tx.session, workspace_id, user_id)
+    changes = patch.model_dump(exclude_unset=True)
+    if changes.get("external_id") not in (None, user.external_id):
+        clash = tx.session.exec(
+            select(User).where(User.workspace_id == workspace_id, User.external_id == changes["external_id"])
+        ).first()
+        if clash:
+            raise errors.Conflict("A user with this external_id already exists.", code="duplicate_external_id")
+    for key, value in changes.items():
+        if key == "properties":
+            # ``null`` clears the properties (the column is never null: reads promise an object);
+            # an object merges into them, within the same limit as a create.
+            value = {} if value is None else {**(user.properties or {}), **value}
+            if len(value) > 100:
+                raise errors.Unprocessable(
+                    "Invalid field: properties", details=[{"field": "properties", "message": "at most 100 properties"}]
+                )
+        setattr(user, key, value)
+    user.updated_at = utcnow()
+    tx.session.add(user)
+    return user
+
+
+def find_or_create_user(tx: Tx, workspace_id: str, external_id: str | None, **fields: Any) -> User:
+    """Widget identity: the user with this external_id, or a new (possibly anonymous) one."""
+    s = tx.session
+    if external_id is not None:
+        user = s.exec(select(User).where(User.workspace_id == workspace_id, User.external_id == external_id)).first()
+        if user:
+            changed = False
+            for key, value in fields.items():
+                if value and getattr(user, key) != value:
+                    setattr(user, key, value)
+                    changed = True
+            if changed:
+                user.updated_at = utcnow()
+                s.add(user)
+            return user
+    return create_user(tx, workspace_id, UserIn(external_id=external_id, **{k: v for k, v in fields.items() if v}))
+
+
+def get_user(s: Session, workspace_id: str, user_id: str) -> User:
+    return get_in_workspace(s, User, user_id, workspace_id, "user")
+
+
+def create_agent(tx: Tx, workspace_id: str, name: str, kind: str, avatar_url: str | None = None) -> Agent:
+    agent = Agent(id=new_id("agt"), workspace_id=workspace_id, name=name, kind=kind, avatar_url=avatar_url)
+    tx.session.add(agent)
+    return agent
+
+
+def default_bot(tx: Tx, workspace_id: str) -> Agent:
+    s = tx.session
+    bot = s.exec(select(Agent).where(Agent.workspace_id == workspace_id, col(Agent.is_default_bot).is_(True))).first()
+    if bot is None:
+        bot = Agent(id=new_id("agt"), workspace_id=workspace_id, name="Bot", kind="bot", is_default_bot=True)
+        s.add(bot)
+        s.flush()
+    return bot
+
+
+def default_bot_id(tx: Tx, workspace_id: str) -> str:
+    """The default bot's id, remembered per process once it is known to be stored."""
+    known = tx.cache.default_bots.get(workspace_id)
+    if known is not None:
+        return known
+    found = rows.default_bot_id(tx.db, workspace_id)
+    if found is None:
+        return default_bot(tx, workspace_id).id  # created in this transaction: not remembered yet
+    tx.cache.default_bots[workspace_id] = found
+    return found
+
+
+def get_agent(s: Session, workspace_id: str, agent_id: str) -> Agent:
+    return get_in_workspace(s, Agent, agent_id, workspace_id, "agent")
+
+

@@ -1,0 +1,424 @@
+"""``/widget/v1/ws``: the widget's WebSocket, from handshake to close (protocol: docs/widget.md).
+
+The handshake names the workspace (``?widget_key=``, not a secret) so that a foreign Origin
+is refused before the socket is even accepted. Identity comes in the first frame
+(``{"type": "auth", "token": <session token>}``), never in the URL. Everything the customer
+does goes through the same actions as the REST API, inside ``state.runner.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app import conversations, errors
+from app.api.framework import MAX_JSON_DEPTH, json_too_deep
+from app.api.schemas import MessageIn
+from app.realtime.hub import (
+    CLOSE_BAD_TOKEN,
+    CLOSE_GOING_AWAY,
+    CLOSE_INVALID_DATA,
+    CLOSE_ORIGIN,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    Connection,
+    Hub,
+    settings_frame,
+)
+from app.realtime.identity import origin_allowed, signer_for
+from app.shapes import conversation_json
+from app.state import AppState
+from app.store.runner import Tx
+from app.store.tables import Conversation, Message
+
+log = logging.getLogger("backchannel.widget")
+
+AUTH_TIMEOUT_SECONDS = 10.0
+RATE_WINDOW_SECONDS = 10.0
+WEBVIEW_STATUSES = ("closed", "submitted", "dismissed")
+PONG = '{"type":"pong"}'
+HANDLERS = {
+    "ping": "_on_ping",
+    "open": "_on_open",
+    "message": "_on_message",
+    "typing": "_on_typing",
+    "read": "_on_read",
+    "webview.open": "_on_webview_open",
+    "webview.close": "_on_webview_close",
+}
+
+
+class Closed(Exception):
+    """Raised to end the receive loop, with the close code to send."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code, self.reason = code, reason
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    state: AppState = websocket.app.state.bc
+    hub: Hub = state.services["hub"]
+    workspace = await hub.workspace(websocket.query_params.get("widget_key", "")[:100])
+    if workspace is None or not origin_allowed(workspace["allowed_origins"], websocket.headers.get("origin")):
+        # Closing before accept refuses the handshake itself (HTTP 403).
+        await websocket.close(code=CLOSE_ORIGIN)
+        return
+    await websocket.accept()
+    await WidgetSocket(state, websocket, workspace).run()
+
+
+class WidgetSocket:
+    """One accepted socket: authenticate, then read frames and act on them.
+
+    The receive loop runs in the socket's own ASGI task; delivery (``Connection``) and the
+    heartbeat (``Hub``) need no task per socket, so an idle socket costs little.
+    """
+
+    __slots__ = (
+        "state",
+        "settings",
+        "hub",
+        "websocket",
+        "workspace",
+        "conn",
+        "read_seq",
+        "_window_start",
+        "_window_count",
+    )
+
+    def __init__(self, state: AppState, websocket: WebSocket, workspace: dict[str, Any]) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.hub: Hub = state.services["hub"]
+        self.websocket = websocket
+        self.workspace = workspace  # shared with every socket of the workspace (Hub.workspace)
+        self.conn: Connection | None = None
+        self.read_seq = 0
+        self._window_start = time.monotonic()
+        self._window_count = 0
+
+    async def run(self) -> None:
+        try:
+            try:
+                async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
+                    first = await self._receive()
+            except TimeoutError:
+                raise Closed(CLOSE_BAD_TOKEN, "no auth frame") from None
+            conn = await self._authenticate(first)
+            # Until the peer leaves or misbehaves, or the hub closes the socket (a failed
+            # send, a slow reader, a silent peer): either way uvicorn then reports a disconnect.
+            while not conn.closed:
+                frame = await self._receive()
+                conn.last_received = time.monotonic()
+                if not self._over_rate(frame):
+                    await self._dispatch(frame)
+        except Closed as exc:
+            await self._close(exc.code, exc.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.conn is not None:
+                self.hub.unregister(self.conn)
+                await self.conn.close(CLOSE_GOING_AWAY)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.conn is not None:
+            await self.conn.close(code, reason, flush=1.0)  # the error frames that led here go first
+        else:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=code, reason=reason)
+
+    # -- frames in --------------------------------------------------------------------------
+
+    async def _receive(self) -> dict[str, Any]:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            try:
+                text = (message.get("bytes") or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                raise Closed(CLOSE_INVALID_DATA, "frames are UTF-8 JSON") from None
+        if len(text.encode("utf-8")) > self.settings.ws_max_frame_bytes:
+            raise Closed(CLOSE_TOO_BIG, "frame too big")
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects with a type")
+        if json_too_deep(text, frame):
+            raise Closed(CLOSE_INVALID_DATA, f"frames nest at most {MAX_JSON_DEPTH} levels")
+        return frame
+
+    def _over_rate(self, frame: dict[str, Any]) -> bool:
+        """Throttle past the limit (the frame is dropped, with an error); close at twice it."""
+        if frame["type"] == "pong":
+            return False
+        now = time.monotonic()
+        if now - self._window_start >= RATE_WINDOW_SECONDS:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        limit = self.settings.ws_messages_per_10s
+        if self._window_count > 2 * limit:
+            raise Closed(CLOSE_POLICY, "rate limit")
+        if self._window_count > limit:
+            self._error(frame, errors.RateLimited(max(1, int(RATE_WINDOW_SECONDS - (now - self._window_start)))))
+            return True
+        return False
+
+    async def _authenticate(self, frame: dict[str, Any]) -> Connection:
+        signer = signer_for(self.state)
+        identity = signer.read_session(frame.get("token")) if frame["type"] == "auth" else None
+        if identity is None or identity.workspace_id != self.workspace["id"]:
+            raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
+        held, held_conversation = frame.get("last_seq"), frame.get("conversation_id")
+        conn = Connection(
+            self.hub,
+            self.websocket,
+            identity.workspace_id,
+            identity.user_id,
+            self.settings.ws_send_queue,
+            session_key=frame["token"],
+        )
+        self.conn = conn
+        # One store visit: the conversation and what the client lacks of it (``last_seq``
+        # counts only for the visitor's current conversation).
+        attached = await self.hub.attach(
+            conn,
+            held_conversation if isinstance(held_conversation, str) else None,
+            held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 0,
+        )
+        conv = attached.conversation
+        self.read_seq = conv["user_read_seq"] if conv else 0
+        conn.send_frame(
+            {
+                "type": "ready",
+                "user_id": identity.user_id,
+                "conversation": (await self.hub.conversation_frame(conv))["conversation"] if conv else None,
+                "user_read_seq": self.read_seq,
+                "agent_read_seq": conv["agent_read_seq"] if conv else 0,
+                "heartbeat": self.settings.ws_heartbeat_seconds,
+                "settings": settings_frame(self.workspace),
+            }
+        )
+        self.hub.start(conn, attached)
+        return conn
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "pong":
+            return
+        handler = getattr(self, HANDLERS.get(frame["type"], "_on_unknown"))
+        try:
+            await handler(frame)
+        except errors.ApiError as exc:
+            self._error(frame, exc)
+        except Exception:
+            log.exception("widget frame %s failed", frame["type"])
+            self._error(frame, errors.ApiError("Something went wrong on our side.", code="internal"))
+
+    def _error(self, frame: dict[str, Any], exc: errors.ApiError) -> None:
+        assert self.conn is not None
+        error: dict[str, Any] = {"type": "error", "ref": frame["type"], **exc.body()["error"]}
+        for key in ("client_message_id", "message_id", "webview_id"):
+            if isinstance(frame.get(key), str):
+                error[key] = frame[key]
+        self.conn.send_frame(error)
+
+    async def _on_unknown(self, frame: dict[str, Any]) -> None:
+        raise errors.BadRequest(f"Unknown frame type {frame['type'][:40]!r}.", code="unknown_type")
+
+    async def _on_ping(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        self.conn.push_text(PONG)
+
+    async def _ensure_conversation(self) -> str:
+        """The visitor's conversation, created on first need so a bot can greet first."""
+        conn = self.conn
+        assert conn is not None
+        if conn.conversation_id is None:
+            conv = await self.state.runner.write(conversations.open_conversation_for, conn.workspace_id, conn.user_id)
+            self.hub.bind(conn, conversation_json(conv))
+        assert conn.conversation_id is not None
+        return conn.conversation_id
+
+    async def _on_open(self, frame: dict[str, Any]) -> None:
+        await self._ensure_conversation()
+
+    async def _on_message(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            body = MessageIn.model_validate(
+                {
+                    "actor": {"type": "user"},
+                    "message_parts": [{"text": {"content": frame.get("text")}}],
+                    "reply_to": frame.get("reply_to"),
+                    "client_message_id": frame.get("client_message_id"),
+                }
+            )
+        except ValidationError as exc:
+            raise errors.from_validation_error(exc) from None
+        await self.state.limiter.consume_or_raise(f"visitor:{conn.user_id}", self.settings.visitor_rate_per_minute, 60)
+        conversation_id = await self._ensure_conversation()
+        message = await self.state.runner.write(
+            post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body, partition=conversation_id
+        )
+        conn.send_frame(
+            {
+                "type": "ack",
+                "client_message_id": body.client_message_id,
+                "message_id": message["id"],
+                "seq": message["seq"],
+            }
+        )
+
+    async def _on_typing(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        if conn.conversation_id is None:
+            return
+        # Typing is live-only and never stored, so it skips the write transaction.
+        await self.state.broker.publish(
+            {
+                "type": "conversation.typing",
+                "workspace_id": conn.workspace_id,
+                "data": {
+                    "conversation_id": conn.conversation_id,
+                    "actor": {"type": "user", "id": conn.user_id},
+                    "on": bool(frame.get("on")),
+                },
+            }
+        )
+
+    async def _on_read(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        seq = frame.get("seq")
+        if conn.conversation_id is None or not isinstance(seq, int) or seq <= self.read_seq:
+            return
+        self.read_seq = seq
+        conversation_id = conn.conversation_id
+        await self.state.runner.write(
+            conversations.mark_read, conn.workspace_id, conversation_id, "user", seq, partition=conversation_id
+        )
+
+    def _webview_ids(self, frame: dict[str, Any]) -> tuple[str, str, str]:
+        conn = self.conn
+        assert conn is not None
+        message_id, webview_id = frame.get("message_id"), frame.get("webview_id")
+        if (
+            not (isinstance(message_id, str) and isinstance(webview_id, str))
+            or max(len(message_id), len(webview_id)) > 64
+        ):
+            raise errors.Unprocessable("message_id and webview_id are required strings.")
+        if conn.conversation_id is None:
+            raise errors.NotFound("No conversation yet.")
+        return conn.conversation_id, message_id, webview_id
+
+    async def _on_webview_open(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        conversation_id, message_id, webview_id = self._webview_ids(frame)
+        webviews = _webviews()
+        opened = await self.state.runner.write(
+            webviews.open_webview,
+            conn.workspace_id,
+            conversation_id,
+            conn.user_id,
+            message_id,
+            webview_id,
+            settings=self.settings,
+            partition=conversation_id,
+        )
+        conn.send_frame(
+            {
+                "type": "webview.url",
+                "message_id": message_id,
+                "webview_id": webview_id,
+                "url": opened["url"],
+                "origin": opened["origin"],
+                "label": opened.get("label"),
+                "height": opened.get("height"),
+                "kind": opened.get("kind"),
+            }
+        )
+
+    async def _on_webview_close(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        assert conn is not None
+        conversation_id, message_id, webview_id = self._webview_ids(frame)
+        status = frame.get("status")
+        result = frame.get("result")
+        if status not in WEBVIEW_STATUSES:
+            raise errors.Unprocessable("status must be closed, submitted or dismissed.")
+        if result is not None and (not isinstance(result, str) or len(result) > 1000):
+            raise errors.Unprocessable("result is an optional string of at most 1000 characters.")
+        webviews = _webviews()
+        await self.state.runner.write(
+            webviews.close_webview, conn.workspace_id, conversation_id, message_id, webview_id, status, result,
+            partition=conversation_id,
+        )
+
+
+def _webviews() -> Any:
+    # Imported late: web views are another module's feature and may be absent.
+    try:
+        from app.webviews import openings as webviews
+    except ImportError:
+        raise errors.ApiError("Web views are not available on this server.", code="webviews_unavailable") from None
+    return webviews
+
+
+def newest_conversation(s: Session, workspace_id: str, user_id: str) -> Conversation | None:
+    """The conversation the widget shows (the same rule as ``conversations.open_conversation_for``)."""
+    result: Conversation | None = s.exec(
+        select(Conversation)
+        .where(Conversation.workspace_id == workspace_id, Conversation.user_id == user_id)
+        .order_by(col(Conversation.created_at).desc())
+    ).first()
+    return result
+
+
+def _choices(message: Message) -> set[str]:
+    """Every payload the customer could pick from this message."""
+    payloads: set[str] = set()
+    for part in message.reply_parts:
+        for kind in ("quick_replies", "dropdown"):
+            for option in (part.get(kind) or {}).get("options", []):
+                payloads.add(option.get("payload"))
+    for part in message.message_parts:
+        for card in (part.get("carousel") or {}).get("cards", []):
+            for button in card.get("buttons", []):
+                if "postback" in button:
+                    payloads.add(button["postback"].get("payload"))
+    return payloads
+
+
+def post_customer_message(
+    tx: Tx, workspace_id: str, conversation_id: str, user_id: str, body: MessageIn
+) -> dict[str, Any]:
+    """The customer's message, through the API's own write path, authorised to their conversation."""
+    conv = conversations.get_conversation(tx.session, workspace_id, conversation_id, lock=True)
+    if conv.user_id != user_id:
+        raise errors.NotFound("No such conversation.")
+    if body.reply_to is not None:
+        target = tx.session.get(Message, body.reply_to.message_id)
+        if target is not None and target.conversation_id == conv.id and body.reply_to.payload not in _choices(target):
+            raise errors.Unprocessable(
+                "Invalid field: reply_to.payload",
+                details=[{"field": "reply_to.payload", "message": "not one of the choices offered"}],
+            )
+    message, _ = conversations.post_message(tx, workspace_id, conv.id, body, _conv=conv)
+    return {"id": message.id, "seq": message.seq}

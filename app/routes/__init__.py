@@ -1,1 +1,0 @@
-"""Thin HTTP and WebSocket handlers, one module per resource."""

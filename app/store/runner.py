@@ -1,0 +1,350 @@
+"""Every write goes through here: validate, store, record the outbox event, commit, then publish.
+
+Routes (REST, widget socket, console) call these functions inside ``Runner.write``; nothing
+else writes conversation state, and delivery (sockets, webhooks) only consumes events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from app import errors
+from app.ids import isoformat, new_id, utcnow
+from app.realtime.broker import Broker
+from app.store import sql as rows
+from app.store.engine import session_scope
+from app.store.tables import WebhookEndpoint
+
+log = logging.getLogger("backchannel.actions")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """An event recorded in the outbox: its id is the webhook-id of every delivery of it."""
+
+    id: str
+    type: str
+
+
+@dataclass
+class StoreCache:
+    """What a process may remember between transactions: facts that never change once stored.
+
+    A workspace's default bot is created once and never removed, so its id is kept after
+    the first read that finds it (never from a transaction that might still roll back).
+    """
+
+    default_bots: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Tx:
+    """One open transaction, plus what to announce once it commits."""
+
+    session: Session
+    cache: StoreCache = field(default_factory=StoreCache)
+    outgoing: list[dict[str, Any]] = field(default_factory=list)
+    webhooks_enqueued: int = 0
+    _endpoints: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
+
+    @property
+    def db(self) -> rows.Db:
+        """The transaction at the DB-API level, for the prepared statements of the hot paths."""
+        return rows.db(self.session)
+
+    def emit(
+        self,
+        workspace_id: str,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        realtime: bool = True,
+        only_endpoint: WebhookEndpoint | None = None,
+    ) -> Emitted:
+        """Record an event in the outbox (same transaction) and queue its live publish."""
+        now = utcnow()
+        event_id = new_id("msg")
+        payload = {"type": type_, "timestamp": isoformat(now), "data": data}
+        rows.insert_event(self.db, event_id, workspace_id, type_, payload, now)
+        targets = [only_endpoint.id] if only_endpoint else self._subscribers(workspace_id, type_)
+        if targets:
+            rows.insert_deliveries(self.db, workspace_id, event_id, type_, targets, lambda: new_id("dlv"), now)
+            self.webhooks_enqueued += len(targets)
+        if realtime:
+            self.publish({"type": type_, "workspace_id": workspace_id, "data": data})
+        return Emitted(event_id, type_)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Announce something live after commit (typing, read state, …): never stored."""
+        self.outgoing.append(event)
+
+    def _subscribers(self, workspace_id: str, type_: str) -> list[str]:
+        """Ids of the workspace's enabled endpoints that take this event type.
+
+        Read in the transaction itself (once per transaction), not cached across them: an
+        endpoint created or disabled on any instance counts from the next event on.
+        """
+        if workspace_id not in self._endpoints:
+            self._endpoints[workspace_id] = rows.enabled_endpoints(self.db, workspace_id)
+        return [id_ for id_, events in self._endpoints[workspace_id] if "*" in events or type_ in events]
+
+
+@dataclass
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: asyncio.Future[Any]
+    lane: int = 0
+    partition: str = ""  # the conversation it writes to, where the caller said so
+    lost_races: int = 0  # deadlocks / serialization failures this write has lost so far
+
+
+class Runner:
+    """Runs store work in a worker thread, then publishes.
+
+    Concurrent writes are group-committed: a writer lane takes every write queued behind it
+    (up to ``WRITE_BATCH``) into one worker-thread call and one transaction,
+    each write inside its own SAVEPOINT so a failing write rolls back alone and raises to
+    its own caller. A write's caller resumes only after the commit, and its events are
+    published only then, exactly as with one transaction per write.
+
+    Why: every hand-off to a worker thread waits for the GIL (up to
+    ``sys.getswitchinterval()``, 5 ms, while the event loop is busy), and every commit is a
+    log flush. One hand-off and one commit per write capped writes near 200/s whatever the
+    CPU; one per batch does not. On SQLite, which has one writer at a time anyway, queuing
+    here also spares writers SQLite's busy handler, which sleeps up to 100 ms between tries
+    while the lock sits free (other processes on the same file still wait through
+    ``busy_timeout``). On PostgreSQL a process runs ``writers`` lanes, and writes given the
+    same ``partition`` (a conversation) share one, so a process's lanes do not wait on each
+    other's row locks for it. Background writes (the webhook dispatcher's claims, attempt
+    records and lease renewals: ``background=True``) have a lane of their own on PostgreSQL,
+    so their locks on endpoint and delivery rows never sit in a transaction that also holds
+    a conversation's lock, and the two kinds cannot wait on each other in a cycle. A write
+    that still loses a deadlock or a serialization failure (another instance's batch) is
+    rolled back to its savepoint and run again in the lane's next batch, after this one
+    committed and let go of its locks (``LOST_RACE_RETRIES`` times), instead of failing.
+    """
+
+    WRITE_BATCH = 64
+    READ_BATCH = 32
+    READERS = 3
+    LOST_RACE_RETRIES = 5
+
+    def __init__(self, engine: Engine, read_engine: Engine, broker: Broker, *, writers: int = 1) -> None:
+        self.engine = engine
+        self.read_engine = read_engine
+        self.broker = broker
+        self.on_webhooks_enqueued: Callable[[], None] = lambda: None
+        self.cache = StoreCache()
+        # SQLite has one writer at a time: one lane. PostgreSQL takes several side by side,
+        # plus one for background writes.
+        sqlite = engine.dialect.name == "sqlite"
+        self._shared_lanes = 1 if sqlite else max(1, writers)
+        lanes = self._shared_lanes if sqlite else self._shared_lanes + 1
+        self._background_lane = lanes - 1
+        self._lanes: list[list[_Job]] = [[] for _ in range(lanes)]
+        self._writers: list[asyncio.Task[None] | None] = [None] * lanes
+        self._next_lane = 0
+        self._reads: list[_Job] = []
+        self._readers = 0
+
+    async def write(
+        self, fn: Callable[..., T], *args: Any, partition: str | None = None, background: bool = False, **kwargs: Any
+    ) -> T:
+        """Run ``fn(tx, *args, **kwargs)`` in a transaction; publish its events once committed.
+
+        ``partition`` (a conversation id, say) sends every write of that partition through
+        the same writer lane, so two lanes never wait on each other's row locks for it.
+        ``background``: the webhook dispatcher's bookkeeping, kept out of request batches.
+        """
+        if background:
+            lane = self._background_lane
+        elif partition is not None:
+            lane = hash(partition) % self._shared_lanes
+        else:
+            lane = self._next_lane = (self._next_lane + 1) % self._shared_lanes
+        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future(), lane, partition or "")
+        self._enqueue(job)
+        # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
+        # the writer still commits the write and skips the cancelled future.
+        result, tx = await job.future
+        await self.announce(tx)
+        return result  # type: ignore[no-any-return]
+
+    def _enqueue(self, job: _Job, *, first: bool = False) -> None:
+        queued = self._lanes[job.lane]
+        if first:
+            queued.insert(0, job)
+        else:
+            queued.append(job)
+        writer = self._writers[job.lane]
+        if writer is None or writer.done():
+            self._writers[job.lane] = asyncio.create_task(self._write_queued(job.lane), name=f"store-writer-{job.lane}")
+
+    async def _write_queued(self, lane: int) -> None:
+        """A lane's writer: commit what is queued, batch by batch, until nothing is."""
+        queued = self._lanes[lane]
+        while queued:
+            batch = queued[: self.WRITE_BATCH]
+            del queued[: self.WRITE_BATCH]
+            await self._settle(batch, self._commit_batch)
+
+    async def _settle(self, batch: list[_Job], run: Callable[[list[_Job]], list[tuple[bool, Any]]]) -> None:
+        """Run a batch in a worker thread and hand each job its own outcome."""
+        try:
+            outcomes = await self._in_thread(lambda: run(batch))
+        except BaseException as exc:  # the batch itself failed (the transaction): every job in it did
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            elif isinstance(value, _LostRace):
+                # This batch has committed (and let go of its locks): the next one runs it again.
+                job.lost_races += 1
+                self._enqueue(job, first=True)
+            else:
+                job.future.set_exception(value)
+
+    def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """One transaction for the batch, each write in its own savepoint.
+
+        The savepoints are plain SQL on the connection (SQLAlchemy's nested transactions
+        cost more than the writes themselves). A write that fails rolls back to its
+        savepoint and raises to its caller alone. If a failed ORM flush has deactivated the
+        session, the transaction cannot go on: it is rolled back and the batch starts again
+        without that write (nothing was announced yet, so re-running the others is safe).
+        """
+        outcomes: dict[int, tuple[bool, Any]] = {}
+        # Run the writes in partition (conversation id) order, arrival order within one: each
+        # holds its conversation's row lock until the batch commits, so batches of two
+        # instances that took the same conversations in opposite orders would deadlock. One
+        # order everywhere cannot cycle. (Writes to different conversations are independent,
+        # and those to one keep their order, so the reordering changes no outcome.)
+        pending = sorted(range(len(batch)), key=lambda i: batch[i].partition)
+        while pending:
+            broken: int | None = None  # the write whose failure deactivated the session
+            done: dict[int, tuple[bool, Any]] = {}
+            with session_scope(self.engine) as session:
+                h = rows.db(session)
+                for i in pending:
+                    job = batch[i]
+                    h.savepoint()
+                    try:
+                        tx = Tx(session, self.cache)
+                        result = job.fn(tx, *job.args, **job.kwargs)
+                        session.flush()
+                        h.release()
+                        done[i] = (True, (result, tx))
+                    except Exception as exc:
+                        if _lost_race(exc) and job.lost_races < self.LOST_RACE_RETRIES:
+                            log.info("write lost a lock race (%s); running it again", _sqlstate(exc))
+                            done[i] = (False, _LostRace())
+                        else:
+                            done[i] = (False, _unavailable(exc) if isinstance(exc, OperationalError) else exc)
+                        if not session.is_active:
+                            broken = i
+                            break
+                        h.rollback_to_savepoint()
+                    finally:
+                        # Each write sees the others' rows (one transaction) but not their objects:
+                        # what a write returns is its own, detached, as with a session of its own.
+                        session.expunge_all()
+                if broken is not None:
+                    session.rollback()
+            if broken is None:
+                outcomes.update(done)
+                break
+            outcomes[broken] = done[broken]
+            pending = [i for i in pending if i != broken]
+        return [outcomes[i] for i in range(len(batch))]
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(session, *args, **kwargs)`` on a session (and transaction) of its own.
+
+        Reads queue up like writes: a reader takes every read queued (up to ``READ_BATCH``)
+        into one worker-thread call, so a burst of reads costs one thread hand-off, not one
+        each. ``READERS`` readers run side by side, so a slow read holds up only its batch.
+        """
+        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future())
+        self._reads.append(job)
+        if self._readers < self.READERS:
+            self._readers += 1
+            asyncio.create_task(self._read_queued(), name="store-reader")
+        return await job.future  # type: ignore[no-any-return]
+
+    async def _read_queued(self) -> None:
+        try:
+            while self._reads:
+                batch = self._reads[: self.READ_BATCH]
+                del self._reads[: self.READ_BATCH]
+                await self._settle(batch, self._read_batch)
+        finally:
+            self._readers -= 1
+
+    def _read_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Each read in a transaction (a snapshot) of its own, all on one pooled connection:
+        one checkout (and, on PostgreSQL, one liveness ping) per batch, not per read."""
+        outcomes: list[tuple[bool, Any]] = []
+        with self.read_engine.connect() as conn:
+            for job in batch:
+                try:
+                    with Session(bind=conn, expire_on_commit=False) as session:
+                        outcomes.append((True, job.fn(session, *job.args, **job.kwargs)))
+                except Exception as exc:
+                    outcomes.append((False, _unavailable(exc) if isinstance(exc, OperationalError) else exc))
+                finally:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+        return outcomes
+
+    async def announce(self, tx: Tx) -> None:
+        for event in tx.outgoing:
+            await self.broker.publish(event)
+        if tx.webhooks_enqueued:
+            self.on_webhooks_enqueued()
+
+    @staticmethod
+    async def _in_thread(work: Callable[[], T]) -> T:
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except OperationalError as exc:
+            raise _unavailable(exc) from None
+
+
+class _LostRace(Exception):
+    """A write that lost a deadlock or serialization failure: it is queued again, not failed."""
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """PostgreSQL chose this write to break a deadlock (40P01) or a serialization conflict
+    (40001): nothing is wrong with it, and it can run again once the other side committed."""
+    return isinstance(exc, OperationalError) and _sqlstate(exc) in ("40P01", "40001")
+
+
+def _unavailable(exc: OperationalError) -> errors.Unavailable:
+    """A locked, restarting or unreachable database: 503 with Retry-After, logged once here."""
+    log.warning("database unavailable: %s: %s", exc.orig.__class__.__name__, exc.orig)
+    return errors.Unavailable(message="The database is busy or unavailable; retry soon.")

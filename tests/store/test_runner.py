@@ -1,0 +1,184 @@
+"""The write runner's group commit: writes queued together share one transaction, yet each
+succeeds or fails alone, as if it had its own.
+
+Three writes are queued in one go (so they land in one batch): the middle one fails, either
+with a plain error after writing, or in an ORM flush (which deactivates the session and
+forces the batch to start again without it). Either way the other two are stored exactly
+once and the failed one leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.ids import new_id, utcnow
+from app.settings import Settings
+from app.store.engine import make_engine
+from app.store.runner import Runner, Tx
+from app.store.tables import User, Workspace
+from tests.conftest import migrated_sqlite
+
+
+class NoBroker:
+    async def publish(self, event: Any) -> None:
+        pass
+
+
+def make_runner(tmp_path: Path) -> Runner:
+    settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
+    runner = Runner(make_engine(settings), make_engine(settings, for_writes=False), NoBroker())  # type: ignore[arg-type]
+    with runner.engine.begin() as c:
+        c.execute(
+            Workspace.metadata.tables["workspace"]
+            .insert()
+            .values(id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=utcnow())
+        )
+    return runner
+
+
+def add_user(tx: Tx, external_id: str) -> str:
+    now = utcnow()
+    user = User(id=new_id("usr"), workspace_id="wsp_1", external_id=external_id, properties={}, created_at=now,
+                updated_at=now)  # fmt: skip
+    tx.session.add(user)
+    tx.session.flush()
+    return user.id
+
+
+def add_user_then_fail(tx: Tx, external_id: str) -> None:
+    add_user(tx, external_id)
+    raise ValueError("changed my mind")
+
+
+def add_duplicate_id(tx: Tx, user_id: str) -> None:
+    """An ORM flush that fails: the primary key is taken."""
+    add_user(tx, "ok-but-lost")
+    now = utcnow()
+    tx.session.add(User(id=user_id, workspace_id="wsp_1", properties={}, created_at=now, updated_at=now))
+    tx.session.flush()
+
+
+def users(runner: Runner) -> list[str | None]:
+    with runner.engine.connect() as c:
+        return sorted(c.execute(select(User.__table__.c.external_id)).scalars())  # type: ignore[attr-defined]
+
+
+async def in_one_batch(runner: Runner, *calls: tuple[Any, ...]) -> list[Any]:
+    return await asyncio.gather(*(runner.write(fn, *args) for fn, *args in calls), return_exceptions=True)
+
+
+def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+    results = asyncio.run(
+        in_one_batch(runner, (add_user, "first"), (add_user_then_fail, "failed"), (add_user, "third"))
+    )
+    assert isinstance(results[0], str) and isinstance(results[2], str)
+    assert isinstance(results[1], ValueError)
+    assert users(runner) == ["first", "third"]
+
+
+def test_a_failed_flush_restarts_the_batch_without_it_and_stores_the_others_once(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+    taken = asyncio.run(runner.write(add_user, "owner"))
+    results = asyncio.run(
+        in_one_batch(runner, (add_user, "first"), (add_duplicate_id, taken), (add_user, "third"))
+    )
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[0], str) and isinstance(results[2], str)
+    assert users(runner) == ["first", "owner", "third"]
+    with runner.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(User.__table__)).scalar() == 3  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [1, 70])
+def test_every_write_of_a_batch_commits_once(tmp_path: Path, size: int) -> None:
+    """More writes than one batch holds are committed, each once, in order."""
+    runner = make_runner(tmp_path)
+    results = asyncio.run(in_one_batch(runner, *((add_user, f"u{i:03}") for i in range(size))))
+    assert all(isinstance(r, str) for r in results)
+    assert users(runner) == [f"u{i:03}" for i in range(size)]
+
+
+def count_users(session: Any) -> int:
+    return int(session.exec(select(func.count()).select_from(User.__table__)).one()[0])  # type: ignore[arg-type]
+
+
+def failing_read(session: Any) -> int:
+    raise LookupError("not here")
+
+
+def test_reads_queued_together_each_get_their_own_answer(tmp_path: Path) -> None:
+    """Reads are batched into one worker-thread call; a failing read fails alone."""
+    runner = make_runner(tmp_path)
+    asyncio.run(runner.write(add_user, "one"))
+
+    async def burst() -> list[Any]:
+        calls = [runner.read(failing_read if i % 10 == 3 else count_users) for i in range(100)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert [type(r) for r in results] == [LookupError if i % 10 == 3 else int for i in range(100)]
+    assert all(r == 1 for r in results if isinstance(r, int))
+
+
+@pytest.mark.postgres
+def test_a_write_that_loses_a_deadlock_is_run_again_not_failed(postgres_database: str) -> None:
+    """Two runners (two instances) lock two rows in opposite orders: PostgreSQL breaks the
+    deadlock by failing one write (40P01), which its runner runs again once its batch has
+    committed, so both callers succeed and both changes are stored once."""
+    import threading
+
+    from sqlalchemy import update
+
+    from app.store.migrate import upgrade
+
+    settings = Settings(env="test", database_url=postgres_database)
+    upgrade(settings)
+    runners = [
+        Runner(make_engine(settings), make_engine(settings, for_writes=False), NoBroker())  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+    now = utcnow()
+    with runners[0].engine.begin() as c:
+        c.execute(Workspace.metadata.tables["workspace"].insert().values(
+            id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=now))
+        for name in ("x", "y"):
+            c.execute(User.__table__.insert().values(  # type: ignore[attr-defined]
+                id=f"usr_{name}", workspace_id="wsp_1", external_id=name, name="", properties={},
+                created_at=now, updated_at=now))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs: list[str] = []
+
+    def lock_then(tx: Tx, first: str, second: str, label: str) -> str:
+        table = User.__table__  # type: ignore[attr-defined]
+        runs.append(label)
+        tx.session.execute(update(table).where(table.c.id == first).values(name=table.c.name + label))
+        if runs.count(label) == 1:
+            both_hold_one.wait()  # the first run: each holds its first row, then wants the other's
+        tx.session.execute(update(table).where(table.c.id == second).values(name=table.c.name + label))
+        return label
+
+    async def race() -> list[Any]:
+        return await asyncio.gather(
+            runners[0].write(lock_then, "usr_x", "usr_y", "a"),
+            runners[1].write(lock_then, "usr_y", "usr_x", "b"),
+            return_exceptions=True,
+        )
+
+    try:
+        assert asyncio.run(race()) == ["a", "b"]
+        assert sorted(runs) in (["a", "a", "b"], ["a", "b", "b"])  # one of them ran twice
+        with runners[0].engine.connect() as c:
+            names = dict(c.execute(select(User.__table__.c.id, User.__table__.c.name)).all())  # type: ignore[attr-defined]
+        # each write's two changes stored once, in the order the two writes committed
+        assert sorted(names.values()) in (["ab", "ab"], ["ba", "ba"]), names
+    finally:
+        for runner in runners:
+            runner.engine.dispose()
+            runner.read_engine.dispose()

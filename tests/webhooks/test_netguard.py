@@ -1,0 +1,155 @@
+"""The SSRF guard, address by address, and the pinned connection (no DNS rebinding)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from app.webhooks.dispatcher import Dispatcher
+from app.webhooks.netguard import GuardedTransport, UrlRefused, check_url_allowed, make_http_client
+from app.webhooks.sender import WebhookClient
+from tests.conftest import Tenant, migrated_sqlite
+from tests.receivers import Receiver, eventually
+from tests.webhooks.test_webhooks import add_endpoint, deliveries
+
+GUARDED = Settings(env="test", webhook_allow_private_networks=False)
+T = TypeVar("T")
+OPEN = Settings(env="test", webhook_allow_private_networks=True)
+
+REFUSED = [
+    # IPv4: loopback, private, link-local and metadata, CGNAT, unspecified, multicast, broadcast
+    "http://127.0.0.1/", "http://127.8.9.10:8080/x", "http://10.0.0.1/", "http://172.16.5.4/",
+    "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data/", "http://169.254.170.2/",
+    "http://100.64.0.1/", "http://100.100.100.200/", "http://192.0.0.192/", "http://168.63.129.16/",
+    "http://0.0.0.0/", "http://224.0.0.1/", "http://239.255.255.250/", "http://255.255.255.255/",
+    "http://198.18.0.1/", "http://240.0.0.1/",
+    # odd spellings of 127.0.0.1 and 169.254.169.254
+    "http://2130706433/", "http://0x7f.1/", "http://0x7f000001/", "http://127.1/", "http://2852039166/",
+    # IPv6: loopback, unspecified, link-local, unique-local, metadata, multicast, documentation
+    "http://[::1]/", "http://[::]/", "http://[fe80::1]/", "http://[fc00::1]/", "http://[fd12:3456::1]/",
+    "http://[fd00:ec2::254]/", "http://[ff02::1]/", "http://[2001:db8::1]/",
+    # IPv4 inside IPv6: mapped, compatible, NAT64, 6to4
+    "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://[::ffff:169.254.169.254]/",
+    "http://[::127.0.0.1]/", "http://[64:ff9b::a00:1]/", "http://[2002:7f00:1::]/",
+    # names that resolve to loopback, names that do not resolve, other schemes
+    "http://localhost/", "https://localhost:8443/", "http://does-not-exist.invalid/",
+    "ftp://93.184.215.14/", "file:///etc/passwd", "gopher://1.1.1.1/",
+]
+ALLOWED = ["http://93.184.215.14/", "https://1.1.1.1:8443/hook", "http://8.8.8.8/", "https://[2606:4700:4700::1111]/"]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on a fresh event loop in a thread of its own: the browser tests' Playwright session
+    keeps a loop running on the main thread, and asyncio cannot start another one there."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.mark.parametrize("url", REFUSED)
+def test_private_and_odd_addresses_are_refused(url: str) -> None:
+    with pytest.raises(UrlRefused) as info:
+        run(check_url_allowed(url, GUARDED))
+    assert str(info.value)  # a message fit for the delivery log
+
+
+@pytest.mark.parametrize("url", ALLOWED)
+def test_public_addresses_are_allowed(url: str) -> None:
+    run(check_url_allowed(url, GUARDED))
+
+
+def test_the_flag_opens_private_networks_but_not_other_schemes() -> None:
+    run(check_url_allowed("http://127.0.0.1:9/", OPEN))
+    run(check_url_allowed("http://[::ffff:127.0.0.1]/", OPEN))
+    with pytest.raises(UrlRefused):
+        run(check_url_allowed("file:///etc/passwd", OPEN))
+
+
+def test_a_name_with_any_private_answer_is_refused() -> None:
+    async def mixed(host: str, port: int) -> list[str]:
+        return ["93.184.215.14", "10.0.0.7"]
+
+    with pytest.raises(UrlRefused, match="10.0.0.7"):
+        run(check_url_allowed("https://rebind.example/", GUARDED, resolver=mixed))
+
+
+def test_the_client_connects_to_the_address_it_checked() -> None:
+    run(_connects_to_the_address_it_checked())
+
+
+async def _connects_to_the_address_it_checked() -> None:
+    """The name is resolved once, by the guard, and the socket goes to that address with the
+    original Host header: a second DNS answer is never consulted."""
+    calls: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return ["127.0.0.1"]  # the system resolver could not even resolve this name
+
+    with Receiver() as rx:
+        async with make_http_client(OPEN, resolver=resolver) as client:
+            r = await client.post(f"http://hooks.rebind.test:{rx.port}/hook", content=b"{}")
+        (req,) = rx.received()
+    assert r.status_code == 200 and calls == ["hooks.rebind.test"]
+    assert req.headers["host"] == f"hooks.rebind.test:{rx.port}"
+
+    async def now_private(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async with make_http_client(GUARDED, resolver=now_private) as client:
+        with pytest.raises(UrlRefused):
+            await client.post("http://hooks.rebind.test/hook", content=b"{}")
+
+
+def test_the_client_never_follows_redirects() -> None:
+    async def get(url: str) -> httpx.Response:
+        async with make_http_client(OPEN) as client:
+            return await client.get(url)
+
+    with Receiver(lambda req: (302, {"Location": "http://169.254.169.254/"}, b"")) as rx:
+        r = run(get(rx.url))
+    assert r.status_code == 302 and len(rx.received()) == 1
+
+
+def test_with_the_flag_off_the_server_never_calls_a_loopback_receiver(server_factory: Any) -> None:
+    srv = server_factory(env={"BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false",
+                              "BACKCHANNEL_WEBHOOK_RETRY_SCHEDULE": "[]"})
+    tenant: Tenant = srv.new_tenant()
+    with Receiver() as rx, srv.client(tenant) as api:
+        port = rx.port
+        urls = [f"http://127.0.0.1:{port}/", f"http://localhost:{port}/", f"http://2130706433:{port}/",
+                f"http://0x7f.1:{port}/", f"http://[::ffff:127.0.0.1]:{port}/"]
+        endpoints = [add_endpoint(api, url) for url in urls]
+        api.post("/api/v1/users", json={"name": "Ada"})
+        for ep in endpoints:
+            (d,) = eventually(lambda ep=ep: [d for d in deliveries(api, ep["id"]) if d["status"] == "failed"])
+            assert d["last_error"].startswith("refused:") and "not a public address" in d["last_error"]
+        assert rx.received() == []
+
+
+def test_the_app_shares_the_guarded_client_and_the_dispatcher(tmp_path: Path) -> None:
+    # The web-view relay reaches the same client through state.services["http"].
+    settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
+    run(_check_app_services(create_app(settings)))
+
+
+async def _check_app_services(app: Any) -> None:
+    async with app.router.lifespan_context(app):
+        state = app.state.bc
+        http = state.services["http"]
+        assert isinstance(http, httpx.AsyncClient) and http.follow_redirects is False
+        assert isinstance(http._transport, GuardedTransport)
+        assert isinstance(state.services["dispatcher"], Dispatcher)
+        assert state.runner.on_webhooks_enqueued == state.services["dispatcher"].wake
+        # Webhook deliveries go through the lean sender, guarded the same way.
+        sender = state.services["webhook_sender"]
+        assert isinstance(sender, WebhookClient) and sender.allow_private is False
+        assert state.services["dispatcher"].sender is sender
+    assert http.is_closed and sender.closed
