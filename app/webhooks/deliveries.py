@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -30,7 +30,8 @@ from app.ids import new_id, utcnow
 from app.settings import Settings
 from app.store.runner import Tx
 from app.store.tables import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from app.webhooks.endpoints import Signer, fail_unfinished
+from app.webhooks.endpoints import fail_unfinished
+from app.webhooks.signing import Signer, Signers
 
 log = logging.getLogger("backchannel.webhooks")
 BATCH_PER_ENDPOINT = 10  # deliveries claimed per endpoint at once, started in order (a first claim)
@@ -81,21 +82,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
-
-
-@dataclass
-class Signers:
-    """Decoded keys per endpoint, reused across claims while the endpoint's keys are unchanged."""
-
-    by_endpoint: dict[str, Signer] = field(default_factory=dict)
-
-    def for_row(self, row: Any) -> Signer:
-        signer = self.by_endpoint.get(row.id)
-        if signer is None or signer.cache_key != Signer.key_of(row):
-            if len(self.by_endpoint) > 10_000:  # endpoints come and go: never grow without bound
-                self.by_endpoint.clear()
-            signer = self.by_endpoint[row.id] = Signer(row)
-        return signer
 
 
 def _due() -> ColumnElement[bool]:

@@ -37,7 +37,6 @@ from app.webhooks.deliveries import (
     Claim,
     Job,
     Outcome,
-    Signers,
     Target,
     claim_due,
     extend_leases,
@@ -48,6 +47,7 @@ from app.webhooks.deliveries import (
 )
 from app.webhooks.netguard import UrlRefused
 from app.webhooks.sender import Reply, SendError, make_webhook_client
+from app.webhooks.signing import Signers
 
 log = logging.getLogger("backchannel.webhooks")
 EXCERPT_BYTES = 2048

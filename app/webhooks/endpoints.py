@@ -1,22 +1,16 @@
-"""Webhooks: Standard Webhooks signing, and the endpoint management actions.
+"""Webhook endpoints: the management actions the API routes and the console share (one write
+path), the JSON shapes they answer with, and the delivery log they read.
 
-The API routes and the console call the same actions here (one write path). Delivery lives
-in ``dispatcher.py`` (sent by ``webhook_client.py``); the SSRF guard and the guarded httpx
-client in ``netguard.py`` (both re-exported here, where other features look for them).
+An endpoint's secrets and keys are made and used in ``signing.py``; delivery is
+``dispatcher.py`` over the row state machine in ``deliveries.py``, sent by ``sender.py``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
-import secrets
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from nacl.signing import SigningKey
 from sqlalchemy import func, update
 from sqlmodel import Session, col, delete, select
 
@@ -26,122 +20,12 @@ from app.ids import isoformat, new_id, utcnow
 from app.store.engine import get_in_workspace
 from app.store.runner import Tx
 from app.store.tables import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from app.webhooks.netguard import UrlRefused, check_url_allowed, make_http_client
+from app.webhooks.netguard import make_http_client
 from app.webhooks.schemas import WebhookEndpointIn, WebhookEndpointPatch
-
-__all__ = [
-    "UrlRefused", "check_url_allowed", "make_http_client", "start_http_client",
-    "signature_headers", "create_endpoint", "update_endpoint", "delete_endpoint",
-    "rotate_secret", "send_test_event", "list_endpoints", "get_endpoint", "list_deliveries",
-    "get_delivery", "list_attempts", "retry_delivery", "disable_endpoint", "fail_unfinished", "Signer",
-]
+from app.webhooks.signing import new_secret, new_signing_key, public_key_or_none
 
 MAX_ENDPOINTS_PER_WORKSPACE = 50
 UNFINISHED = ("pending", "delivering")
-
-
-# --- signing ----------------------------------------------------------------------------
-
-
-def new_secret() -> str:
-    """``whsec_`` + base64 of 32 random bytes: the HMAC key, as Standard Webhooks libraries read it."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def new_signing_key() -> str:
-    """``whsk_`` + base64 of an ed25519 seed (the Standard Webhooks asymmetric key format)."""
-    return "whsk_" + base64.b64encode(bytes(SigningKey.generate())).decode()
-
-
-def public_key(signing_key: str) -> str:
-    """``whpk_`` + base64 of the ed25519 public key: all a receiver needs to verify ``v1a``."""
-    seed = base64.b64decode(signing_key.removeprefix("whsk_"))
-    return "whpk_" + base64.b64encode(bytes(SigningKey(seed).verify_key)).decode()
-
-
-def _public_key_or_none(signing_key: str | None) -> str | None:
-    """The endpoint's ``whpk_`` key; none for a stored key that is not one (the dispatcher
-    disables such an endpoint, and its page must still show why)."""
-    if not signing_key:
-        return None
-    try:
-        return public_key(signing_key)
-    except Exception:
-        return None
-
-
-def _keys(current: str | None, previous: str | None, until: float | None) -> list[tuple[str, float | None]]:
-    keys: list[tuple[str, float | None]] = [(current, None)] if current else []
-    if previous and until is not None:
-        keys.append((previous, until))
-    return keys
-
-
-class Signer:
-    """An endpoint's signing keys, decoded once: HMAC keys ready to copy, ed25519 keys loaded.
-
-    The dispatcher keeps one per endpoint while its keys stay the same, so signing a delivery
-    costs a keyed-hash copy, not a base64 decode and a key schedule. A previous key signs
-    until its rotation window ends, checked at each signature.
-    """
-
-    __slots__ = ("_hmacs", "_ed25519", "cache_key")
-
-    def __init__(self, endpoint: Any) -> None:
-        expires = endpoint.previous_secret_expires_at
-        until = expires.timestamp() if expires is not None else None
-        # Each key with the time it signs until (None: for ever). A previous key without an
-        # expiry never signs, as before a rotation.
-        self._hmacs: list[tuple[Any, float | None]] = [
-            (hmac.new(base64.b64decode(secret.removeprefix("whsec_")), digestmod=hashlib.sha256), end)
-            for secret, end in _keys(endpoint.secret, endpoint.previous_secret, until)
-        ]
-        self._ed25519: list[tuple[SigningKey, float | None]] = [
-            (SigningKey(base64.b64decode(seed.removeprefix("whsk_"))), end)
-            for seed, end in _keys(endpoint.ed25519_private_key, endpoint.previous_ed25519_private_key, until)
-        ]
-        self.cache_key = Signer.key_of(endpoint)
-
-    @staticmethod
-    def key_of(endpoint: Any) -> tuple[Any, ...]:
-        """What a cached ``Signer`` depends on: any change (a rotation, signing switched on) makes a new one."""
-        return (
-            endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at,
-            endpoint.ed25519_private_key, endpoint.previous_ed25519_private_key,
-        )
-
-    def headers(self, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        """The Standard Webhooks headers for one request carrying ``body``.
-
-        ``webhook-signature`` holds a ``v1`` HMAC-SHA256 per active secret (two during a
-        rotation window) and, with asymmetric signing on, a ``v1a`` ed25519 signature per
-        active key, all over ``{msg_id}.{timestamp}.{body}``.
-        """
-        now = time.time()
-        ts = int(now) if timestamp is None else int(timestamp)
-        signed = f"{msg_id}.{ts}.".encode() + body
-        signatures = []
-        for keyed, end in self._hmacs:
-            if end is None or end > now:
-                mac = keyed.copy()
-                mac.update(signed)
-                signatures.append("v1," + base64.b64encode(mac.digest()).decode())
-        for signing_key, end in self._ed25519:
-            if end is None or end > now:
-                signatures.append("v1a," + base64.b64encode(signing_key.sign(signed).signature).decode())
-        return {
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(ts),
-            "webhook-signature": " ".join(signatures),
-            "content-type": "application/json",
-        }
-
-
-def signature_headers(
-    endpoint: WebhookEndpoint, msg_id: str, body: bytes, timestamp: int | None = None
-) -> dict[str, str]:
-    """The Standard Webhooks headers for one request (see ``Signer.headers``)."""
-    return Signer(endpoint).headers(msg_id, body, timestamp)
 
 
 # --- JSON shapes ------------------------------------------------------------------------
@@ -156,7 +40,7 @@ def endpoint_json(e: WebhookEndpoint, *, with_secret: bool = False) -> dict[str,
         "enabled": e.enabled,
         "disabled_reason": e.disabled_reason,
         "asymmetric_signing": e.ed25519_private_key is not None,
-        "public_key": _public_key_or_none(e.ed25519_private_key),
+        "public_key": public_key_or_none(e.ed25519_private_key),
         "previous_secret_expires_at": isoformat(e.previous_secret_expires_at)
         if e.previous_secret
         else None,

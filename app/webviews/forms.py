@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from app import errors
 from app.ids import isoformat, new_id, utcnow
 from app.store.tables import WebhookEndpoint, WebviewOpening
+from app.webhooks.signing import signature_headers
 from app.webviews import patterns as form_patterns
 from app.webviews.openings import origin_of
 
@@ -260,8 +261,6 @@ async def relay_form(
     timeout: float,
 ) -> RelayOutcome:
     """POST the values to the callback, signed like a webhook; then forget them."""
-    from app.webhooks.endpoints import signature_headers
-
     msg_id = new_id("wvs")
     body = orjson.dumps(
         {

@@ -18,8 +18,8 @@ from app.store.runner import Runner
 from app.store.tables import Workspace
 from app.webhooks.deliveries import A_TABLE, D_TABLE, E_TABLE, EV_TABLE, Job, Outcome, claim_due, record_attempts
 from app.webhooks.dispatcher import Dispatcher, Recorder
-from app.webhooks.endpoints import new_secret
 from app.webhooks.sender import Reply
+from app.webhooks.signing import new_secret
 from tests.conftest import migrated_sqlite
 from tests.webhooks.test_netguard import run
 
