@@ -1,12 +1,20 @@
-"""Shared fixtures: a real uvicorn server on a free port, on a fresh database, per test.
+"""Shared fixtures: the app on a fresh database per test, in this process or as a real server.
 
-``server`` starts ``uvicorn app.main:create_app`` as a subprocess (so a test can kill it
-with SIGKILL and restart it on the same database), with a workspace and an admin-scoped
-token already made. Its log is printed when a test fails, and it is always stopped.
+``app_server`` (with ``app_tenant`` and ``app_api``) runs ``create_app(settings)`` with its
+lifespan in this process, reached through httpx's ``ASGITransport``: the default for API
+behaviour, where no socket, process or browser matters. ``server`` (with ``tenant`` and
+``api``) starts ``uvicorn app.main:create_app`` as a subprocess instead, for what needs a
+real one: WebSockets, a browser, SIGKILL and restarts across processes, bytes on the wire
+(streamed bodies, what uvicorn itself answers), several processes on one database. Both hand
+tests the same things: a workspace with an admin-scoped token, ``client(tenant)`` giving a
+plain ``httpx.Client``, direct store access (``in_tx``), the server's log printed when a
+test fails, and a stop that always runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -20,9 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
 import httpx
 import pytest
+from starlette.applications import Starlette
 
+from app.main import create_app
 from app.settings import Settings
 from app.store.engine import make_engine, session_scope
 from app.store.migrate import upgrade
@@ -62,12 +73,54 @@ class Tenant:
 
 
 @dataclass
-class LiveServer:
-    """One uvicorn process. ``restart()`` keeps the database; ``kill()`` is SIGKILL."""
+class StoreAccess:
+    """What both kinds of server give a test besides HTTP: the database, opened from the test."""
 
     database_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def full_env(self) -> dict[str, str]:
+        """The app's settings, as the environment of a server process says them."""
+        return {
+            **TEST_ENV,
+            "BACKCHANNEL_DATABASE_URL": self.database_url,
+            "BACKCHANNEL_PUBLIC_URL": self.url,
+            **self.env,
+        }
+
+    def settings(self) -> Settings:
+        """Enough settings to open the same database from the test process."""
+        return Settings(database_url=self.database_url, env="test")
+
+    def in_tx(self, fn: Any, *args: Any) -> Any:
+        engine = make_engine(self.settings())
+        try:
+            with session_scope(engine) as session:
+                return fn(Tx(session), *args)
+        finally:
+            engine.dispose()
+
+    def new_tenant(self, name: str = "Acme", scopes: list[str] | None = None) -> Tenant:
+        def make(tx: Tx) -> Tenant:
+            ws = create_workspace(tx, name)
+            _, secret = create_token(tx, ws.id, "test", scopes or ["read", "write", "admin"])
+            return Tenant(ws.id, ws.widget_key, secret)
+
+        return self.in_tx(make)
+
+    def token_for(self, workspace_id: str, scopes: list[str]) -> str:
+        return self.in_tx(lambda tx: create_token(tx, workspace_id, "scoped", scopes)[1])
+
+
+@dataclass
+class LiveServer(StoreAccess):
+    """One uvicorn process. ``restart()`` keeps the database; ``kill()`` is SIGKILL."""
+
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -79,18 +132,6 @@ class LiveServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
-
-    def settings(self) -> Settings:
-        """Enough settings to open the same database from the test process."""
-        return Settings(database_url=self.database_url, env="test")
-
-    def full_env(self) -> dict[str, str]:
-        return {
-            **TEST_ENV,
-            "BACKCHANNEL_DATABASE_URL": self.database_url,
-            "BACKCHANNEL_PUBLIC_URL": self.url,
-            **self.env,
-        }
 
     def start(self) -> LiveServer:
         self.log_path = self.workdir / f"server-{self.port}-{int(time.time() * 1000)}.log"
@@ -117,7 +158,7 @@ class LiveServer:
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._log_file = log
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded CI machine can take 20 s to import and bind
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
@@ -153,31 +194,112 @@ class LiveServer:
         logs = sorted(self.workdir.glob(f"server-{self.port}-*.log"))
         return "\n".join(p.read_text(errors="replace") for p in logs)
 
-    # -- direct store access for setting up tests ------------------------------------
-
-    def in_tx(self, fn: Any, *args: Any) -> Any:
-        engine = make_engine(self.settings())
-        try:
-            with session_scope(engine) as session:
-                return fn(Tx(session), *args)
-        finally:
-            engine.dispose()
-
-    def new_tenant(self, name: str = "Acme", scopes: list[str] | None = None) -> Tenant:
-        def make(tx: Tx) -> Tenant:
-            ws = create_workspace(tx, name)
-            _, secret = create_token(tx, ws.id, "test", scopes or ["read", "write", "admin"])
-            return Tenant(ws.id, ws.widget_key, secret)
-
-        return self.in_tx(make)
-
-    def token_for(self, workspace_id: str, scopes: list[str]) -> str:
-        return self.in_tx(lambda tx: create_token(tx, workspace_id, "scoped", scopes)[1])
-
     def client(self, tenant: Tenant | None = None, **kw: Any) -> httpx.Client:
-        headers = tenant.headers if tenant else {}
+        headers = {**(tenant.headers if tenant else {}), **kw.pop("headers", {})}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kw)
 
+
+# In this process: why httpx's ASGITransport on a blocking portal, not Starlette's TestClient.
+# Tests stay synchronous with the same ``httpx.Client`` they use against uvicorn, and the app
+# needs one event loop that outlives each request: its lifespan starts the runner, the webhook
+# dispatcher and the hub, which go on working between requests, as under uvicorn. An anyio
+# blocking portal is that loop, in a thread; the server enters the app's lifespan there, and
+# ``PortalTransport`` hands each request to ``httpx.ASGITransport`` on it. TestClient works
+# the same way underneath, but each TestClient runs its own lifespan on its own loop, while a
+# test here opens several clients (two tenants, twenty concurrent writers) on one running app.
+# What it cannot show (see ``LiveServer``): bytes on the wire. The transport hands the app the
+# whole request body at once and reads the whole response before returning it.
+
+
+class PortalTransport(httpx.BaseTransport):
+    """A synchronous transport that runs each request through the app on the portal's loop."""
+
+    def __init__(self, portal: anyio.from_thread.BlockingPortal, app: Starlette) -> None:
+        self.portal = portal
+        self.asgi = httpx.ASGITransport(app=app)  # the client is 127.0.0.1, as for uvicorn on loopback
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        timeout = request.extensions.get("timeout", {}).get("read")
+        try:
+            return self.portal.call(self._send, request, body, timeout)
+        except TimeoutError:
+            raise httpx.ReadTimeout("the app did not answer in time", request=request) from None
+
+    async def _send(self, request: httpx.Request, body: bytes, timeout: float | None) -> httpx.Response:
+        forwarded = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+        with anyio.fail_after(timeout):
+            response = await self.asgi.handle_async_request(forwarded)
+            content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+
+class LogLines(logging.Handler):
+    """What a server process would print: warnings and errors, tracebacks included."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """Settings read as a server process reads them: from ``BACKCHANNEL_*`` variables."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return Settings()
+
+
+@dataclass
+class InProcessServer(StoreAccess):
+    """``create_app(settings)`` with its lifespan, in this process. ``restart()`` keeps the database."""
+
+    app: Starlette | None = None
+    transport: PortalTransport | None = None
+    _stack: contextlib.ExitStack | None = None
+    _log: LogLines = field(default_factory=LogLines)
+
+    @property
+    def url(self) -> str:
+        # Not a host anyone serves: a request that bypasses ``client()`` fails loudly.
+        return "http://backchannel.test"
+
+    def start(self) -> InProcessServer:
+        with contextlib.ExitStack() as stack:
+            logging.getLogger().addHandler(self._log)
+            stack.callback(logging.getLogger().removeHandler, self._log)
+            portal = stack.enter_context(anyio.from_thread.start_blocking_portal("asyncio"))
+            app = create_app(settings_from_env(self.full_env()))
+            # The lifespan itself, as Starlette's router runs it for uvicorn's lifespan messages.
+            stack.enter_context(portal.wrap_async_context_manager(app.router.lifespan_context(app)))
+            self.app, self.transport = app, PortalTransport(portal, app)
+            self._stack = stack.pop_all()
+        return self
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = self.app = self.transport = None
+
+    def restart(self) -> InProcessServer:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return "\n".join(self._log.lines)
+
+    def client(self, tenant: Tenant | None = None, **kw: Any) -> httpx.Client:
+        assert self.transport is not None, "the app is not running"
+        headers = {**(tenant.headers if tenant else {}), **kw.pop("headers", {})}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10, transport=self.transport, **kw)
+
+
+# Helpers that work with either kind take a ``Server``.
+Server = LiveServer | InProcessServer
 
 _TEMPLATE: dict[str, Path] = {}
 
@@ -195,6 +317,65 @@ def migrated_sqlite(tmp_path: Path) -> str:
     return f"sqlite:///{target}"
 
 
+def stop_and_report(servers: list[Any], request: pytest.FixtureRequest) -> None:
+    """Stop every server a test started; print their logs if the test failed."""
+    failed = getattr(request.node, "rep_call", None)
+    for srv in servers:
+        srv.stop()
+        if failed is not None and failed.failed:
+            print(f"\n----- server log ({srv.url}) -----\n{srv.log()[-20000:]}")
+
+
+@pytest.fixture
+def app_server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """In-process apps on demand: ``app_server_factory(env={...}, database_url=...)``."""
+    started: list[InProcessServer] = []
+
+    def make(env: dict[str, str] | None = None, database_url: str | None = None, start: bool = True) -> InProcessServer:
+        srv = InProcessServer(database_url or migrated_sqlite(tmp_path), tmp_path, env or {})
+        started.append(srv)
+        return srv.start() if start else srv
+
+    yield make
+    stop_and_report(started, request)
+
+
+@pytest.fixture
+def app_server(app_server_factory: Any) -> InProcessServer:
+    return app_server_factory()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def app_tenant(app_server: InProcessServer) -> Tenant:
+    return app_server.new_tenant()
+
+
+@pytest.fixture
+def app_api(app_server: InProcessServer, app_tenant: Tenant) -> Iterator[httpx.Client]:
+    with app_server.client(app_tenant) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def module_app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """One in-process app shared by a module's tests, for many small read-only-ish checks."""
+    workdir = tmp_path_factory.mktemp("module-app")
+    srv = InProcessServer(migrated_sqlite(workdir), workdir).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def module_app_tenant(module_app_server: InProcessServer) -> Tenant:
+    return module_app_server.new_tenant()
+
+
+@pytest.fixture
+def module_app_api(module_app_server: InProcessServer, module_app_tenant: Tenant) -> Iterator[httpx.Client]:
+    with module_app_server.client(module_app_tenant) as client:
+        yield client
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """Make servers on demand: ``server_factory(env={...}, database_url=...)``."""
@@ -206,11 +387,7 @@ def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[A
         return srv.start() if start else srv
 
     yield make
-    failed = getattr(request.node, "rep_call", None)
-    for srv in started:
-        srv.stop()
-        if failed is not None and failed.failed:
-            print(f"\n----- server log ({srv.url}) -----\n{srv.log()[-20000:]}")
+    stop_and_report(started, request)
 
 
 @pytest.fixture(scope="module")

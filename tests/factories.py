@@ -39,6 +39,12 @@ def messages(api: httpx.Client, conversation_id: str, **params: Any) -> list[dic
             return out
 
 
+def openapi_spec(api: httpx.Client) -> dict[str, Any]:
+    r = api.get("/api/v1/openapi.json")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
     assert r.status_code == status, f"{r.status_code} {r.text}"
     assert r.headers["content-type"].startswith("application/json"), r.headers["content-type"]

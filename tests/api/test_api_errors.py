@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, Tenant
-from tests.factories import assert_error, make_conversation, post_text
+from tests.conftest import InProcessServer, Tenant
+from tests.factories import assert_error, make_conversation, openapi_spec, post_text
 
 
 def all_operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
@@ -20,8 +20,8 @@ def fill(path: str, value: str) -> str:
     return re.sub(r"{\w+}", value, path)
 
 
-def test_every_route_is_described_in_openapi(module_server: LiveServer) -> None:
-    spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
+def test_every_route_is_described_in_openapi(module_app_api: httpx.Client) -> None:
+    spec = openapi_spec(module_app_api)
     assert spec["openapi"].startswith("3.1")
     ops = all_operations(spec)
     for expected in [
@@ -52,19 +52,19 @@ def test_every_route_is_described_in_openapi(module_server: LiveServer) -> None:
     assert {"MessageIn", "MessageOut", "ConversationOut", "ErrorOut"} <= set(schemas)
 
 
-def test_every_route_without_a_token_is_401_json(module_server: LiveServer) -> None:
-    spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
-    with module_server.client() as c:
+def test_every_route_without_a_token_is_401_json(module_app_server: InProcessServer) -> None:
+    with module_app_server.client() as c:
+        spec = openapi_spec(c)
         for method, path in all_operations(spec):
             r = c.request(method, fill(path, "x_1"), json={})
             assert_error(r, 401)
 
 
 def test_every_route_rejects_bad_json_and_unknown_ids_with_the_error_shape(
-    module_server: LiveServer, module_tenant: Tenant
+    module_app_server: InProcessServer, module_app_tenant: Tenant
 ) -> None:
-    spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
-    with module_server.client(module_tenant) as c:
+    with module_app_server.client(module_app_tenant) as c:
+        spec = openapi_spec(c)
         for method, path in all_operations(spec):
             url = fill(path, "nope_0000")
             if method in ("POST", "PATCH"):
@@ -80,26 +80,26 @@ def test_every_route_rejects_bad_json_and_unknown_ids_with_the_error_shape(
                 assert_error(r, r.status_code)
 
 
-def test_unknown_routes_methods_and_oversized_bodies(module_api: httpx.Client) -> None:
-    assert_error(module_api.get("/api/v1/nothing-here"), 404, "route_not_found")
-    assert_error(module_api.put("/api/v1/users"), 405, "method_not_allowed")
-    assert_error(module_api.delete("/api/v1/conversations"), 405)
+def test_unknown_routes_methods_and_oversized_bodies(module_app_api: httpx.Client) -> None:
+    assert_error(module_app_api.get("/api/v1/nothing-here"), 404, "route_not_found")
+    assert_error(module_app_api.put("/api/v1/users"), 405, "method_not_allowed")
+    assert_error(module_app_api.delete("/api/v1/conversations"), 405)
     huge = {"name": "x" * (2 * 1024 * 1024)}
-    assert_error(module_api.post("/api/v1/users", json=huge), 413, "payload_too_large")
-    assert_error(module_api.post("/api/v1/users", json={"name": 5}), 422)
-    assert_error(module_api.post("/api/v1/users", json={"unknown": 1}), 422)
+    assert_error(module_app_api.post("/api/v1/users", json=huge), 413, "payload_too_large")
+    assert_error(module_app_api.post("/api/v1/users", json={"name": 5}), 422)
+    assert_error(module_app_api.post("/api/v1/users", json={"unknown": 1}), 422)
 
 
 @pytest.fixture
-def two_tenants(server: LiveServer) -> tuple[Tenant, Tenant]:
-    return server.new_tenant("A"), server.new_tenant("B")
+def two_tenants(app_server: InProcessServer) -> tuple[Tenant, Tenant]:
+    return app_server.new_tenant("A"), app_server.new_tenant("B")
 
 
 def test_resources_of_another_workspace_are_404_everywhere(
-    server: LiveServer, two_tenants: tuple[Tenant, Tenant]
+    app_server: InProcessServer, two_tenants: tuple[Tenant, Tenant]
 ) -> None:
     a, b = two_tenants
-    with server.client(a) as ca, server.client(b) as cb:
+    with app_server.client(a) as ca, app_server.client(b) as cb:
         user = ca.post("/api/v1/users", json={"external_id": "shared-id"}).json()
         conv = make_conversation(ca, user["id"])
         msg = post_text(ca, conv["id"], "secret").json()

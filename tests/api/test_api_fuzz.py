@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, LiveServer
-from tests.factories import assert_error
+from tests.factories import assert_error, openapi_spec
 
 SEED = os.environ.get("BACKCHANNEL_FUZZ_SEED", "20240610")
 EXAMPLES = os.environ.get("BACKCHANNEL_FUZZ_EXAMPLES", "25")
@@ -88,33 +88,33 @@ def test_fuzzed_api_has_no_server_errors_schema_breaks_or_leaks(server_factory: 
 # -- what the fuzzer found, pinned as fast regressions ---------------------------------------
 
 
-def test_user_properties_null_clears_them_and_a_later_merge_works(module_api: Any) -> None:
-    user = module_api.post("/api/v1/users", json={"properties": {"plan": "gold"}}).json()
-    r = module_api.patch(f"/api/v1/users/{user['id']}", json={"properties": None})
+def test_user_properties_null_clears_them_and_a_later_merge_works(module_app_api: Any) -> None:
+    user = module_app_api.post("/api/v1/users", json={"properties": {"plan": "gold"}}).json()
+    r = module_app_api.patch(f"/api/v1/users/{user['id']}", json={"properties": None})
     assert r.status_code == 200 and r.json()["properties"] == {}, r.text
-    r = module_api.patch(f"/api/v1/users/{user['id']}", json={"properties": {"tier": 2}})
+    r = module_app_api.patch(f"/api/v1/users/{user['id']}", json={"properties": {"tier": 2}})
     assert r.status_code == 200 and r.json()["properties"] == {"tier": 2}, r.text
     many = {f"k{i}": i for i in range(60)}
-    assert module_api.patch(f"/api/v1/users/{user['id']}", json={"properties": many}).status_code == 200
+    assert module_app_api.patch(f"/api/v1/users/{user['id']}", json={"properties": many}).status_code == 200
     more = {f"m{i}": i for i in range(60)}
-    assert_error(module_api.patch(f"/api/v1/users/{user['id']}", json={"properties": more}), 422)
+    assert_error(module_app_api.patch(f"/api/v1/users/{user['id']}", json={"properties": more}), 422)
 
 
-def test_undeclared_methods_are_405_naming_the_allowed_ones(module_api: Any) -> None:
+def test_undeclared_methods_are_405_naming_the_allowed_ones(module_app_api: Any) -> None:
     for method in ("TRACE", "PUT"):
-        r = module_api.request(method, "/api/v1/widget-settings")
+        r = module_app_api.request(method, "/api/v1/widget-settings")
         assert_error(r, 405, "method_not_allowed")
         assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PATCH"}
 
 
-def test_request_bodies_are_strictly_typed_as_documented(module_api: Any) -> None:
+def test_request_bodies_are_strictly_typed_as_documented(module_app_api: Any) -> None:
     # JSON false is a boolean; 0 and "false" are not (pydantic would otherwise coerce them).
     for value in (0, "false", "on"):
-        assert_error(module_api.patch("/api/v1/widget-settings", json={"identity_verification": value}), 422)
-    assert_error(module_api.post("/api/v1/agents", json={"name": 5, "kind": "bot"}), 422)
+        assert_error(module_app_api.patch("/api/v1/widget-settings", json={"identity_verification": value}), 422)
+    assert_error(module_app_api.post("/api/v1/agents", json={"name": 5, "kind": "bot"}), 422)
 
 
-def test_openapi_marks_a_body_required_only_when_the_server_needs_one(module_server: LiveServer) -> None:
-    spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
+def test_openapi_marks_a_body_required_only_when_the_server_needs_one(module_app_api: httpx.Client) -> None:
+    spec = openapi_spec(module_app_api)
     assert spec["paths"]["/api/v1/users"]["post"]["requestBody"]["required"] is False
     assert spec["paths"]["/api/v1/conversations"]["post"]["requestBody"]["required"] is True

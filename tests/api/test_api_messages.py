@@ -59,10 +59,10 @@ def allow_the_form_callback(api: httpx.Client) -> None:
     assert r.status_code == 201, r.text
 
 
-def test_every_part_type_is_accepted_and_returned(api: httpx.Client) -> None:
-    allow_the_form_callback(api)
-    conv = make_conversation(api)
-    r = api.post(f"/api/v1/conversations/{conv['id']}/messages", json=EVERY_PART)
+def test_every_part_type_is_accepted_and_returned(app_api: httpx.Client) -> None:
+    allow_the_form_callback(app_api)
+    conv = make_conversation(app_api)
+    r = app_api.post(f"/api/v1/conversations/{conv['id']}/messages", json=EVERY_PART)
     assert r.status_code == 201, r.text
     msg = r.json()
     assert msg["seq"] == 1 and msg["actor"]["type"] == "bot" and msg["actor"]["id"].startswith("agt_")
@@ -76,7 +76,7 @@ def test_every_part_type_is_accepted_and_returned(api: httpx.Client) -> None:
         "carousel",
     ]
     assert msg["reply_parts"][0]["quick_replies"]["options"][1] == {"label": "No", "payload": "no"}
-    assert messages(api, conv["id"]) == [msg]
+    assert messages(app_api, conv["id"]) == [msg]
 
 
 def _with(path: list[Any], value: Any) -> dict[str, Any]:
@@ -156,9 +156,9 @@ LIMITS = [
     ("path", "value", "field"), LIMITS, ids=[f"{i}-{'.'.join(map(str, p))}" for i, (p, _, _) in enumerate(LIMITS)]
 )
 def test_limit_is_refused_with_422_naming_the_field_and_nothing_stored(
-    module_api: httpx.Client, path: list[Any], value: Any, field: str | None
+    module_app_api: httpx.Client, path: list[Any], value: Any, field: str | None
 ) -> None:
-    api = module_api
+    api = module_app_api
     conv = make_conversation(api)
     body = _with(path, value)
     if field is None:  # an empty message altogether
@@ -172,22 +172,22 @@ def test_limit_is_refused_with_422_naming_the_field_and_nothing_stored(
     assert api.get(f"/api/v1/conversations/{conv['id']}").json()["last_message_seq"] == 0
 
 
-def test_a_conversation_with_a_bad_message_is_not_half_written(api: httpx.Client) -> None:
-    user = api.post("/api/v1/users", json={}).json()
+def test_a_conversation_with_a_bad_message_is_not_half_written(app_api: httpx.Client) -> None:
+    user = app_api.post("/api/v1/users", json={}).json()
     body = {
         "user_id": user["id"],
         "messages": [{"message_parts": [{"text": {"content": "ok"}}]}, {"message_parts": [{"text": {"content": ""}}]}],
     }
-    assert_error(api.post("/api/v1/conversations", json=body), 422)
-    assert api.get("/api/v1/conversations", params={"user_id": user["id"]}).json()["data"] == []
+    assert_error(app_api.post("/api/v1/conversations", json=body), 422)
+    assert app_api.get("/api/v1/conversations", params={"user_id": user["id"]}).json()["data"] == []
 
 
-def test_actors_and_reply_to(api: httpx.Client) -> None:
-    conv = make_conversation(api)
+def test_actors_and_reply_to(app_api: httpx.Client) -> None:
+    conv = make_conversation(app_api)
     cid = conv["id"]
-    bot = api.post("/api/v1/agents", json={"name": "Freddy", "kind": "bot"}).json()
-    human = api.post("/api/v1/agents", json={"name": "Ann", "kind": "human"}).json()
-    ask = api.post(
+    bot = app_api.post("/api/v1/agents", json={"name": "Freddy", "kind": "bot"}).json()
+    human = app_api.post("/api/v1/agents", json={"name": "Ann", "kind": "human"}).json()
+    ask = app_api.post(
         f"/api/v1/conversations/{cid}/messages",
         json={
             "actor": {"type": "bot", "id": bot["id"]},
@@ -195,7 +195,7 @@ def test_actors_and_reply_to(api: httpx.Client) -> None:
             "reply_parts": [{"quick_replies": {"options": [{"label": "Yes", "payload": "YES"}]}}],
         },
     ).json()
-    answer = api.post(
+    answer = app_api.post(
         f"/api/v1/conversations/{cid}/messages",
         json={
             "actor": {"type": "user"},
@@ -214,44 +214,46 @@ def test_actors_and_reply_to(api: httpx.Client) -> None:
         {"actor": {"type": "user", "id": "usr_other"}},
         {"reply_to": {"message_id": "msg_nope", "payload": "x"}},
     ):
-        r = api.post(
+        r = app_api.post(
             f"/api/v1/conversations/{cid}/messages", json={"message_parts": [{"text": {"content": "x"}}], **body}
         )
         assert_error(r, 422)
     # a human agent replying takes the conversation over
-    r = api.post(
+    r = app_api.post(
         f"/api/v1/conversations/{cid}/messages",
         json={"actor": {"type": "agent", "id": human["id"]}, "message_parts": [{"text": {"content": "Hi, Ann here"}}]},
     )
     assert r.status_code == 201
-    assert api.get(f"/api/v1/conversations/{cid}").json()["assignee_id"] == human["id"]
-    listed = messages(api, cid)
+    assert app_api.get(f"/api/v1/conversations/{cid}").json()["assignee_id"] == human["id"]
+    listed = messages(app_api, cid)
     assert [m["seq"] for m in listed] == [1, 2, 3]
     assert listed[:2] == [ask, answer.json()]  # the page shows each message exactly as posted
 
 
-def test_conversation_status_and_assignment(api: httpx.Client) -> None:
-    conv = make_conversation(api)
+def test_conversation_status_and_assignment(app_api: httpx.Client) -> None:
+    conv = make_conversation(app_api)
     cid = conv["id"]
-    human = api.post("/api/v1/agents", json={"name": "Ann", "kind": "human"}).json()
-    r = api.patch(f"/api/v1/conversations/{cid}", json={"status": "resolved", "assignee_id": human["id"]})
+    human = app_api.post("/api/v1/agents", json={"name": "Ann", "kind": "human"}).json()
+    r = app_api.patch(f"/api/v1/conversations/{cid}", json={"status": "resolved", "assignee_id": human["id"]})
     assert r.status_code == 200
     assert r.json()["status"] == "resolved" and r.json()["assignee_id"] == human["id"]
-    assert [c["id"] for c in api.get("/api/v1/conversations", params={"status": "resolved"}).json()["data"]] == [cid]
-    assert api.get("/api/v1/conversations", params={"status": "open"}).json()["data"] == []
-    assert_error(api.patch(f"/api/v1/conversations/{cid}", json={"status": "closed"}), 422)
-    assert_error(api.patch(f"/api/v1/conversations/{cid}", json={"assignee_id": "agt_nope"}), 422)
+    assert [c["id"] for c in app_api.get("/api/v1/conversations", params={"status": "resolved"}).json()["data"]] == [
+        cid
+    ]
+    assert app_api.get("/api/v1/conversations", params={"status": "open"}).json()["data"] == []
+    assert_error(app_api.patch(f"/api/v1/conversations/{cid}", json={"status": "closed"}), 422)
+    assert_error(app_api.patch(f"/api/v1/conversations/{cid}", json={"assignee_id": "agt_nope"}), 422)
     # the customer writing again reopens it
-    api.post(
+    app_api.post(
         f"/api/v1/conversations/{cid}/messages",
         json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "one more thing"}}]},
     )
-    assert api.get(f"/api/v1/conversations/{cid}").json()["status"] == "open"
-    r = api.patch(f"/api/v1/conversations/{cid}", json={"assignee_id": None})
+    assert app_api.get(f"/api/v1/conversations/{cid}").json()["status"] == "open"
+    r = app_api.patch(f"/api/v1/conversations/{cid}", json={"assignee_id": None})
     assert r.json()["assignee_id"] is None
 
 
-def test_typing_indicator_endpoint(api: httpx.Client) -> None:
-    conv = make_conversation(api)
-    assert api.post(f"/api/v1/conversations/{conv['id']}/typing", json={"on": True}).status_code == 204
-    assert_error(api.post("/api/v1/conversations/cnv_nope/typing", json={"on": True}), 404)
+def test_typing_indicator_endpoint(app_api: httpx.Client) -> None:
+    conv = make_conversation(app_api)
+    assert app_api.post(f"/api/v1/conversations/{conv['id']}/typing", json={"on": True}).status_code == 204
+    assert_error(app_api.post("/api/v1/conversations/cnv_nope/typing", json={"on": True}), 404)

@@ -1,4 +1,4 @@
-"""The same API on PostgreSQL: a real server on a fresh database, concurrent writers."""
+"""The same API on PostgreSQL: the app (in this process) on a fresh database, concurrent writers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from tests.factories import make_conversation, messages
 pytestmark = pytest.mark.postgres
 
 
-def test_gap_free_seqs_and_idempotency_on_postgres(server_factory: Any, postgres_database: str) -> None:
+def test_gap_free_seqs_and_idempotency_on_postgres(app_server_factory: Any, postgres_database: str) -> None:
     upgrade(Settings(database_url=postgres_database, env="test"))
-    server = server_factory(database_url=postgres_database)
+    server = app_server_factory(database_url=postgres_database)
     tenant = server.new_tenant()
     with server.client(tenant) as api:
         conv = make_conversation(api)
@@ -30,13 +30,13 @@ def test_gap_free_seqs_and_idempotency_on_postgres(server_factory: Any, postgres
         assert r.status_code == 200 and r.json()["checks"]["database"] is True
 
 
-def test_every_part_reads_back_exactly_as_posted_on_postgres(server_factory: Any, postgres_database: str) -> None:
+def test_every_part_reads_back_exactly_as_posted_on_postgres(app_server_factory: Any, postgres_database: str) -> None:
     """The hot paths run their own SQL per dialect: on PostgreSQL too, a listed message (its
     JSON parts read as stored text) and a replayed one equal the message as posted."""
     from tests.api.test_api_messages import EVERY_PART, allow_the_form_callback
 
     upgrade(Settings(database_url=postgres_database, env="test"))
-    server = server_factory(database_url=postgres_database)
+    server = app_server_factory(database_url=postgres_database)
     tenant = server.new_tenant()
     with server.client(tenant) as api:
         allow_the_form_callback(api)
@@ -56,6 +56,10 @@ def test_every_part_reads_back_exactly_as_posted_on_postgres(server_factory: Any
         assert messages(api, conv["id"]) == [posted.json(), answer.json()]
         replay = api.post(
             f"/api/v1/conversations/{conv['id']}/messages",
-            json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Yes ✓"}}], "client_message_id": "c-1"},
+            json={
+                "actor": {"type": "user"},
+                "message_parts": [{"text": {"content": "Yes ✓"}}],
+                "client_message_id": "c-1",
+            },
         )
         assert replay.status_code == 200 and replay.json() == answer.json()

@@ -11,14 +11,16 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
-from tests.conftest import LiveServer, Tenant
-from tests.factories import assert_error, make_conversation, messages
+from tests.conftest import InProcessServer, LiveServer, Tenant
+from tests.factories import assert_error, make_conversation, messages, openapi_spec
 from tests.webviews.support import Receiver, add_endpoint, card_form, open_in_store, post_webview_message
 
 ORIGIN = "http://shop.test"
 MIB = 1024 * 1024
 
 
+# Stays on uvicorn, with the per-address and per-visitor limits below: bytes on the wire (a
+# chunked body, a declared length with no body), the client's address, WebSockets.
 def test_bodies_over_the_limit_are_413_even_when_streamed_without_a_length(
     module_server: LiveServer, module_tenant: Tenant
 ) -> None:
@@ -52,8 +54,8 @@ def test_bodies_over_the_limit_are_413_even_when_streamed_without_a_length(
     assert_error(session, 413, "payload_too_large")
 
 
-def test_the_per_token_rate_limit_is_429_with_retry_after_and_per_token(server_factory: Any) -> None:
-    srv: LiveServer = server_factory(env={"BACKCHANNEL_API_RATE_PER_MINUTE": "5"})
+def test_the_per_token_rate_limit_is_429_with_retry_after_and_per_token(app_server_factory: Any) -> None:
+    srv: InProcessServer = app_server_factory(env={"BACKCHANNEL_API_RATE_PER_MINUTE": "5"})
     tenant: Tenant = srv.new_tenant()
     other = srv.token_for(tenant.workspace_id, ["read", "write"])
     with srv.client(tenant) as api:
@@ -64,7 +66,7 @@ def test_the_per_token_rate_limit_is_429_with_retry_after_and_per_token(server_f
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         assert err["details"]["retry_after"] == int(refused.headers["retry-after"])
         assert_error(api.get("/api/v1/users"), 429)  # reads count too
-    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {other}"}) as api2:
+    with srv.client(headers={"Authorization": f"Bearer {other}"}) as api2:
         names = [u["name"] for u in api2.get("/api/v1/users").json()["data"]]  # another token: its own budget
     assert "one too many" not in names and len(names) == 5
 
@@ -116,48 +118,48 @@ def test_widget_sessions_are_rate_limited_per_address(module_server: LiveServer,
     assert statuses[-1] == 429 and set(statuses[:-1]) == {200}
 
 
-def test_every_list_is_capped_at_200_a_page(module_server: LiveServer, module_api: httpx.Client) -> None:
-    spec = httpx.get(module_server.url + "/api/v1/openapi.json").json()
-    conv = make_conversation(module_api)
+def test_every_list_is_capped_at_200_a_page(module_app_api: httpx.Client) -> None:
+    spec = openapi_spec(module_app_api)
+    conv = make_conversation(module_app_api)
     lists = [
         path
         for path, ops in spec["paths"].items()
         if "get" in ops and any(p["name"] == "limit" for p in ops["get"]["parameters"])
     ]
     assert len(lists) >= 5, lists
-    endpoint = module_api.post("/api/v1/webhook-endpoints", json={"url": "https://example.com/h"}).json()
+    endpoint = module_app_api.post("/api/v1/webhook-endpoints", json={"url": "https://example.com/h"}).json()
     for template in lists:
         path = template.replace("{endpoint_id}", endpoint["id"]).replace("{conversation_id}", conv["id"])
         for bad in (201, 0, -1, 10**12, "many"):
-            assert_error(module_api.get(path, params={"limit": bad}), 422)
-        page = module_api.get(path, params={"limit": 200})
+            assert_error(module_app_api.get(path, params={"limit": bad}), 422)
+        page = module_app_api.get(path, params={"limit": 200})
         assert page.status_code == 200, (path, page.text)
         assert set(page.json()) == {"data", "next_cursor"}
         limit = next(p for p in spec["paths"][template]["get"]["parameters"] if p["name"] == "limit")
         assert limit["schema"]["maximum"] == 200
 
 
-def test_a_list_never_returns_more_than_asked(module_api: httpx.Client) -> None:
-    conv = make_conversation(module_api)
+def test_a_list_never_returns_more_than_asked(module_app_api: httpx.Client) -> None:
+    conv = make_conversation(module_app_api)
     for i in range(12):
-        r = module_api.post(
+        r = module_app_api.post(
             f"/api/v1/conversations/{conv['id']}/messages", json={"message_parts": [{"text": {"content": f"{i}"}}]}
         )
         assert r.status_code == 201
-    page = module_api.get(f"/api/v1/conversations/{conv['id']}/messages", params={"limit": 5}).json()
+    page = module_app_api.get(f"/api/v1/conversations/{conv['id']}/messages", params={"limit": 5}).json()
     assert len(page["data"]) == 5 and page["next_cursor"]
 
 
 def test_web_view_forms_are_bounded_in_definition_and_submission(
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
 ) -> None:
     receiver = Receiver()
     try:
-        add_endpoint(server, tenant.workspace_id, receiver.url + "/hooks")
-        conv = make_conversation(api)
+        add_endpoint(app_server, app_tenant.workspace_id, receiver.url + "/hooks")
+        conv = make_conversation(app_api)
         too_many = card_form(receiver.url + "/hooks/card")
         too_many["fields"] = [{"name": f"f{i}", "label": f"F{i}", "type": "text"} for i in range(31)]
-        r = api.post(
+        r = app_api.post(
             f"/api/v1/conversations/{conv['id']}/messages",
             json={"message_parts": [{"web_view": {"label": "Big", "form": too_many}}]},
         )
@@ -165,19 +167,20 @@ def test_web_view_forms_are_bounded_in_definition_and_submission(
         assert any("form.fields" in d["field"] for d in err["details"]), err
         long_label = card_form(receiver.url + "/hooks/card")
         long_label["fields"][0]["label"] = "L" * 81
-        r = api.post(
+        r = app_api.post(
             f"/api/v1/conversations/{conv['id']}/messages",
             json={"message_parts": [{"web_view": {"label": "Card", "form": long_label}}]},
         )
         assert_error(r, 422)
 
-        scene = post_webview_message(api, [{"web_view": {"label": "Card", "form": card_form(receiver.url + "/hooks/card")}}])
-        url = open_in_store(server, tenant, scene)["url"]
+        form = card_form(receiver.url + "/hooks/card")
+        scene = post_webview_message(app_api, [{"web_view": {"label": "Card", "form": form}}])
+        url = open_in_store(app_server, app_tenant, scene)["url"]
         huge = {"card_number": "4111 1111 1111 1111", "expiry": "09/39", "name": "A" * (70 * 1024)}
-        r = httpx.post(url, data=huge, headers={"Accept": "application/json"})
+        r = app_api.post(url, data=huge, headers={"Accept": "application/json"})
         assert r.status_code == 413, r.text[:300]
         long_value = {"card_number": "4111 1111 1111 1111", "expiry": "09/39", "name": "A" * 61}  # max_length 60
-        r = httpx.post(url, data=long_value, headers={"Accept": "application/json"})
+        r = app_api.post(url, data=long_value, headers={"Accept": "application/json"})
         assert r.status_code == 422 and "name" in r.json()["errors"], r.text[:300]
         assert receiver.at("/hooks/card") == []  # nothing over a limit is relayed
     finally:

@@ -7,14 +7,14 @@ import re
 import httpx
 
 from app.accounts import create_console_user
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import Server, Tenant
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def make_console_user(
-    server: LiveServer, tenant: Tenant, email: str = "ada@example.com", role: str = "admin", name: str | None = None
+    server: Server, tenant: Tenant, email: str = "ada@example.com", role: str = "admin", name: str | None = None
 ) -> str:
     server.in_tx(lambda tx: create_console_user(tx, tenant.workspace_id, email, PASSWORD, role=role, name=name))
     return email
@@ -26,9 +26,9 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
-def console_client(server: LiveServer, email: str, password: str = PASSWORD) -> httpx.Client:
+def console_client(server: Server, email: str, password: str = PASSWORD) -> httpx.Client:
     """An httpx client with a console session cookie (logged in through the real form)."""
-    client = httpx.Client(base_url=server.url, timeout=10, headers={"origin": server.url})
+    client = server.client(headers={"origin": server.url})
     page = client.get("/console/login")
     r = client.post(
         "/console/login", data={"email": email, "password": password, "csrf_token": csrf_from(page.text)}

@@ -1,4 +1,6 @@
-"""Console security and tenancy over plain HTTP: sessions, CSRF, throttling, isolation, live sockets."""
+"""Console security and tenancy over plain HTTP: sessions, CSRF, throttling, isolation, live sockets.
+
+In process (``app_server``), but for the live socket, which needs uvicorn's WebSockets."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import InProcessServer, LiveServer, Tenant
 from tests.console.support import PASSWORD, console_client, csrf_from, make_console_user, page_csrf
 
 
@@ -22,18 +24,18 @@ def start_conversation(api: httpx.Client, name: str = "Bea", text: str = "hello"
     return r.json()  # type: ignore[no-any-return]
 
 
-def test_pages_need_a_session(server: LiveServer) -> None:
-    with httpx.Client(base_url=server.url) as c:
+def test_pages_need_a_session(app_server: InProcessServer) -> None:
+    with app_server.client() as c:
         r = c.get("/console/settings/tokens")
         assert r.status_code == 303
         assert r.headers["location"] == "/console/login?next=/console/settings/tokens"
-        r = c.post("/console/settings/tokens", data={"name": "x"}, headers={"origin": server.url})
+        r = c.post("/console/settings/tokens", data={"name": "x"}, headers={"origin": app_server.url})
         assert r.status_code == 401
 
 
-def test_session_cookie_is_httponly_lax_and_signed(server: LiveServer, tenant: Tenant) -> None:
-    email = make_console_user(server, tenant)
-    with httpx.Client(base_url=server.url) as c:
+def test_session_cookie_is_httponly_lax_and_signed(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    email = make_console_user(app_server, app_tenant)
+    with app_server.client() as c:
         page = c.get("/console/login")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         r = c.post("/console/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf_from(page.text)})
@@ -45,9 +47,11 @@ def test_session_cookie_is_httponly_lax_and_signed(server: LiveServer, tenant: T
         assert c.get("/console/inbox").status_code == 303  # a tampered cookie is no session
 
 
-def test_forms_without_a_valid_csrf_token_are_refused(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
-    c = console_client(server, make_console_user(server, tenant))
-    before = len(api.get("/api/v1/api-tokens").json()["data"])
+def test_forms_without_a_valid_csrf_token_are_refused(
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
+) -> None:
+    c = console_client(app_server, make_console_user(app_server, app_tenant))
+    before = len(app_api.get("/api/v1/api-tokens").json()["data"])
     assert c.post("/console/settings/tokens", data={"name": "no csrf", "scopes": "read"}).status_code == 403
     r = c.post("/console/settings/tokens", data={"name": "bad", "scopes": "read", "csrf_token": "forged"})
     assert r.status_code == 403
@@ -56,22 +60,22 @@ def test_forms_without_a_valid_csrf_token_are_refused(server: LiveServer, tenant
     r = c.post("/console/settings/tokens", data={"name": "x", "scopes": "read", "csrf_token": csrf},
                headers={"origin": "https://evil.example"})
     assert r.status_code == 403
-    assert len(api.get("/api/v1/api-tokens").json()["data"]) == before
+    assert len(app_api.get("/api/v1/api-tokens").json()["data"]) == before
     # The login form is protected as well (login CSRF).
-    with httpx.Client(base_url=server.url) as fresh:
+    with app_server.client() as fresh:
         r = fresh.post("/console/login", data={"email": "ada@example.com", "password": PASSWORD})
         assert r.status_code == 403
     r = c.post("/console/settings/tokens", data={"name": "ok", "scopes": "read", "csrf_token": csrf})
     assert r.status_code == 200 and "bch_" in r.text
 
 
-def test_another_workspace_is_invisible(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
-    other = server.new_tenant("Other Co")
-    with server.client(other) as other_api:
+def test_another_workspace_is_invisible(app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client) -> None:
+    other = app_server.new_tenant("Other Co")
+    with app_server.client(other) as other_api:
         theirs = start_conversation(other_api, "Their customer", "their secret")
         their_token = other_api.get("/api/v1/api-tokens").json()["data"][0]["id"]
         their_endpoint = other_api.post("/api/v1/webhook-endpoints", json={"url": "https://example.com/h"}).json()
-    c = console_client(server, make_console_user(server, tenant))
+    c = console_client(app_server, make_console_user(app_server, app_tenant))
     csrf = page_csrf(c, "/console/inbox")
     assert c.get(f"/console/inbox/{theirs['id']}").status_code == 404
     assert c.get(f"/console/inbox/{theirs['id']}/messages?after=0").status_code == 404
@@ -83,15 +87,15 @@ def test_another_workspace_is_invisible(server: LiveServer, tenant: Tenant, api:
         assert r.status_code == 404, path
         assert "whsec_" not in r.text
     assert "Their customer" not in c.get("/console/inbox").text
-    with server.client(other) as other_api:
+    with app_server.client(other) as other_api:
         assert other_api.get(f"/api/v1/conversations/{theirs['id']}").json()["status"] == "open"
         assert other_api.get(f"/api/v1/conversations/{theirs['id']}/messages").json()["data"][-1]["actor"]["type"] == "user"
         assert other_api.get("/api/v1/api-tokens").json()["data"][0]["revoked_at"] is None
 
 
-def test_login_is_throttled(server: LiveServer, tenant: Tenant) -> None:
-    email = make_console_user(server, tenant)
-    with httpx.Client(base_url=server.url) as c:
+def test_login_is_throttled(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    email = make_console_user(app_server, app_tenant)
+    with app_server.client() as c:
         csrf = csrf_from(c.get("/console/login").text)
         statuses = [
             c.post("/console/login", data={"email": email, "password": f"guess {i}", "csrf_token": csrf}).status_code
@@ -104,9 +108,9 @@ def test_login_is_throttled(server: LiveServer, tenant: Tenant) -> None:
 
 
 def test_agents_work_the_inbox_but_cannot_change_settings(
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
 ) -> None:
-    admin = console_client(server, make_console_user(server, tenant))
+    admin = console_client(app_server, make_console_user(app_server, app_tenant))
     csrf = page_csrf(admin, "/console/settings/team")
     r = admin.post("/console/settings/team", data={
         "csrf_token": csrf, "name": "Alan Agent", "email": "alan@example.com", "password": "short", "role": "agent"})
@@ -114,36 +118,38 @@ def test_agents_work_the_inbox_but_cannot_change_settings(
     r = admin.post("/console/settings/team", data={
         "csrf_token": csrf, "name": "Alan Agent", "email": "alan@example.com", "password": PASSWORD, "role": "agent"})
     assert r.status_code == 303
-    agent = console_client(server, "alan@example.com")
+    agent = console_client(app_server, "alan@example.com")
     assert agent.get("/console/settings/tokens").status_code == 403
     assert 'href="/console/settings/tokens"' not in agent.get("/console/inbox").text
-    conv = start_conversation(api)
+    conv = start_conversation(app_api)
     csrf = page_csrf(agent, f"/console/inbox/{conv['id']}")
     assert agent.post("/console/settings/tokens", data={"csrf_token": csrf, "name": "x", "scopes": "admin"}).status_code == 403
     r = agent.post(f"/console/inbox/{conv['id']}/reply", data={"csrf_token": csrf, "text": "Alan here"})
     assert r.status_code == 303
-    stored = api.get(f"/api/v1/conversations/{conv['id']}").json()
-    names = {a["id"]: a["name"] for a in api.get("/api/v1/agents").json()["data"]}
+    stored = app_api.get(f"/api/v1/conversations/{conv['id']}").json()
+    names = {a["id"]: a["name"] for a in app_api.get("/api/v1/agents").json()["data"]}
     assert names[stored["assignee_id"]] == "Alan Agent"
 
 
-def test_assign_resolve_and_reopen_use_the_api_actions(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
-    c = console_client(server, make_console_user(server, tenant, name="Ada"))
-    conv = start_conversation(api)
+def test_assign_resolve_and_reopen_use_the_api_actions(
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
+) -> None:
+    c = console_client(app_server, make_console_user(app_server, app_tenant, name="Ada"))
+    conv = start_conversation(app_api)
     csrf = page_csrf(c, f"/console/inbox/{conv['id']}")
     assert c.post(f"/console/inbox/{conv['id']}/assign", data={"csrf_token": csrf, "assignee_id": "me"}).status_code == 303
-    stored = api.get(f"/api/v1/conversations/{conv['id']}").json()
+    stored = app_api.get(f"/api/v1/conversations/{conv['id']}").json()
     assert stored["assignee_id"] is not None
     assert "Ada" in c.get("/console/inbox?view=mine").text
     c.post(f"/console/inbox/{conv['id']}/status", data={"csrf_token": csrf, "status": "resolved"})
-    assert api.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "resolved"
+    assert app_api.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "resolved"
     assert "Bea" in c.get("/console/inbox?view=resolved").text
     assert "Bea" not in c.get("/console/inbox").text
     c.post(f"/console/inbox/{conv['id']}/status", data={"csrf_token": csrf, "status": "open"})
-    assert api.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "open"
+    assert app_api.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "open"
     r = c.post(f"/console/inbox/{conv['id']}/assign", data={"csrf_token": csrf, "assignee_id": ""})
     assert r.status_code == 303
-    assert api.get(f"/api/v1/conversations/{conv['id']}").json()["assignee_id"] is None
+    assert app_api.get(f"/api/v1/conversations/{conv['id']}").json()["assignee_id"] is None
 
 
 def _next(ws: Any, timeout: float = 10) -> dict[str, Any]:
@@ -188,10 +194,12 @@ def test_live_socket_is_own_origin_own_workspace_and_ends_on_logout(server: Live
         assert stale.get("/console/inbox").status_code == 303
 
 
-def test_throttling_is_per_account_and_a_good_login_starts_it_over(server: LiveServer, tenant: Tenant) -> None:
-    ada = make_console_user(server, tenant)
-    bob = make_console_user(server, tenant, email="bob@example.com")
-    with httpx.Client(base_url=server.url) as c:
+def test_throttling_is_per_account_and_a_good_login_starts_it_over(
+    app_server: InProcessServer, app_tenant: Tenant
+) -> None:
+    ada = make_console_user(app_server, app_tenant)
+    bob = make_console_user(app_server, app_tenant, email="bob@example.com")
+    with app_server.client() as c:
 
         def attempt(email: str, password: str) -> int:
             c.cookies.clear()  # a fresh visitor each time: no session, a new login form

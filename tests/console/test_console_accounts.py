@@ -14,16 +14,16 @@ from app.cli import main as cli
 from app.settings import Settings
 from app.store.engine import make_engine
 from app.store.migrate import DuplicateConsoleEmails, upgrade
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import InProcessServer, Tenant
 from tests.console.support import console_client, make_console_user, page_csrf
 
 
 def test_another_workspace_cannot_take_an_email_and_lock_its_owner_out(
-    server: LiveServer, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    app_server: InProcessServer, app_tenant: Tenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    owner = make_console_user(server, tenant, "alice@example.com")
-    rival = server.new_tenant("Rival")
-    rival_admin = console_client(server, make_console_user(server, rival, "mallory@example.com"))
+    owner = make_console_user(app_server, app_tenant, "alice@example.com")
+    rival = app_server.new_tenant("Rival")
+    rival_admin = console_client(app_server, make_console_user(app_server, rival, "mallory@example.com"))
 
     # Settings > Team in the other workspace: any case, any padding, refused with a clear error.
     csrf = page_csrf(rival_admin, "/console/settings/team")
@@ -34,23 +34,23 @@ def test_another_workspace_cannot_take_an_email_and_lock_its_owner_out(
     assert "already has a console account on this server" in r.text
 
     # The CLI too (a non-zero exit and the reason, no traceback).
-    monkeypatch.setenv("BACKCHANNEL_DATABASE_URL", server.database_url)
+    monkeypatch.setenv("BACKCHANNEL_DATABASE_URL", app_server.database_url)
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("another password 123\n"))
     code = cli(["admins", "create", "--workspace", rival.workspace_id, "--email", "Alice@example.com", "--password-stdin"])
     assert code == 1
     assert "already has a console account on this server" in capsys.readouterr().err
 
     # And the action every path goes through, for the same workspace or any other.
-    for workspace_id in (tenant.workspace_id, rival.workspace_id):
+    for workspace_id in (app_tenant.workspace_id, rival.workspace_id):
         with pytest.raises(errors.Conflict):
-            server.in_tx(lambda tx, ws=workspace_id: create_console_user(tx, ws, "alice@EXAMPLE.com", "x" * 12))
+            app_server.in_tx(lambda tx, ws=workspace_id: create_console_user(tx, ws, "alice@EXAMPLE.com", "x" * 12))
 
     # Alice still logs in, into her own workspace.
-    alice = console_client(server, owner.upper())
+    alice = console_client(app_server, owner.upper())
     assert alice.get("/console/settings/team").status_code == 200
     assert "Rival" not in alice.get("/console/inbox").text
     with pytest.raises(AssertionError):
-        console_client(server, owner, password="another password 123")
+        console_client(app_server, owner, password="another password 123")
 
 
 def _insert_console_user(conn: sa.Connection, workspace_id: str, email: str) -> str:

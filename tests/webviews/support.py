@@ -19,7 +19,7 @@ from app.settings import Settings
 from app.store.runner import Tx
 from app.store.tables import WebhookEndpoint
 from app.webviews import openings as webviews
-from tests.conftest import TEST_ENV, LiveServer, Tenant
+from tests.conftest import TEST_ENV, StoreAccess, Tenant
 from tests.factories import make_conversation
 
 SENTINELS = {"card_number": "4111111111111111", "name": "Zyxwvut Sentinelname", "expiry": "09/39"}
@@ -79,7 +79,7 @@ class Receiver:
         self.httpd.server_close()
 
 
-def settings_for(server: LiveServer, **overrides: Any) -> Settings:
+def settings_for(server: StoreAccess, **overrides: Any) -> Settings:
     """The settings the server runs with, for signing or opening from the test process."""
     return Settings(
         database_url=server.database_url,
@@ -90,7 +90,7 @@ def settings_for(server: LiveServer, **overrides: Any) -> Settings:
     )
 
 
-def add_endpoint(server: LiveServer, workspace_id: str, url: str, *, enabled: bool = True, age_seconds: int = 0) -> WebhookEndpoint:
+def add_endpoint(server: StoreAccess, workspace_id: str, url: str, *, enabled: bool = True, age_seconds: int = 0) -> WebhookEndpoint:
     """A webhook endpoint row, as the webhook API would store it (secret ``whsec_<base64>``)."""
 
     def make(tx: Tx) -> WebhookEndpoint:
@@ -146,7 +146,7 @@ def post_webview_message(api: httpx.Client, parts: list[dict[str, Any]], convers
     return Scene(conv["id"], conv["user_id"], message["id"], first)
 
 
-def open_in_store(server: LiveServer, tenant: Tenant, scene: Scene, webview_id: str | None = None, **settings: Any) -> dict[str, Any]:
+def open_in_store(server: StoreAccess, tenant: Tenant, scene: Scene, webview_id: str | None = None, **settings: Any) -> dict[str, Any]:
     """What the widget's socket handler does when the customer clicks the web view button."""
     return server.in_tx(  # type: ignore[no-any-return]
         lambda tx: webviews.open_webview(
