@@ -7,17 +7,33 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, col, select
 
-from app import errors
-from app.serve import positive_int, workers_from_env
-from app.settings import Settings
+from app import VERSION, errors
+from app.accounts import create_console_user
+from app.demo.seed import demo_problem, run_demo
+from app.logs import configure_logging
+from app.serve import (
+    CannotServe,
+    check_serve_options,
+    positive_int,
+    run_server,
+    with_public_url,
+    workers_from_env,
+)
+from app.settings import Settings, settings_problem
+from app.shapes import token_json
 from app.store.engine import make_engine, session_scope
+from app.store.migrate import current_head, upgrade
 from app.store.runner import Tx
+from app.store.tables import Workspace
+from app.tokens import create_token, list_tokens, revoke_token
+from app.workspaces import create_workspace, get_workspace
 
 T = TypeVar("T")
 
@@ -45,52 +61,25 @@ def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from app.logs import configure_logging, uvicorn_options
-    from app.multiprocess import metrics_dir
-    from app.serve import CannotServe, check_serve_options, warn_if_dev_secret, with_public_url
-    from app.store.migrate import upgrade
-
     check_serve_options(settings, host=args.host, workers=args.workers)
     settings = with_public_url(settings, args.host, args.port)
-    if args.demo:
-        from app.demo.seed import demo_problem
-
-        if problem := demo_problem():
-            raise CannotServe(problem)
+    if args.demo and (problem := demo_problem()):
+        raise CannotServe(problem)
     configure_logging(settings)
     if not args.no_migrate:
         upgrade(settings)
     if args.demo:
-        from app.demo.seed import run_demo
-
         return run_demo(settings, host=args.host, port=args.port, public_url=settings.public_url, workers=args.workers)
-    warn_if_dev_secret(settings)
-    with metrics_dir(args.workers):
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            # Always explicit: given None, uvicorn would read WEB_CONCURRENCY behind the check above.
-            workers=args.workers,
-            **uvicorn_options(settings),  # logging, forwarded headers, WebSocket limits (app.logs)
-        )
-    return 0
+    return run_server(settings, host=args.host, port=args.port, workers=args.workers)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from app.store.migrate import current_head, upgrade
-
     upgrade(settings)
     _emit(args, {"status": "ok", "revision": current_head()}, f"Database is at revision {current_head()}.")
     return 0
 
 
 def cmd_workspaces_create(args: argparse.Namespace, settings: Settings) -> int:
-    from app.workspaces import create_workspace
-
     ws = _in_tx(settings, create_workspace, args.name)
     data = {"id": ws.id, "name": ws.name, "widget_key": ws.widget_key}
     _emit(
@@ -103,8 +92,6 @@ def cmd_workspaces_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_workspaces_list(args: argparse.Namespace, settings: Settings) -> int:
-    from app.store.tables import Workspace
-
     rows = _read(settings, lambda s: list(s.exec(select(Workspace).order_by(col(Workspace.created_at)))))
     data = [{"id": w.id, "name": w.name, "widget_key": w.widget_key} for w in rows]
     _emit(args, data, "\n".join(f"{w['id']}  {w['widget_key']}  {w['name']}" for w in data) or "No workspaces.")
@@ -118,9 +105,6 @@ def _scopes(values: Sequence[str] | None) -> list[str]:
 
 
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
-    from app.tokens import create_token
-    from app.workspaces import get_workspace
-
     def create(tx: Tx) -> Any:
         get_workspace(tx.session, args.workspace)
         return create_token(tx, args.workspace, args.name, _scopes(args.scopes))
@@ -136,9 +120,6 @@ def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
-    from app.shapes import token_json
-    from app.tokens import list_tokens
-
     rows = [token_json(t) for t in _read(settings, list_tokens, args.workspace)]
     lines = [
         f"{t['id']}  {t['prefix']}…  {','.join(t['scopes'])}  last used {t['last_used_at'] or 'never'}"
@@ -151,18 +132,12 @@ def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from app.shapes import token_json
-    from app.tokens import revoke_token
-
     token = _in_tx(settings, revoke_token, args.workspace, args.token_id)
     _emit(args, token_json(token), f"Token {token.id} revoked.")
     return 0
 
 
 def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
-    from app.accounts import create_console_user
-    from app.workspaces import get_workspace
-
     if args.password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -181,13 +156,9 @@ def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("backchannel")
     except PackageNotFoundError:  # run from a source tree that was never installed
-        from app.main import VERSION
-
         return VERSION
 
 
@@ -305,16 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-def settings_problem(exc: ValidationError) -> str:
-    """Settings that do not validate, in one line naming the variables (never their values)."""
-    problems = []
-    for error in exc.errors():
-        message = str(error["msg"]).removeprefix("Value error, ")
-        name = "_".join(str(part) for part in error["loc"]).upper()
-        problems.append(f"BACKCHANNEL_{name}: {message}" if name else message)
-    return "; ".join(problems)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,25 +17,34 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app import errors
+from app import VERSION, errors
 from app.api import agents, conversations, tokens, users, webview_contexts, widget_settings
 from app.api import webhooks as webhook_routes
 from app.api.framework import Api, Endpoint, JSONResponse, error_response
 from app.api.openapi import build_openapi, render_docs
 from app.assets import STATIC_DIR, TEMPLATES_DIR
+from app.console import routes as console_pages
+from app.console.hub import ConsoleHub
+from app.demo import routes as demo_pages
 from app.edge import HttpEdge, internal_error_response
 from app.logs import innermost_place
-from app.metrics import metrics
+from app.metrics import metrics, start_socket_gauges
 from app.proxies import TrustedProxies
 from app.ratelimit import make_rate_limiter
+from app.realtime import session as widget_session
 from app.realtime.broker import make_broker
+from app.realtime.hub import CLOSE_RESTARTING, Hub
+from app.realtime.identity import TokenSigner
 from app.settings import Settings
 from app.state import AppState
 from app.store.engine import make_engine
 from app.store.runner import Runner
+from app.webhooks.dispatcher import Dispatcher, Sender, run_dispatcher
+from app.webhooks.netguard import make_http_client
+from app.webhooks.sender import make_webhook_client
+from app.webviews import routes as webview_pages
 
 log = logging.getLogger("backchannel")
-VERSION = "0.1.0"
 
 
 def api_endpoints() -> list[Endpoint]:
@@ -49,37 +59,20 @@ def api_endpoints() -> list[Endpoint]:
     ]
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, http: httpx.AsyncClient | None = None, webhook_sender: Sender | None = None
+) -> Starlette:
+    """The app. ``http`` and ``webhook_sender`` replace the SSRF-guarded outbound clients (a test
+    may pass its own; the caller then closes it)."""
     settings = settings or Settings()
     endpoints = api_endpoints()
     openapi = build_openapi(endpoints, VERSION)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings)
-        read_engine = make_engine(settings, for_writes=False) if settings.is_sqlite else engine
-        broker = make_broker(settings.broker_url)
-        state = AppState(
-            settings=settings,
-            engine=engine,
-            read_engine=read_engine,
-            broker=broker,
-            runner=Runner(engine, read_engine, broker, writers=settings.database_writers),
-            limiter=make_rate_limiter(settings.broker_url),
-        )
-        app.state.bc = state
-        await broker.start(state.on_event)
         async with contextlib.AsyncExitStack() as stack:
-            for start in _feature_starters():
-                await start(state, stack)
-            try:
-                yield
-            finally:
-                await broker.stop()
-                await state.limiter.aclose()
-        engine.dispose()
-        if read_engine is not engine:
-            read_engine.dispose()
+            app.state.bc = await start_services(settings, stack, http=http, webhook_sender=webhook_sender)
+            yield
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi)
@@ -105,7 +98,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        *_feature_routes(),
+        # Non-API surfaces, each module exporting ROUTES: widget, web views, console, demo.
+        *widget_session.ROUTES,
+        *webview_pages.ROUTES,
+        *console_pages.ROUTES,
+        *demo_pages.ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(
@@ -123,24 +120,54 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-def _feature_routes() -> list[BaseRoute]:
-    """Non-API surfaces: widget, web views, console, demo (each module exports ROUTES)."""
-    from app import console
-    from app.demo import routes as demo
-    from app.realtime import session as widget
-    from app.webviews import routes as webviews
-
-    return [*widget.ROUTES, *webviews.ROUTES, *console.ROUTES, *demo.ROUTES]
-
-
-def _feature_starters() -> list[Any]:
-    """Background services started in the lifespan: ``async start(state, exit_stack)``."""
-    from app import console, metrics
-    from app.realtime import hub as realtime
-    from app.webhooks import dispatcher
-    from app.webhooks import endpoints as webhooks
-
-    return [realtime.start, webhooks.start_http_client, dispatcher.start_dispatcher, console.start, metrics.start]
+async def start_services(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    *,
+    http: httpx.AsyncClient | None = None,
+    webhook_sender: Sender | None = None,
+) -> AppState:
+    """Build and start what the app holds; ``stack`` stops it all, in reverse, at shutdown."""
+    engine = make_engine(settings)
+    stack.callback(engine.dispose)
+    read_engine = engine
+    if settings.is_sqlite:
+        read_engine = make_engine(settings, for_writes=False)
+        stack.callback(read_engine.dispose)
+    broker = make_broker(settings.broker_url)
+    runner = Runner(engine, read_engine, broker, writers=settings.database_writers)
+    if http is None:
+        http = make_http_client(settings)
+        stack.push_async_callback(http.aclose)
+    if webhook_sender is None:
+        webhook_sender = make_webhook_client(settings)
+        stack.push_async_callback(webhook_sender.aclose)
+    hub = Hub(runner, settings)
+    stack.push_async_callback(hub.close_all, CLOSE_RESTARTING)
+    console = ConsoleHub()
+    stack.callback(console.close_all)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        read_engine=read_engine,
+        broker=broker,
+        runner=runner,
+        limiter=make_rate_limiter(settings.broker_url),
+        signer=TokenSigner(settings.secret_key.get_secret_value()),
+        hub=hub,
+        console=console,
+        http=http,
+        webhook_sender=webhook_sender,
+        dispatcher=Dispatcher(runner, settings, webhook_sender),
+        listeners=[hub.on_event, console.on_event],
+    )
+    await broker.start(state.on_event)
+    await run_dispatcher(state.dispatcher, stack)
+    await start_socket_gauges(hub, console, stack)
+    # Pushed last, so run first at shutdown: no event arrives while the sockets close.
+    stack.push_async_callback(state.limiter.aclose)
+    stack.push_async_callback(broker.stop)
+    return state
 
 
 async def _db_ok(state: AppState) -> bool:

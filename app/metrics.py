@@ -21,7 +21,6 @@ import contextlib
 import hmac
 import os
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -31,10 +30,12 @@ from sqlmodel import Session, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from app import VERSION
+from app.console.hub import ConsoleHub
 from app.proxies import client_address, ip_of
+from app.realtime.hub import Hub
 from app.store.tables import WebhookDelivery
 
-VERSION = "0.1.0"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set up by app.multiprocess for serve --workers N
 GAUGE_INTERVAL = 1.0  # how often each process refreshes its socket gauges
 
@@ -76,20 +77,18 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
-def _refresh_socket_gauges(state: Any) -> None:
-    hub = state.services.get("hub")
-    WIDGET_SOCKETS.set(sum(len(conns) for conns in hub.by_workspace.values()) if hub is not None else 0)
-    console = state.services.get("console")
-    CONSOLE_SOCKETS.set(len(console.sockets) if console is not None else 0)
+def _refresh_socket_gauges(hub: Hub, console: ConsoleHub) -> None:
+    WIDGET_SOCKETS.set(sum(len(conns) for conns in hub.by_workspace.values()))
+    CONSOLE_SOCKETS.set(len(console.sockets))
 
 
-async def start(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
-    """Lifespan starter: keep this process's socket gauges current (a worker that does not
-    answer a scrape still reports through the shared folder)."""
+async def start_socket_gauges(hub: Hub, console: ConsoleHub, exit_stack: contextlib.AsyncExitStack) -> None:
+    """Lifespan: keep this process's socket gauges current (a worker that does not answer a
+    scrape still reports through the shared folder)."""
 
     async def refresh_forever() -> None:
         while True:
-            _refresh_socket_gauges(state)
+            _refresh_socket_gauges(hub, console)
             await asyncio.sleep(GAUGE_INTERVAL)
 
     task = asyncio.create_task(refresh_forever(), name="metrics-gauges")
@@ -153,7 +152,7 @@ async def metrics(request: Request) -> Response:
     refused = _allowed(request, secret.get_secret_value() if secret is not None else None)
     if refused is not None:
         return refused
-    _refresh_socket_gauges(state)
+    _refresh_socket_gauges(state.hub, state.console)
     try:
         counts, db_up = await state.runner.read(_delivery_counts), True
     except Exception:

@@ -14,6 +14,8 @@ import math
 import time
 from typing import Any, Protocol
 
+import redis.asyncio as redis
+
 from app import errors
 
 log = logging.getLogger("backchannel.ratelimit")
@@ -76,8 +78,6 @@ class RedisRateLimiter(_Base):
     PREFIX = "backchannel:rl:"
 
     def __init__(self, url: str, *, timeout: float = 0.25, retry_after_failure: float = 1.0) -> None:
-        import redis.asyncio as redis
-
         self.timeout = timeout
         self.retry_after_failure = retry_after_failure
         self._redis: Any = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -17,9 +17,15 @@ import sys
 import time
 from collections.abc import Sequence
 
+import uvicorn
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
-from app.settings import DEV_SECRET_KEY, Settings
+from app.demo.seed import demo_problem, run_demo
+from app.logs import configure_logging, uvicorn_options
+from app.multiprocess import metrics_dir
+from app.settings import DEV_SECRET_KEY, Settings, settings_problem
+from app.store.migrate import current_head, upgrade
 
 
 class CannotServe(ValueError):
@@ -121,6 +127,22 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def run_server(settings: Settings, *, host: str, port: int, workers: int) -> int:
+    """Serve ``app.main:create_app`` with uvicorn until stopped (``backchannel serve``)."""
+    warn_if_dev_secret(settings)
+    with metrics_dir(workers):
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            # Always explicit: given None, uvicorn would read WEB_CONCURRENCY behind the serve checks.
+            workers=workers,
+            **uvicorn_options(settings),  # logging, forwarded headers, WebSocket limits (app.logs)
+        )
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/serve", description="Run Backchannel (with the AG Bank demo).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -134,8 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _serve(args)
     except ValidationError as exc:
-        from app.cli import settings_problem
-
         print(f"error: {settings_problem(exc)}", file=sys.stderr, flush=True)
         return 2
     except ValueError as exc:  # CannotServe
@@ -144,10 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sqlalchemy.engine import make_url
-
-    from app.store.migrate import current_head, upgrade
-
     settings = Settings()
     workers = workers_from_env()
     check_serve_options(settings, host=args.host, workers=workers)
@@ -157,8 +173,6 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         raise CannotServe(problem)
     if not args.no_demo:
-        from app.demo.seed import demo_problem
-
         problem = demo_problem()
         if problem:
             raise CannotServe(problem)
@@ -169,12 +183,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"    at revision {current_head()} ({time.monotonic() - started:.1f} s)", flush=True)
     if args.no_demo:
         _print_empty_server_help(public_url)
-        from app.cli import main as cli_main
-
-        argv = ["serve", "--no-migrate", "--host", args.host, "--port", str(args.port), "--workers", str(workers)]
-        return cli_main(argv)
-    from app.demo.seed import run_demo
-
+        configure_logging(settings)
+        return run_server(settings, host=args.host, port=args.port, workers=workers)
     return run_demo(settings, host=args.host, port=args.port, public_url=public_url, workers=workers)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.proxies import parse_networks
@@ -52,7 +52,9 @@ class Settings(BaseSettings):
 
     # Webhooks
     webhook_timeout_seconds: float = 15.0
-    webhook_retry_schedule: list[float] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
+    webhook_retry_schedule: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
     webhook_disable_after_seconds: float = 5 * 24 * 3600
     # A claimed delivery is leased this long, and the lease renewed (every third of it, at
     # most every second) while the delivery is in flight: a dead instance's work is due again
@@ -109,3 +111,13 @@ class Settings(BaseSettings):
         if self.env == "production" and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("BACKCHANNEL_SECRET_KEY must be at least 32 characters in production")
         return self
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """Settings that do not validate, in one line naming the variables (never their values)."""
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"BACKCHANNEL_{name}: {message}" if name else message)
+    return "; ".join(problems)

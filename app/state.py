@@ -1,4 +1,10 @@
-"""What the running app holds, built in the lifespan and reached through ``request.app.state.bc``."""
+"""What the running app holds, built in the lifespan and reached through ``request.app.state.bc``.
+
+Every service is a typed attribute, built by ``app.main``'s lifespan. The modules that define
+the services (the store, the hubs, the webhook dispatcher and sender) never import this one:
+they take what they need (a runner, the settings) as arguments, so the import graph stays a
+tree with the handlers on top (tests/test_imports.py fails on a cycle).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy.engine import Engine
 
+from app.console.hub import ConsoleHub
 from app.ratelimit import RateLimiter
 from app.realtime.broker import Broker
+from app.realtime.hub import Hub
+from app.realtime.identity import TokenSigner
 from app.settings import Settings
 from app.store.runner import Runner
 from app.tokens import TokenAuthenticator
+from app.webhooks.dispatcher import Dispatcher, Sender
 
 log = logging.getLogger("backchannel")
 Listener = Callable[[dict[str, Any]], Awaitable[None]]
@@ -27,9 +38,14 @@ class AppState:
     broker: Broker
     runner: Runner
     limiter: RateLimiter
+    signer: TokenSigner  # widget session and visitor tokens, from settings.secret_key
+    hub: Hub  # widget sockets
+    console: ConsoleHub  # live-Inbox sockets
+    http: httpx.AsyncClient  # SSRF-guarded client for web-view callbacks (app.webhooks.netguard)
+    webhook_sender: Sender  # webhook deliveries (app.webhooks.sender.WebhookClient, SSRF-guarded)
+    dispatcher: Dispatcher  # the webhook outbox worker
     authenticator: TokenAuthenticator = field(default_factory=TokenAuthenticator)
     listeners: list[Listener] = field(default_factory=list)
-    services: dict[str, Any] = field(default_factory=dict)  # hub, dispatcher, http client, …
 
     async def on_event(self, event: dict[str, Any]) -> None:
         """Every published event (from this instance or, via the broker, any other)."""

@@ -1,7 +1,7 @@
-# Shared set-up for scripts/serve, scripts/test and scripts/bench: a virtualenv with the project
-# installed. Sourced, not run. Installs again only when pyproject.toml changed since the last
-# install or an extra is asked for that is not there yet; scripts share one .venv, so
-# scripts/serve after scripts/test (or the other way round) adds what is missing and nothing else.
+# Shared set-up for scripts/serve, scripts/test, scripts/check and scripts/bench: a virtualenv
+# with the project installed. Sourced, not run. Installs again only when pyproject.toml changed
+# since the last install or an extra is asked for that is not there yet; scripts share one .venv,
+# so scripts/serve after scripts/test (or the other way round) adds what is missing and nothing else.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="${BACKCHANNEL_VENV:-$ROOT/.venv}"

@@ -75,6 +75,15 @@ def test_scripts_serve_no_demo_serves_from_the_current_folder(tmp_path: Path) ->
     assert (ROOT / ".ci" / "run").read_text().count("scripts/test") >= 1
 
 
+def test_ci_runs_scripts_check_first_in_the_venv_scripts_test_uses() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 0 <= ci.index("scripts/check") < ci.index("scripts/test")
+    check = (ROOT / "scripts" / "check").read_text()
+    # The test extras as well as dev: scripts/test afterwards finds every marker and installs nothing.
+    assert "ensure_venv demo,test,dev" in check and "ensure_venv demo,test" in (ROOT / "scripts" / "test").read_text()
+    assert "ruff\" check" in check and "mypy\" app" in check
+
+
 def test_scripts_serve_says_in_one_line_that_the_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

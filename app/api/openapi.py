@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -152,10 +154,6 @@ def _parameters(ep: Endpoint) -> list[dict[str, Any]]:
 
 def render_docs(spec: dict[str, Any], templates_dir: Any) -> str:
     """The human-readable reference at ``/docs``: rendered once, with no outside assets."""
-    import json
-
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
     def schema_text(schema: dict[str, Any]) -> str:
         if "$ref" in schema:
             return str(schema["$ref"]).rsplit("/", 1)[-1]

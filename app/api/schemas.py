@@ -376,11 +376,12 @@ class TypingIn(Strict):
 # --- tokens, settings -------------------------------------------------------------------
 
 Scope = Literal["read", "write", "admin"]
+DEFAULT_SCOPES: list[Scope] = ["read", "write"]  # a token created without scopes
 
 
 class TokenIn(Strict):
     name: str = Field(min_length=1, max_length=120)
-    scopes: list[Scope] = Field(default_factory=lambda: ["read", "write"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=lambda: list(DEFAULT_SCOPES), min_length=1)
 
 
 class TokenOut(BaseModel):

@@ -10,20 +10,18 @@ yet, uses a double-submit cookie instead.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session
 from starlette.datastructures import FormData
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from app import errors
 from app.proxies import client_limit_key
@@ -199,44 +197,6 @@ class Ctx:
 
     def fields(self, name: str) -> list[str]:
         return [v for v in self.form.getlist(name) if isinstance(v, str)] if self.form is not None else []
-
-
-Handler = Callable[[Ctx], Awaitable[Response]]
-
-
-def console_page(*, admin: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a handler: require a session (and the admin role), check CSRF on writes, and
-    turn errors into console pages instead of the API's JSON."""
-
-    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        @functools.wraps(handler)
-        async def endpoint(request: Request) -> Response:
-            from app.console.render import error_page  # late: render imports this module
-
-            state: AppState = request.app.state.bc
-            found = await load_user(state, request)
-            if found is None:
-                if request.method == "GET":
-                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                    return RedirectResponse(f"/console/login?next={quote(target)}", status_code=303)
-                return error_page(request, 401, "Your session has ended. Log in again.")
-            user, workspace, session = found
-            ctx = Ctx(request, state, user, workspace, session.csrf)
-            try:
-                if request.method == "POST":
-                    ctx.form = await request.form(max_files=0, max_fields=200)
-                    check_csrf(request, state, session.csrf, ctx.form)
-                if admin and not ctx.is_admin:
-                    raise errors.Forbidden("Only workspace admins can change settings.")
-                response = await handler(ctx)
-            except errors.ApiError as exc:
-                return error_page(request, exc.status, exc.message, ctx=ctx)
-            response.headers.setdefault("cache-control", "no-store")
-            return response
-
-        return endpoint
-
-    return wrap
 
 
 def form_error(exc: errors.ApiError) -> dict[str, str]:

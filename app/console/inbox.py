@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from app import conversations, errors
 from app.api.schemas import ActorIn, ConversationPatch, MessageIn
 from app.console import conversations as convs
-from app.console.auth import Ctx, console_page
+from app.console.auth import Ctx
+from app.console.pages import console_page
 from app.console.render import redirect, render, render_fragment
 
 MAX_REPLY = 4096

@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app import accounts, errors
 from app.console import auth
+from app.console.pages import console_page
 from app.console.render import error_page, redirect, render
 from app.state import AppState
 
@@ -68,7 +69,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-@auth.console_page()
+@console_page()
 async def logout(ctx: auth.Ctx) -> Response:
     # Logging out ends every session of this user (all browsers) and closes their live sockets.
     await ctx.state.runner.write(auth.end_all_sessions, ctx.user.id)
@@ -81,6 +82,6 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/console/inbox", status_code=303)
 
 
-@auth.console_page()
+@console_page()
 async def settings_home(ctx: auth.Ctx) -> Response:
     return RedirectResponse("/console/settings/tokens" if ctx.is_admin else "/console/inbox", status_code=303)

@@ -7,7 +7,8 @@ from starlette.responses import Response
 
 from app import errors
 from app.accounts import create_console_user
-from app.console.auth import Ctx, console_page, form_error
+from app.console.auth import Ctx, form_error
+from app.console.pages import console_page
 from app.console.render import redirect, render
 from app.store.tables import ConsoleUser
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from app import errors, tokens
-from app.console.auth import Ctx, console_page, form_error
+from app.console.auth import Ctx, form_error
+from app.console.pages import console_page
 from app.console.render import redirect, render
 
 PATH = "/console/settings/tokens"

@@ -15,7 +15,8 @@ from sqlmodel import Session, col, select
 from starlette.responses import Response
 
 from app import errors
-from app.console.auth import Ctx, console_page, form_error
+from app.console.auth import Ctx, form_error
+from app.console.pages import console_page
 from app.console.render import redirect, render
 from app.store.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks import endpoints as webhooks

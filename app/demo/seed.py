@@ -24,11 +24,16 @@ from typing import Any
 import httpx
 from sqlmodel import Session, select
 
+from app.accounts import create_console_user, hash_password
 from app.people import default_bot
 from app.settings import Settings
 from app.store.engine import make_engine, session_scope
 from app.store.runner import Tx
 from app.store.tables import ConsoleUser, Workspace
+from app.tokens import create_token, list_tokens
+from app.webhooks.endpoints import create_endpoint, list_endpoints
+from app.webhooks.schemas import WebhookEndpointIn
+from app.workspaces import create_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_FILE = "backchannel-demo.json"
@@ -71,12 +76,6 @@ def _load(path: Path) -> DemoState | None:
 
 
 def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
-    from app.accounts import create_console_user, hash_password
-    from app.tokens import create_token, list_tokens
-    from app.webhooks.endpoints import create_endpoint, list_endpoints
-    from app.webhooks.schemas import WebhookEndpointIn
-    from app.workspaces import create_workspace
-
     s: Session = tx.session
     workspace = s.get(Workspace, previous.workspace_id) if previous else None
     if workspace is None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
+import redis.asyncio as redis
 
 log = logging.getLogger("backchannel.broker")
 
@@ -61,8 +62,6 @@ class RedisBroker:
         self._redis: Any = None
 
     async def start(self, handler: Handler) -> None:
-        import redis.asyncio as redis
-
         self._handler = handler
         self._redis = redis.from_url(self.url, health_check_interval=10)
         ready = asyncio.Event()

@@ -33,9 +33,10 @@ import orjson
 from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from app.settings import Settings
 from app.shapes import conversation_json
-from app.state import AppState
 from app.store import sql as rows
+from app.store.runner import Runner
 from app.store.tables import Agent
 from app.workspaces import widget_settings_json, workspace_by_widget_key
 
@@ -259,7 +260,7 @@ class Connection:
             conversation_id = self.sending_conversation
             if conversation_id is None:
                 return
-            rows, more = await self.hub.state.runner.read(_messages_after, conversation_id, self.sent_seq, None)
+            rows, more = await self.hub.runner.read(_messages_after, conversation_id, self.sent_seq, None)
             await self._send_history(conversation_id, rows)
             if not more:
                 return
@@ -274,7 +275,7 @@ class Connection:
 
     async def _resync(self) -> None:
         """After a handshake that raced with events: follow the newest conversation, fill any gap."""
-        conv, rows, more = await self.hub.state.runner.read(
+        conv, rows, more = await self.hub.runner.read(
             sync_read, self.workspace_id, self.user_id, self.sending_conversation, self.sent_seq
         )
         if conv is None:
@@ -377,8 +378,9 @@ def _remove(index: dict[str, set[Connection]], key: str | None, conn: Connection
 class Hub:
     """Routes events to connections by conversation, by user and by workspace; runs the heartbeat."""
 
-    def __init__(self, state: AppState) -> None:
-        self.state = state
+    def __init__(self, runner: Runner, settings: Settings) -> None:
+        self.runner = runner
+        self.settings = settings
         self.by_conversation: dict[str, set[Connection]] = {}
         self.by_user: dict[str, set[Connection]] = {}
         self.by_workspace: dict[str, set[Connection]] = {}
@@ -413,7 +415,7 @@ class Hub:
         half-open one the heartbeat has not caught yet; a copied token gains nothing."""
         sockets = self.by_session.setdefault(conn.session_key, [])
         sockets.append(conn)
-        while len(sockets) > max(1, self.state.settings.ws_sockets_per_session):
+        while len(sockets) > max(1, self.settings.ws_sockets_per_session):
             oldest = sockets.pop(0)
             oldest.close_soon(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this session")
 
@@ -440,7 +442,7 @@ class Hub:
         """
         self.register(conn)
         # A burst of handshakes shares the runner's few batched readers (and their threads).
-        conv, rows, more = await self.state.runner.read(
+        conv, rows, more = await self.runner.read(
             sync_read, conn.workspace_id, conn.user_id, held_conversation, held_seq
         )
         if conv is None:
@@ -491,7 +493,7 @@ class Hub:
 
     async def _run_heartbeat(self) -> None:
         """Ping each socket once per interval; close a peer silent for 2.5 intervals."""
-        interval = self.state.settings.ws_heartbeat_seconds
+        interval = self.settings.ws_heartbeat_seconds
         tick = interval / HEARTBEAT_SLOTS
         loop = asyncio.get_running_loop()
         slot = 0
@@ -566,7 +568,7 @@ class Hub:
                     "type": "typing",
                     "actor": {"type": actor.get("type"), "name": actor.get("name")},
                     "on": bool(data.get("on")),
-                    "timeout": self.state.settings.typing_timeout_seconds,
+                    "timeout": self.settings.typing_timeout_seconds,
                 },
             )
         elif type_ == "conversation.read":
@@ -616,7 +618,7 @@ class Hub:
 
     async def _read_workspace(self, widget_key: str) -> dict[str, Any] | None:
         generation = self._workspace_generation
-        workspace = await self.state.runner.read(_workspace_by_key, widget_key)
+        workspace = await self.runner.read(_workspace_by_key, widget_key)
         # Not kept if a widget.settings event came while it was read: it may predate it.
         if workspace is not None and generation == self._workspace_generation:
             if len(self._workspaces) >= CACHE_SIZE:
@@ -648,13 +650,6 @@ class Hub:
         if agent_id not in self._agents:
             if len(self._agents) >= CACHE_SIZE:
                 self._agents.clear()
-            self._agents[agent_id] = await self.state.runner.read(_agent_by_id, agent_id)
+            self._agents[agent_id] = await self.runner.read(_agent_by_id, agent_id)
         return self._agents[agent_id]
 
-
-async def start(state: AppState, exit_stack: contextlib.AsyncExitStack) -> None:
-    """Lifespan starter: build the hub, subscribe it to every event, close sockets on shutdown."""
-    hub = Hub(state)
-    state.services["hub"] = hub
-    state.listeners.append(hub.on_event)
-    exit_stack.push_async_callback(hub.close_all, CLOSE_RESTARTING)

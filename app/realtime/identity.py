@@ -216,11 +216,3 @@ def origin_allowed(allowed_origins: list[str], origin: str | None) -> bool:
         return False
     return wanted in valid_origins(allowed_origins)
 
-
-def signer_for(state: Any) -> TokenSigner:
-    """The app's one signer (built on first use from ``settings.secret_key``)."""
-    signer = state.services.get("widget_signer")
-    if signer is None:
-        signer = state.services["widget_signer"] = TokenSigner(state.settings.secret_key.get_secret_value())
-    assert isinstance(signer, TokenSigner)
-    return signer

@@ -33,7 +33,7 @@ from app.api.framework import JSONResponse, error_response, parse_json_body, rea
 from app.assets import STATIC_DIR
 from app.proxies import client_limit_key
 from app.realtime import widget_socket
-from app.realtime.identity import TokenSigner, WidgetIdentity, origin_allowed, signer_for, verify_user_jwt
+from app.realtime.identity import TokenSigner, WidgetIdentity, origin_allowed, verify_user_jwt
 from app.realtime.widget_socket import newest_conversation
 from app.state import AppState
 from app.store.runner import Tx
@@ -116,7 +116,7 @@ async def session(request: Request) -> Response:
         await state.limiter.consume_or_raise(f"widget-session:{client}", SESSIONS_PER_MINUTE_PER_IP, 60)
         body = parse_json_body(await read_body(request, MAX_SESSION_BODY), SessionIn)
         assert isinstance(body, SessionIn)
-        signer_ = signer_for(state)
+        signer_ = state.signer
         may_create = _may_create_user(signer_, body)
         if may_create:
             await _count_new_user(state, body, client)

@@ -30,14 +30,14 @@ from app.realtime.hub import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     Connection,
-    Hub,
     settings_frame,
 )
-from app.realtime.identity import origin_allowed, signer_for
+from app.realtime.identity import origin_allowed
 from app.shapes import conversation_json
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import Conversation, Message
+from app.webviews import openings as webviews
 
 log = logging.getLogger("backchannel.widget")
 
@@ -65,7 +65,7 @@ class Closed(Exception):
 
 async def endpoint(websocket: WebSocket) -> None:
     state: AppState = websocket.app.state.bc
-    hub: Hub = state.services["hub"]
+    hub = state.hub
     workspace = await hub.workspace(websocket.query_params.get("widget_key", "")[:100])
     if workspace is None or not origin_allowed(workspace["allowed_origins"], websocket.headers.get("origin")):
         # Closing before accept refuses the handshake itself (HTTP 403).
@@ -97,7 +97,7 @@ class WidgetSocket:
     def __init__(self, state: AppState, websocket: WebSocket, workspace: dict[str, Any]) -> None:
         self.state = state
         self.settings = state.settings
-        self.hub: Hub = state.services["hub"]
+        self.hub = state.hub
         self.websocket = websocket
         self.workspace = workspace  # shared with every socket of the workspace (Hub.workspace)
         self.conn: Connection | None = None
@@ -177,7 +177,7 @@ class WidgetSocket:
         return False
 
     async def _authenticate(self, frame: dict[str, Any]) -> Connection:
-        signer = signer_for(self.state)
+        signer = self.state.signer
         identity = signer.read_session(frame.get("token")) if frame["type"] == "auth" else None
         if identity is None or identity.workspace_id != self.workspace["id"]:
             raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
@@ -331,7 +331,6 @@ class WidgetSocket:
         conn = self.conn
         assert conn is not None
         conversation_id, message_id, webview_id = self._webview_ids(frame)
-        webviews = _webviews()
         opened = await self.state.runner.write(
             webviews.open_webview,
             conn.workspace_id,
@@ -365,20 +364,10 @@ class WidgetSocket:
             raise errors.Unprocessable("status must be closed, submitted or dismissed.")
         if result is not None and (not isinstance(result, str) or len(result) > 1000):
             raise errors.Unprocessable("result is an optional string of at most 1000 characters.")
-        webviews = _webviews()
         await self.state.runner.write(
             webviews.close_webview, conn.workspace_id, conversation_id, message_id, webview_id, status, result,
             partition=conversation_id,
         )
-
-
-def _webviews() -> Any:
-    # Imported late: web views are another module's feature and may be absent.
-    try:
-        from app.webviews import openings as webviews
-    except ImportError:
-        raise errors.ApiError("Web views are not available on this server.", code="webviews_unavailable") from None
-    return webviews
 
 
 def newest_conversation(s: Session, workspace_id: str, user_id: str) -> Conversation | None:

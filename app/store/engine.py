@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+from app import errors
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -69,8 +70,6 @@ def _tune_sqlite(engine: Engine, *, immediate: bool, busy_ms: int) -> None:
 
 def get_in_workspace(s: Session, model: type[T], row_id: str, workspace_id: str, what: str) -> T:
     """The row with this id in this workspace; another workspace's row is a 404 like a missing one."""
-    from app import errors
-
     row = s.get(model, row_id)
     if row is None or getattr(row, "workspace_id", None) != workspace_id:
         raise errors.NotFound(f"No such {what}.")

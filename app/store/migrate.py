@@ -20,6 +20,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
@@ -93,6 +94,4 @@ def _take_advisory_lock(connection: Connection) -> None:
 
 
 def current_head() -> str | None:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config(Settings())).get_current_head()

@@ -21,11 +21,12 @@ import logging
 import time
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
+from app import errors
 from app.ids import new_id, utcnow
 from app.logs import brief
 from app.metrics import observe_webhook_delivery
@@ -46,7 +47,7 @@ from app.webhooks.deliveries import (
     release_leases,
 )
 from app.webhooks.netguard import UrlRefused
-from app.webhooks.sender import Reply, SendError, make_webhook_client
+from app.webhooks.sender import Reply, SendError
 from app.webhooks.signing import Signers
 
 log = logging.getLogger("backchannel.webhooks")
@@ -198,8 +199,6 @@ class Recorder:
 
 def _transient(exc: Exception) -> bool:
     """The database was busy or away (worth a retry), not a row it refused."""
-    from app import errors
-
     return isinstance(exc, errors.Unavailable)
 
 
@@ -411,16 +410,9 @@ class Dispatcher:
             await anyio.sleep(every)
 
 
-async def start_dispatcher(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
-    """Lifespan starter: run the dispatcher until shutdown (``state.services["dispatcher"]``)."""
-    settings: Settings = state.settings
-    if "webhook_sender" not in state.services:  # a test may inject its own
-        sender = make_webhook_client(settings)
-        state.services["webhook_sender"] = sender
-        exit_stack.push_async_callback(sender.aclose)
-    dispatcher = Dispatcher(state.runner, settings, state.services["webhook_sender"])
-    state.services["dispatcher"] = dispatcher
-    state.runner.on_webhooks_enqueued = dispatcher.wake
+async def run_dispatcher(dispatcher: Dispatcher, exit_stack: contextlib.AsyncExitStack) -> None:
+    """Lifespan: run ``dispatcher`` until ``exit_stack`` closes; its runner wakes it after commits."""
+    dispatcher.runner.on_webhooks_enqueued = dispatcher.wake
     tg = await exit_stack.enter_async_context(anyio.create_task_group())
     tg.start_soon(dispatcher.run)
     exit_stack.callback(dispatcher.stop)  # exits before the task group, which then waits for run()

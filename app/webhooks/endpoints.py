@@ -7,7 +7,6 @@ An endpoint's secrets and keys are made and used in ``signing.py``; delivery is
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,6 @@ from app.ids import isoformat, new_id, utcnow
 from app.store.engine import get_in_workspace
 from app.store.runner import Tx
 from app.store.tables import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from app.webhooks.netguard import make_http_client
 from app.webhooks.schemas import WebhookEndpointIn, WebhookEndpointPatch
 from app.webhooks.signing import new_secret, new_signing_key, public_key_or_none
 
@@ -294,15 +292,3 @@ def retry_delivery(tx: Tx, workspace_id: str, delivery_id: str) -> WebhookDelive
     tx.session.add(delivery)
     tx.webhooks_enqueued += 1  # wakes the dispatcher after commit
     return delivery
-
-
-# --- lifespan ---------------------------------------------------------------------------
-
-
-async def start_http_client(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
-    """``state.services["http"]``: the SSRF-guarded httpx client for web-view callbacks (webhook
-    deliveries go through ``state.services["webhook_sender"]``, a ``webhook_client.WebhookClient``)."""
-    if "http" not in state.services:  # a test may inject its own client
-        client = make_http_client(state.settings)
-        state.services["http"] = client
-        exit_stack.push_async_callback(client.aclose)

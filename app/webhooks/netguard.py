@@ -194,7 +194,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
 
 def make_http_client(settings: Any, *, resolver: Resolver = system_resolver) -> httpx.AsyncClient:
-    """The outgoing HTTP client for web-view callbacks (``state.services["http"]``); webhook
+    """The outgoing HTTP client for web-view callbacks (``AppState.http``); webhook
     deliveries use ``webhook_client.WebhookClient``, which connects through ``resolve_checked`` too.
 
     Redirects are not followed (a redirect is a failed delivery), environment proxies are

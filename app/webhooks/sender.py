@@ -21,6 +21,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+import certifi
 import httpx
 
 from app.webhooks.netguard import Resolver, UrlRefused, resolve_checked, system_resolver
@@ -161,12 +162,8 @@ class WebhookClient:
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            try:
-                import certifi  # httpx's trust store, so https behaves as it did with httpx
-
-                self._ssl = ssl.create_default_context(cafile=certifi.where())
-            except ImportError:  # pragma: no cover - certifi comes with httpx
-                self._ssl = ssl.create_default_context()
+            # httpx's trust store (certifi comes with httpx), so https behaves as it did with httpx
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
         return self._ssl
 
     async def _connect(self, origin: _Origin, parsed: httpx.URL) -> _Connection:

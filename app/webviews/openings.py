@@ -32,7 +32,7 @@ from app.ids import isoformat, new_id, utcnow
 from app.settings import Settings
 from app.store.runner import Tx
 from app.store.tables import Conversation, Message, WebviewOpening
-from app.webviews.context import b64url, key_id, sign_webview_context, verify_webview_context
+from app.webviews.context import InvalidContext, b64url, key_id, sign_webview_context, verify_webview_context
 
 CLOSE_STATUSES = ("submitted", "closed", "dismissed")
 BROWSER_CLOSE_STATUSES = ("closed", "dismissed")  # "submitted" is the server's word alone
@@ -61,8 +61,6 @@ def context_jwks(settings: Settings) -> dict[str, Any]:
 
 def verify_context(settings: Settings, token: str, workspace_id: str) -> dict[str, Any]:
     """Claims of a ``bc_ctx`` token for this workspace, or a 4xx ``ApiError``."""
-    from app.webviews.context import InvalidContext
-
     public = bytes(context_signing_key(settings).verify_key)
     try:
         claims = verify_webview_context(token, public, workspace_id=workspace_id)

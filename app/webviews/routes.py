@@ -171,7 +171,7 @@ async def submit_form(request: Request) -> Response:
         # Another submission of this form is in flight, or it just finished.
         return _answer(request, f, RelayOutcome("failed", {"_form": "This form is already being submitted."}), values)
 
-    http = state.services["http"]
+    http = state.http
     outcome = await relay_form(
         http, f.endpoint, f.opening, f.form["callback_url"], values, [x.name for x in f.fields],
         timeout=min(state.settings.webhook_timeout_seconds, 15.0),

@@ -13,7 +13,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from app.webhooks.dispatcher import Dispatcher
+from app.state import AppState
 from app.webhooks.netguard import GuardedTransport, UrlRefused, check_url_allowed, make_http_client
 from app.webhooks.sender import WebhookClient
 from tests.conftest import Tenant, migrated_sqlite
@@ -135,21 +135,36 @@ def test_with_the_flag_off_the_server_never_calls_a_loopback_receiver(server_fac
 
 
 def test_the_app_shares_the_guarded_client_and_the_dispatcher(tmp_path: Path) -> None:
-    # The web-view relay reaches the same client through state.services["http"].
+    # The web-view relay reaches the same client through state.http.
     settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
     run(_check_app_services(create_app(settings)))
 
 
 async def _check_app_services(app: Any) -> None:
     async with app.router.lifespan_context(app):
-        state = app.state.bc
-        http = state.services["http"]
-        assert isinstance(http, httpx.AsyncClient) and http.follow_redirects is False
+        state: AppState = app.state.bc
+        http = state.http
+        assert http.follow_redirects is False
         assert isinstance(http._transport, GuardedTransport)
-        assert isinstance(state.services["dispatcher"], Dispatcher)
-        assert state.runner.on_webhooks_enqueued == state.services["dispatcher"].wake
+        assert state.runner.on_webhooks_enqueued == state.dispatcher.wake
         # Webhook deliveries go through the lean sender, guarded the same way.
-        sender = state.services["webhook_sender"]
+        sender = state.webhook_sender
         assert isinstance(sender, WebhookClient) and sender.allow_private is False
-        assert state.services["dispatcher"].sender is sender
+        assert state.dispatcher.sender is sender
     assert http.is_closed and sender.closed
+
+
+def test_the_app_uses_injected_outbound_clients_and_leaves_them_open(tmp_path: Path) -> None:
+    settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
+
+    async def check() -> None:
+        async with httpx.AsyncClient() as http:
+            sender = WebhookClient(allow_private=True)
+            app = create_app(settings, http=http, webhook_sender=sender)
+            async with app.router.lifespan_context(app):
+                state: AppState = app.state.bc
+                assert state.http is http and state.webhook_sender is sender and state.dispatcher.sender is sender
+            assert not http.is_closed and not sender.closed  # the caller's to close
+            await sender.aclose()
+
+    run(check())

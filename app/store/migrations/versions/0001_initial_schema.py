@@ -8,9 +8,7 @@ Create Date: 2026-11-23
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
-
-import app.store.tables
+import sqlmodel.sql.sqltypes
 
 import app.store.tables
 from alembic import op

@@ -1,0 +1,84 @@
+"""The live-Inbox hub: which console sockets are open, and the hint each event becomes for them.
+
+``ConsoleHub.on_event`` is one of ``AppState.listeners``; ``app.console.live`` is the socket
+handler that registers sockets here. The socket carries hints, not data (see that module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+CLOSE_LOGGED_OUT = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_OVERLOADED = 4408
+QUEUE = 256
+FORWARDED = {
+    "message.created", "conversation.created", "conversation.assigned", "conversation.resolved",
+    "conversation.reopened", "conversation.typing", "conversation.read", "webview.opened", "webview.closed",
+}
+
+
+def summarise(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The hint a console needs, from an internal event; None for events it ignores."""
+    type_, data = event.get("type"), event.get("data") or {}
+    if type_ not in FORWARDED:
+        return None
+    conversation = data.get("conversation") or {}
+    out: dict[str, Any] = {"type": type_, "conversation_id": conversation.get("id") or data.get("conversation_id")}
+    if type_ == "message.created":
+        message = data.get("message") or {}
+        out.update(seq=message.get("seq"), actor=message.get("actor"))
+    elif type_ == "conversation.typing":
+        out.update(actor=data.get("actor"), on=bool(data.get("on")))
+    elif type_ == "conversation.read":
+        out.update(reader=data.get("reader"), seq=data.get("seq"))
+    return out
+
+
+@dataclass(eq=False)
+class LiveSocket:
+    websocket: WebSocket
+    workspace_id: str
+    user_id: str
+    queue: asyncio.Queue[dict[str, Any] | int] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+
+    def offer(self, item: dict[str, Any] | int) -> None:
+        """Never blocks the listener: a socket too slow to keep up is closed and reconnects."""
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:
+                    self.queue.get_nowait()
+            self.queue.put_nowait(CLOSE_OVERLOADED)
+
+
+class ConsoleHub:
+    def __init__(self) -> None:
+        self.sockets: set[LiveSocket] = set()
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "console.logout":
+            user_id = (event.get("data") or {}).get("console_user_id")
+            for sock in [s for s in self.sockets if s.user_id == user_id]:
+                sock.offer(CLOSE_LOGGED_OUT)
+            return
+        if event.get("type") == "broker.resync":
+            for sock in self.sockets:
+                sock.offer({"type": "resync"})
+            return
+        hint = summarise(event)
+        if hint is None:
+            return
+        for sock in self.sockets:
+            if sock.workspace_id == event.get("workspace_id"):
+                sock.offer(hint)
+
+    def close_all(self) -> None:
+        for sock in self.sockets:
+            sock.offer(1001)

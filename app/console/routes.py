@@ -1,0 +1,53 @@
+"""The console's routes (``/console``): server-rendered admin and Inbox pages (SPEC §8).
+
+Pages call the same action functions as the REST API, so there is one write path.
+``ROUTES`` go into ``app.main``'s routes; the live-Inbox hub (``app.console.hub``) is built in its
+lifespan.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from app.console import inbox, live, login, team, tokens, webhooks, widget
+
+_POST = ["POST"]
+
+ROUTES: list[BaseRoute] = [
+    Route("/console", login.home),
+    Route("/console/", login.home),
+    Route("/console/login", login.login_form),
+    Route("/console/login", login.login, methods=_POST),
+    Route("/console/logout", login.logout, methods=_POST),
+    # Inbox
+    Route("/console/inbox", inbox.inbox),
+    Route("/console/inbox/list", inbox.list_fragment),
+    Route("/console/inbox/{conversation_id}", inbox.conversation),
+    Route("/console/inbox/{conversation_id}/messages", inbox.messages_fragment),
+    Route("/console/inbox/{conversation_id}/header", inbox.header_fragment),
+    Route("/console/inbox/{conversation_id}/reply", inbox.reply, methods=_POST),
+    Route("/console/inbox/{conversation_id}/assign", inbox.assign, methods=_POST),
+    Route("/console/inbox/{conversation_id}/status", inbox.set_status, methods=_POST),
+    *live.ROUTES,
+    # Settings
+    Route("/console/settings", login.settings_home),
+    Route("/console/settings/tokens", tokens.tokens_page),
+    Route("/console/settings/tokens", tokens.generate, methods=_POST),
+    Route("/console/settings/tokens/{token_id}/revoke", tokens.revoke, methods=_POST),
+    Route("/console/settings/widget", widget.widget_page),
+    Route("/console/settings/widget", widget.save, methods=_POST),
+    Route("/console/settings/widget/reveal-secret", widget.reveal_secret, methods=_POST),
+    Route("/console/settings/widget/rotate-secret", widget.rotate_secret, methods=_POST),
+    Route("/console/settings/webhooks", webhooks.webhooks_page),
+    Route("/console/settings/webhooks", webhooks.add, methods=_POST),
+    Route("/console/settings/webhooks/deliveries/{delivery_id}/retry", webhooks.retry, methods=_POST),
+    Route("/console/settings/webhooks/{endpoint_id}", webhooks.endpoint_page),
+    Route("/console/settings/webhooks/{endpoint_id}", webhooks.save, methods=_POST),
+    Route("/console/settings/webhooks/{endpoint_id}/enabled", webhooks.set_enabled, methods=_POST),
+    Route("/console/settings/webhooks/{endpoint_id}/reveal-secret", webhooks.reveal_secret, methods=_POST),
+    Route("/console/settings/webhooks/{endpoint_id}/rotate-secret", webhooks.rotate_secret, methods=_POST),
+    Route("/console/settings/webhooks/{endpoint_id}/test", webhooks.send_test, methods=_POST),
+    Route("/console/settings/webhooks/{endpoint_id}/delete", webhooks.delete, methods=_POST),
+    Route("/console/settings/team", team.team_page),
+    Route("/console/settings/team", team.invite, methods=_POST),
+]
