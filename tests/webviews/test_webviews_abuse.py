@@ -40,6 +40,9 @@ def form_with(callback_url: str, *fields: dict[str, Any]) -> dict[str, Any]:
 
 # --- 2. a workspace's pattern never runs in a backtracking engine -------------------------
 
+# The freeze test and the visitor's forged closes stay on uvicorn: a blocked event loop is
+# only seen from outside the process, and the visitor speaks over the widget's WebSocket.
+
 
 def test_a_catastrophic_pattern_cannot_freeze_the_server(
     server: LiveServer, tenant: Tenant, api: httpx.Client, receiver: Receiver
@@ -110,11 +113,11 @@ def test_a_catastrophic_pattern_cannot_freeze_the_server(
     ],
 )
 def test_a_pattern_outside_the_common_subset_is_a_422_naming_the_field(
-    module_api: httpx.Client, pattern: str, reason: str
+    module_app_api: httpx.Client, pattern: str, reason: str
 ) -> None:
-    conv = make_conversation(module_api)
+    conv = make_conversation(module_app_api)
     form = form_with("https://bot.example.com/form", {"name": "code", "label": "Code", "pattern": pattern})
-    r = module_api.post(
+    r = module_app_api.post(
         f"/api/v1/conversations/{conv['id']}/messages",
         json={"message_parts": [{"web_view": {"label": "Code", "form": form}}]},
     )
@@ -122,13 +125,13 @@ def test_a_pattern_outside_the_common_subset_is_a_422_naming_the_field(
     (detail,) = error["details"]
     assert detail["field"] == "message_parts.0.web_view.form.fields.0.pattern"
     assert reason in detail["message"]
-    assert module_api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"] == []
+    assert module_app_api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"] == []
 
 
-def test_pattern_message_needs_a_pattern(module_api: httpx.Client) -> None:
-    conv = make_conversation(module_api)
+def test_pattern_message_needs_a_pattern(module_app_api: httpx.Client) -> None:
+    conv = make_conversation(module_app_api)
     form = form_with("https://bot.example.com/form", {"name": "code", "label": "Code", "pattern_message": "Digits"})
-    r = module_api.post(
+    r = module_app_api.post(
         f"/api/v1/conversations/{conv['id']}/messages",
         json={"message_parts": [{"web_view": {"label": "Code", "form": form}}]},
     )
@@ -293,9 +296,9 @@ class SlowCallback:
 
 @pytest.mark.parametrize("mode", ["drip", "flood"])
 def test_the_relay_caps_the_callbacks_answer_in_time_and_bytes(
-    server_factory: Any, mode: str
+    app_server_factory: Any, mode: str
 ) -> None:
-    server = server_factory(env={"BACKCHANNEL_WEBHOOK_TIMEOUT_SECONDS": "2"})
+    server = app_server_factory(env={"BACKCHANNEL_WEBHOOK_TIMEOUT_SECONDS": "2"})
     tenant = server.new_tenant()
     callback = SlowCallback(mode)
     try:
@@ -304,7 +307,7 @@ def test_the_relay_caps_the_callbacks_answer_in_time_and_bytes(
             scene = post_webview_message(api, [{"web_view": {"label": "Card", "form": card_form(callback.url + "/hooks/card")}}])
         url = open_in_store(server, tenant, scene)["url"]
         started = time.monotonic()
-        r = httpx.post(url, data=SENTINELS, headers=JSON, timeout=30)
+        r = server.post(url, data=SENTINELS, headers=JSON, timeout=30)
         took = time.monotonic() - started
         assert callback.requests == 1
         assert r.status_code == 502 and r.json()["retryable"] is True, r.text
