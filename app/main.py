@@ -37,7 +37,7 @@ from app.realtime.hub import CLOSE_RESTARTING, Hub
 from app.realtime.identity import TokenSigner
 from app.settings import Settings
 from app.state import AppState
-from app.store.engine import make_engine
+from app.store.engine import make_engines
 from app.store.runner import Runner
 from app.webhooks.dispatcher import Dispatcher, Sender, run_dispatcher
 from app.webhooks.netguard import make_http_client
@@ -128,11 +128,9 @@ async def start_services(
     webhook_sender: Sender | None = None,
 ) -> AppState:
     """Build and start what the app holds; ``stack`` stops it all, in reverse, at shutdown."""
-    engine = make_engine(settings)
+    engine, read_engine = make_engines(settings)
     stack.callback(engine.dispose)
-    read_engine = engine
-    if settings.is_sqlite:
-        read_engine = make_engine(settings, for_writes=False)
+    if read_engine is not engine:
         stack.callback(read_engine.dispose)
     broker = make_broker(settings.broker_url)
     runner = Runner(engine, read_engine, broker, writers=settings.database_writers)

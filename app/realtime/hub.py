@@ -315,8 +315,7 @@ def _messages_after(
     caller already read it."""
     h = rows.db(s)
     if last_seq is None:
-        found = h.run("SELECT last_message_seq FROM conversation WHERE id = ?", (conversation_id,))
-        last_seq = found[0][0] if found else 0
+        last_seq = rows.conversation_seq(h, conversation_id) or 0
     if after is None:
         after = max(0, last_seq - HISTORY_LIMIT)
     if last_seq <= after:

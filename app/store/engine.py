@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from app import errors
 from app.settings import Settings
+from app.store.dialect import dialect_of
 
 T = TypeVar("T")
 
@@ -27,45 +26,20 @@ _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
 def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
-    """On SQLite, writers get ``BEGIN IMMEDIATE`` and readers a plain deferred ``BEGIN``,
-    so reads never queue behind the write lock."""
-    if settings.is_sqlite:
-        engine = create_engine(
-            settings.sqlalchemy_url,
-            **_JSON,
-            connect_args={"check_same_thread": False, "timeout": settings.database_busy_timeout_seconds},
-            pool_size=8,
-            max_overflow=8,
-        )
-        _tune_sqlite(engine, immediate=for_writes, busy_ms=int(settings.database_busy_timeout_seconds * 1000))
-        return engine
-    return create_engine(
-        settings.sqlalchemy_url,
-        **_JSON,
-        pool_size=int(os.environ.get("BACKCHANNEL_DB_POOL_SIZE", "10")),
-        max_overflow=10,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-    )
+    """An engine for writers or, where the dialect keeps them apart, for readers
+    (``Dialect.separate_read_engine``: on SQLite writers begin ``IMMEDIATE``, readers deferred)."""
+    dialect = dialect_of(settings)
+    engine = create_engine(settings.sqlalchemy_url, **_JSON, **dialect.engine_options(settings))
+    dialect.tune(engine, settings, for_writes=for_writes)
+    return engine
 
 
-def _tune_sqlite(engine: Engine, *, immediate: bool, busy_ms: int) -> None:
-    """WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` so writers queue up
-    on the write lock instead of failing to upgrade a read lock mid-transaction."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+def make_engines(settings: Settings) -> tuple[Engine, Engine]:
+    """The write engine and the read engine (the same one unless the dialect keeps them apart)."""
+    engine = make_engine(settings)
+    if dialect_of(settings).separate_read_engine:
+        return engine, make_engine(settings, for_writes=False)
+    return engine, engine
 
 
 def get_in_workspace(s: Session, model: type[T], row_id: str, workspace_id: str, what: str) -> T:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
 from app.settings import Settings
+from app.store.dialect import dialect_of
 from app.store.engine import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -71,15 +72,16 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 @contextmanager
 def migration_lock(settings: Settings) -> Iterator[Connection]:
     """A connection that holds the migration lock; Alembic runs on it."""
-    if settings.is_sqlite:
+    dialect = dialect_of(settings)
+    if dialect.advisory_locks:
+        engine = create_engine(settings.sqlalchemy_url, poolclass=NullPool)
+    else:
         # make_engine's writers begin with BEGIN IMMEDIATE: the write lock comes with the
         # transaction Alembic opens before it reads alembic_version.
         engine = make_engine(settings.model_copy(update={"database_busy_timeout_seconds": SQLITE_LOCK_WAIT_SECONDS}))
-    else:
-        engine = create_engine(settings.sqlalchemy_url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            if not settings.is_sqlite:
+            if dialect.advisory_locks:
                 _take_advisory_lock(connection)
             yield connection
     finally:

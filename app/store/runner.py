@@ -22,6 +22,7 @@ from app import errors
 from app.ids import isoformat, new_id, utcnow
 from app.realtime.broker import Broker
 from app.store import sql as rows
+from app.store.dialect import Dialect, dialect_of
 from app.store.engine import session_scope
 from app.store.tables import WebhookEndpoint
 
@@ -62,6 +63,11 @@ class Tx:
     def db(self) -> rows.Db:
         """The transaction at the DB-API level, for the prepared statements of the hot paths."""
         return rows.db(self.session)
+
+    @property
+    def dialect(self) -> Dialect:
+        """What the database can do (``row_locks``, …): ask this, not which database it is."""
+        return self.db.dialect
 
     def emit(
         self,
@@ -150,9 +156,9 @@ class Runner:
         self.cache = StoreCache()
         # SQLite has one writer at a time: one lane. PostgreSQL takes several side by side,
         # plus one for background writes.
-        sqlite = engine.dialect.name == "sqlite"
-        self._shared_lanes = 1 if sqlite else max(1, writers)
-        lanes = self._shared_lanes if sqlite else self._shared_lanes + 1
+        self.dialect = dialect_of(engine)
+        self._shared_lanes = self.dialect.writer_lanes(writers)
+        lanes = self._shared_lanes if self.dialect.one_writer else self._shared_lanes + 1
         self._background_lane = lanes - 1
         self._lanes: list[list[_Job]] = [[] for _ in range(lanes)]
         self._writers: list[asyncio.Task[None] | None] = [None] * lanes

@@ -3,37 +3,140 @@
 Posting a message is the product's busiest write and reading a page of messages its busiest
 read. The ORM's unit of work cost several milliseconds of CPU per request there, and even
 SQLAlchemy Core statements cost ~0.2 ms each to build, key, compile-cache and execute (see
-docs/performance.md). So the handful of statements these paths run are written out once
-per dialect and executed on the DB-API connection of the session's own transaction (same
-BEGIN, same savepoints, same commit): on PostgreSQL psycopg prepares them server-side after
-a few uses. Results come back in small slotted classes that ``serializers`` turns into the
-public JSON exactly as it does ORM instances.
+docs/performance.md). So the handful of statements these paths run are built once, at import,
+and executed on the DB-API connection of the session's own transaction (same BEGIN, same
+savepoints, same commit): on PostgreSQL psycopg prepares them server-side after a few uses.
+Results come back in small slotted classes that ``shapes`` turns into the public JSON
+exactly as it does ORM instances.
 
-The tables are the ORM's (``models``); the migration tests pin that these statements and
-those tables agree. Everything that is not hot (users, agents, tokens, settings) stays on
-the ORM.
+One persistence layer: the tables are the ORM's (``tables``), and every column list here is
+derived from them through a ``Shape``, which checks at import that a row class holds exactly
+its table's columns (a column added to a table and not to its row class fails the import,
+and ``tests/store/test_sql.py``). The dialect (``dialect.py``) spells each statement for its
+driver. Everything that is not hot (users, agents, tokens, settings) stays on the ORM.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import datetime
+from operator import attrgetter, itemgetter
+from typing import Any, Generic, TypeVar, cast
 
-import orjson
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from app import errors
-from app.ids import isoformat
-from app.store.tables import Conversation
+from app.store.dialect import Dialect, dialect_of
+from app.store.tables import (
+    Agent,
+    ApiToken,
+    Conversation,
+    Event,
+    Message,
+    UTCDateTime,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 CONVERSATIONS = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]  # for filtered lists
 
+R = TypeVar("R")
 
-@dataclass(slots=True)
+
+class TableDrift(TypeError):
+    """A row class or statement here names columns its table does not have, or misses some."""
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+class Shape(Generic[R]):
+    """Columns of one table, in a fixed order, with what the hot path needs built from them once:
+    the column list (also with JSON columns as their stored text), the ``INSERT``, and the
+    conversions of timestamps and JSON to and from the driver.
+
+    With a row class, the order is its fields' and they must be exactly the table's columns;
+    with ``names``, a projection, each must be a column of the table.
+    """
+
+    def __init__(self, model: type[SQLModel], row: type[R] | None = None, names: Sequence[str] = ()) -> None:
+        table = table_of(model)
+        columns = table.columns
+        self.table = table.name
+        self.row = row
+        if row is not None:
+            names = [f.name for f in dataclasses.fields(cast(Any, row))]
+            missing = [c for c in columns.keys() if c not in names]  # noqa: SIM118  (a ColumnCollection)
+            if missing:
+                raise TableDrift(f"{row.__name__} lacks columns of table {table.name!r}: {missing}")
+        names = list(names or columns.keys())
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise TableDrift(f"table {table.name!r} has no columns {unknown}")
+        self.names: tuple[str, ...] = tuple(names)
+        self.index = {n: i for i, n in enumerate(names)}
+        self.timestamps = frozenset(n for n in names if isinstance(columns[n].type, UTCDateTime))
+        self.json = frozenset(n for n in names if isinstance(columns[n].type, JSON))
+        self._ts = tuple(self.index[n] for n in names if n in self.timestamps)
+        self._json = tuple(self.index[n] for n in names if n in self.json)
+        self._get = attrgetter(*names)
+        # "id, workspace_id, …"; the same with each JSON column as its stored text, to be
+        # embedded in a response as it is (``AS`` its own name where a subquery needs names).
+        self.columns = ", ".join(names)
+        self.columns_json_text = ", ".join(f"CAST({n} AS TEXT)" if n in self.json else n for n in names)
+        self.columns_json_text_named = ", ".join(f"CAST({n} AS TEXT) AS {n}" if n in self.json else n for n in names)
+        # Characters of stored JSON in a row, for pages bounded in size.
+        self.json_size = " + ".join(
+            f"COALESCE(LENGTH(CAST({n} AS TEXT)), 0)" if columns[n].nullable else f"LENGTH(CAST({n} AS TEXT))"
+            for n in names
+            if n in self.json
+        )
+        placeholders = ", ".join("?j" if n in self.json else "?" for n in names)
+        self.insert = f'INSERT INTO "{table.name}" ({self.columns}) VALUES ({placeholders})'
+
+    def params(self, d: Dialect, values: Sequence[Any]) -> list[Any]:
+        """Values in this shape's order, as the driver takes them."""
+        out = list(values)
+        for i in self._ts:
+            if out[i] is not None:
+                out[i] = d.ts(out[i])
+        for i in self._json:
+            out[i] = d.json(out[i])
+        return out
+
+    def params_of(self, d: Dialect, row: R) -> list[Any]:
+        return self.params(d, self._get(row))
+
+    def read(self, d: Dialect, r: Sequence[Any]) -> R:
+        """A fetched row (``SELECT {columns}``) as the row class."""
+        values = list(r)
+        for i in self._ts:
+            if values[i] is not None:
+                values[i] = d.ts_out(values[i])
+        for i in self._json:
+            values[i] = d.json_out(values[i])
+        return cast(Callable[..., R], self.row)(*values)
+
+
+def insert_with(model: type[SQLModel], params: Sequence[str], fixed: dict[str, str]) -> tuple[Shape[Any], str]:
+    """An ``INSERT`` of every column of the table: ``params`` from parameters (their shape is
+    returned with it), the others as the fixed SQL literals of ``fixed``."""
+    shape: Shape[Any] = Shape(model, names=params)
+    columns = table_of(model).columns.keys()
+    if set(columns) != {*params, *fixed} or set(params) & set(fixed):
+        raise TableDrift(f"an INSERT into {shape.table!r} must give each of {columns} once")
+    values = ["?j" if n in shape.json else "?" if n in shape.index else fixed[n] for n in columns]
+    return shape, f'INSERT INTO "{shape.table}" ({", ".join(columns)}) VALUES ({", ".join(values)})'
+
+
+# --- row classes ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
 class ConversationRow:
     """A conversation as stored; mutated in place by the write that holds its row lock."""
 
@@ -49,7 +152,7 @@ class ConversationRow:
     updated_at: datetime
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class MessageRow:
     """A message as stored."""
 
@@ -66,82 +169,37 @@ class MessageRow:
     created_at: datetime
 
 
-CONVERSATION_COLUMNS = (
-    "id, workspace_id, user_id, status, assignee_id, last_message_seq, user_read_seq, agent_read_seq, "
-    "created_at, updated_at"
-)
-MESSAGE_COLUMNS = (
-    "id, workspace_id, conversation_id, seq, actor_type, actor_id, message_parts, reply_parts, reply_to, "
-    "client_message_id, created_at"
-)
-# The same, with the JSON columns as their stored text, to be embedded in a response as is.
-MESSAGE_COLUMNS_JSON_TEXT = (
-    "id, workspace_id, conversation_id, seq, actor_type, actor_id, CAST(message_parts AS TEXT),"
-    " CAST(reply_parts AS TEXT), CAST(reply_to AS TEXT), client_message_id, created_at"
-)
-MESSAGE_COLUMNS_JSON_TEXT_NAMED = (
-    "id, workspace_id, conversation_id, seq, actor_type, actor_id, CAST(message_parts AS TEXT) AS parts,"
-    " CAST(reply_parts AS TEXT) AS replies, CAST(reply_to AS TEXT) AS reply_to, client_message_id, created_at"
-)
+@dataclasses.dataclass(slots=True)
+class AgentRow:
+    """An agent as stored (``shapes.agent_json`` accepts it)."""
+
+    id: str
+    workspace_id: str
+    name: str
+    kind: str
+    avatar_url: str | None
+    is_default_bot: bool
+    created_at: datetime
 
 
-class Dialect:
-    """How one engine spells parameters, timestamps and JSON at the DB-API level.
+CONVERSATION: Shape[ConversationRow] = Shape(Conversation, ConversationRow)
+MESSAGE: Shape[MessageRow] = Shape(Message, MessageRow)
+AGENT: Shape[AgentRow] = Shape(Agent, AgentRow)
+EVENT: Shape[Any] = Shape(Event)
+ENDPOINT_EVENTS: Shape[Any] = Shape(WebhookEndpoint, names=("id", "events"))
+TOKEN: Shape[Any] = Shape(ApiToken, names=("id", "workspace_id", "scopes", "revoked_at"))
+DELIVERY, INSERT_DELIVERY = insert_with(
+    WebhookDelivery,
+    ("id", "workspace_id", "endpoint_id", "event_id", "event_type", "next_attempt_at", "created_at", "updated_at"),
+    {"status": "'pending'", "attempts": "0", "schedule_step": "0", "lease_until": "NULL", "lease_owner": "NULL",
+     "last_status_code": "NULL", "last_error": "NULL"},
+)  # fmt: skip
 
-    Statements are written with ``?`` for a parameter and ``?j`` for a JSON parameter.
-    Timestamps are stored as naive UTC (``models.UTCDateTime``), in SQLite as SQLAlchemy's
-    ``YYYY-MM-DD HH:MM:SS.ffffff`` text, and come back aware.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sqlite = name == "sqlite"
-        self._rendered: dict[str, str] = {}
-
-    def sql(self, statement: str) -> str:
-        rendered = self._rendered.get(statement)
-        if rendered is None:
-            if self.sqlite:
-                rendered = statement.replace("?j", "?").replace(" FOR UPDATE", "")
-            else:
-                rendered = statement.replace("?j", "%s::json").replace("?", "%s")
-            self._rendered[statement] = rendered
-        return rendered
-
-    def ts(self, value: datetime) -> Any:
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        if self.sqlite:  # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" less the offset
-            return value.isoformat(" ", "microseconds")[:26]
-        return value.replace(tzinfo=None)
-
-    def ts_out(self, value: Any) -> datetime:
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return cast(datetime, value).replace(tzinfo=UTC)
-
-    def iso(self, value: Any) -> str | None:
-        """A stored timestamp as the API shows it (``ids.isoformat``), without a datetime in
-        between where the stored text already says it."""
-        if isinstance(value, str) and len(value) == 26 and value[10] == " ":
-            return value[:10] + "T" + (value[11:19] if value.endswith(".000000") else value[11:]) + "Z"
-        return isoformat(self.ts_out(value)) if value is not None else None
-
-    def raw_json(self, value: Any) -> Any:
-        """A stored JSON column, to be embedded as it is in a response (SQLite keeps the text)."""
-        if isinstance(value, str):
-            return orjson.Fragment(value)
-        return value
-
-    @staticmethod
-    def json(value: Any) -> str | None:
-        return None if value is None else orjson.dumps(value).decode()
-
-    def json_out(self, value: Any) -> Any:
-        return orjson.loads(value) if isinstance(value, str | bytes) else value
+# The columns ``update_conversation`` may write: all but the conversation's identity.
+CONVERSATION_UPDATES = frozenset(CONVERSATION.names) - {"id", "workspace_id", "user_id", "created_at"}
 
 
-_DIALECTS: dict[str, Dialect] = {}
+# --- the transaction at the DB-API level ------------------------------------------------------
 
 
 class Db:
@@ -151,8 +209,7 @@ class Db:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        name = conn.dialect.name
-        self.dialect = _DIALECTS.get(name) or _DIALECTS.setdefault(name, Dialect(name))
+        self.dialect = dialect_of(conn)
         self._raw: Any = conn.connection.dbapi_connection
         self._errors: type[Exception] = conn.dialect.loaded_dbapi.Error
 
@@ -192,7 +249,7 @@ class Db:
 
 def db(s: Session | Db) -> Db:
     """The hot-path handle on the session's connection (and transaction), one per session:
-    every session here lives for one transaction (``db.session_scope``, ``Runner.read``).
+    every session here lives for one transaction (``engine.session_scope``, ``Runner.read``).
     A handle passes through as it is."""
     if isinstance(s, Db):
         return s
@@ -202,16 +259,7 @@ def db(s: Session | Db) -> Db:
     return cast(Db, handle)
 
 
-def _conversation(d: Dialect, r: tuple[Any, ...]) -> ConversationRow:
-    return ConversationRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], d.ts_out(r[8]), d.ts_out(r[9]))
-
-
-def _message(d: Dialect, r: tuple[Any, ...]) -> MessageRow:
-    return MessageRow(
-        r[0], r[1], r[2], r[3], r[4], r[5],
-        d.json_out(r[6]), d.json_out(r[7]), d.json_out(r[8]),
-        r[9], d.ts_out(r[10]),
-    )  # fmt: skip
+# --- conversations ---------------------------------------------------------------------------
 
 
 def get_conversation(
@@ -219,82 +267,79 @@ def get_conversation(
 ) -> ConversationRow:
     """The conversation, or 404 (another workspace's conversation is missing too).
 
-    ``lock`` takes the row lock (``FOR UPDATE`` on PostgreSQL; SQLite writers already hold
-    the database's one write lock), so the caller's read-modify-write of ``seq`` and status
-    cannot interleave with another writer's.
+    ``lock`` takes the row lock (``FOR UPDATE`` where the dialect has row locks; SQLite writers
+    already hold the database's one write lock), so the caller's read-modify-write of ``seq``
+    and status cannot interleave with another writer's.
     """
     h = db(s)
-    found = h.run(
-        f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE id = ?" + (" FOR UPDATE" if lock else ""),
-        (conversation_id,),
-    )
-    if not found or found[0][1] != workspace_id:
+    found = h.run(_GET_CONVERSATION_FOR_UPDATE if lock else _GET_CONVERSATION, (conversation_id,))
+    if not found or found[0][CONVERSATION.index["workspace_id"]] != workspace_id:
         raise errors.NotFound("No such conversation.")
-    return _conversation(h.dialect, found[0])
+    return CONVERSATION.read(h.dialect, found[0])
+
+
+_GET_CONVERSATION = f"SELECT {CONVERSATION.columns} FROM conversation WHERE id = ?"
+_GET_CONVERSATION_FOR_UPDATE = _GET_CONVERSATION + " FOR UPDATE"
 
 
 def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: datetime) -> ConversationRow:
     """Lock the conversation and take its next ``seq`` in one statement; 404 if it is not
     this workspace's. The row comes back as it now is (``last_message_seq`` is the new seq)."""
-    found = h.run(
-        "UPDATE conversation SET last_message_seq = last_message_seq + 1, updated_at = ?"
-        f" WHERE id = ? AND workspace_id = ? RETURNING {CONVERSATION_COLUMNS}",
-        (h.dialect.ts(at), conversation_id, workspace_id),
-    )
+    found = h.run(_BUMP_CONVERSATION, (h.dialect.ts(at), conversation_id, workspace_id))
     if not found:
         raise errors.NotFound("No such conversation.")
-    return _conversation(h.dialect, found[0])
+    return CONVERSATION.read(h.dialect, found[0])
+
+
+_BUMP_CONVERSATION = (
+    "UPDATE conversation SET last_message_seq = last_message_seq + 1, updated_at = ?"
+    f" WHERE id = ? AND workspace_id = ? RETURNING {CONVERSATION.columns}"
+)
 
 
 def newest_conversation(s: Session | Db, workspace_id: str, user_id: str) -> ConversationRow | None:
     """The user's newest conversation: the one the widget shows."""
     h = db(s)
     found = h.run(
-        f"SELECT {CONVERSATION_COLUMNS} FROM conversation WHERE workspace_id = ? AND user_id = ?"
+        f"SELECT {CONVERSATION.columns} FROM conversation WHERE workspace_id = ? AND user_id = ?"
         " ORDER BY created_at DESC LIMIT 1",
         (workspace_id, user_id),
     )
-    return _conversation(h.dialect, found[0]) if found else None
+    return CONVERSATION.read(h.dialect, found[0]) if found else None
+
+
+def conversation_seq(s: Session | Db, conversation_id: str) -> int | None:
+    """The conversation's newest message ``seq`` (None: no such conversation)."""
+    found = db(s).run("SELECT last_message_seq FROM conversation WHERE id = ?", (conversation_id,))
+    return found[0][0] if found else None
 
 
 def insert_conversation(h: Db, c: ConversationRow) -> None:
-    ts = h.dialect.ts
-    h.run(
-        f"INSERT INTO conversation ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (c.id, c.workspace_id, c.user_id, c.status, c.assignee_id, c.last_message_seq, c.user_read_seq,
-         c.agent_read_seq, ts(c.created_at), ts(c.updated_at)),
-    )  # fmt: skip
-
-
-# Only these columns are ever written through ``update_conversation``.
-_CONVERSATION_UPDATES = frozenset(
-    {"status", "assignee_id", "last_message_seq", "user_read_seq", "agent_read_seq", "updated_at"}
-)
+    h.run(CONVERSATION.insert, CONVERSATION.params_of(h.dialect, c))
 
 
 def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) -> None:
-    assert _CONVERSATION_UPDATES.issuperset(changes), changes
+    assert CONVERSATION_UPDATES.issuperset(changes), changes
     names = sorted(changes)
-    values = [h.dialect.ts(changes[n]) if n == "updated_at" else changes[n] for n in names]
+    ts = h.dialect.ts
+    values = [ts(changes[n]) if n in CONVERSATION.timestamps else changes[n] for n in names]
     h.run(f"UPDATE conversation SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?", (*values, conversation_id))
+
+
+# --- messages ----------------------------------------------------------------------------------
 
 
 def messages_json_after(s: Session | Db, conversation_id: str, after: int, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` messages with ``seq > after``, oldest first, straight to the public JSON
-    shape (``serializers.message_json``): a page of messages is the busiest read, and its
-    parts need not be parsed to be sent."""
+    shape (``shapes.message_json``): a page of messages is the busiest read, and its parts
+    need not be parsed to be sent."""
     h = db(s)
     d = h.dialect
-    statement = (
-        f"SELECT {MESSAGE_COLUMNS_JSON_TEXT} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-    )
-    return [_message_json(d, r) for r in h.run(statement, (conversation_id, after, limit))]
+    return [_message_json(d, r) for r in h.run(_MESSAGES_AFTER, (conversation_id, after, limit))]
 
 
-# The stored size of a message's JSON columns (characters), for pages bounded in size.
-_MESSAGE_SIZE = (
-    "LENGTH(CAST(message_parts AS TEXT)) + LENGTH(CAST(reply_parts AS TEXT))"
-    " + COALESCE(LENGTH(CAST(reply_to AS TEXT)), 0)"
+_MESSAGES_AFTER = (
+    f"SELECT {MESSAGE.columns_json_text} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
 
 
@@ -307,42 +352,48 @@ def messages_json_page(
     the same index scan, so the bound costs no extra visit."""
     h = db(s)
     d = h.dialect
-    return [
-        _message_json(d, r)
-        for r in h.run(
-            "SELECT id, workspace_id, conversation_id, seq, actor_type, actor_id, parts, replies, reply_to,"
-            " client_message_id, created_at FROM ("
-            f" SELECT {MESSAGE_COLUMNS_JSON_TEXT_NAMED},"
-            f" COALESCE(SUM({_MESSAGE_SIZE}) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
-            " AS size_before"
-            " FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-            ") AS page WHERE size_before < ? ORDER BY seq",
-            (conversation_id, after, limit, max_chars),
-        )
-    ]
+    return [_message_json(d, r) for r in h.run(_MESSAGES_PAGE, (conversation_id, after, limit, max_chars))]
+
+
+_MESSAGES_PAGE = (
+    f"SELECT {MESSAGE.columns} FROM ("
+    f" SELECT {MESSAGE.columns_json_text_named},"
+    f" COALESCE(SUM({MESSAGE.json_size}) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
+    " AS size_before"
+    " FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+    ") AS page WHERE size_before < ? ORDER BY seq"
+)
+# What the public message JSON takes from a row, in the order ``_message_json`` unpacks it.
+_MESSAGE_JSON_FIELDS = itemgetter(*(MESSAGE.index[n] for n in (
+    "id", "conversation_id", "seq", "actor_type", "actor_id", "message_parts", "reply_parts", "reply_to",
+    "client_message_id", "created_at",
+)))  # fmt: skip
 
 
 def _message_json(d: Dialect, r: tuple[Any, ...]) -> dict[str, Any]:
-    actor = {"type": r[4]} if r[5] is None else {"type": r[4], "id": r[5]}
+    """A row of ``MESSAGE.columns_json_text`` as ``shapes.message_json`` would render it."""
+    id_, conversation_id, seq, actor_type, actor_id, parts, replies, reply_to, client_id, created_at = (
+        _MESSAGE_JSON_FIELDS(r)
+    )
     return {
-        "id": r[0],
-        "conversation_id": r[2],
-        "seq": r[3],
-        "actor": actor,
-        "message_parts": d.raw_json(r[6]),
-        "reply_parts": d.raw_json(r[7]),
-        "reply_to": d.raw_json(r[8]),
-        "client_message_id": r[9],
-        "created_at": d.iso(r[10]),
+        "id": id_,
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "actor": {"type": actor_type} if actor_id is None else {"type": actor_type, "id": actor_id},
+        "message_parts": d.raw_json(parts),
+        "reply_parts": d.raw_json(replies),
+        "reply_to": d.raw_json(reply_to),
+        "client_message_id": client_id,
+        "created_at": d.iso(created_at),
     }
 
 
 def message_by_client_id(h: Db, conversation_id: str, client_message_id: str) -> MessageRow | None:
     found = h.run(
-        f"SELECT {MESSAGE_COLUMNS} FROM message WHERE conversation_id = ? AND client_message_id = ?",
+        f"SELECT {MESSAGE.columns} FROM message WHERE conversation_id = ? AND client_message_id = ?",
         (conversation_id, client_message_id),
     )
-    return _message(h.dialect, found[0]) if found else None
+    return MESSAGE.read(h.dialect, found[0]) if found else None
 
 
 def message_conversation_id(h: Db, message_id: str) -> str | None:
@@ -351,31 +402,15 @@ def message_conversation_id(h: Db, message_id: str) -> str | None:
 
 
 def insert_message(h: Db, m: MessageRow) -> None:
-    d = h.dialect
-    h.run(
-        f"INSERT INTO message ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?j, ?j, ?j, ?, ?)",
-        (m.id, m.workspace_id, m.conversation_id, m.seq, m.actor_type, m.actor_id, d.json(m.message_parts),
-         d.json(m.reply_parts), d.json(m.reply_to), m.client_message_id, d.ts(m.created_at)),
-    )  # fmt: skip
+    h.run(MESSAGE.insert, MESSAGE.params_of(h.dialect, m))
 
 
-@dataclass(slots=True)
-class AgentRow:
-    id: str
-    workspace_id: str
-    name: str
-    kind: str
-    avatar_url: str | None
-    created_at: datetime
+# --- agents and users --------------------------------------------------------------------------
 
 
 def agent(h: Db, agent_id: str) -> AgentRow | None:
-    """An agent (``agent_json`` accepts it)."""
-    found = h.run("SELECT id, workspace_id, name, kind, avatar_url, created_at FROM agent WHERE id = ?", (agent_id,))
-    if not found:
-        return None
-    r = found[0]
-    return AgentRow(r[0], r[1], r[2], r[3], r[4], h.dialect.ts_out(r[5]))
+    found = h.run(f"SELECT {AGENT.columns} FROM agent WHERE id = ?", (agent_id,))
+    return AGENT.read(h.dialect, found[0]) if found else None
 
 
 def default_bot_id(h: Db, workspace_id: str) -> str | None:
@@ -388,21 +423,20 @@ def user_workspace(h: Db, user_id: str) -> str | None:
     return found[0][0] if found else None
 
 
-# --- the outbox -------------------------------------------------------------------------
+# --- the outbox ----------------------------------------------------------------------------
 
 
 def insert_event(h: Db, event_id: str, workspace_id: str, type_: str, payload: dict[str, Any], at: datetime) -> None:
-    h.run(
-        "INSERT INTO event (id, workspace_id, type, payload, created_at) VALUES (?, ?, ?, ?j, ?)",
-        (event_id, workspace_id, type_, h.dialect.json(payload), h.dialect.ts(at)),
-    )
+    values = {"id": event_id, "workspace_id": workspace_id, "type": type_, "payload": payload, "created_at": at}
+    h.run(EVENT.insert, EVENT.params(h.dialect, [values[n] for n in EVENT.names]))
 
 
 def enabled_endpoints(h: Db, workspace_id: str) -> list[tuple[str, list[str]]]:
     """``(id, event types)`` of the workspace's enabled webhook endpoints."""
     d = h.dialect
     found = h.run(
-        "SELECT id, events FROM webhook_endpoint WHERE workspace_id = ? AND enabled = ?", (workspace_id, True)
+        f"SELECT {ENDPOINT_EVENTS.columns} FROM webhook_endpoint WHERE workspace_id = ? AND enabled = ?",
+        (workspace_id, True),
     )
     return [(r[0], d.json_out(r[1])) for r in found]
 
@@ -410,21 +444,21 @@ def enabled_endpoints(h: Db, workspace_id: str) -> list[tuple[str, list[str]]]:
 def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpoint_ids: list[str],
                       new_id: Callable[[], str], at: datetime) -> None:  # fmt: skip
     """One pending delivery of the event per endpoint, due now."""
-    ts = h.dialect.ts(at)
-    h.run_many(
-        "INSERT INTO webhook_delivery (id, workspace_id, endpoint_id, event_id, event_type, status, attempts,"
-        " schedule_step, next_attempt_at, lease_until, lease_owner, last_status_code, last_error, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, NULL, NULL, NULL, NULL, ?, ?)",
-        [(new_id(), workspace_id, endpoint_id, event_id, type_, ts, ts, ts) for endpoint_id in endpoint_ids],
-    )
+    values = {"workspace_id": workspace_id, "event_id": event_id, "event_type": type_, "next_attempt_at": at,
+              "created_at": at, "updated_at": at}  # fmt: skip
+    rows = []
+    for endpoint_id in endpoint_ids:
+        values.update(id=new_id(), endpoint_id=endpoint_id)
+        rows.append(DELIVERY.params(h.dialect, [values[n] for n in DELIVERY.names]))
+    h.run_many(INSERT_DELIVERY, rows)
 
 
-# --- API tokens -------------------------------------------------------------------------
+# --- API tokens ----------------------------------------------------------------------------
 
 
 def token_by_hash(h: Db, token_hash: str) -> tuple[str, str, list[str], bool] | None:
     """``(id, workspace_id, scopes, revoked)`` of the token with this hash."""
-    found = h.run("SELECT id, workspace_id, scopes, revoked_at FROM api_token WHERE token_hash = ?", (token_hash,))
+    found = h.run(f"SELECT {TOKEN.columns} FROM api_token WHERE token_hash = ?", (token_hash,))
     if not found:
         return None
     r = found[0]

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.ids import new_id, utcnow
 from app.settings import Settings
+from app.store.dialect import POSTGRESQL, SQLITE, Dialect
 from app.store.runner import Tx
 from app.store.tables import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.endpoints import fail_unfinished
@@ -106,14 +107,15 @@ _PICK_ENDPOINTS = (
 )
 
 
-def _claim_statement(postgres: bool) -> Any:
+def _claim_statement(dialect: Dialect) -> Any:
     """Lease one endpoint's oldest due deliveries; returns them (``UPDATE … RETURNING``)."""
     # On SQLite, ``endpoint_id || ''`` keeps the planner off the endpoint_id index, which would
     # walk the endpoint's whole delivery history (30 days of it): the due index walks only
     # what is due.
-    same_endpoint = (D.endpoint_id if postgres else D.endpoint_id.concat("")) == bindparam("b_endpoint")
+    endpoint = D.endpoint_id if dialect.plans_by_statistics else D.endpoint_id.concat("")
+    same_endpoint = endpoint == bindparam("b_endpoint")
     pick = select(D.id).where(same_endpoint, _due()).order_by(D.created_at, D.id).limit(bindparam("size"))
-    if postgres:  # several instances: each takes rows nobody else holds
+    if dialect.row_locks:  # several instances: each takes rows nobody else holds
         pick = pick.with_for_update(skip_locked=True)
     return (
         update(D_TABLE)
@@ -126,7 +128,7 @@ def _claim_statement(postgres: bool) -> Any:
     )
 
 
-_CLAIM = {postgres: _claim_statement(postgres) for postgres in (False, True)}
+_CLAIM = {dialect: _claim_statement(dialect) for dialect in (SQLITE, POSTGRESQL)}
 
 
 def has_due(session: Any, busy: set[str]) -> bool:
@@ -141,7 +143,6 @@ def claim_due(
     busy: set[str],
     max_endpoints: int,
     lease_seconds: float,
-    postgres: bool,
     signers: Signers | None = None,
     *,
     only: str | None = None,
@@ -186,7 +187,7 @@ def claim_due(
             "size": (sizes or {}).get(endpoint_id, default_size),
         }
         try:
-            rows = sorted(conn.execute(_CLAIM[postgres], params).all(), key=lambda r: (r.created_at, r.id))
+            rows = sorted(conn.execute(_CLAIM[tx.dialect], params).all(), key=lambda r: (r.created_at, r.id))
         except (ValueError, TypeError, AttributeError) as exc:  # a row that cannot be read back
             quarantine(conn, endpoint_id, f"a queued delivery cannot be read ({type(exc).__name__})", now)
             continue
@@ -324,9 +325,7 @@ _UPDATE_FAILING_SINCE = (
 )
 
 
-def record_attempts(
-    tx: Tx, results: list[tuple[Job, Outcome]], owner: str, settings: Settings, postgres: bool = False
-) -> set[str]:
+def record_attempts(tx: Tx, results: list[tuple[Job, Outcome]], owner: str, settings: Settings) -> set[str]:
     """Log a batch of attempts (any endpoints, in the order they were made) and decide what
     comes next for each delivery. Returns the endpoints whose batches must stop (disabled
     or deleted meanwhile)."""
@@ -344,7 +343,7 @@ def record_attempts(
     pick = select(
         D.id, D.endpoint_id, D.status, D.lease_owner, D.lease_until, D.attempts, D.schedule_step, D.next_attempt_at
     ).where(D.id.in_(sorted({job.delivery_id for job, _ in results}))).order_by(D.id)
-    if postgres:  # another instance may be recording a lapsed lease's resend of the same row
+    if tx.dialect.row_locks:  # another instance may be recording a lapsed lease's resend of the same row
         pick_endpoints, pick = pick_endpoints.with_for_update(key_share=True), pick.with_for_update(key_share=True)
     endpoints = {row.id: row._asdict() for row in conn.execute(pick_endpoints)}
     rows = {row.id: row._asdict() for row in conn.execute(pick) if row.endpoint_id in endpoints}

@@ -184,12 +184,9 @@ class Recorder:
                 future.set_result(stop)
 
     async def _write(self, results: list[tuple[Job, Outcome]]) -> set[str]:
-        postgres = not self.settings.is_sqlite
         for attempt in range(3):
             try:
-                return await self.runner.write(
-                    record_attempts, results, self.owner, self.settings, postgres, background=True
-                )
+                return await self.runner.write(record_attempts, results, self.owner, self.settings, background=True)
             except Exception as exc:
                 if attempt == 2 or not _transient(exc):
                     raise
@@ -306,9 +303,8 @@ class Dispatcher:
 
     async def _claim(self, busy: set[str], free: int, only: str | None = None) -> list[Claim]:
         claims = await self.runner.write(
-            claim_due, self.owner, busy, free, self.settings.webhook_lease_seconds,
-            not self.settings.is_sqlite, self._signers, only=only, sizes=dict(self._sizes),
-            default_size=self._first_size, background=True,
+            claim_due, self.owner, busy, free, self.settings.webhook_lease_seconds, self._signers,
+            only=only, sizes=dict(self._sizes), default_size=self._first_size, background=True,
         )
         for claim in claims:
             self._held.update(job.delivery_id for job in claim.jobs)

@@ -81,7 +81,7 @@ def test_a_batch_with_one_bad_outcome_still_records_the_others(tmp_path: Path) -
     settings, runner, event_ids = setup(tmp_path, 5)
 
     async def go() -> list[bool]:
-        (claim,) = await runner.write(claim_due, "dsp_a", set(), 10, 60, False)
+        (claim,) = await runner.write(claim_due, "dsp_a", set(), 10, 60)
         assert [j.event_id for j in claim.jobs] == event_ids
         recorder = Recorder(runner, settings, "dsp_a")
         futures = []
@@ -105,7 +105,7 @@ def test_outcomes_for_several_endpoints_and_failures_in_one_batch(tmp_path: Path
     settings, runner, event_ids = setup(tmp_path, 3, webhook_retry_schedule=[60])
 
     async def go() -> set[str]:
-        (claim,) = await runner.write(claim_due, "dsp_a", set(), 10, 60, False)
+        (claim,) = await runner.write(claim_due, "dsp_a", set(), 10, 60)
         gone = Job("dlv_deleted", "msg_x", b"{}", "whe_gone")  # its endpoint was deleted meanwhile
         results = [
             (claim.jobs[0], Outcome(utcnow(), 1, status_code=200)),

@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import app.store.tables  # noqa: F401  (registers the tables)
 from app.settings import Settings
+from app.store.dialect import dialect_of
 from app.store.engine import make_engine
 
 config = context.config
@@ -16,7 +17,11 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is not None:
-        context.configure(connection=connectable, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connectable,
+            target_metadata=target_metadata,
+            render_as_batch=dialect_of(connectable).render_as_batch,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -26,7 +31,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            render_as_batch=settings.is_sqlite,
+            render_as_batch=dialect_of(settings).render_as_batch,
             compare_type=True,
         )
         with context.begin_transaction():

@@ -1,0 +1,167 @@
+"""Every difference between SQLite and PostgreSQL, in one place.
+
+The rest of the code asks a ``Dialect`` what the database can do (``row_locks``,
+``one_writer``, …) instead of asking which database it is. ``dialect_of(settings)``,
+``dialect_of(engine)`` and ``Tx.dialect`` all return the one instance per database kind.
+
+It also spells the hot paths' prepared statements (``sql.py``) for the DB-API driver: they
+are written with ``?`` for a parameter and ``?j`` for a JSON parameter, and timestamps
+travel as the driver wants them. Timestamps are stored as naive UTC (``tables.UTCDateTime``),
+in SQLite as SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff`` text, and come back aware.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from app.ids import isoformat
+from app.settings import Settings
+
+
+class Dialect:
+    """What one kind of database can do, and how its driver spells statements and values."""
+
+    __slots__ = (
+        "name", "sqlite", "one_writer", "separate_read_engine", "render_as_batch", "row_locks",
+        "advisory_locks", "plans_by_statistics", "_rendered",
+    )  # fmt: skip
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        sqlite = self.sqlite = name == "sqlite"
+        # One writer at a time (SQLite's database-wide write lock): one writer lane, and no
+        # separate background lane, since nothing can run beside it anyway.
+        self.one_writer = sqlite
+        # Readers get an engine of their own whose BEGIN is deferred, so reads never queue
+        # behind the write lock that writers take with ``BEGIN IMMEDIATE``. (PostgreSQL reads
+        # and writes share one pool.)
+        self.separate_read_engine = sqlite
+        # Alembic's batch mode (copy-and-move a table to alter it): SQLite's ALTER TABLE is minimal.
+        self.render_as_batch = sqlite
+        # Row locks: ``FOR UPDATE [SKIP LOCKED]``, ``FOR NO KEY UPDATE`` / ``FOR KEY SHARE``.
+        # On SQLite the one writer holds the whole database, so there is nothing to lock or skip.
+        self.row_locks = not sqlite
+        # Migrations serialise on ``pg_advisory_lock``; on SQLite, on the database's write lock.
+        self.advisory_locks = not sqlite
+        # PostgreSQL's planner weighs indexes by their statistics; SQLite's (never ANALYZEd
+        # here) takes the first index that fits, so some queries steer it off one.
+        self.plans_by_statistics = not sqlite
+        self._rendered: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Dialect({self.name!r})"
+
+    def writer_lanes(self, configured: int) -> int:
+        """Writer lanes for request writes (``BACKCHANNEL_DATABASE_WRITERS`` on PostgreSQL)."""
+        return 1 if self.one_writer else max(1, configured)
+
+    # --- engines ---------------------------------------------------------------------------
+
+    def engine_options(self, settings: Settings) -> dict[str, Any]:
+        if self.sqlite:
+            return {
+                "connect_args": {"check_same_thread": False, "timeout": settings.database_busy_timeout_seconds},
+                "pool_size": 8,
+                "max_overflow": 8,
+            }
+        return {
+            "pool_size": int(os.environ.get("BACKCHANNEL_DB_POOL_SIZE", "10")),
+            "max_overflow": 10,
+            "pool_pre_ping": True,
+            "pool_recycle": 1800,
+        }
+
+    def tune(self, engine: Engine, settings: Settings, *, for_writes: bool) -> None:
+        """On SQLite: WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for writers, so
+        they queue up on the write lock instead of failing to upgrade a read lock mid-transaction
+        (readers get a plain deferred ``BEGIN``)."""
+        if not self.sqlite:
+            return
+        busy_ms = int(settings.database_busy_timeout_seconds * 1000)
+        begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+    # --- prepared statements and values at the DB-API level ----------------------------------
+
+    def sql(self, statement: str) -> str:
+        rendered = self._rendered.get(statement)
+        if rendered is None:
+            rendered = statement
+            if not self.row_locks:  # the one writer holds the whole database already
+                rendered = rendered.replace(" FOR UPDATE", "")
+            if self.sqlite:  # sqlite3 takes ``?``; psycopg ``%s``, and JSON cast from text
+                rendered = rendered.replace("?j", "?")
+            else:
+                rendered = rendered.replace("?j", "%s::json").replace("?", "%s")
+            self._rendered[statement] = rendered
+        return rendered
+
+    def ts(self, value: datetime) -> Any:
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if self.sqlite:  # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" less the offset
+            return value.isoformat(" ", "microseconds")[:26]
+        return value.replace(tzinfo=None)
+
+    def ts_out(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return cast(datetime, value).replace(tzinfo=UTC)
+
+    def iso(self, value: Any) -> str | None:
+        """A stored timestamp as the API shows it (``ids.isoformat``), without a datetime in
+        between where the stored text already says it."""
+        if isinstance(value, str) and len(value) == 26 and value[10] == " ":
+            return value[:10] + "T" + (value[11:19] if value.endswith(".000000") else value[11:]) + "Z"
+        return isoformat(self.ts_out(value)) if value is not None else None
+
+    def raw_json(self, value: Any) -> Any:
+        """A stored JSON column, to be embedded as it is in a response (SQLite keeps the text)."""
+        if isinstance(value, str):
+            return orjson.Fragment(value)
+        return value
+
+    @staticmethod
+    def json(value: Any) -> str | None:
+        return None if value is None else orjson.dumps(value).decode()
+
+    def json_out(self, value: Any) -> Any:
+        return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+SQLITE = Dialect("sqlite")
+POSTGRESQL = Dialect("postgresql")
+
+
+def dialect_of(where: Settings | Engine | Connection | str) -> Dialect:
+    """The dialect of a database: from its settings, an engine or connection, or a URL."""
+    if isinstance(where, Settings):
+        name = make_url(where.sqlalchemy_url).get_backend_name()
+    elif isinstance(where, str):
+        name = make_url(where).get_backend_name()
+    else:
+        name = where.dialect.name
+    if name == "sqlite":
+        return SQLITE
+    if name == "postgresql":
+        return POSTGRESQL
+    raise ValueError(f"unsupported database: {name!r} (use sqlite:// or postgresql://)")
