@@ -121,7 +121,9 @@ def default_bot_id(tx: Tx, workspace_id: str) -> str:
     found = rows.default_bot_id(tx.db, workspace_id)
     if found is None:
         return default_bot(tx, workspace_id).id  # created in this transaction: not remembered yet
-    tx.cache.default_bots[workspace_id] = found
+    # Remembered only once committed: another write of this batch may have created it, and
+    # the batch may still roll back and run again.
+    tx.after_commit(lambda: tx.cache.default_bots.setdefault(workspace_id, found))
     return found
 
 

@@ -1,7 +1,12 @@
-"""Every write goes through here: validate, store, record the outbox event, commit, then publish.
+"""The unit of work: ``Tx`` (one transaction and what to announce once it commits) and the
+``Runner`` that group-commits writes, runs reads, and publishes each write's events after its
+commit.
 
-Routes (REST, widget socket, console) call these functions inside ``Runner.write``; nothing
-else writes conversation state, and delivery (sockets, webhooks) only consumes events.
+Routes (REST, widget socket, console) pass write functions ``fn(tx, …)`` to ``Runner.write``;
+nothing else writes conversation state, and delivery (sockets, webhooks) only consumes events.
+A write function does store work only: anything outside the transaction (rate limits, live
+events, caches) is settled before it is queued or left to the runner after the commit
+(``Tx.publish``, ``Tx.after_commit``), because a batch may run it more than once.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ class Emitted:
 class StoreCache:
     """What a process may remember between transactions: facts that never change once stored.
 
-    A workspace's default bot is created once and never removed, so its id is kept after
-    the first read that finds it (never from a transaction that might still roll back).
+    A workspace's default bot is created once and never removed, so its id is kept once a
+    transaction that read it has committed (``Tx.after_commit``): a batch that rolls back
+    and starts again must not remember what it saw.
     """
 
     default_bots: dict[str, str] = field(default_factory=dict)
@@ -51,12 +57,18 @@ class StoreCache:
 
 @dataclass
 class Tx:
-    """One open transaction, plus what to announce once it commits."""
+    """One open transaction, plus what to announce once it commits.
+
+    A write may run more than once (a batch that starts again, a lost lock race), each time in
+    a fresh ``Tx``: what it queues here happens once, after the commit that kept it, never for
+    a run that rolled back.
+    """
 
     session: Session
     cache: StoreCache = field(default_factory=StoreCache)
     outgoing: list[dict[str, Any]] = field(default_factory=list)
     webhooks_enqueued: int = 0
+    committed: list[Callable[[], object]] = field(default_factory=list)
     _endpoints: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
 
     @property
@@ -95,6 +107,11 @@ class Tx:
         """Announce something live after commit (typing, read state, …): never stored."""
         self.outgoing.append(event)
 
+    def after_commit(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once this transaction has committed (in the worker thread, right after the
+        commit): for what a process may remember of it, such as ``StoreCache`` entries."""
+        self.committed.append(fn)
+
     def _subscribers(self, workspace_id: str, type_: str) -> list[str]:
         """Ids of the workspace's enabled endpoints that take this event type.
 
@@ -117,14 +134,25 @@ class _Job:
     lost_races: int = 0  # deadlocks / serialization failures this write has lost so far
 
 
+@dataclass(slots=True)
+class _Committed:
+    """A committed write waiting for its events to be published."""
+
+    job: _Job
+    result: Any
+    tx: Tx
+
+
 class Runner:
     """Runs store work in a worker thread, then publishes.
 
     Concurrent writes are group-committed: a writer lane takes every write queued behind it
     (up to ``WRITE_BATCH``) into one worker-thread call and one transaction,
     each write inside its own SAVEPOINT so a failing write rolls back alone and raises to
-    its own caller. A write's caller resumes only after the commit, and its events are
-    published only then, exactly as with one transaction per write.
+    its own caller. After the commit the runner itself publishes the batch's events (a lane's
+    announcer, in commit order, while the lane commits its next batch) and only then resolves
+    each caller: a caller that went away meanwhile (a client hanging up) loses its answer,
+    never the live events of a write that committed.
 
     Why: every hand-off to a worker thread waits for the GIL (up to
     ``sys.getswitchinterval()``, 5 ms, while the event loop is busy), and every commit is a
@@ -162,6 +190,8 @@ class Runner:
         self._background_lane = lanes - 1
         self._lanes: list[list[_Job]] = [[] for _ in range(lanes)]
         self._writers: list[asyncio.Task[None] | None] = [None] * lanes
+        self._committed: list[list[_Committed]] = [[] for _ in range(lanes)]
+        self._announcers: list[asyncio.Task[None] | None] = [None] * lanes
         self._next_lane = 0
         self._reads: list[_Job] = []
         self._readers = 0
@@ -184,10 +214,8 @@ class Runner:
         job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future(), lane, partition or "")
         self._enqueue(job)
         # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
-        # the writer still commits the write and skips the cancelled future.
-        result, tx = await job.future
-        await self.announce(tx)
-        return result  # type: ignore[no-any-return]
+        # the writer still commits the write and the announcer still publishes its events.
+        return await job.future  # type: ignore[no-any-return]
 
     def _enqueue(self, job: _Job, *, first: bool = False) -> None:
         queued = self._lanes[job.lane]
@@ -205,28 +233,67 @@ class Runner:
         while queued:
             batch = queued[: self.WRITE_BATCH]
             del queued[: self.WRITE_BATCH]
-            await self._settle(batch, self._commit_batch)
+            outcomes = await self._run_batch(batch, self._commit_batch)
+            committed = []
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                if ok:
+                    result, tx = value
+                    committed.append(_Committed(job, result, tx))
+                elif isinstance(value, _LostRace):
+                    # This batch has committed (and let go of its locks): the next one runs it
+                    # again, whether or not its caller still waits (as for any queued write).
+                    job.lost_races += 1
+                    self._enqueue(job, first=True)
+                elif not job.future.done():
+                    job.future.set_exception(value)
+            if committed:
+                self._committed[lane].extend(committed)
+                announcer = self._announcers[lane]
+                if announcer is None or announcer.done():
+                    self._announcers[lane] = asyncio.create_task(self._announce(lane), name=f"store-announcer-{lane}")
 
-    async def _settle(self, batch: list[_Job], run: Callable[[list[_Job]], list[tuple[bool, Any]]]) -> None:
-        """Run a batch in a worker thread and hand each job its own outcome."""
+    async def _announce(self, lane: int) -> None:
+        """A lane's announcer: publish the events of what the lane committed, in commit order,
+        then resolve those writes' callers. It takes everything committed since its last
+        round, so a slow broker costs one publish per round, not one per write."""
+        committed = self._committed[lane]
+        while committed:
+            group = committed[:]
+            del committed[:]
+            events = [event for done in group for event in done.tx.outgoing]
+            if events:
+                try:
+                    await self.broker.publish_many(events)
+                except Exception:  # the writes are stored: subscribers catch up from the store
+                    log.exception("publishing %d events after commit failed", len(events))
+            if any(done.tx.webhooks_enqueued for done in group):
+                self.on_webhooks_enqueued()
+            for done in group:
+                if not done.job.future.done():
+                    done.job.future.set_result(done.result)
+
+    async def _run_batch(
+        self, batch: list[_Job], run: Callable[[list[_Job]], list[tuple[bool, Any]]]
+    ) -> list[tuple[bool, Any]]:
+        """Run a batch in a worker thread: each job's own outcome ``(ok, result or exception)``.
+        If the batch itself failed (its transaction), every job in it failed with that."""
         try:
-            outcomes = await self._in_thread(lambda: run(batch))
-        except BaseException as exc:  # the batch itself failed (the transaction): every job in it did
+            return await self._in_thread(lambda: run(batch))
+        except Exception as exc:
+            return [(False, exc)] * len(batch)
+        except BaseException:  # cancelled: the callers learn the store is unavailable
             for job in batch:
                 if not job.future.done():
-                    job.future.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable())
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
+                    job.future.set_exception(errors.Unavailable())
+            raise
+
+    async def _settle(self, batch: list[_Job], run: Callable[[list[_Job]], list[tuple[bool, Any]]]) -> None:
+        """Run a batch of reads in a worker thread and hand each job its own outcome."""
+        for job, (ok, value) in zip(batch, await self._run_batch(batch, run), strict=True):
             if job.future.done():
                 continue
             if ok:
                 job.future.set_result(value)
-            elif isinstance(value, _LostRace):
-                # This batch has committed (and let go of its locks): the next one runs it again.
-                job.lost_races += 1
-                self._enqueue(job, first=True)
             else:
                 job.future.set_exception(value)
 
@@ -237,7 +304,8 @@ class Runner:
         cost more than the writes themselves). A write that fails rolls back to its
         savepoint and raises to its caller alone. If a failed ORM flush has deactivated the
         session, the transaction cannot go on: it is rolled back and the batch starts again
-        without that write (nothing was announced yet, so re-running the others is safe).
+        without that write. Re-running the others is safe: each run has a fresh ``Tx``, and
+        nothing a run queued (events, ``after_commit``) happens unless its transaction commits.
         """
         outcomes: dict[int, tuple[bool, Any]] = {}
         # Run the writes in partition (conversation id) order, arrival order within one: each
@@ -277,6 +345,9 @@ class Runner:
                 if broken is not None:
                     session.rollback()
             if broken is None:
+                for ok, value in done.values():
+                    if ok:
+                        _run_after_commit(value[1])
                 outcomes.update(done)
                 break
             outcomes[broken] = done[broken]
@@ -322,18 +393,20 @@ class Runner:
                         conn.rollback()
         return outcomes
 
-    async def announce(self, tx: Tx) -> None:
-        for event in tx.outgoing:
-            await self.broker.publish(event)
-        if tx.webhooks_enqueued:
-            self.on_webhooks_enqueued()
-
     @staticmethod
     async def _in_thread(work: Callable[[], T]) -> T:
         try:
             return await anyio.to_thread.run_sync(work)
         except OperationalError as exc:
             raise _unavailable(exc) from None
+
+
+def _run_after_commit(tx: Tx) -> None:
+    for fn in tx.committed:
+        try:
+            fn()
+        except Exception:  # the write is committed: its caller still gets its answer
+            log.exception("an after-commit step failed")
 
 
 class _LostRace(Exception):

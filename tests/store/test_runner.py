@@ -4,7 +4,9 @@ succeeds or fails alone, as if it had its own.
 Three writes are queued in one go (so they land in one batch): the middle one fails, either
 with a plain error after writing, or in an ORM flush (which deactivates the session and
 forces the batch to start again without it). Either way the other two are stored exactly
-once and the failed one leaves nothing behind.
+once and the failed one leaves nothing behind. The runner publishes a write's events itself
+once it has committed: exactly once however often the write ran, in commit order, and even
+when the caller is gone.
 """
 
 from __future__ import annotations
@@ -18,26 +20,36 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.ids import new_id, utcnow
+from app.people import default_bot_id
+from app.realtime.broker import MemoryBroker
 from app.settings import Settings
 from app.store.engine import make_engine
 from app.store.runner import Runner, Tx
-from app.store.tables import User, Workspace
+from app.store.tables import Agent, User, Workspace
 from tests.conftest import migrated_sqlite
 
 
-class NoBroker:
-    async def publish(self, event: Any) -> None:
-        pass
+def recording_broker() -> tuple[MemoryBroker, list[dict[str, Any]]]:
+    """A memory broker whose subscriber (the instance's listeners) records every event."""
+    broker, published = MemoryBroker(), []
+
+    async def subscriber(event: dict[str, Any]) -> None:
+        published.append(event)
+
+    asyncio.run(broker.start(subscriber))
+    return broker, published
 
 
-def make_runner(tmp_path: Path) -> Runner:
+def make_runner(tmp_path: Path, broker: MemoryBroker | None = None) -> Runner:
     settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
-    runner = Runner(make_engine(settings), make_engine(settings, for_writes=False), NoBroker())  # type: ignore[arg-type]
+    runner = Runner(make_engine(settings), make_engine(settings, for_writes=False), broker or MemoryBroker())
     with runner.engine.begin() as c:
         c.execute(
             Workspace.metadata.tables["workspace"]
             .insert()
-            .values(id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=utcnow())
+            .values(
+                id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=utcnow()
+            )
         )
     return runner
 
@@ -64,6 +76,22 @@ def add_duplicate_id(tx: Tx, user_id: str) -> None:
     tx.session.flush()
 
 
+def add_user_and_announce(tx: Tx, external_id: str, runs: list[str] | None = None) -> str:
+    if runs is not None:
+        runs.append(external_id)
+    user_id = add_user(tx, external_id)
+    tx.publish({"type": "test.user", "workspace_id": "wsp_1", "data": {"external_id": external_id}})
+    tx.after_commit(lambda: committed.append(external_id))
+    return user_id
+
+
+committed: list[str] = []  # what ``after_commit`` saw, in order
+
+
+def announced(published: list[dict[str, Any]]) -> list[str]:
+    return [e["data"]["external_id"] for e in published if e["type"] == "test.user"]
+
+
 def users(runner: Runner) -> list[str | None]:
     with runner.engine.connect() as c:
         return sorted(c.execute(select(User.__table__.c.external_id)).scalars())  # type: ignore[attr-defined]
@@ -86,9 +114,7 @@ def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
 def test_a_failed_flush_restarts_the_batch_without_it_and_stores_the_others_once(tmp_path: Path) -> None:
     runner = make_runner(tmp_path)
     taken = asyncio.run(runner.write(add_user, "owner"))
-    results = asyncio.run(
-        in_one_batch(runner, (add_user, "first"), (add_duplicate_id, taken), (add_user, "third"))
-    )
+    results = asyncio.run(in_one_batch(runner, (add_user, "first"), (add_duplicate_id, taken), (add_user, "third")))
     assert isinstance(results[1], IntegrityError)
     assert isinstance(results[0], str) and isinstance(results[2], str)
     assert users(runner) == ["first", "owner", "third"]
@@ -98,11 +124,81 @@ def test_a_failed_flush_restarts_the_batch_without_it_and_stores_the_others_once
 
 @pytest.mark.parametrize("size", [1, 70])
 def test_every_write_of_a_batch_commits_once(tmp_path: Path, size: int) -> None:
-    """More writes than one batch holds are committed, each once, in order."""
-    runner = make_runner(tmp_path)
-    results = asyncio.run(in_one_batch(runner, *((add_user, f"u{i:03}") for i in range(size))))
+    """More writes than one batch holds are committed, each once, in order, and their events
+    are published once each, in commit order."""
+    broker, published = recording_broker()
+    runner = make_runner(tmp_path, broker)
+    results = asyncio.run(in_one_batch(runner, *((add_user_and_announce, f"u{i:03}") for i in range(size))))
     assert all(isinstance(r, str) for r in results)
     assert users(runner) == [f"u{i:03}" for i in range(size)]
+    assert announced(published) == [f"u{i:03}" for i in range(size)]
+
+
+def test_a_restarted_batch_announces_and_remembers_only_what_committed(tmp_path: Path) -> None:
+    """A failed flush rolls the whole batch back and runs the others again: what their first
+    run queued (events, ``after_commit``) is dropped with it, so each happens exactly once."""
+    broker, published = recording_broker()
+    runner = make_runner(tmp_path, broker)
+    taken = asyncio.run(runner.write(add_user, "owner"))
+    runs: list[str] = []
+    committed.clear()
+    results = asyncio.run(
+        in_one_batch(
+            runner,
+            (add_user_and_announce, "first", runs),
+            (add_duplicate_id, taken),
+            (add_user_and_announce, "third", runs),
+        )
+    )
+    assert isinstance(results[1], IntegrityError)
+    assert runs == ["first", "first", "third"]  # the batch started again after the failed flush
+    assert announced(published) == ["first", "third"]
+    assert committed == ["first", "third"]
+    assert users(runner) == ["first", "owner", "third"]
+
+
+def test_the_default_bot_is_remembered_only_once_its_creation_committed(tmp_path: Path) -> None:
+    """One write creates the workspace's default bot, the next finds it in the same (not yet
+    committed) transaction, and a third breaks the batch: the id the second saw was rolled
+    back, so the process must not keep it, and the batch's second run creates the bot anew."""
+    runner = make_runner(tmp_path)
+    taken = asyncio.run(runner.write(add_user, "owner"))
+    results = asyncio.run(
+        in_one_batch(runner, (default_bot_id, "wsp_1"), (default_bot_id, "wsp_1"), (add_duplicate_id, taken))
+    )
+    assert isinstance(results[2], IntegrityError)
+    with runner.engine.connect() as c:
+        stored = c.execute(select(Agent.__table__.c.id).where(Agent.__table__.c.is_default_bot)).scalars().all()  # type: ignore[attr-defined]
+    assert stored == [results[0]] == [results[1]]
+    assert runner.cache.default_bots == {"wsp_1": stored[0]}
+
+
+def test_a_caller_cancelled_after_the_commit_still_gets_its_events_published(tmp_path: Path) -> None:
+    """The caller goes away (a client hanging up) right after its write committed and before
+    anything was published: the write stays stored and its events still reach subscribers."""
+    broker, published = recording_broker()
+    runner = make_runner(tmp_path, broker)
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+
+        def write_then_hang_up(tx: Tx) -> str:
+            user_id = add_user_and_announce(tx, "gone")
+            # Runs in the worker thread right after the commit: the caller is cancelled then.
+            tx.after_commit(lambda: loop.call_soon_threadsafe(caller.cancel))
+            return user_id
+
+        caller = asyncio.create_task(runner.write(write_then_hang_up))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        for _ in range(100):
+            if published:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(go())
+    assert users(runner) == ["gone"]
+    assert announced(published) == ["gone"]
 
 
 def count_users(session: Any) -> int:
@@ -140,18 +236,27 @@ def test_a_write_that_loses_a_deadlock_is_run_again_not_failed(postgres_database
 
     settings = Settings(env="test", database_url=postgres_database)
     upgrade(settings)
-    runners = [
-        Runner(make_engine(settings), make_engine(settings, for_writes=False), NoBroker())  # type: ignore[arg-type]
-        for _ in range(2)
-    ]
+    broker, published = recording_broker()
+    runners = [Runner(make_engine(settings), make_engine(settings, for_writes=False), broker) for _ in range(2)]
     now = utcnow()
     with runners[0].engine.begin() as c:
-        c.execute(Workspace.metadata.tables["workspace"].insert().values(
-            id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=now))
+        c.execute(
+            Workspace.metadata.tables["workspace"]
+            .insert()
+            .values(id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=now)
+        )
         for name in ("x", "y"):
-            c.execute(User.__table__.insert().values(  # type: ignore[attr-defined]
-                id=f"usr_{name}", workspace_id="wsp_1", external_id=name, name="", properties={},
-                created_at=now, updated_at=now))
+            c.execute(
+                User.__table__.insert().values(  # type: ignore[attr-defined]
+                    id=f"usr_{name}",
+                    workspace_id="wsp_1",
+                    external_id=name,
+                    name="",
+                    properties={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
     both_hold_one = threading.Barrier(2, timeout=10)
     runs: list[str] = []
 
@@ -162,6 +267,7 @@ def test_a_write_that_loses_a_deadlock_is_run_again_not_failed(postgres_database
         if runs.count(label) == 1:
             both_hold_one.wait()  # the first run: each holds its first row, then wants the other's
         tx.session.execute(update(table).where(table.c.id == second).values(name=table.c.name + label))
+        tx.publish({"type": "test.user", "workspace_id": "wsp_1", "data": {"external_id": label}})
         return label
 
     async def race() -> list[Any]:
@@ -174,6 +280,7 @@ def test_a_write_that_loses_a_deadlock_is_run_again_not_failed(postgres_database
     try:
         assert asyncio.run(race()) == ["a", "b"]
         assert sorted(runs) in (["a", "a", "b"], ["a", "b", "b"])  # one of them ran twice
+        assert sorted(announced(published)) == ["a", "b"]  # but its events went out once
         with runners[0].engine.connect() as c:
             names = dict(c.execute(select(User.__table__.c.id, User.__table__.c.name)).all())  # type: ignore[attr-defined]
         # each write's two changes stored once, in the order the two writes committed

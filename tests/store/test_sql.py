@@ -126,7 +126,9 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
             later = now + timedelta(seconds=1)
             bumped = run(sql.bump_conversation, h, "wsp_1", "cnv_1", later)
             assert (bumped.last_message_seq, bumped.updated_at) == (1, later)
-            run(sql.update_conversation, h, "cnv_1", {"status": "resolved", "assignee_id": "agt_bot", "updated_at": now})
+            run(
+                sql.update_conversation, h, "cnv_1", {"status": "resolved", "assignee_id": "agt_bot", "updated_at": now}
+            )
             assert run(sql.conversation_seq, h, "cnv_1") == 1
             stored = sql.get_conversation(h, "wsp_1", "cnv_1")
             assert (stored.status, stored.assignee_id, stored.updated_at) == ("resolved", "agt_bot", now)
@@ -152,9 +154,13 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
             # What Tx.emit writes, read back through the ORM: the same tables.
             Tx(s).emit("wsp_1", "conversation.created", {"conversation": {"id": "cnv_1"}}, realtime=False)
             events = s.connection().exec_driver_sql("SELECT count(*) FROM event").scalar()
-            deliveries = s.connection().exec_driver_sql(
-                "SELECT count(*) FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at IS NOT NULL"
-            ).scalar()
+            deliveries = (
+                s.connection()
+                .exec_driver_sql(
+                    "SELECT count(*) FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at IS NOT NULL"
+                )
+                .scalar()
+            )
             assert (events, deliveries) == (2, 2)
             msg = s.get(Message, "msg_2")
             assert msg is not None and msg.reply_to == {"message_id": "msg_1"} and msg.created_at == later

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from app.ids import new_id, utcnow
+from app.realtime.broker import MemoryBroker
 from app.settings import Settings
 from app.store.engine import make_engine
 from app.store.runner import Runner
@@ -38,16 +39,11 @@ class MemorySender:
         pass
 
 
-class NoBroker:
-    async def publish(self, event: Any) -> None:
-        pass
-
-
 def setup(tmp_path: Path, events: int, **settings: Any) -> tuple[Settings, Runner, list[str]]:
     """A workspace with one endpoint and ``events`` due deliveries; returns their event ids."""
     s = Settings(env="test", database_url=migrated_sqlite(tmp_path), webhook_allow_private_networks=True, **settings)
     engine = make_engine(s)
-    runner = Runner(engine, make_engine(s, for_writes=False), NoBroker())  # type: ignore[arg-type]
+    runner = Runner(engine, make_engine(s, for_writes=False), MemoryBroker())
     now = utcnow()
     event_ids = [new_id("msg") for _ in range(events)]
     with engine.begin() as c:
@@ -141,7 +137,7 @@ def test_deliveries_sent_but_never_recorded_are_sent_again_after_the_lease(tmp_p
     settings, runner, event_ids = setup(
         tmp_path, 12, webhook_lease_seconds=1.0, webhook_timeout_seconds=0.5, webhook_poll_seconds=0.1
     )
-    dead = CrashesBeforeRecording(runner.engine, runner.read_engine, NoBroker())  # type: ignore[arg-type]
+    dead = CrashesBeforeRecording(runner.engine, runner.read_engine, MemoryBroker())
     first, second = MemorySender(), MemorySender()
 
     async def go() -> None:
