@@ -238,7 +238,10 @@ class Runner:
             for job, (ok, value) in zip(batch, outcomes, strict=True):
                 if ok:
                     result, tx = value
-                    committed.append(_Committed(job, result, tx))
+                    if tx.outgoing or tx.webhooks_enqueued:
+                        committed.append(_Committed(job, result, tx))
+                    elif not job.future.done():  # nothing to announce: its caller need not wait
+                        job.future.set_result(result)
                 elif isinstance(value, _LostRace):
                     # This batch has committed (and let go of its locks): the next one runs it
                     # again, whether or not its caller still waits (as for any queued write).
