@@ -2,7 +2,7 @@
 
 It proves: no 5xx, every response matches the documented schema and status codes, bad
 input is rejected, every error is the one JSON shape with no HTML or stack trace
-(``tests/fuzz_checks.py``), and the server logged no unhandled exception.
+(``tests/api/fuzz_checks.py``), and the server logged no unhandled exception.
 
 ``positive_data_acceptance`` is left out on purpose: some valid-looking inputs are refused
 by rules JSON Schema cannot state (opaque cursors, signed web-view tokens, event names and
@@ -60,7 +60,7 @@ def schemathesis(server: LiveServer, token: str, workdir: Path, *args: str) -> s
         "--no-color",
         *args,
     ]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_checks", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.fuzz_checks", "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
 

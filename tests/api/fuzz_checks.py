@@ -1,4 +1,4 @@
-"""Schemathesis checks of our own, loaded by ``tests/api/test_api_fuzz.py`` through ``SCHEMATHESIS_HOOKS``.
+"""Schemathesis checks of our own, loaded by ``test_api_fuzz.py`` through ``SCHEMATHESIS_HOOKS``.
 
 The built-in checks cover 5xx and schema conformance; these add what the contract says of
 every error: JSON of the one shape, never HTML, never a stack trace.
