@@ -21,8 +21,8 @@ from collections.abc import Awaitable
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.instruments import observe_request
 from app.logs import innermost_place
-from app.metrics import observe_request
 from app.proxies import TrustedProxies
 
 log = logging.getLogger("backchannel")

@@ -27,8 +27,9 @@ from app.console import routes as console_pages
 from app.console.hub import ConsoleHub
 from app.demo import routes as demo_pages
 from app.edge import HttpEdge, internal_error_response
+from app.instruments import start_socket_gauges
 from app.logs import innermost_place
-from app.metrics import metrics, start_socket_gauges
+from app.metrics import metrics
 from app.proxies import TrustedProxies
 from app.ratelimit import make_rate_limiter
 from app.realtime import session as widget_session

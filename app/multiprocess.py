@@ -2,7 +2,7 @@
 
 prometheus_client decides when it is first imported whether values live in this process
 or in files under ``PROMETHEUS_MULTIPROC_DIR``, so the folder is prepared here, before any
-worker imports ``app.metrics`` (this module must not import it).
+worker imports ``app.instruments`` (this module must not import it).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from app import errors
 from app.ids import utcnow
 from app.settings import Settings
+from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import IdempotencyRecord
 from app.tokens import Principal
@@ -216,7 +217,7 @@ def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
 
 
 async def run_endpoint(ep: Endpoint, request: Request) -> Response:
-    state = request.app.state.bc
+    state: AppState = request.app.state.bc
     auth_header = request.headers.get("authorization")
     # The per-token limit is settled here, on the event loop, before any database work is
     # queued: keyed by the token's hash (what the store keeps), so no lookup is needed first.

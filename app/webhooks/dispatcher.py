@@ -28,8 +28,8 @@ from anyio.abc import TaskGroup
 
 from app import errors
 from app.ids import new_id, utcnow
+from app.instruments import observe_webhook_delivery
 from app.logs import brief
-from app.metrics import observe_webhook_delivery
 from app.settings import Settings
 from app.store.runner import Runner
 from app.webhooks.deliveries import (
