@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -40,9 +39,8 @@ from app.settings import Settings
 from app.state import AppState
 from app.store.engine import make_engines
 from app.store.runner import Runner
-from app.webhooks.dispatcher import Dispatcher, Sender, run_dispatcher
-from app.webhooks.netguard import make_http_client
-from app.webhooks.sender import make_webhook_client
+from app.webhooks.dispatcher import Dispatcher, run_dispatcher
+from app.webhooks.sender import Sender, make_sender
 from app.webviews import routes as webview_pages
 
 log = logging.getLogger("backchannel")
@@ -60,11 +58,9 @@ def api_endpoints() -> list[Endpoint]:
     ]
 
 
-def create_app(
-    settings: Settings | None = None, *, http: httpx.AsyncClient | None = None, webhook_sender: Sender | None = None
-) -> Starlette:
-    """The app. ``http`` and ``webhook_sender`` replace the SSRF-guarded outbound clients (a test
-    may pass its own; the caller then closes it)."""
+def create_app(settings: Settings | None = None, *, webhook_sender: Sender | None = None) -> Starlette:
+    """The app. ``webhook_sender`` replaces the SSRF-guarded outbound sender of webhook deliveries
+    and the web-view form relay (a test may pass its own; the caller then closes it)."""
     settings = settings or Settings()
     endpoints = api_endpoints()
     openapi = build_openapi(endpoints, VERSION)
@@ -72,7 +68,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.bc = await start_services(settings, stack, http=http, webhook_sender=webhook_sender)
+            app.state.bc = await start_services(settings, stack, webhook_sender=webhook_sender)
             yield
 
     async def openapi_json(request: Request) -> Response:
@@ -125,7 +121,6 @@ async def start_services(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
     *,
-    http: httpx.AsyncClient | None = None,
     webhook_sender: Sender | None = None,
 ) -> AppState:
     """Build and start what the app holds; ``stack`` stops it all, in reverse, at shutdown."""
@@ -135,11 +130,8 @@ async def start_services(
         stack.callback(read_engine.dispose)
     broker = make_broker(settings.broker_url)
     runner = Runner(engine, read_engine, broker, writers=settings.database_writers)
-    if http is None:
-        http = make_http_client(settings)
-        stack.push_async_callback(http.aclose)
     if webhook_sender is None:
-        webhook_sender = make_webhook_client(settings)
+        webhook_sender = make_sender(settings)
         stack.push_async_callback(webhook_sender.aclose)
     hub = Hub(runner, settings)
     stack.push_async_callback(hub.close_all, CLOSE_RESTARTING)
@@ -155,7 +147,6 @@ async def start_services(
         signer=TokenSigner(settings.secret_key.get_secret_value()),
         hub=hub,
         console=console,
-        http=http,
         webhook_sender=webhook_sender,
         dispatcher=Dispatcher(runner, settings, webhook_sender),
         listeners=[hub.on_event, console.on_event],

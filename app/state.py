@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from sqlalchemy.engine import Engine
 
 from app.console.hub import ConsoleHub
@@ -24,7 +23,8 @@ from app.realtime.identity import TokenSigner
 from app.settings import Settings
 from app.store.runner import Runner
 from app.tokens import TokenAuthenticator
-from app.webhooks.dispatcher import Dispatcher, Sender
+from app.webhooks.dispatcher import Dispatcher
+from app.webhooks.sender import Sender
 
 log = logging.getLogger("backchannel")
 Listener = Callable[[dict[str, Any]], Awaitable[None]]
@@ -41,8 +41,7 @@ class AppState:
     signer: TokenSigner  # widget session and visitor tokens, from settings.secret_key
     hub: Hub  # widget sockets
     console: ConsoleHub  # live-Inbox sockets
-    http: httpx.AsyncClient  # SSRF-guarded client for web-view callbacks (app.webhooks.netguard)
-    webhook_sender: Sender  # webhook deliveries (app.webhooks.sender.WebhookClient, SSRF-guarded)
+    webhook_sender: Sender  # the one SSRF-guarded outbound sender: webhook deliveries, web-view form relay
     dispatcher: Dispatcher  # the webhook outbox worker
     authenticator: TokenAuthenticator = field(default_factory=TokenAuthenticator)
     listeners: list[Listener] = field(default_factory=list)

@@ -11,7 +11,11 @@ The parts, in the order a delivery meets them:
   retry or give up, release, prune.
 - ``dispatcher.py``: the loop that claims due deliveries, sends them, and records what
   happened, one task per endpoint.
-- ``sender.py``: the keep-alive HTTP/1.1 sender deliveries go through.
-- ``netguard.py``: the SSRF guard (URL and address checks), and the guarded httpx client
-  the web-view form relay uses.
+- ``sender.py``: the one guarded outbound HTTP sender: webhook deliveries and the
+  web-view form relay (``app/webviews/forms.py``) both go through it.
+- ``netguard.py``: the one check of every outgoing URL and address (the SSRF guard) the
+  sender applies, and that endpoint rows and form callbacks are judged by.
+
+``app/main.py`` builds the sender and the dispatcher in the lifespan (``AppState.webhook_sender``,
+``AppState.dispatcher``); no part imports ``app/state.py``.
 """

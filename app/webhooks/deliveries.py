@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import httpx
 import orjson
 from sqlalchemy import Table, Text, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy import cast as cast_
@@ -32,6 +31,7 @@ from app.store.dialect import POSTGRESQL, SQLITE, Dialect
 from app.store.runner import Tx
 from app.store.tables import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks.endpoints import fail_unfinished
+from app.webhooks.netguard import UrlRefused, destination
 from app.webhooks.signing import Signer, Signers
 
 log = logging.getLogger("backchannel.webhooks")
@@ -236,10 +236,12 @@ def _read_endpoints(conn: Connection, ids: list[str]) -> list[tuple[str, Any, Ex
 
 
 def _checked_url(url: Any) -> str:
-    """The URL, if it can ever be sent to (where it resolves is checked at each send)."""
-    parsed = httpx.URL(url)  # raises for what is not a URL
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise _Unusable("its URL is not an http(s) URL with a host")
+    """The URL, if it can ever be sent to (``netguard.destination``; where it resolves is
+    checked at each new connection)."""
+    try:
+        destination(url)
+    except UrlRefused as exc:
+        raise _Unusable(f"its URL cannot be used ({exc})") from None
     return str(url)
 
 
@@ -250,8 +252,6 @@ class _Unusable(Exception):
 def _unusable(exc: Exception) -> str:
     if isinstance(exc, _Unusable):
         return str(exc)
-    if isinstance(exc, httpx.InvalidURL):
-        return "its URL cannot be parsed"
     # Never the exception's text: it might quote a key.
     return f"its stored settings cannot be used ({type(exc).__name__}); fix or recreate the endpoint"
 

@@ -21,7 +21,6 @@ import logging
 import time
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -47,7 +46,7 @@ from app.webhooks.deliveries import (
     release_leases,
 )
 from app.webhooks.netguard import UrlRefused
-from app.webhooks.sender import Reply, SendError
+from app.webhooks.sender import Sender, SendError
 from app.webhooks.signing import Signers
 
 log = logging.getLogger("backchannel.webhooks")
@@ -62,14 +61,6 @@ CLAIM_GAP = 0.002  # seconds between two looks for due work prompted by new even
 def renew_every(lease: float) -> float:
     """How often held leases are renewed: a third of the lease, at most a second."""
     return max(0.05, min(1.0, lease / 3))
-
-
-class Sender(Protocol):
-    """What the dispatcher sends with (``webhook_client.WebhookClient``; a test may inject another)."""
-
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply: ...
-
-    async def aclose(self) -> None: ...
 
 
 # --- sending ----------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""The SSRF guard: outgoing HTTP (webhooks, web-view callbacks) only reaches public addresses.
+"""The SSRF guard: the one check of every outgoing URL (webhook deliveries, web-view callbacks).
 
-A URL is checked when it is used, not when it is saved: DNS answers change. The host is
-resolved once, every address is checked, and the connection goes to a checked address
-with the original ``Host`` header and TLS SNI, so a second, different DNS answer (DNS
+Two steps, both here. ``destination(url)`` reads the URL: ``http`` or ``https``, a host, the
+port, the ``Host`` header and the request target; it needs no network, so an endpoint's
+stored URL can be judged when it is claimed. ``resolve_checked(dest)`` runs when a
+connection is made, not when a URL is saved (DNS answers change): the host is resolved
+once, every address is checked, and ``sender.py`` connects to one of those addresses with
+the original ``Host`` header and TLS name, so a second, different DNS answer (DNS
 rebinding) is never used. ``BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` turns the address
-check off (demo, tests, private deployments); the scheme check stays.
+check off (demo, tests, private deployments); the URL check stays.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address, ip_network
-from typing import Any
 
 import httpx
 
@@ -38,12 +41,45 @@ _EMBEDS_IPV4: list[IPv6Network] = [
 ]
 
 
-class UrlRefused(httpx.TransportError):
-    """The URL may not be fetched: wrong scheme, no host, or a non-public address.
+class UrlRefused(Exception):
+    """The URL may not be called: not a URL, wrong scheme, no host, or a non-public address.
 
-    An ``httpx.TransportError`` so callers that already treat network failures as
-    "try again later" (the web-view relay, the dispatcher) handle it the same way.
+    The message is fit for a delivery log (it names the URL's host, never a secret).
     """
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a request to an ``http``/``https`` URL goes, as ``destination(url)`` read it."""
+
+    scheme: str
+    host: str  # as resolved, and as TLS names it
+    port: int
+    host_header: bytes  # the ``Host`` header: the name as written, with a port that is not the default
+    target: bytes  # the request target: path and query
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """What a kept connection may be reused for."""
+        return self.scheme, self.host, self.port
+
+
+def destination(url: str) -> Destination:
+    """Read ``url``; raises ``UrlRefused`` unless it is an ``http`` or ``https`` URL with a host."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UrlRefused(f"not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise UrlRefused(f"only http and https URLs may be called, not {parsed.scheme or 'none'}:")
+    if not parsed.host:
+        raise UrlRefused("the URL has no host")
+    default = 443 if parsed.scheme == "https" else 80
+    port = parsed.port or default
+    raw_host = parsed.raw_host.decode("ascii")
+    shown = f"[{raw_host}]" if ":" in raw_host else raw_host
+    host_header = shown if port == default else f"{shown}:{port}"
+    return Destination(parsed.scheme, parsed.host, port, host_header.encode("ascii"), parsed.raw_path or b"/")
 
 
 def refusal_reason(ip: Address) -> str | None:
@@ -93,27 +129,22 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 async def resolve_checked(
-    url: httpx.URL, *, allow_private: bool, resolver: Resolver = system_resolver
+    dest: Destination, *, allow_private: bool, resolver: Resolver = system_resolver
 ) -> list[Address]:
-    """The addresses to connect to for ``url``; raises ``UrlRefused`` if any is off limits.
+    """The addresses to connect to for ``dest``; raises ``UrlRefused`` if any is off limits.
 
     Literal hosts in odd spellings (``2130706433``, ``0x7f.1``, ``127.1``) go through the
     resolver too, which reads them the way a socket would, so they are checked as what
     they really are.
     """
-    if url.scheme not in ("http", "https"):
-        raise UrlRefused(f"only http and https URLs may be called, not {url.scheme or 'none'}:")
-    host = url.host
-    if not host:
-        raise UrlRefused("the URL has no host")
-    port = url.port or (443 if url.scheme == "https" else 80)
+    host = dest.host
     literal = True
     try:
         addresses = [ip_address(host)]
     except ValueError:
         literal = False
         try:
-            answers = await resolver(host, port)
+            answers = await resolver(host, dest.port)
         except OSError as exc:
             raise UrlRefused(f"{host} does not resolve ({exc.strerror or exc})") from None
         addresses = [ip_address(a) for a in answers]
@@ -132,83 +163,6 @@ async def resolve_checked(
     return addresses
 
 
-async def check_url_allowed(url: str, settings: Any, *, resolver: Resolver = system_resolver) -> None:
-    """Raise ``UrlRefused`` (with a message fit for a delivery log) if ``url`` may not be called."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise UrlRefused(f"not a valid URL: {exc}") from None
-    await resolve_checked(
-        parsed, allow_private=settings.webhook_allow_private_networks, resolver=resolver
-    )
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that checks each request's host and connects to that checked address.
-
-    The request goes to ``scheme://<address>:port`` with the original ``Host`` header and,
-    for https, the original name as SNI (httpcore verifies the certificate against it).
-    """
-
-    def __init__(
-        self,
-        *,
-        allow_private: bool,
-        resolver: Resolver = system_resolver,
-        inner: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 100,
-    ) -> None:
-        self.allow_private = allow_private
-        self.resolver = resolver
-        self.inner = inner or httpx.AsyncHTTPTransport(
-            retries=0,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        addresses = await resolve_checked(
-            request.url, allow_private=self.allow_private, resolver=self.resolver
-        )
-        extensions = dict(request.extensions)
-        if request.url.scheme == "https":
-            extensions.setdefault("sni_hostname", request.url.host)
-        failure: httpx.ConnectError | None = None
-        for ip in addresses[:4]:
-            pinned = httpx.Request(
-                request.method,
-                request.url.copy_with(host=str(ip)),
-                headers=request.headers,  # already carries Host: the original name
-                stream=request.stream,
-                extensions=extensions,
-            )
-            try:
-                return await self.inner.handle_async_request(pinned)
-            except httpx.ConnectError as exc:
-                # Nothing was sent yet: the next checked address (e.g. IPv4 after IPv6) is safe.
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def make_http_client(settings: Any, *, resolver: Resolver = system_resolver) -> httpx.AsyncClient:
-    """The outgoing HTTP client for web-view callbacks (``AppState.http``); webhook
-    deliveries use ``webhook_client.WebhookClient``, which connects through ``resolve_checked`` too.
-
-    Redirects are not followed (a redirect is a failed delivery), environment proxies are
-    ignored (they would connect to an address nobody checked), and ``timeout`` is per phase;
-    callers bound the whole request themselves.
-    """
-    return httpx.AsyncClient(
-        transport=GuardedTransport(
-            allow_private=settings.webhook_allow_private_networks,
-            resolver=resolver,
-            max_connections=max(10, settings.webhook_concurrency * 2),
-        ),
-        follow_redirects=False,
-        trust_env=False,
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-        headers={"user-agent": "Backchannel-Webhooks/1.0"},
-    )
+async def check_url(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> list[Address]:
+    """Both steps for one URL: the addresses a request to it may connect to, or ``UrlRefused``."""
+    return await resolve_checked(destination(url), allow_private=allow_private, resolver=resolver)

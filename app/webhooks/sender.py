@@ -1,17 +1,21 @@
-"""The webhook sender: a small keep-alive HTTP/1.1 client for one kind of request, a signed POST.
+"""The one guarded outbound sender: a small keep-alive HTTP/1.1 client for one kind of request,
+a signed POST. Webhook deliveries (``dispatcher.py``) and the web-view form relay
+(``app/webviews/forms.py``) both send through it, as ``AppState.webhook_sender``.
 
-Why not httpx: on this path httpx spent more CPU per delivery than everything else the
-dispatcher does (request and response models, a connection pool with its own locks, header
-normalisation); a delivery needs none of that. This client writes one request, reads the
-status, the headers, and the first bytes of the body, and keeps the connection for the next
-delivery to the same origin.
+Why not httpx: on the delivery path httpx spent more CPU per delivery than everything else
+the dispatcher does (request and response models, a connection pool with its own locks,
+header normalisation); a delivery needs none of that. This client writes one request, reads
+the status, the headers, and the first bytes of the body, and keeps the connection for the
+next request to the same origin.
 
-The SSRF guard holds as with ``netguard.GuardedTransport``: a new connection resolves the
-host once (``netguard.resolve_checked``: every address must be allowed), connects to a
-checked address with the original ``Host`` header and TLS name, and is reused only for
-that origin, so a second DNS answer is never consulted. Redirects are never followed,
-environment proxies never used. Callers bound the whole request (``asyncio.timeout``); a
-request that is cancelled or fails closes its connection.
+The SSRF guard (``netguard.py``) holds on every request: the URL is read by
+``netguard.destination``, a new connection resolves the host once
+(``netguard.resolve_checked``: every address must be allowed), connects to a checked
+address with the original ``Host`` header and TLS name, and is reused only for that
+origin, so a second DNS answer is never consulted. Redirects are never followed (a 3xx is
+an answer like any other), environment proxies never used. Callers bound the whole request
+(``asyncio.timeout``); a request that is cancelled or fails closes its connection. A body
+longer than ``MAX_DRAIN`` is not read to its end: the connection is closed instead.
 """
 
 from __future__ import annotations
@@ -19,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import certifi
-import httpx
 
-from app.webhooks.netguard import Resolver, UrlRefused, resolve_checked, system_resolver
+from app.webhooks.netguard import Destination, Resolver, destination, resolve_checked, system_resolver
 
 USER_AGENT = "Backchannel-Webhooks/1.0"
 MAX_HEAD = 64 * 1024  # status line and headers
@@ -44,12 +47,14 @@ class Reply:
     excerpt: bytes  # the first ``excerpt_bytes`` of the body
 
 
-@dataclass(frozen=True)
-class _Origin:
-    scheme: str
-    host: str  # as resolved and as TLS names it
-    port: int
-    host_header: bytes
+class Sender(Protocol):
+    """What deliveries and the form relay send with: ``GuardedSender`` (a test may inject another)."""
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, *, excerpt_bytes: int | None = None
+    ) -> Reply: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Connection:
@@ -68,8 +73,8 @@ class _Connection:
         self.writer.close()
 
 
-class WebhookClient:
-    """``await client.post(url, headers, body)`` -> ``Reply``; raises ``UrlRefused`` or ``SendError``."""
+class GuardedSender:
+    """``await sender.post(url, headers, body)`` -> ``Reply``; raises ``netguard.UrlRefused`` or ``SendError``."""
 
     def __init__(
         self,
@@ -83,26 +88,29 @@ class WebhookClient:
         self.resolver = resolver
         self.excerpt_bytes = excerpt_bytes
         self._ssl = ssl_context
-        self._idle: dict[_Origin, list[_Connection]] = {}
-        self._urls: dict[str, tuple[_Origin, bytes, httpx.URL]] = {}
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}  # by origin
+        self._urls: dict[str, Destination] = {}
         self.closed = False
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Reply:
-        origin, target, parsed = self._parse(url)
-        head = bytearray(b"POST " + target + b" HTTP/1.1\r\nhost: " + origin.host_header)
+    async def post(self, url: str, headers: dict[str, str], body: bytes, *, excerpt_bytes: int | None = None) -> Reply:
+        """POST ``body`` to ``url``; the reply keeps the first ``excerpt_bytes`` of the answer's
+        body (the client's ``excerpt_bytes`` unless given, at most ``MAX_DRAIN``)."""
+        dest = self._parse(url)
+        keep = min(self.excerpt_bytes if excerpt_bytes is None else excerpt_bytes, MAX_DRAIN)
+        head = bytearray(b"POST " + dest.target + b" HTTP/1.1\r\nhost: " + dest.host_header)
         head += b"\r\nuser-agent: " + USER_AGENT.encode() + b"\r\ncontent-length: " + str(len(body)).encode()
         for name, value in headers.items():
             head += b"\r\n" + name.encode("latin-1") + b": " + value.encode("latin-1")
         head += b"\r\n\r\n"
         request = bytes(head) + body
-        conn = self._take_idle(origin)
+        conn = self._take_idle(dest.origin)
         if conn is not None:
             try:
-                return await self._exchange(origin, conn, request, reused=True)
+                return await self._exchange(dest, conn, request, keep, reused=True)
             except _Stale:
                 pass  # the server had closed it, and answered nothing: try a new connection
-        conn = await self._connect(origin, parsed)
-        return await self._exchange(origin, conn, request, reused=False)
+        conn = await self._connect(dest)
+        return await self._exchange(dest, conn, request, keep, reused=False)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -113,30 +121,16 @@ class WebhookClient:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _parse(self, url: str) -> tuple[_Origin, bytes, httpx.URL]:
-        hit = self._urls.get(url)
-        if hit is not None:
-            return hit
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise UrlRefused(f"not a valid URL: {exc}") from None
-        if parsed.scheme not in ("http", "https"):
-            raise UrlRefused(f"only http and https URLs may be called, not {parsed.scheme or 'none'}:")
-        if not parsed.host:
-            raise UrlRefused("the URL has no host")
-        default = 443 if parsed.scheme == "https" else 80
-        port = parsed.port or default
-        raw_host = parsed.raw_host.decode("ascii")
-        shown = f"[{raw_host}]" if ":" in raw_host else raw_host
-        host_header = shown if port == default else f"{shown}:{port}"
-        origin = _Origin(parsed.scheme, parsed.host, port, host_header.encode("ascii"))
-        if len(self._urls) >= MAX_ORIGINS:
-            self._urls.clear()
-        self._urls[url] = hit = (origin, parsed.raw_path or b"/", parsed)
-        return hit
+    def _parse(self, url: str) -> Destination:
+        dest = self._urls.get(url)
+        if dest is None:
+            dest = destination(url)  # raises UrlRefused for what may never be called
+            if len(self._urls) >= MAX_ORIGINS:
+                self._urls.clear()
+            self._urls[url] = dest
+        return dest
 
-    def _take_idle(self, origin: _Origin) -> _Connection | None:
+    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
         conns = self._idle.get(origin)
         while conns:
             conn = conns.pop()
@@ -145,7 +139,7 @@ class WebhookClient:
             conn.close()
         return None
 
-    def _keep(self, origin: _Origin, conn: _Connection) -> None:
+    def _keep(self, origin: tuple[str, str, int], conn: _Connection) -> None:
         if self.closed:
             conn.close()
             return
@@ -166,14 +160,14 @@ class WebhookClient:
             self._ssl = ssl.create_default_context(cafile=certifi.where())
         return self._ssl
 
-    async def _connect(self, origin: _Origin, parsed: httpx.URL) -> _Connection:
-        addresses = await resolve_checked(parsed, allow_private=self.allow_private, resolver=self.resolver)
-        tls = self._context() if origin.scheme == "https" else None
+    async def _connect(self, dest: Destination) -> _Connection:
+        addresses = await resolve_checked(dest, allow_private=self.allow_private, resolver=self.resolver)
+        tls = self._context() if dest.scheme == "https" else None
         failure: OSError | None = None
         for ip in addresses[:4]:
             try:
                 reader, writer = await asyncio.open_connection(
-                    str(ip), origin.port, ssl=tls, server_hostname=origin.host if tls else None, limit=MAX_HEAD
+                    str(ip), dest.port, ssl=tls, server_hostname=dest.host if tls else None, limit=MAX_HEAD
                 )
                 return _Connection(reader, writer)
             except (OSError, ssl.SSLError) as exc:
@@ -182,7 +176,9 @@ class WebhookClient:
         assert failure is not None
         raise SendError(f"ConnectError: {failure.strerror or failure}")
 
-    async def _exchange(self, origin: _Origin, conn: _Connection, request: bytes, *, reused: bool) -> Reply:
+    async def _exchange(
+        self, dest: Destination, conn: _Connection, request: bytes, keep: int, *, reused: bool
+    ) -> Reply:
         """Send, read the answer; keep the connection if the answer was read to its end.
 
         Raises ``_Stale`` only for a reused connection that failed before any answer."""
@@ -196,9 +192,9 @@ class WebhookClient:
                 if reused:
                     raise _Stale() from exc
                 raise SendError(_describe(exc)) from None
-            excerpt, complete = await self._read_body(conn.reader, status, headers)
+            excerpt, complete = await _read_body(conn.reader, status, headers, keep)
             if complete and version == b"HTTP/1.1" and headers.get("connection", "").lower() != "close":
-                self._keep(origin, conn)
+                self._keep(dest.origin, conn)
                 kept = True
             return Reply(status, headers, excerpt)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
@@ -231,44 +227,46 @@ class WebhookClient:
             return status, headers, parts[0]
         raise SendError("too many interim (1xx) answers")
 
-    async def _read_body(
-        self, reader: asyncio.StreamReader, status: int, headers: dict[str, str]
-    ) -> tuple[bytes, bool]:
-        """(the excerpt, whether the body was read to its end so the connection can be reused)."""
-        if status in (204, 304) or status < 200:
-            return b"", True
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return await self._read_chunked(reader)
-        length_text = headers.get("content-length")
-        if length_text is not None:
-            if not length_text.isdigit():
-                raise SendError("the answer has a malformed content-length")
-            length = int(length_text)
-            if length <= MAX_DRAIN:
-                body = await reader.readexactly(length)
-                return body[: self.excerpt_bytes], True
-            return await _read_some(reader, self.excerpt_bytes), False
-        # No framing: the body runs to the end of the connection; take the start of it.
-        return await _read_some(reader, self.excerpt_bytes), False
 
-    async def _read_chunked(self, reader: asyncio.StreamReader) -> tuple[bytes, bool]:
-        excerpt = bytearray()
-        total = 0
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
-            if size == 0:
-                for _ in range(64):  # trailers, then the blank line
-                    if await reader.readuntil(b"\r\n") == b"\r\n":
-                        return bytes(excerpt), True
-                return bytes(excerpt), False
-            total += size
-            if total > MAX_DRAIN:
-                excerpt += await _read_some(reader, max(0, self.excerpt_bytes - len(excerpt)))
-                return bytes(excerpt[: self.excerpt_bytes]), False
-            chunk = await reader.readexactly(size + 2)
-            if len(excerpt) < self.excerpt_bytes:
-                excerpt += chunk[: min(size, self.excerpt_bytes - len(excerpt))]
+async def _read_body(
+    reader: asyncio.StreamReader, status: int, headers: dict[str, str], keep: int
+) -> tuple[bytes, bool]:
+    """(the body's first ``keep`` bytes, whether it was read to its end so the connection can be reused)."""
+    if status in (204, 304) or status < 200:
+        return b"", True
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await _read_chunked(reader, keep)
+    length_text = headers.get("content-length")
+    if length_text is not None:
+        if not length_text.isdigit():
+            raise SendError("the answer has a malformed content-length")
+        length = int(length_text)
+        if length <= MAX_DRAIN:
+            body = await reader.readexactly(length)
+            return body[:keep], True
+        return await _read_some(reader, keep), False
+    # No framing: the body runs to the end of the connection; take the start of it.
+    return await _read_some(reader, keep), False
+
+
+async def _read_chunked(reader: asyncio.StreamReader, keep: int) -> tuple[bytes, bool]:
+    excerpt = bytearray()
+    total = 0
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
+        if size == 0:
+            for _ in range(64):  # trailers, then the blank line
+                if await reader.readuntil(b"\r\n") == b"\r\n":
+                    return bytes(excerpt), True
+            return bytes(excerpt), False
+        total += size
+        if total > MAX_DRAIN:
+            excerpt += await _read_some(reader, max(0, keep - len(excerpt)))
+            return bytes(excerpt[:keep]), False
+        chunk = await reader.readexactly(size + 2)
+        if len(excerpt) < keep:
+            excerpt += chunk[: min(size, keep - len(excerpt))]
 
 
 class _Stale(Exception):
@@ -294,5 +292,5 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def make_webhook_client(settings: Any, *, resolver: Resolver = system_resolver) -> WebhookClient:
-    return WebhookClient(allow_private=settings.webhook_allow_private_networks, resolver=resolver)
+def make_sender(settings: Any, *, resolver: Resolver = system_resolver) -> GuardedSender:
+    return GuardedSender(allow_private=settings.webhook_allow_private_networks, resolver=resolver)

@@ -84,8 +84,11 @@ class Signer:
     def key_of(endpoint: Any) -> tuple[Any, ...]:
         """What a cached ``Signer`` depends on: any change (a rotation, signing switched on) makes a new one."""
         return (
-            endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at,
-            endpoint.ed25519_private_key, endpoint.previous_ed25519_private_key,
+            endpoint.secret,
+            endpoint.previous_secret,
+            endpoint.previous_secret_expires_at,
+            endpoint.ed25519_private_key,
+            endpoint.previous_ed25519_private_key,
         )
 
     def headers(self, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:

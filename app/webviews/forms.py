@@ -22,6 +22,8 @@ from sqlmodel import Session, col, select
 from app import errors
 from app.ids import isoformat, new_id, utcnow
 from app.store.tables import WebhookEndpoint, WebviewOpening
+from app.webhooks.netguard import UrlRefused, destination
+from app.webhooks.sender import Sender
 from app.webhooks.signing import signature_headers
 from app.webviews import patterns as form_patterns
 from app.webviews.openings import origin_of
@@ -29,7 +31,7 @@ from app.webviews.openings import origin_of
 log = logging.getLogger("backchannel.webviews")
 MAX_VALUE_CHARS = 10_000
 ERROR_MAX_CHARS = 200
-RESPONSE_MAX_BYTES = 65_536  # of a callback's answer; only a 422's errors are read
+RESPONSE_MAX_BYTES = 65_536  # of a callback's answer kept; only a 422's errors are read
 
 _CARD_HINTS: list[tuple[str, tuple[str, ...]]] = [
     # Checked in order on the field's name and label, squashed to lowercase letters and digits.
@@ -188,10 +190,23 @@ def _form_callbacks(message_parts: list[dict[str, Any]]) -> list[tuple[str, str]
     return found
 
 
-def callback_allowed(callback_url: str, allow_private_networks: bool) -> bool:
-    """A hosted form posts what the customer typed (card numbers): only over ``https``,
-    unless private networks are allowed (a development or demo set-up, over ``http``)."""
-    return allow_private_networks or urlsplit(callback_url).scheme.lower() == "https"
+HTTPS_ONLY = "a hosted form's callback_url must be https"
+
+
+def callback_refusal(callback_url: str, allow_private_networks: bool) -> str | None:
+    """Why a hosted form may not post to ``callback_url`` (``None``: it may).
+
+    The URL must be one the guarded sender can call (``netguard.destination``: http or
+    https, with a host); and since a form posts what the customer typed (card numbers),
+    only ``https`` unless private networks are allowed (a development or demo set-up, over
+    ``http``). Where it resolves is checked when the relay connects."""
+    try:
+        dest = destination(callback_url)
+    except UrlRefused as exc:
+        return f"a hosted form's callback_url cannot be called: {exc}"
+    if dest.scheme != "https" and not allow_private_networks:
+        return HTTPS_ONLY
+    return None
 
 
 def check_form_callbacks(
@@ -201,10 +216,8 @@ def check_form_callbacks(
     is not ``https``, or shares its origin with no enabled webhook endpoint of the workspace
     (whose secret would sign the relay)."""
     for path, url in _form_callbacks(message_parts):
-        problem = None
-        if not callback_allowed(url, allow_private_networks):
-            problem = "a hosted form's callback_url must be https"
-        elif signing_endpoint(s, workspace_id, url) is None:
+        problem = callback_refusal(url, allow_private_networks)
+        if problem is None and signing_endpoint(s, workspace_id, url) is None:
             problem = (
                 f"shares its origin ({origin_of(url)}) with no enabled webhook endpoint of this workspace; "
                 "add one there first (its secret signs the relay)"
@@ -212,7 +225,6 @@ def check_form_callbacks(
         if problem:
             field = prefix + path
             raise errors.Unprocessable(f"Invalid field: {field}", details=[{"field": field, "message": problem}])
-
 
 
 def _segments(path: str) -> list[str]:
@@ -252,7 +264,7 @@ class RelayOutcome:
 
 
 async def relay_form(
-    http: Any,
+    sender: Sender,
     endpoint: WebhookEndpoint,
     opening: WebviewOpening,
     callback_url: str,
@@ -260,7 +272,8 @@ async def relay_form(
     field_names: list[str],
     timeout: float,
 ) -> RelayOutcome:
-    """POST the values to the callback, signed like a webhook; then forget them."""
+    """POST the values to the callback through the guarded sender, signed like a webhook; then
+    forget them."""
     msg_id = new_id("wvs")
     body = orjson.dumps(
         {
@@ -277,41 +290,26 @@ async def relay_form(
     )
     headers = {
         **signature_headers(endpoint, msg_id, body),
-        "content-type": "application/json",
         "accept-encoding": "identity",  # the answer is read raw, so it cannot inflate past the cap
     }
     try:
-        # One deadline for the whole exchange (httpx's timeout is per phase: a callback that
-        # drips a byte a second would never trip it), and at most RESPONSE_MAX_BYTES read.
+        # One deadline for the whole exchange (connect, send, the status line and the body read),
+        # so a callback that drips a byte a second cannot hold the submit open; at most
+        # RESPONSE_MAX_BYTES of the answer are kept (the sender reads no further than its cap).
         async with asyncio.timeout(timeout):
-            async with http.stream(
-                "POST", callback_url, content=body, headers=headers, timeout=timeout, follow_redirects=False
-            ) as response:
-                status = response.status_code
-                content = await _read_capped(response, RESPONSE_MAX_BYTES) if status == 422 else b""
+            reply = await sender.post(callback_url, headers, body, excerpt_bytes=RESPONSE_MAX_BYTES)
     except Exception as exc:  # noqa: BLE001 - any failure is "retry"; its text may quote the request
         log.warning("web-view callback failed: %s (%s)", type(exc).__name__, opening.id)
         return RelayOutcome("failed", {})
+    status = reply.status_code
     if 200 <= status < 300:
         return RelayOutcome("submitted", {})
     if status == 422:
-        problems = _callback_errors(content, field_names)
+        problems = _callback_errors(reply.excerpt, field_names)
         if problems:
             return RelayOutcome("invalid", problems)
     log.warning("web-view callback answered %s (%s)", status, opening.id)
     return RelayOutcome("failed", {})
-
-
-async def _read_capped(response: Any, limit: int) -> bytes:
-    """The answer's first ``limit`` bytes; a longer one is cut (and then not valid JSON)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
-            break
-    return b"".join(chunks)
 
 
 def _callback_errors(content: bytes, field_names: list[str]) -> dict[str, str]:

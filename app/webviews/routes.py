@@ -31,7 +31,7 @@ from app.webviews import openings as webviews
 from app.webviews.forms import (
     FieldView,
     RelayOutcome,
-    callback_allowed,
+    callback_refusal,
     field_views,
     relay_form,
     signing_endpoint,
@@ -119,7 +119,7 @@ async def _resolve(request: Request) -> _Form:
     opening_id, workspace_id = webviews.read_form_token(state.settings, request.query_params.get("token", ""))
     f = await state.runner.read(_load, opening_id, workspace_id)
     # Refused at message creation too; this also covers forms stored before that check.
-    if not callback_allowed(f.form["callback_url"], state.settings.webhook_allow_private_networks):
+    if callback_refusal(f.form["callback_url"], state.settings.webhook_allow_private_networks) is not None:
         raise NotSetUp()
     return f
 
@@ -171,9 +171,8 @@ async def submit_form(request: Request) -> Response:
         # Another submission of this form is in flight, or it just finished.
         return _answer(request, f, RelayOutcome("failed", {"_form": "This form is already being submitted."}), values)
 
-    http = state.http
     outcome = await relay_form(
-        http, f.endpoint, f.opening, f.form["callback_url"], values, [x.name for x in f.fields],
+        state.webhook_sender, f.endpoint, f.opening, f.form["callback_url"], values, [x.name for x in f.fields],
         timeout=min(state.settings.webhook_timeout_seconds, 15.0),
     )
     if outcome.kind == "submitted":

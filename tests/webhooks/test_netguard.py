@@ -1,4 +1,4 @@
-"""The SSRF guard, address by address, and the pinned connection (no DNS rebinding)."""
+"""The SSRF guard (``netguard``), URL by URL and address by address, and the app's one guarded sender."""
 
 from __future__ import annotations
 
@@ -8,21 +8,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
 from app.main import create_app
 from app.settings import Settings
 from app.state import AppState
-from app.webhooks.netguard import GuardedTransport, UrlRefused, check_url_allowed, make_http_client
-from app.webhooks.sender import WebhookClient
+from app.webhooks.netguard import UrlRefused, check_url, destination
+from app.webhooks.sender import GuardedSender
 from tests.conftest import Tenant, migrated_sqlite
 from tests.receivers import Receiver, eventually
 from tests.webhooks.test_webhooks import add_endpoint, deliveries
 
-GUARDED = Settings(env="test", webhook_allow_private_networks=False)
 T = TypeVar("T")
-OPEN = Settings(env="test", webhook_allow_private_networks=True)
 
 REFUSED = [
     # IPv4: loopback, private, link-local and metadata, CGNAT, unspecified, multicast, broadcast
@@ -56,20 +53,29 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 @pytest.mark.parametrize("url", REFUSED)
 def test_private_and_odd_addresses_are_refused(url: str) -> None:
     with pytest.raises(UrlRefused) as info:
-        run(check_url_allowed(url, GUARDED))
+        run(check_url(url, allow_private=False))
     assert str(info.value)  # a message fit for the delivery log
 
 
 @pytest.mark.parametrize("url", ALLOWED)
 def test_public_addresses_are_allowed(url: str) -> None:
-    run(check_url_allowed(url, GUARDED))
+    run(check_url(url, allow_private=False))
 
 
 def test_the_flag_opens_private_networks_but_not_other_schemes() -> None:
-    run(check_url_allowed("http://127.0.0.1:9/", OPEN))
-    run(check_url_allowed("http://[::ffff:127.0.0.1]/", OPEN))
-    with pytest.raises(UrlRefused):
-        run(check_url_allowed("file:///etc/passwd", OPEN))
+    run(check_url("http://127.0.0.1:9/", allow_private=True))
+    run(check_url("http://[::ffff:127.0.0.1]/", allow_private=True))
+    for url in ("file:///etc/passwd", "gopher://1.1.1.1/", "http:///no-host", "not a url at all"):
+        with pytest.raises(UrlRefused):
+            run(check_url(url, allow_private=True))
+
+
+def test_a_url_is_read_once_for_the_host_header_the_target_and_the_tls_name() -> None:
+    dest = destination("https://Hooks.Example.com:8443/in/box?x=1")
+    assert (dest.scheme, dest.host, dest.port) == ("https", "hooks.example.com", 8443)
+    assert dest.host_header == b"hooks.example.com:8443" and dest.target == b"/in/box?x=1"
+    assert destination("http://[2606:4700::1]/").host_header == b"[2606:4700::1]"
+    assert destination("https://example.com").target == b"/"
 
 
 def test_a_name_with_any_private_answer_is_refused() -> None:
@@ -77,45 +83,21 @@ def test_a_name_with_any_private_answer_is_refused() -> None:
         return ["93.184.215.14", "10.0.0.7"]
 
     with pytest.raises(UrlRefused, match="10.0.0.7"):
-        run(check_url_allowed("https://rebind.example/", GUARDED, resolver=mixed))
+        run(check_url("https://rebind.example/", allow_private=False, resolver=mixed))
 
 
-def test_the_client_connects_to_the_address_it_checked() -> None:
-    run(_connects_to_the_address_it_checked())
-
-
-async def _connects_to_the_address_it_checked() -> None:
-    """The name is resolved once, by the guard, and the socket goes to that address with the
-    original Host header: a second DNS answer is never consulted."""
-    calls: list[str] = []
-
-    async def resolver(host: str, port: int) -> list[str]:
-        calls.append(host)
-        return ["127.0.0.1"]  # the system resolver could not even resolve this name
-
-    with Receiver() as rx:
-        async with make_http_client(OPEN, resolver=resolver) as client:
-            r = await client.post(f"http://hooks.rebind.test:{rx.port}/hook", content=b"{}")
-        (req,) = rx.received()
-    assert r.status_code == 200 and calls == ["hooks.rebind.test"]
-    assert req.headers["host"] == f"hooks.rebind.test:{rx.port}"
-
-    async def now_private(host: str, port: int) -> list[str]:
-        return ["127.0.0.1"]
-
-    async with make_http_client(GUARDED, resolver=now_private) as client:
-        with pytest.raises(UrlRefused):
-            await client.post("http://hooks.rebind.test/hook", content=b"{}")
-
-
-def test_the_client_never_follows_redirects() -> None:
-    async def get(url: str) -> httpx.Response:
-        async with make_http_client(OPEN) as client:
-            return await client.get(url)
+def test_the_sender_never_follows_redirects() -> None:
+    async def post(url: str) -> Any:
+        sender = GuardedSender(allow_private=True)
+        try:
+            return await sender.post(url, {}, b"{}")
+        finally:
+            await sender.aclose()
 
     with Receiver(lambda req: (302, {"Location": "http://169.254.169.254/"}, b"")) as rx:
-        r = run(get(rx.url))
-    assert r.status_code == 302 and len(rx.received()) == 1
+        reply = run(post(rx.url))
+    assert reply.status_code == 302 and reply.headers["location"] == "http://169.254.169.254/"
+    assert len(rx.received()) == 1
 
 
 def test_with_the_flag_off_the_server_never_calls_a_loopback_receiver(server_factory: Any) -> None:
@@ -134,8 +116,8 @@ def test_with_the_flag_off_the_server_never_calls_a_loopback_receiver(server_fac
         assert rx.received() == []
 
 
-def test_the_app_shares_the_guarded_client_and_the_dispatcher(tmp_path: Path) -> None:
-    # The web-view relay reaches the same client through state.http.
+def test_the_app_has_one_guarded_sender_for_deliveries_and_the_form_relay(tmp_path: Path) -> None:
+    # The dispatcher holds it, and the web-view relay reaches the same one (app/webviews/routes.py).
     settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
     run(_check_app_services(create_app(settings)))
 
@@ -143,28 +125,24 @@ def test_the_app_shares_the_guarded_client_and_the_dispatcher(tmp_path: Path) ->
 async def _check_app_services(app: Any) -> None:
     async with app.router.lifespan_context(app):
         state: AppState = app.state.bc
-        http = state.http
-        assert http.follow_redirects is False
-        assert isinstance(http._transport, GuardedTransport)
-        assert state.runner.on_webhooks_enqueued == state.dispatcher.wake
-        # Webhook deliveries go through the lean sender, guarded the same way.
         sender = state.webhook_sender
-        assert isinstance(sender, WebhookClient) and sender.allow_private is False
+        assert isinstance(sender, GuardedSender) and sender.allow_private is False
+        assert not hasattr(state, "http")  # no second client
+        assert state.runner.on_webhooks_enqueued == state.dispatcher.wake
         assert state.dispatcher.sender is sender
-    assert http.is_closed and sender.closed
+    assert sender.closed
 
 
-def test_the_app_uses_injected_outbound_clients_and_leaves_them_open(tmp_path: Path) -> None:
+def test_the_app_uses_an_injected_sender_and_leaves_it_open(tmp_path: Path) -> None:
     settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
 
     async def check() -> None:
-        async with httpx.AsyncClient() as http:
-            sender = WebhookClient(allow_private=True)
-            app = create_app(settings, http=http, webhook_sender=sender)
-            async with app.router.lifespan_context(app):
-                state: AppState = app.state.bc
-                assert state.http is http and state.webhook_sender is sender and state.dispatcher.sender is sender
-            assert not http.is_closed and not sender.closed  # the caller's to close
-            await sender.aclose()
+        sender = GuardedSender(allow_private=True)
+        app = create_app(settings, webhook_sender=sender)
+        async with app.router.lifespan_context(app):
+            state: AppState = app.state.bc
+            assert state.webhook_sender is sender and state.dispatcher.sender is sender
+        assert not sender.closed  # the caller's to close
+        await sender.aclose()
 
     run(check())
