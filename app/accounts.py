@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
@@ -28,11 +30,20 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def create_console_user(
-    tx: Tx, workspace_id: str, email: str, password: str, *, name: str | None = None, role: str = "admin"
-) -> ConsoleUser:
-    """A new console account. Its email must be unused across the whole server (SPEC §8):
-    login finds an account by email alone, so a second one would lock the first out."""
+@dataclass(frozen=True)
+class NewConsoleUser:
+    """A console account checked and its password hashed, before any write is queued:
+    Argon2 costs tens of milliseconds of CPU by design, which the writer (one transaction
+    for a batch of everyone's writes) must not spend."""
+
+    email: str
+    password_hash: str
+    name: str | None = None
+    role: str = "admin"
+
+
+def new_console_user(email: str, password: str, *, name: str | None = None, role: str = "admin") -> NewConsoleUser:
+    """Check the email and password (422 naming the field), then hash the password."""
     email = normalize_email(email)
     if "@" not in email or len(email) > 320:
         raise errors.Unprocessable(
@@ -43,17 +54,23 @@ def create_console_user(
             "Invalid field: password",
             details=[{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}],
         )
-    if tx.session.exec(select(ConsoleUser.id).where(ConsoleUser.email == email)).first() is not None:
+    return NewConsoleUser(email, hash_password(password), name, role)
+
+
+def create_console_user(tx: Tx, workspace_id: str, new: NewConsoleUser) -> ConsoleUser:
+    """A new console account. Its email must be unused across the whole server (SPEC §8):
+    login finds an account by email alone, so a second one would lock the first out."""
+    if tx.session.exec(select(ConsoleUser.id).where(ConsoleUser.email == new.email)).first() is not None:
         raise _email_taken()
-    display = name or email.split("@")[0].replace(".", " ").title()
+    display = new.name or new.email.split("@")[0].replace(".", " ").title()
     agent = create_agent(tx, workspace_id, display, "human")
     user = ConsoleUser(
         id=new_id("cu"),
         workspace_id=workspace_id,
-        email=email,
+        email=new.email,
         name=display,
-        role=role,
-        password_hash=hash_password(password),
+        role=new.role,
+        password_hash=new.password_hash,
         agent_id=agent.id,
         created_at=utcnow(),
     )

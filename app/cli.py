@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, col, select
 
 from app import VERSION, errors
-from app.accounts import create_console_user
+from app.accounts import create_console_user, new_console_user
 from app.demo.seed import demo_problem, run_demo
 from app.logs import configure_logging
 from app.serve import (
@@ -145,9 +145,11 @@ def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
         if getpass.getpass("Repeat password: ") != password:
             raise errors.Unprocessable("The passwords differ.")
 
+    account = new_console_user(args.email, password, name=args.name, role=args.role)
+
     def create(tx: Tx) -> Any:
         get_workspace(tx.session, args.workspace)
-        return create_console_user(tx, args.workspace, args.email, password, name=args.name, role=args.role)
+        return create_console_user(tx, args.workspace, account)
 
     user = _in_tx(settings, create)
     data = {"id": user.id, "email": user.email, "role": user.role, "workspace_id": user.workspace_id}

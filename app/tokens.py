@@ -33,12 +33,17 @@ class Principal:
         raise errors.Forbidden(f"This token lacks the '{scope}' scope.", details={"required_scope": scope})
 
 
-def create_token(tx: Tx, workspace_id: str, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+def check_scopes(scopes: list[str]) -> None:
+    """422 for a scope that does not exist: callers run it before queueing the write."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise errors.Unprocessable(
             "Invalid field: scopes", details=[{"field": "scopes", "message": f"unknown scopes {unknown}"}]
         )
+
+
+def create_token(tx: Tx, workspace_id: str, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+    check_scopes(scopes)  # kept here too: every caller (CLI, tests, seed) gets the same guard
     secret = new_token(TOKEN_PREFIX)
     token = ApiToken(
         id=new_id("tok"),
@@ -72,19 +77,25 @@ class TokenAuthenticator:
     def __init__(self) -> None:
         self._touched: dict[str, float] = {}
 
-    def authenticate(self, s: Session, header: str | None) -> tuple[Principal, bool]:
-        if not header or not header.lower().startswith("bearer "):
-            raise errors.Unauthorized("Send 'Authorization: Bearer <token>'.")
-        secret = header[7:].strip()
+    @staticmethod
+    def bearer_secret(header: str | None) -> str:
+        """The secret an ``Authorization`` header carries; 401 without one (no store needed)."""
+        secret = header[7:].strip() if header and header.lower().startswith("bearer ") else ""
         if not secret:
             raise errors.Unauthorized("Send 'Authorization: Bearer <token>'.")
+        return secret
+
+    def authenticate(self, s: Session, header: str | None, *, record_use: bool = True) -> tuple[Principal, bool]:
+        """The caller, and whether ``last_used_at`` is due a ``touch``. ``record_use=False``
+        (a request refused for its inputs, which writes nothing) never makes it due."""
+        secret = self.bearer_secret(header)
         # Every API call runs this: one prepared statement, no ORM instance.
         token = rows.token_by_hash(rows.db(s), sha256_hex(secret))
         if token is None or token[3]:
             raise errors.Unauthorized("This API token is not valid or has been revoked.", code="invalid_token")
         token_id, workspace_id, scopes, _ = token
         now = time.monotonic()
-        stale = now - self._touched.get(token_id, -1e9) >= LAST_USED_RESOLUTION
+        stale = record_use and now - self._touched.get(token_id, -1e9) >= LAST_USED_RESOLUTION
         if stale:
             self._touched[token_id] = now
         return Principal(workspace_id, token_id, frozenset(scopes)), stale

@@ -12,6 +12,7 @@ from app import conversations, errors, people
 from app.api.framework import Call, Endpoint, Result
 from app.api.pagination import ListQuery, decode_cursor, page
 from app.api.schemas import ConversationIn, ConversationOut, ConversationPatch, MessageIn, MessageOut, TypingIn
+from app.settings import Settings
 from app.shapes import conversation_json, message_json
 from app.store import sql as rows
 from app.webviews import forms as webview_forms
@@ -31,15 +32,32 @@ class MessageQuery(ListQuery):
     after: int | None = Field(default=None, ge=0, description="Only messages with a greater seq.")
 
 
-def _check_forms(call: Call, messages: list[MessageIn], prefix: str = "") -> None:
-    allow_private = call.settings.webhook_allow_private_networks if call.settings else False
+def _parts(message: MessageIn) -> list[dict[str, Any]]:
+    return [p.model_dump(exclude_none=True) for p in message.message_parts]
+
+
+def _check_form_urls(messages: list[MessageIn], settings: Settings, prefix: str = "") -> None:
+    """Before the write is queued: every hosted form's callback is a URL it may post to (no database needed)."""
     for n, message in enumerate(messages):
-        parts = [p.model_dump(exclude_none=True) for p in message.message_parts]
-        webview_forms.check_form_callbacks(call.session, call.workspace_id, parts, allow_private, prefix.format(n=n))
+        webview_forms.check_form_urls(_parts(message), settings.webhook_allow_private_networks, prefix.format(n=n))
+
+
+def _check_form_signers(call: Call, messages: list[MessageIn], prefix: str = "") -> None:
+    """In the write: every hosted form's callback has an enabled endpoint to sign its relay."""
+    for n, message in enumerate(messages):
+        webview_forms.check_form_signers(call.session, call.workspace_id, _parts(message), prefix.format(n=n))
+
+
+def check_create(body: ConversationIn, settings: Settings) -> None:
+    _check_form_urls(body.messages, settings, "messages.{n}.")
+
+
+def check_message(body: MessageIn, settings: Settings) -> None:
+    _check_form_urls([body], settings)
 
 
 def create(call: Call) -> dict[str, Any]:
-    _check_forms(call, call.body.messages, "messages.{n}.")
+    _check_form_signers(call, call.body.messages, "messages.{n}.")
     conv, messages = conversations.create_conversation(call.write, call.workspace_id, call.body)
     return {**conversation_json(conv), "messages": [message_json(m) for m in messages]}
 
@@ -80,7 +98,7 @@ def patch(call: Call) -> dict[str, Any]:
 
 
 def post_message(call: Call) -> Result:
-    _check_forms(call, [call.body])
+    _check_form_signers(call, [call.body])
     conversation_id = call.params["conversation_id"]
     message, created = conversations.post_message(call.write, call.workspace_id, conversation_id, call.body)
     return Result(201 if created else 200, message_json(message))
@@ -130,6 +148,7 @@ ENDPOINTS = [
         status=201,
         scope="write",
         errors=(422,),
+        check=check_create,
     ),
     Endpoint(
         "GET",
@@ -171,6 +190,7 @@ ENDPOINTS = [
         status=201,
         scope="write",
         errors=(404, 422),
+        check=check_message,
     ),
     Endpoint(
         "GET",

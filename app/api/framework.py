@@ -31,7 +31,7 @@ from app.settings import Settings
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import IdempotencyRecord
-from app.tokens import Principal
+from app.tokens import Principal, TokenAuthenticator
 
 log = logging.getLogger("backchannel.api")
 PREFIX = "/api/v1"
@@ -94,6 +94,10 @@ class Endpoint:
     scope: str = "read"
     errors: tuple[int, ...] = ()
     description: str = ""
+    # Checks of the validated body that need no database, so they never run in the writer:
+    # ``check(body, settings)`` raises an ``ApiError`` (a 422), answered only once the caller
+    # is known to be authenticated, like a failure of the body's model.
+    check: Callable[[Any, Settings], None] | None = None
 
     @property
     def writes(self) -> bool:
@@ -216,14 +220,28 @@ def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
         raise errors.from_validation_error(exc, prefix=("query",)) from None
 
 
+def parse_inputs(ep: Endpoint, request: Request, raw: bytes, settings: Settings) -> tuple[Any, Any]:
+    """The endpoint's validated body and query, and its own checks that need no database.
+
+    Pure work on the request alone: ``run_endpoint`` does it on the event loop before any
+    store work is queued, so a refused input never costs the writer (or a reader) anything.
+    """
+    # The body is read as JSON whatever the Content-Type says (curl -d sends a form type).
+    body = parse_json_body(raw, ep.body) if ep.body is not None else None
+    query = parse_query(request, ep.query) if ep.query is not None else None
+    if ep.check is not None:
+        ep.check(body, settings)
+    return body, query
+
+
 async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     state: AppState = request.app.state.bc
     auth_header = request.headers.get("authorization")
+    # No bearer secret at all: 401 at once, with nothing counted and nothing queued.
+    state.authenticator.bearer_secret(auth_header)
     # The per-token limit is settled here, on the event loop, before any database work is
     # queued: keyed by the token's hash (what the store keeps), so no lookup is needed first.
-    rate_key = _token_rate_key(auth_header)
-    if rate_key is not None:
-        await state.limiter.consume_or_raise(rate_key, state.settings.api_rate_per_minute, 60)
+    await state.limiter.consume_or_raise(_token_rate_key(auth_header), state.settings.api_rate_per_minute, 60)
     raw = await read_body(request, state.settings.max_body_bytes) if ep.writes else b""
     params = dict(request.path_params)
     idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
@@ -231,23 +249,26 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
         raise errors.BadRequest("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
     fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest() if idem_key else ""
 
-    def authed(s: Session) -> tuple[Principal, bool]:
-        """Who is calling comes first: an unauthenticated caller learns nothing about inputs."""
-        principal, stale = state.authenticator.authenticate(s, auth_header)
+    def authed(s: Session, *, record_use: bool = True) -> tuple[Principal, bool]:
+        principal, stale = state.authenticator.authenticate(s, auth_header, record_use=record_use)
         principal.require(ep.scope)
         return principal, stale
 
-    def inputs() -> tuple[Any, Any]:
-        # The body is read as JSON whatever the Content-Type says (curl -d sends a form type).
-        body = parse_json_body(raw, ep.body) if ep.body is not None else None
-        query = parse_query(request, ep.query) if ep.query is not None else None
-        return body, query
+    # Inputs are judged here, on the event loop, never in the writer: a flood of bad bodies
+    # must not hold up (or be batched with) anyone's good writes. Who is calling still comes
+    # first: an unauthenticated or wrong-scope caller gets its 401/403, never a 422 that
+    # describes the body, so a refusal is answered only after a read (not a write) says who
+    # this is. A refused request records no use of its token.
+    try:
+        body, query = parse_inputs(ep, request, raw, state.settings)
+    except errors.ApiError as refused:
+        await state.runner.read(lambda s: authed(s, record_use=False))
+        raise refused from None
 
     if not ep.writes:
 
         def read(s: Session) -> tuple[Result, str | None]:
             principal, stale = authed(s)
-            body, query = inputs()
             return _as_result(
                 ep, ep.handler(Call(principal, s, params, body, query, settings=state.settings))
             ), principal.token_id if stale else None
@@ -260,8 +281,9 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     else:
 
         def write(tx: Tx) -> Result:
+            # Checks that need the store stay here, in the transaction: the token (so a
+            # revocation counts at once), the scope, idempotency, and the handler's own.
             principal, stale = authed(tx.session)
-            body, query = inputs()
             if stale:
                 state.authenticator.touch(tx, principal.token_id)
             if idem_key is not None:
@@ -302,12 +324,10 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     return JSONResponse(result.body, status_code=result.status, headers=result.headers)
 
 
-def _token_rate_key(auth_header: str | None) -> str | None:
-    """No bearer secret, no key: the 401 follows without counting anything."""
-    if not auth_header or not auth_header.lower().startswith("bearer "):
-        return None
-    secret = auth_header[7:].strip()
-    return f"token:{hashlib.sha256(secret.encode()).hexdigest()}" if secret else None
+def _token_rate_key(auth_header: str | None) -> str:
+    """The rate-limit key of a request that carries a bearer secret: the secret's hash."""
+    secret = TokenAuthenticator.bearer_secret(auth_header)
+    return f"token:{hashlib.sha256(secret.encode()).hexdigest()}"
 
 
 def _as_result(ep: Endpoint, value: Any) -> Result:

@@ -141,12 +141,17 @@ async def reply(ctx: Ctx) -> Response:
     return redirect(ctx, _url(conversation_id, _view(ctx)))
 
 
-async def _patch(ctx: Ctx, patch: ConversationPatch, notice: str) -> Response:
+async def _patch(ctx: Ctx, fields: dict[str, Any], notice: str) -> Response:
     conversation_id = ctx.request.path_params["conversation_id"]
     try:
+        # Validated before the write is queued (a posted id can be any length); whether the
+        # agent exists is the write's to say.
+        patch = ConversationPatch.model_validate(fields)
         await ctx.state.runner.write(
             conversations.update_conversation, ctx.workspace_id, conversation_id, patch, partition=conversation_id
         )
+    except ValidationError as exc:
+        notice = errors.from_validation_error(exc).message
     except errors.Unprocessable as exc:
         notice = exc.message
     if _wants_json(ctx):
@@ -159,11 +164,11 @@ async def assign(ctx: Ctx) -> Response:
     choice = ctx.field("assignee_id")
     assignee = ctx.agent_id if choice == "me" else (choice or None)
     notice = "Conversation assigned." if assignee else "Conversation unassigned."
-    return await _patch(ctx, ConversationPatch(assignee_id=assignee), notice)
+    return await _patch(ctx, {"assignee_id": assignee}, notice)
 
 
 @console_page()
 async def set_status(ctx: Ctx) -> Response:
     resolve = ctx.field("status") == "resolved"
     notice = "Conversation resolved." if resolve else "Conversation reopened."
-    return await _patch(ctx, ConversationPatch(status="resolved" if resolve else "open"), notice)
+    return await _patch(ctx, {"status": "resolved" if resolve else "open"}, notice)

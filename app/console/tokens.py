@@ -42,6 +42,7 @@ async def generate(ctx: Ctx) -> Response:
     if problems:
         return await _page(ctx, errors_=problems, name=name, scopes=scopes, status=422)
     try:
+        tokens.check_scopes(scopes)  # before the write is queued
         token, secret = await ctx.state.runner.write(tokens.create_token, ctx.workspace_id, name, scopes)
     except errors.Unprocessable as exc:
         return await _page(ctx, errors_=form_error(exc), name=name, scopes=scopes, status=422)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from sqlmodel import Session, select
 
-from app.accounts import create_console_user, hash_password
+from app.accounts import create_console_user, hash_password, new_console_user
 from app.people import default_bot
 from app.settings import Settings
 from app.store.engine import make_engine, session_scope
@@ -109,7 +109,7 @@ def _ensure(tx: Tx, previous: DemoState | None, freddy_url: str) -> DemoState:
         s.add(admin)
     if admin is None:
         password = secrets.token_urlsafe(9)
-        create_console_user(tx, workspace.id, ADMIN_EMAIL, password, name="Alex Morgan", role="admin")
+        create_console_user(tx, workspace.id, new_console_user(ADMIN_EMAIL, password, name="Alex Morgan", role="admin"))
     assert password is not None
 
     hook_url = f"{freddy_url}/webhooks"

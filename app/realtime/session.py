@@ -20,6 +20,7 @@ short-lived session token that the WebSocket's first frame carries
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -117,14 +118,18 @@ async def session(request: Request) -> Response:
         body = parse_json_body(await read_body(request, MAX_SESSION_BODY), SessionIn)
         assert isinstance(body, SessionIn)
         signer_ = state.signer
-        may_create = _may_create_user(signer_, body)
+        # Tokens are checked and signed here, not in the writer: the write only finds or
+        # creates the user.
+        visitor = signer_.read_visitor(body.visitor_token)
+        may_create = _may_create_user(body, visitor)
         if may_create:
             await _count_new_user(state, body, client)
         try:
-            result = await state.runner.write(start_session, signer_, body, origin, may_create)
+            started = await state.runner.write(start_session, body, visitor, origin, may_create)
         except NewUserNeeded:  # a token that named no one it could resume: count, then create
             await _count_new_user(state, body, client)
-            result = await state.runner.write(start_session, signer_, body, origin, True)
+            started = await state.runner.write(start_session, body, visitor, origin, True)
+        result = started.answer(signer_)
     except errors.ApiError as exc:
         response = error_response(exc)
         # Readable by the page even when refused, so the widget can say "not available here"
@@ -138,13 +143,13 @@ class NewUserNeeded(Exception):
     """The session would create a user that was not counted against the address's quota."""
 
 
-def _may_create_user(signer_: TokenSigner, body: SessionIn) -> bool:
+def _may_create_user(body: SessionIn, visitor: WidgetIdentity | None) -> bool:
     """Whether this session may create a user, judged before the store is read: no signed
     identity and no visitor token that verifies. (A token that verifies but resumes no one
     is found inside the write, which then asks for the count: ``NewUserNeeded``.)"""
     if body.user is not None and body.user_jwt:
         return False  # vouched for by the business's own server
-    return signer_.read_visitor(body.visitor_token) is None
+    return visitor is None
 
 
 async def _count_new_user(state: AppState, body: SessionIn, client: str) -> None:
@@ -154,34 +159,51 @@ async def _count_new_user(state: AppState, body: SessionIn, client: str) -> None
     )
 
 
+@dataclass(frozen=True)
+class Started:
+    """Who the session is for, as the write decided it; tokens are signed after it commits."""
+
+    identity: WidgetIdentity
+    conversation_id: str | None
+    issue_visitor_token: bool  # anonymous or claimed users carry one; verified users need none
+    widget_key: str
+    settings: dict[str, Any]
+
+    def answer(self, signer_: TokenSigner) -> dict[str, Any]:
+        return {
+            "user_id": self.identity.user_id,
+            "conversation_id": self.conversation_id,
+            "visitor_token": signer_.visitor_token(self.identity) if self.issue_visitor_token else None,
+            "session_token": signer_.session_token(self.identity),
+            "socket_path": f"/widget/v1/ws?widget_key={self.widget_key}",
+            "settings": self.settings,
+        }
+
+
 def start_session(
-    tx: Tx, signer_: TokenSigner, body: SessionIn, origin: str | None, may_create: bool = True
-) -> dict[str, Any]:
-    """Decide who this is, inside one transaction (it may create the user when ``may_create``)."""
+    tx: Tx, body: SessionIn, visitor: WidgetIdentity | None, origin: str | None, may_create: bool = True
+) -> Started:
+    """Decide who this is, inside one transaction (it may create the user when ``may_create``).
+    ``visitor``: whom the request's visitor token names, already verified by the caller."""
     workspace = workspace_by_widget_key(tx.session, body.widget_key)
     if workspace is None:
         raise errors.NotFound("No workspace has this widget key.", code="unknown_widget_key")
     if not origin_allowed(workspace.allowed_origins, origin):
         raise errors.Forbidden("This site may not embed this widget.", code="origin_not_allowed")
-    visitor_token = None
     if body.user is not None and body.user_jwt:
         user = _verified_user(tx, workspace, body.user, body.user_jwt)
     elif body.user is not None:
-        user = _claimed_user(tx, workspace, signer_, body.user, body.visitor_token, may_create)
-        visitor_token = signer_.visitor_token(WidgetIdentity(workspace.id, user.id))
+        user = _claimed_user(tx, workspace, body.user, visitor, may_create)
     else:
-        user = _anonymous_user(tx, workspace, signer_, body.visitor_token, may_create)
-        visitor_token = signer_.visitor_token(WidgetIdentity(workspace.id, user.id))
-    identity = WidgetIdentity(workspace.id, user.id)
+        user = _anonymous_user(tx, workspace, visitor, may_create)
     conv = newest_conversation(tx.session, workspace.id, user.id)
-    return {
-        "user_id": user.id,
-        "conversation_id": conv.id if conv else None,
-        "visitor_token": visitor_token,
-        "session_token": signer_.session_token(identity),
-        "socket_path": f"/widget/v1/ws?widget_key={workspace.widget_key}",
-        "settings": {"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting},
-    }
+    return Started(
+        identity=WidgetIdentity(workspace.id, user.id),
+        conversation_id=conv.id if conv else None,
+        issue_visitor_token=not (body.user is not None and body.user_jwt),
+        widget_key=workspace.widget_key,
+        settings={"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting},
+    )
 
 
 def _verified_user(tx: Tx, workspace: Workspace, claimed: WidgetUser, user_jwt: str) -> User:
@@ -190,7 +212,7 @@ def _verified_user(tx: Tx, workspace: Workspace, claimed: WidgetUser, user_jwt: 
 
 
 def _claimed_user(
-    tx: Tx, workspace: Workspace, signer_: TokenSigner, claimed: WidgetUser, token: str | None, may_create: bool
+    tx: Tx, workspace: Workspace, claimed: WidgetUser, visitor: WidgetIdentity | None, may_create: bool
 ) -> User:
     """An unsigned claim: a new external_id only, or the user this visitor token was issued to."""
     if workspace.identity_verification:
@@ -207,8 +229,7 @@ def _claimed_user(
         return people.find_or_create_user(
             tx, workspace.id, claimed.external_id, name=claimed.name, email=claimed.email
         )
-    holder = signer_.read_visitor(token)
-    if holder is not None and holder == WidgetIdentity(workspace.id, existing.id):
+    if visitor is not None and visitor == WidgetIdentity(workspace.id, existing.id):
         return existing  # their own token; an unsigned claim never changes stored fields
     raise errors.Unauthorized(
         "This user already exists: reaching them takes their user_jwt or the visitor token issued to them.",
@@ -216,10 +237,9 @@ def _claimed_user(
     )
 
 
-def _anonymous_user(tx: Tx, workspace: Workspace, signer_: TokenSigner, token: str | None, may_create: bool) -> User:
-    known = signer_.read_visitor(token) if token else None
-    if known is not None and known.workspace_id == workspace.id:
-        user = tx.session.get(User, known.user_id)
+def _anonymous_user(tx: Tx, workspace: Workspace, visitor: WidgetIdentity | None, may_create: bool) -> User:
+    if visitor is not None and visitor.workspace_id == workspace.id:
+        user = tx.session.get(User, visitor.user_id)
         # No claim, no known user: a token issued to a named user resumes them only with their claim.
         if user is not None and user.workspace_id == workspace.id and user.external_id is None:
             return user

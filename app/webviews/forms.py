@@ -209,21 +209,27 @@ def callback_refusal(callback_url: str, allow_private_networks: bool) -> str | N
     return None
 
 
-def check_form_callbacks(
-    s: Session, workspace_id: str, message_parts: list[dict[str, Any]], allow_private_networks: bool, prefix: str = ""
-) -> None:
-    """422 naming the field when a hosted form could not work (SPEC §14): its ``callback_url``
-    is not ``https``, or shares its origin with no enabled webhook endpoint of the workspace
-    (whose secret would sign the relay)."""
+def check_form_urls(message_parts: list[dict[str, Any]], allow_private_networks: bool, prefix: str = "") -> None:
+    """422 naming the field when a hosted form's ``callback_url`` could not be used
+    (``callback_refusal``, SPEC §14). Needs no database: callers run it before the write is queued."""
     for path, url in _form_callbacks(message_parts):
         problem = callback_refusal(url, allow_private_networks)
-        if problem is None and signing_endpoint(s, workspace_id, url) is None:
+        if problem:
+            field = prefix + path
+            raise errors.Unprocessable(f"Invalid field: {field}", details=[{"field": field, "message": problem}])
+
+
+def check_form_signers(s: Session, workspace_id: str, message_parts: list[dict[str, Any]], prefix: str = "") -> None:
+    """422 naming the field when a hosted form's ``callback_url`` shares its origin with no
+    enabled webhook endpoint of the workspace (whose secret would sign the relay): read in
+    the write's own transaction, so an endpoint disabled a moment ago counts."""
+    for path, url in _form_callbacks(message_parts):
+        if signing_endpoint(s, workspace_id, url) is None:
+            field = prefix + path
             problem = (
                 f"shares its origin ({origin_of(url)}) with no enabled webhook endpoint of this workspace; "
                 "add one there first (its secret signs the relay)"
             )
-        if problem:
-            field = prefix + path
             raise errors.Unprocessable(f"Invalid field: {field}", details=[{"field": field, "message": problem}])
 
 

@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from app.accounts import create_console_user
+from app.accounts import create_console_user, new_console_user
 from tests.conftest import Server, Tenant
 
 PASSWORD = "correct horse battery staple"
@@ -16,7 +16,8 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 def make_console_user(
     server: Server, tenant: Tenant, email: str = "ada@example.com", role: str = "admin", name: str | None = None
 ) -> str:
-    server.in_tx(lambda tx: create_console_user(tx, tenant.workspace_id, email, PASSWORD, role=role, name=name))
+    account = new_console_user(email, PASSWORD, role=role, name=name)
+    server.in_tx(lambda tx: create_console_user(tx, tenant.workspace_id, account))
     return email
 
 

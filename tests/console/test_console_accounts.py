@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from app import errors
-from app.accounts import create_console_user
+from app.accounts import create_console_user, new_console_user
 from app.cli import main as cli
 from app.settings import Settings
 from app.store.engine import make_engine
@@ -43,7 +43,8 @@ def test_another_workspace_cannot_take_an_email_and_lock_its_owner_out(
     # And the action every path goes through, for the same workspace or any other.
     for workspace_id in (app_tenant.workspace_id, rival.workspace_id):
         with pytest.raises(errors.Conflict):
-            app_server.in_tx(lambda tx, ws=workspace_id: create_console_user(tx, ws, "alice@EXAMPLE.com", "x" * 12))
+            account = new_console_user("alice@EXAMPLE.com", "x" * 12)
+            app_server.in_tx(lambda tx, ws=workspace_id, a=account: create_console_user(tx, ws, a))
 
     # Alice still logs in, into her own workspace.
     alice = console_client(app_server, owner.upper())
