@@ -207,8 +207,10 @@ class LiveServer(StoreAccess):
 # ``PortalTransport`` hands each request to ``httpx.ASGITransport`` on it. TestClient works
 # the same way underneath, but each TestClient runs its own lifespan on its own loop, while a
 # test here opens several clients (two tenants, twenty concurrent writers) on one running app.
-# What it cannot show (see ``LiveServer``): bytes on the wire. The transport hands the app the
-# whole request body at once and reads the whole response before returning it.
+# What it cannot show, so those tests keep ``LiveServer``: bytes on the wire (the transport
+# hands the app the whole body at once and reads the whole response before returning it),
+# WebSockets, the client's address (always 127.0.0.1 here), what uvicorn itself answers or
+# adds, and a process that dies or restarts.
 
 
 class PortalTransport(httpx.BaseTransport):

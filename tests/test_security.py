@@ -1,5 +1,6 @@
 """Attacks from docs/security.md not pinned elsewhere: cross-workspace access on every route of
-the OpenAPI document, open redirects after login, and secrets in the server log."""
+the OpenAPI document, open redirects after login, and secrets in the server log (read from a
+real uvicorn process's output; the other two run the app in process)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import InProcessServer, LiveServer, Tenant
 from tests.console.support import PASSWORD, csrf_from, make_console_user
-from tests.factories import make_conversation, post_text
+from tests.factories import make_conversation, openapi_spec, post_text
 from tests.receivers import Receiver, eventually
 
 # A body that passes validation for each write, so only the ownership check can refuse it.
@@ -25,10 +26,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def test_every_route_with_an_id_is_404_for_another_workspace(server: LiveServer) -> None:
-    a, b = server.new_tenant("A"), server.new_tenant("B")
-    spec = httpx.get(server.url + "/api/v1/openapi.json").json()
-    with Receiver() as rx, server.client(a) as ca, server.client(b) as cb:
+def test_every_route_with_an_id_is_404_for_another_workspace(app_server: InProcessServer) -> None:
+    a, b = app_server.new_tenant("A"), app_server.new_tenant("B")
+    with Receiver() as rx, app_server.client(a) as ca, app_server.client(b) as cb:
+        spec = openapi_spec(ca)
         conv = make_conversation(ca)
         endpoint = ca.post("/api/v1/webhook-endpoints", json={"url": rx.url}).json()
         post_text(ca, conv["id"], "A's secret")
@@ -77,11 +78,11 @@ OFF_SITE = [
 ]
 
 
-def test_login_never_redirects_off_site(server: LiveServer, tenant: Tenant) -> None:
-    email = make_console_user(server, tenant)
-    own = urlsplit(server.url).netloc
+def test_login_never_redirects_off_site(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    email = make_console_user(app_server, app_tenant)
+    own = urlsplit(app_server.url).netloc
     for target in OFF_SITE:
-        with httpx.Client(base_url=server.url, headers={"origin": server.url}) as c:
+        with app_server.client(headers={"origin": app_server.url}) as c:
             page = c.get("/console/login", params={"next": target})
             r = c.post(
                 "/console/login",
@@ -89,11 +90,11 @@ def test_login_never_redirects_off_site(server: LiveServer, tenant: Tenant) -> N
             )
             assert r.status_code == 303, (target, r.status_code)
             location = r.headers["location"]
-            assert urlsplit(urljoin(server.url + "/console/login", location)).netloc == own, (target, location)
+            assert urlsplit(urljoin(app_server.url + "/console/login", location)).netloc == own, (target, location)
             assert location.startswith("/") and not location.startswith(("//", "/\\")), (target, location)
             # Already logged in, the login page redirects too: same rule.
             again = c.get("/console/login", params={"next": target})
-            assert urlsplit(urljoin(server.url, again.headers.get("location", "/"))).netloc == own
+            assert urlsplit(urljoin(app_server.url, again.headers.get("location", "/"))).netloc == own
 
 
 def test_secrets_never_reach_the_server_log(server: LiveServer, tenant: Tenant) -> None:

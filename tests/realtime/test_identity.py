@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from app.realtime.identity import IdentityError, TokenSigner, WidgetIdentity, origin_allowed, verify_user_jwt
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import InProcessServer, LiveServer, Server, StoreAccess, Tenant
 from tests.console.support import console_client, make_console_user
 from tests.realtime.test_realtime import WidgetClient, bot_says, opened
 
@@ -93,61 +93,62 @@ def test_origin_rules() -> None:
 # -- the session endpoint ---------------------------------------------------------------------
 
 
-def session(server: LiveServer, body: dict[str, Any], origin: str = "http://shop.test") -> httpx.Response:
-    return httpx.post(server.url + "/widget/v1/session", json=body, headers={"Origin": origin}, timeout=10)
+def session(server: Server, body: dict[str, Any], origin: str = "http://shop.test") -> httpx.Response:
+    with server.client() as client:
+        return client.post("/widget/v1/session", json=body, headers={"Origin": origin})
 
 
-def identity_secret(server: LiveServer, tenant: Tenant) -> str:
+def identity_secret(server: StoreAccess, tenant: Tenant) -> str:
     from app.store.tables import Workspace
 
     return server.in_tx(lambda tx: tx.session.get(Workspace, tenant.workspace_id).identity_secret)  # type: ignore[no-any-return]
 
 
-def test_anonymous_visitor_keeps_their_identity(server: LiveServer, tenant: Tenant) -> None:
-    first = session(server, {"widget_key": tenant.widget_key})
+def test_anonymous_visitor_keeps_their_identity(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    first = session(app_server, {"widget_key": app_tenant.widget_key})
     assert first.status_code == 200
     data = first.json()
     assert data["visitor_token"] and data["session_token"] and data["conversation_id"] is None
     assert first.headers["access-control-allow-origin"] == "http://shop.test"
-    again = session(server, {"widget_key": tenant.widget_key, "visitor_token": data["visitor_token"]}).json()
+    again = session(app_server, {"widget_key": app_tenant.widget_key, "visitor_token": data["visitor_token"]}).json()
     assert again["user_id"] == data["user_id"]
-    stranger = session(server, {"widget_key": tenant.widget_key, "visitor_token": data["visitor_token"] + "x"}).json()
+    stranger = session(app_server, {"widget_key": app_tenant.widget_key, "visitor_token": data["visitor_token"] + "x"}).json()
     assert stranger["user_id"] != data["user_id"]
 
 
-def test_visitor_token_of_one_workspace_is_useless_in_another(server: LiveServer, tenant: Tenant) -> None:
-    other = server.new_tenant("Other")
-    token = session(server, {"widget_key": tenant.widget_key}).json()["visitor_token"]
-    mine = session(server, {"widget_key": other.widget_key, "visitor_token": token}).json()
+def test_visitor_token_of_one_workspace_is_useless_in_another(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    other = app_server.new_tenant("Other")
+    token = session(app_server, {"widget_key": app_tenant.widget_key}).json()["visitor_token"]
+    mine = session(app_server, {"widget_key": other.widget_key, "visitor_token": token}).json()
     assert (
-        mine["user_id"] != session(server, {"widget_key": tenant.widget_key, "visitor_token": token}).json()["user_id"]
+        mine["user_id"] != session(app_server, {"widget_key": app_tenant.widget_key, "visitor_token": token}).json()["user_id"]
     )
 
 
-def test_unknown_widget_key_is_404_in_the_error_shape(server: LiveServer) -> None:
-    response = session(server, {"widget_key": "wk_nope"})
+def test_unknown_widget_key_is_404_in_the_error_shape(app_server: InProcessServer) -> None:
+    response = session(app_server, {"widget_key": "wk_nope"})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_widget_key"
 
 
-def test_allowed_origins_are_enforced(server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
-    api.patch("/api/v1/widget-settings", json={"allowed_origins": ["http://shop.test"]}).raise_for_status()
-    assert session(server, {"widget_key": tenant.widget_key}).status_code == 200
-    refused = session(server, {"widget_key": tenant.widget_key}, origin="http://evil.test")
+def test_allowed_origins_are_enforced(app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client) -> None:
+    app_api.patch("/api/v1/widget-settings", json={"allowed_origins": ["http://shop.test"]}).raise_for_status()
+    assert session(app_server, {"widget_key": app_tenant.widget_key}).status_code == 200
+    refused = session(app_server, {"widget_key": app_tenant.widget_key}, origin="http://evil.test")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "origin_not_allowed"
     # Readable, so the widget stops and says so rather than retrying forever.
     assert refused.headers["access-control-allow-origin"] == "http://evil.test"
 
 
-def test_known_user_without_verification(server: LiveServer, tenant: Tenant) -> None:
-    response = session(server, {"widget_key": tenant.widget_key, "user": {"external_id": "cust-1", "name": "Ada"}})
+def test_known_user_without_verification(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    response = session(app_server, {"widget_key": app_tenant.widget_key, "user": {"external_id": "cust-1", "name": "Ada"}})
     assert response.status_code == 200
     # A new user from an unsigned claim: the visitor token issued to them is how they come back.
     assert response.json()["visitor_token"]
     signed = session(
-        server,
-        {"widget_key": tenant.widget_key, "user": {"external_id": "cust-2"}, "user_jwt": user_jwt("cust-2", "x" * 40)},
+        app_server,
+        {"widget_key": app_tenant.widget_key, "user": {"external_id": "cust-2"}, "user_jwt": user_jwt("cust-2", "x" * 40)},
     )
     assert signed.status_code == 401  # a JWT, when sent, is checked even with verification off
 
@@ -229,12 +230,12 @@ def test_the_visitor_token_issued_to_a_claimed_user_continues_their_conversation
 
 
 def test_identity_verification_refuses_unsigned_and_bad_identities(
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
 ) -> None:
-    api.patch("/api/v1/widget-settings", json={"identity_verification": True}).raise_for_status()
-    secret = identity_secret(server, tenant)
+    app_api.patch("/api/v1/widget-settings", json={"identity_verification": True}).raise_for_status()
+    secret = identity_secret(app_server, app_tenant)
     user = {"external_id": "cust-1", "name": "Ada", "email": "ada@example.com"}
-    unsigned = session(server, {"widget_key": tenant.widget_key, "user": user})
+    unsigned = session(app_server, {"widget_key": app_tenant.widget_key, "user": user})
     assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "identity_required"
     for bad in (
         user_jwt("cust-1", secret="not-the-secret-" * 5),
@@ -242,57 +243,58 @@ def test_identity_verification_refuses_unsigned_and_bad_identities(
         user_jwt("cust-1", secret=secret, exp=time.time() - 3600),
         unsigned_jwt({"sub": "cust-1", "exp": int(time.time()) + 600}),
     ):
-        refused = session(server, {"widget_key": tenant.widget_key, "user": user, "user_jwt": bad})
+        refused = session(app_server, {"widget_key": app_tenant.widget_key, "user": user, "user_jwt": bad})
         assert refused.status_code == 401, bad
     good = session(
-        server, {"widget_key": tenant.widget_key, "user": user, "user_jwt": user_jwt("cust-1", secret=secret)}
+        app_server, {"widget_key": app_tenant.widget_key, "user": user, "user_jwt": user_jwt("cust-1", secret=secret)}
     )
     assert good.status_code == 200
-    found = api.get(f"/api/v1/users/{good.json()['user_id']}").json()
+    found = app_api.get(f"/api/v1/users/{good.json()['user_id']}").json()
     assert (found["external_id"], found["name"], found["email"]) == ("cust-1", "Ada", "ada@example.com")
     # Anonymous visitors are still welcome: verification is about claimed identities.
-    assert session(server, {"widget_key": tenant.widget_key}).status_code == 200
+    assert session(app_server, {"widget_key": app_tenant.widget_key}).status_code == 200
 
 
-def test_a_visitor_token_never_stands_in_for_a_known_user(server: LiveServer, tenant: Tenant) -> None:
-    known = session(server, {"widget_key": tenant.widget_key, "user": {"external_id": "cust-1"}}).json()
+def test_a_visitor_token_never_stands_in_for_a_known_user(app_server: InProcessServer, app_tenant: Tenant) -> None:
+    known = session(app_server, {"widget_key": app_tenant.widget_key, "user": {"external_id": "cust-1"}}).json()
     signer = TokenSigner("test-secret-key-0123456789-abcdefghijklmnop")  # tests/conftest.py TEST_ENV
     # Even a correctly signed visitor token naming a known user gets a fresh anonymous user.
-    token = signer.visitor_token(WidgetIdentity(tenant.workspace_id, known["user_id"]))
+    token = signer.visitor_token(WidgetIdentity(app_tenant.workspace_id, known["user_id"]))
     assert (
-        session(server, {"widget_key": tenant.widget_key, "visitor_token": token}).json()["user_id"] != known["user_id"]
+        session(app_server, {"widget_key": app_tenant.widget_key, "visitor_token": token}).json()["user_id"] != known["user_id"]
     )
 
 
-def test_widget_js_is_served_for_embedding(server: LiveServer) -> None:
-    response = httpx.get(server.url + "/widget.js")
+def test_widget_js_is_served_for_embedding(app_server: InProcessServer) -> None:
+    response = app_server.get("/widget.js")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.headers["access-control-allow-origin"] == "*"
     assert "max-age" in response.headers["cache-control"]
     assert "attachShadow" in response.text
-    assert httpx.get(server.url + "/widget.js", headers={"If-None-Match": response.headers["etag"]}).status_code == 304
+    assert app_server.get("/widget.js", headers={"If-None-Match": response.headers["etag"]}).status_code == 304
 
 
-def test_session_preflight(server: LiveServer) -> None:
-    response = httpx.options(
-        server.url + "/widget/v1/session",
-        headers={
-            "Origin": "http://shop.test",
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
-        },
-    )
+def test_session_preflight(app_server: InProcessServer) -> None:
+    with app_server.client() as client:
+        response = client.options(
+            "/widget/v1/session",
+            headers={
+                "Origin": "http://shop.test",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "http://shop.test"
     assert "content-type" in response.headers["access-control-allow-headers"]
 
 
 def test_settings_widget_warns_while_identity_verification_is_off(
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
 ) -> None:
-    client = console_client(server, make_console_user(server, tenant))
+    client = console_client(app_server, make_console_user(app_server, app_tenant))
     page = client.get("/console/settings/widget").text
     assert 'id="idv-warning"' in page and "Identity verification is off" in page
-    api.patch("/api/v1/widget-settings", json={"identity_verification": True}).raise_for_status()
+    app_api.patch("/api/v1/widget-settings", json={"identity_verification": True}).raise_for_status()
     assert 'id="idv-warning"' not in client.get("/console/settings/widget").text

@@ -14,7 +14,7 @@ import pytest
 
 from app.realtime.identity import normalize_origin, origin_allowed
 from app.store.tables import Workspace
-from tests.conftest import LiveServer, Tenant
+from tests.conftest import InProcessServer, Tenant
 from tests.console.support import console_client, make_console_user, page_csrf
 from tests.factories import assert_error
 from tests.webviews.support import add_endpoint, card_form, open_in_store, post_webview_message
@@ -62,15 +62,15 @@ def test_origins_are_normalized_as_browsers_send_them() -> None:
     assert origin_allowed(["https://shop.example.com"], "https://shop.example.com:443")
 
 
-def test_the_api_refuses_an_entry_that_is_not_an_origin_with_422_naming_it(api: httpx.Client) -> None:
-    api.patch("/api/v1/widget-settings", json={"allowed_origins": ["https://shop.example.com"]}).raise_for_status()
+def test_the_api_refuses_an_entry_that_is_not_an_origin_with_422_naming_it(app_api: httpx.Client) -> None:
+    app_api.patch("/api/v1/widget-settings", json={"allowed_origins": ["https://shop.example.com"]}).raise_for_status()
     for entry in NOT_ORIGINS:
-        r = api.patch("/api/v1/widget-settings", json={"allowed_origins": ["https://ok.example", entry]})
+        r = app_api.patch("/api/v1/widget-settings", json={"allowed_origins": ["https://ok.example", entry]})
         error = assert_error(r, 422)
         assert error["details"][0]["field"] == "allowed_origins.1", (entry, error)
         assert repr(entry[:100]) in error["details"][0]["message"], (entry, error)
-    assert api.get("/api/v1/widget-settings").json()["allowed_origins"] == ["https://shop.example.com"]
-    r = api.patch(
+    assert app_api.get("/api/v1/widget-settings").json()["allowed_origins"] == ["https://shop.example.com"]
+    r = app_api.patch(
         "/api/v1/widget-settings", json={"allowed_origins": ["HTTPS://Shop.Example.com:443/", "http://[::1]:8080"]}
     )
     assert r.status_code == 200, r.text
@@ -78,36 +78,36 @@ def test_the_api_refuses_an_entry_that_is_not_an_origin_with_422_naming_it(api: 
 
 
 def test_an_entry_stored_before_validation_never_reaches_the_csp(
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
 ) -> None:
-    add_endpoint(server, tenant.workspace_id, "https://bot.example.com/webhooks")
+    add_endpoint(app_server, app_tenant.workspace_id, "https://bot.example.com/webhooks")
     scene = post_webview_message(
-        api,
+        app_api,
         [{"web_view": {"label": "Card", "form": card_form("https://bot.example.com/webhooks/card"), "height": "full"}}],
     )
 
     def store(origins: list[str]) -> None:
         def write(tx: object) -> None:
-            workspace = tx.session.get(Workspace, tenant.workspace_id)  # type: ignore[attr-defined]
+            workspace = tx.session.get(Workspace, app_tenant.workspace_id)  # type: ignore[attr-defined]
             workspace.allowed_origins = origins
             tx.session.add(workspace)  # type: ignore[attr-defined]
 
-        server.in_tx(write)
+        app_server.in_tx(write)
 
     store(["https://shop.example.com; script-src 'unsafe-inline'", "https://ok.example"])
-    csp = httpx.get(open_in_store(server, tenant, scene)["url"]).headers["content-security-policy"]
+    csp = app_server.get(open_in_store(app_server, app_tenant, scene)["url"]).headers["content-security-policy"]
     assert "unsafe-inline" not in csp and csp.count(";") == 7, csp
     assert csp.endswith("frame-ancestors 'self' https://ok.example"), csp
-    # Nothing valid left: framed by this server only, never by everyone.
+    # Nothing valid left: framed by this app_server only, never by everyone.
     store(["https://*; frame-ancestors *"])
-    csp = httpx.get(open_in_store(server, tenant, scene)["url"]).headers["content-security-policy"]
+    csp = app_server.get(open_in_store(app_server, app_tenant, scene)["url"]).headers["content-security-policy"]
     assert csp.endswith("frame-ancestors 'self'"), csp
 
 
 def test_the_console_refuses_an_entry_that_is_not_an_origin_with_a_plain_error(
-    server: LiveServer, tenant: Tenant, api: httpx.Client
+    app_server: InProcessServer, app_tenant: Tenant, app_api: httpx.Client
 ) -> None:
-    client = console_client(server, make_console_user(server, tenant))
+    client = console_client(app_server, make_console_user(app_server, app_tenant))
     form = {
         "csrf_token": page_csrf(client, "/console/settings/widget"),
         "allowed_origins": "https://shop.example.com\nhttps://evil.example; script-src *",
@@ -121,10 +121,10 @@ def test_the_console_refuses_an_entry_that_is_not_an_origin_with_a_plain_error(
         and "Line 2, “https://evil.example; script-src *”, is not an origin" in r.text
     )
     assert "Traceback" not in r.text and "Value error" not in r.text
-    assert api.get("/api/v1/widget-settings").json()["allowed_origins"] == []
+    assert app_api.get("/api/v1/widget-settings").json()["allowed_origins"] == []
     form["allowed_origins"] = "https://shop.example.com/\nHTTP://LOCALHOST:5173"
     assert client.post("/console/settings/widget", data=form).status_code == 303
-    assert api.get("/api/v1/widget-settings").json()["allowed_origins"] == [
+    assert app_api.get("/api/v1/widget-settings").json()["allowed_origins"] == [
         "https://shop.example.com",
         "http://localhost:5173",
     ]
