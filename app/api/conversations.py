@@ -11,7 +11,16 @@ from sqlalchemy import select
 from app import conversations, errors, people
 from app.api.framework import Call, Endpoint, Result
 from app.api.pagination import ListQuery, decode_cursor, page
-from app.api.schemas import ConversationIn, ConversationOut, ConversationPatch, MessageIn, MessageOut, TypingIn
+from app.api.schemas import (
+    CarouselPart,
+    ConversationIn,
+    ConversationOut,
+    ConversationPatch,
+    MessageIn,
+    MessageOut,
+    TypingIn,
+    WebViewPart,
+)
 from app.settings import Settings
 from app.shapes import conversation_json, message_json
 from app.store import sql as rows
@@ -33,6 +42,10 @@ class MessageQuery(ListQuery):
 
 
 def _parts(message: MessageIn) -> list[dict[str, Any]]:
+    """The message's parts as dicts, or none when no part can hold a hosted form (most
+    messages: then neither check costs a dump, on the event loop or in the writer)."""
+    if not any(isinstance(p, WebViewPart | CarouselPart) for p in message.message_parts):
+        return []
     return [p.model_dump(exclude_none=True) for p in message.message_parts]
 
 
