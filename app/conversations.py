@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import errors
+from app import errors, events
 from app.api.schemas import ConversationIn, ConversationPatch, MessageIn
 from app.ids import new_id, utcnow
 from app.people import default_bot_id
@@ -15,6 +15,7 @@ from app.shapes import agent_json, conversation_json, message_json
 from app.store import sql as rows
 from app.store.runner import Tx
 from app.store.sql import ConversationRow, MessageRow
+from app.store.tables import Agent
 
 # --- conversations ----------------------------------------------------------------------
 # Conversations and messages are the hot path: Core statements on plain rows (``rows``).
@@ -46,7 +47,7 @@ def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tupl
         updated_at=now,
     )
     rows.insert_conversation(tx.db, conv)
-    tx.emit(workspace_id, "conversation.created", {"conversation": conversation_json(conv)})
+    tx.emit(workspace_id, events.CONVERSATION_CREATED, {"conversation": conversation_json(conv)})
     messages = [post_message(tx, workspace_id, conv.id, m, _conv=conv)[0] for m in body.messages]
     return conv, messages
 
@@ -82,14 +83,14 @@ def _assign(tx: Tx, conv: ConversationRow, assignee: Any) -> None:
     _save(tx, conv, assignee_id=assignee.id if assignee else None, updated_at=utcnow())
     tx.emit(
         conv.workspace_id,
-        "conversation.assigned",
+        events.CONVERSATION_ASSIGNED,
         {"conversation": conversation_json(conv), "assignee": agent_json(assignee) if assignee else None},
     )
 
 
 def _set_status(tx: Tx, conv: ConversationRow, status: str) -> None:
     _save(tx, conv, status=status, updated_at=utcnow())
-    type_ = "conversation.resolved" if status == "resolved" else "conversation.reopened"
+    type_ = events.CONVERSATION_RESOLVED if status == "resolved" else events.CONVERSATION_REOPENED
     tx.emit(conv.workspace_id, type_, {"conversation": conversation_json(conv)})
 
 
@@ -162,7 +163,7 @@ def post_message(
             _assign(tx, conv, rows.agent(tx.db, actor_id))
     tx.emit(
         workspace_id,
-        "message.created",
+        events.MESSAGE_CREATED,
         {"message": message_json(message), "conversation": conversation_json(conv)},
     )
     return message, True
@@ -210,9 +211,39 @@ def mark_read(tx: Tx, workspace_id: str, conversation_id: str, reader: str, seq:
         _save(tx, conv, **{attr: seq})
         tx.publish(
             {
-                "type": "conversation.read",
+                "type": events.CONVERSATION_READ,
                 "workspace_id": workspace_id,
                 "data": {"conversation_id": conv.id, "reader": reader, "seq": seq},
             }
         )
     return conv
+
+
+# --- typing -----------------------------------------------------------------------------
+
+
+def typing_event(
+    workspace_id: str,
+    conversation_id: str,
+    actor_type: str,
+    on: bool,
+    *,
+    agent: Agent | None = None,
+    user_id: str | None = None,
+) -> dict[str, Any]:
+    """The typing indicator, the same event whoever types: the REST endpoint (a bot, an agent
+    or the customer), the widget socket (the customer) and the console (the signed-in agent).
+
+    Live only (``events.CONVERSATION_TYPING``): published, never stored, never a webhook. The
+    actor is ``{type}`` plus the ``agent``'s ``id`` and ``name``, or the customer's ``user_id``
+    where the caller knows it; the caller has checked the conversation is the workspace's."""
+    actor: dict[str, Any] = {"type": actor_type}
+    if agent is not None:
+        actor.update(id=agent.id, name=agent.name)
+    elif user_id is not None:
+        actor["id"] = user_id
+    return {
+        "type": events.CONVERSATION_TYPING,
+        "workspace_id": workspace_id,
+        "data": {"conversation_id": conversation_id, "actor": actor, "on": on},
+    }

@@ -33,7 +33,8 @@ from app.proxies import TrustedProxies
 from app.ratelimit import make_rate_limiter
 from app.realtime import session as widget_session
 from app.realtime.broker import make_broker
-from app.realtime.hub import CLOSE_RESTARTING, Hub
+from app.realtime.closecodes import CloseCode
+from app.realtime.hub import Hub
 from app.realtime.identity import TokenSigner
 from app.settings import Settings
 from app.state import AppState
@@ -134,7 +135,7 @@ async def start_services(
         webhook_sender = make_sender(settings)
         stack.push_async_callback(webhook_sender.aclose)
     hub = Hub(runner, settings)
-    stack.push_async_callback(hub.close_all, CLOSE_RESTARTING)
+    stack.push_async_callback(hub.close_all, CloseCode.RESTARTING)
     console = ConsoleHub()
     stack.callback(console.close_all)
     state = AppState(

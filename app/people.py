@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app import errors
+from app import errors, events
 from app.api.schemas import UserIn, UserPatch
 from app.ids import new_id, utcnow
 from app.shapes import user_json
@@ -47,7 +47,7 @@ def create_user(tx: Tx, workspace_id: str, body: UserIn) -> User:
         s.flush()
     except IntegrityError:
         raise errors.Conflict("A user with this external_id already exists.", code="duplicate_external_id") from None
-    tx.emit(workspace_id, "user.created", {"user": user_json(user)}, realtime=False)
+    tx.emit(workspace_id, events.USER_CREATED, {"user": user_json(user)})
     return user
 
 

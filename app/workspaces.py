@@ -6,7 +6,7 @@ import secrets
 
 from sqlmodel import Session, select
 
-from app import errors
+from app import errors, events
 from app.api.schemas import WidgetSettingsPatch
 from app.ids import new_id, utcnow
 from app.people import default_bot
@@ -55,7 +55,7 @@ def update_widget_settings(tx: Tx, workspace_id: str, patch: WidgetSettingsPatch
         if value is not None:
             setattr(workspace, key, value)
     tx.session.add(workspace)
-    tx.publish({"type": "widget.settings", "workspace_id": workspace_id, "data": widget_settings_json(workspace)})
+    tx.publish({"type": events.WIDGET_SETTINGS, "workspace_id": workspace_id, "data": widget_settings_json(workspace)})
     return workspace
 
 

@@ -192,7 +192,10 @@
       }
     }
 
-    // The socket: reconnect with backoff; a 4401 close means the session ended.
+    // The socket: reconnect with backoff (also after TRY_AGAIN: this page fell behind, and
+    // catches up on reconnect); UNAUTHENTICATED or FORBIDDEN means the session ended.
+    // The codes: app/realtime/closecodes.py, docs/widget.md.
+    var CLOSE = { UNAUTHENTICATED: 4401, FORBIDDEN: 4403 };
     var socket = null;
     var attempt = 0;
     function setStatus(state, text) { if (status) { status.setAttribute("data-state", state); status.textContent = text; } }
@@ -204,7 +207,7 @@
         try { onEvent(JSON.parse(msg.data)); } catch (e) { /* ignore malformed hints */ }
       };
       socket.onclose = function (e) {
-        if (e.code === 4401 || e.code === 4403) { setStatus("offline", "Logged out"); window.location.reload(); return; }
+        if (e.code === CLOSE.UNAUTHENTICATED || e.code === CLOSE.FORBIDDEN) { setStatus("offline", "Logged out"); window.location.reload(); return; }
         setStatus("offline", "Reconnecting…");
         attempt += 1;
         var delay = Math.min(15000, 500 * Math.pow(2, attempt)) * (0.75 + Math.random() / 2);

@@ -24,6 +24,8 @@
   // The visitor token issued to a user the host page names without a user_jwt: the only
   // way such a claim reaches that user again (docs/widget.md "Identity and storage").
   function claimKey(externalId) { return "backchannel:" + WIDGET_KEY + ":user:" + externalId; }
+  // The close codes this script sends or acts on: app/realtime/closecodes.py, docs/widget.md.
+  var CLOSE = { NORMAL: 1000, UNAUTHENTICATED: 4401, FORBIDDEN: 4403, DEAD_PEER: 4408, REPLACED: 4429 };
   var REDUCED_MOTION = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)");
 
   // --- helpers -------------------------------------------------------------------------
@@ -283,7 +285,7 @@
     var self = this;
     clearTimeout(this.watchdog);
     this.watchdog = setTimeout(function () {
-      if (self.ws) self.ws.close(4000, "heartbeat timeout");
+      if (self.ws) self.ws.close(CLOSE.DEAD_PEER, "heartbeat timeout");
     }, this.heartbeat * 2500);
   };
 
@@ -293,13 +295,13 @@
     this.ready = false;
     clearTimeout(this.watchdog);
     if (this.stopped) return;
-    if (code === 4403) {
+    if (code === CLOSE.FORBIDDEN) {
       this.refused = true;
       this.handlers.status("refused");
       return;
     }
-    // 4401: expired session token; 4429: this session's socket was replaced by newer ones.
-    if (code === 4401 || code === 4429) this.session = null; // fetch a new one
+    // An expired session token, or this session's socket was replaced by newer ones.
+    if (code === CLOSE.UNAUTHENTICATED || code === CLOSE.REPLACED) this.session = null; // fetch a new one
     this.handlers.status("offline");
     this.retry();
   };
@@ -347,7 +349,7 @@
     clearTimeout(this.watchdog);
     window.removeEventListener("online", this.onOnline);
     document.removeEventListener("visibilitychange", this.onVisible);
-    if (this.ws) this.ws.close(1000, "destroyed");
+    if (this.ws) this.ws.close(CLOSE.NORMAL, "destroyed");
     this.ws = null;
   };
 

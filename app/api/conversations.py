@@ -132,20 +132,13 @@ def list_messages(call: Call) -> dict[str, Any]:
 def typing(call: Call) -> None:
     body: TypingIn = call.body
     conv = conversations.get_conversation(call.session, call.workspace_id, call.params["conversation_id"])
-    actor: dict[str, Any] = {"type": body.actor.type}
+    agent = None
     if body.actor.type in ("bot", "agent"):
         if body.actor.id:
             agent = people.get_agent(call.session, call.workspace_id, body.actor.id)
         else:
             agent = people.default_bot(call.write, call.workspace_id)
-        actor.update(id=agent.id, name=agent.name)
-    call.write.publish(
-        {
-            "type": "conversation.typing",
-            "workspace_id": call.workspace_id,
-            "data": {"conversation_id": conv.id, "actor": actor, "on": body.on},
-        }
-    )
+    call.write.publish(conversations.typing_event(call.workspace_id, conv.id, body.actor.type, body.on, agent=agent))
     return None
 
 

@@ -23,7 +23,7 @@ from starlette.datastructures import FormData
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from app import errors
+from app import errors, events
 from app.proxies import client_limit_key
 from app.state import AppState
 from app.store.runner import Tx
@@ -162,7 +162,7 @@ def end_all_sessions(tx: Tx, user_id: str) -> None:
         return
     user.session_version += 1
     tx.session.add(user)
-    tx.publish({"type": "console.logout", "workspace_id": user.workspace_id, "data": {"console_user_id": user.id}})
+    tx.publish({"type": events.CONSOLE_LOGOUT, "workspace_id": user.workspace_id, "data": {"console_user_id": user.id}})
 
 
 # --- the page guard ---------------------------------------------------------------------

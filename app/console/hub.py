@@ -13,14 +13,12 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-CLOSE_LOGGED_OUT = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_OVERLOADED = 4408
+from app import events
+from app.realtime.closecodes import CloseCode
+
 QUEUE = 256
-FORWARDED = {
-    "message.created", "conversation.created", "conversation.assigned", "conversation.resolved",
-    "conversation.reopened", "conversation.typing", "conversation.read", "webview.opened", "webview.closed",
-}
+# The events a console hears of as hints (``app/events.py``); logout and resync it acts on itself.
+FORWARDED = events.TO_CONSOLE - {events.CONSOLE_LOGOUT, events.BROKER_RESYNC}
 
 
 def summarise(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -30,12 +28,12 @@ def summarise(event: dict[str, Any]) -> dict[str, Any] | None:
         return None
     conversation = data.get("conversation") or {}
     out: dict[str, Any] = {"type": type_, "conversation_id": conversation.get("id") or data.get("conversation_id")}
-    if type_ == "message.created":
+    if type_ == events.MESSAGE_CREATED:
         message = data.get("message") or {}
         out.update(seq=message.get("seq"), actor=message.get("actor"))
-    elif type_ == "conversation.typing":
+    elif type_ == events.CONVERSATION_TYPING:
         out.update(actor=data.get("actor"), on=bool(data.get("on")))
-    elif type_ == "conversation.read":
+    elif type_ == events.CONVERSATION_READ:
         out.update(reader=data.get("reader"), seq=data.get("seq"))
     return out
 
@@ -45,17 +43,18 @@ class LiveSocket:
     websocket: WebSocket
     workspace_id: str
     user_id: str
-    queue: asyncio.Queue[dict[str, Any] | int] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    queue: asyncio.Queue[dict[str, Any] | CloseCode] = field(default_factory=lambda: asyncio.Queue(QUEUE))
 
-    def offer(self, item: dict[str, Any] | int) -> None:
-        """Never blocks the listener: a socket too slow to keep up is closed and reconnects."""
+    def offer(self, item: dict[str, Any] | CloseCode) -> None:
+        """Never blocks the listener: a socket too slow to keep up is closed (``TRY_AGAIN``, the
+        widget socket's code for the same thing) and reconnects, catching up from the store."""
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:
                     self.queue.get_nowait()
-            self.queue.put_nowait(CLOSE_OVERLOADED)
+            self.queue.put_nowait(CloseCode.TRY_AGAIN)
 
 
 class ConsoleHub:
@@ -63,12 +62,12 @@ class ConsoleHub:
         self.sockets: set[LiveSocket] = set()
 
     async def on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "console.logout":
+        if event.get("type") == events.CONSOLE_LOGOUT:
             user_id = (event.get("data") or {}).get("console_user_id")
             for sock in [s for s in self.sockets if s.user_id == user_id]:
-                sock.offer(CLOSE_LOGGED_OUT)
+                sock.offer(CloseCode.UNAUTHENTICATED)
             return
-        if event.get("type") == "broker.resync":
+        if event.get("type") == events.BROKER_RESYNC:
             for sock in self.sockets:
                 sock.offer({"type": "resync"})
             return
@@ -81,4 +80,4 @@ class ConsoleHub:
 
     def close_all(self) -> None:
         for sock in self.sockets:
-            sock.offer(1001)
+            sock.offer(CloseCode.RESTARTING)

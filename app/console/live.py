@@ -21,24 +21,20 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import conversations, errors, people
 from app.console import auth
-from app.console.hub import CLOSE_FORBIDDEN, CLOSE_LOGGED_OUT, LiveSocket
+from app.console.hub import LiveSocket
+from app.realtime.closecodes import CloseCode
 from app.state import AppState
 
 log = logging.getLogger("backchannel.console.live")
 
 
 def typing_event(s: Session, workspace_id: str, conversation_id: str, agent_id: str, on: bool) -> dict[str, Any]:
-    """The agent's typing indicator, shaped as the REST typing endpoint publishes it.
+    """The agent's typing indicator: ``conversations.typing_event``, as the REST endpoint makes it.
 
     Live only and never stored, so it needs a read (to check the workspace), not a write."""
     conversations.get_conversation(s, workspace_id, conversation_id)
     agent = people.get_agent(s, workspace_id, agent_id)
-    return {
-        "type": "conversation.typing",
-        "workspace_id": workspace_id,
-        "data": {"conversation_id": conversation_id, "actor": {"type": "agent", "id": agent.id, "name": agent.name},
-                 "on": on},
-    }
+    return conversations.typing_event(workspace_id, conversation_id, "agent", on, agent=agent)
 
 
 async def live(websocket: WebSocket) -> None:
@@ -47,14 +43,14 @@ async def live(websocket: WebSocket) -> None:
     # A page of another site could open this socket with the user's cookie: only our own
     # origin may (browsers always send Origin on WebSocket handshakes).
     if not auth.same_origin(websocket, state, required=True):
-        await websocket.close(CLOSE_FORBIDDEN)
+        await websocket.close(CloseCode.FORBIDDEN)
         return
     found = await auth.load_user(state, websocket)
     if found is None:
         # Accept, then close with a code console.js understands ("log in again"); a refused
         # handshake would only look like a network error and be retried forever.
         await websocket.accept()
-        await websocket.close(CLOSE_LOGGED_OUT)
+        await websocket.close(CloseCode.UNAUTHENTICATED)
         return
     user = found[0]
     await websocket.accept()
@@ -77,7 +73,7 @@ async def _send_loop(sock: LiveSocket) -> None:
         await sock.websocket.send_text('{"type":"hello"}')
         while True:
             item = await sock.queue.get()
-            if isinstance(item, int):
+            if isinstance(item, CloseCode):
                 await sock.websocket.close(item)
                 return
             await sock.websocket.send_text(orjson.dumps(item).decode())

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.responses import Response
 
-from app import errors
+from app import errors, events
 from app.console.auth import Ctx, form_error
 from app.console.pages import console_page
 from app.console.render import redirect, render
 from app.store.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.webhooks import endpoints as webhooks
-from app.webhooks.schemas import EVENT_TYPES, WebhookEndpointIn, WebhookEndpointPatch
+from app.webhooks.schemas import WebhookEndpointIn, WebhookEndpointPatch
 
 PATH = "/console/settings/webhooks"
 RECENT = 5
@@ -67,7 +67,8 @@ def load_endpoints(s: Session, workspace_id: str, per_endpoint: int, only: str |
 
 
 def _event_choices() -> list[str]:
-    return [e for e in EVENT_TYPES if e != "webhook.test"]
+    """What an endpoint may subscribe to here: not ``webhook.test``, which only Send test sends."""
+    return list(events.SUBSCRIBABLE_EVENT_TYPES)
 
 
 def _form_values(ctx: Ctx) -> dict[str, Any]:

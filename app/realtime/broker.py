@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import orjson
 import redis.asyncio as redis
 
+from app import events
+
 log = logging.getLogger("backchannel.broker")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -87,7 +89,7 @@ class RedisBroker:
                 ready.set()
                 if not first:
                     log.warning("redis broker reconnected; asking connections to resync")
-                    await self._dispatch({"type": "broker.resync"})
+                    await self._dispatch({"type": events.BROKER_RESYNC})
                 first = False
                 delay = 0.2
                 async for message in pubsub.listen():

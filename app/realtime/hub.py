@@ -5,12 +5,12 @@ it into a frame once, serialized once, and pushes the text onto each interested
 connection's bounded queue. A connection drains its queue with a short-lived flusher task
 that exists only while there is something to send, so frames leave in order, a slow reader
 only ever slows itself, and an idle socket holds no task of its own. A reader that falls
-too far behind is closed (1013) and, like any reconnecting client, catches up from the
+too far behind is closed (``CloseCode.TRY_AGAIN``, 1013) and, like any reconnecting client, catches up from the
 store by ``seq``.
 
 One heartbeat task serves every socket: it walks the connections in slots, so each socket
 is pinged once per interval and the pings of 10,000 sockets are spread over the interval,
-and it closes (4408) a peer silent for 2.5 intervals.
+and it closes (``CloseCode.DEAD_PEER``, 4408) a peer silent for 2.5 intervals.
 
 The broker is only the fast path, the database is the truth: on connect, on a gap in
 ``seq``, and on ``broker.resync`` a connection reads what it lacks from the store, and
@@ -27,12 +27,15 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import orjson
 from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from app import events
+from app.realtime.closecodes import CloseCode
 from app.settings import Settings
 from app.shapes import conversation_json
 from app.store import sql as rows
@@ -50,18 +53,6 @@ DEAD_AFTER_HEARTBEATS = 2.5  # the widget uses the same rule for a silent server
 HEARTBEAT_SLOTS = 20  # the heartbeat visits 1/20 of the sockets every 1/20 of an interval
 WORKSPACE_CACHE_SECONDS = 30.0  # handshakes look the widget key up here, not in the store
 CACHE_SIZE = 10_000  # agents and workspaces held in memory, each
-
-# Close codes (docs/widget.md): the standard ones, plus 44xx mirroring HTTP statuses.
-CLOSE_GOING_AWAY = 1001
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_RESTARTING = 1012
-CLOSE_TRY_AGAIN = 1013
-CLOSE_BAD_TOKEN = 4401
-CLOSE_ORIGIN = 4403
-CLOSE_DEAD_PEER = 4408
-CLOSE_TOO_MANY_SOCKETS = 4429  # a newer socket of the same session token took this one's place
 
 PING = '{"type":"ping"}'
 
@@ -127,7 +118,7 @@ class Connection:
         self.last_received = time.monotonic()
         self.closed = False
         self.slot = -1
-        self._close_args: tuple[int, str] = (CLOSE_GOING_AWAY, "")
+        self._close_args: tuple[int, str] = (CloseCode.GOING_AWAY, "")
         self._pending: deque[tuple[Any, ...]] | None = None
         self._flusher: asyncio.Task[None] | None = None
 
@@ -150,7 +141,7 @@ class Connection:
             pending = self._pending = deque()
         elif len(pending) >= self.queue_size:
             log.info("closing a slow widget socket (queue full); it will catch up on reconnect")
-            self.close_soon(CLOSE_TRY_AGAIN, "too far behind")
+            self.close_soon(CloseCode.TRY_AGAIN, "too far behind")
             return
         pending.append(item)
         if self._flusher is None:
@@ -218,10 +209,10 @@ class Connection:
                         await self._catch_up()
         except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect) as exc:
             log.info("widget socket send failed (%s); closing", type(exc).__name__)
-            await self.close(CLOSE_GOING_AWAY)
+            await self.close(CloseCode.GOING_AWAY)
         except Exception:  # delivery is the connection's heart: log, close, let it reconnect
             log.exception("widget socket delivery failed")
-            await self.close(CLOSE_TRY_AGAIN)
+            await self.close(CloseCode.TRY_AGAIN)
         finally:
             if self._flusher is asyncio.current_task():
                 self._flusher = None
@@ -416,7 +407,7 @@ class Hub:
         sockets.append(conn)
         while len(sockets) > max(1, self.settings.ws_sockets_per_session):
             oldest = sockets.pop(0)
-            oldest.close_soon(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this session")
+            oldest.close_soon(CloseCode.REPLACED, "too many sockets for this session")
 
     def unregister(self, conn: Connection) -> None:
         _remove(self.by_user, conn.user_id, conn)
@@ -480,7 +471,7 @@ class Hub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close_all(self, code: int = CLOSE_RESTARTING) -> None:
+    async def close_all(self, code: int = CloseCode.RESTARTING) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -515,7 +506,7 @@ class Hub:
             if conn.closed or conn.syncing:
                 continue
             if now - conn.last_received > silent_for:
-                conn.close_soon(CLOSE_DEAD_PEER, "heartbeat timeout")
+                conn.close_soon(CloseCode.DEAD_PEER, "heartbeat timeout")
             else:
                 conn.push_text(PING)
 
@@ -527,66 +518,76 @@ class Hub:
                 conn.stale = True
 
     async def on_event(self, event: dict[str, Any]) -> None:
-        type_ = event.get("type")
-        data = event.get("data") or {}
-        if type_ == "message.created":
-            conv = data["conversation"]
-            self._mark_syncing(conv.get("user_id"))
-            message = data["message"]
-            if conv["id"] not in self.by_conversation:
-                return
-            text = await self.message_text(message)
-            for conn in list(self.by_conversation.get(conv["id"], ())):
-                conn.push_message(conv["id"], message["seq"], text)
-        elif type_ == "conversation.created":
-            conv = data["conversation"]
-            for conn in list(self.by_user.get(conv["user_id"], ())):
-                if conn.workspace_id != event.get("workspace_id"):
-                    continue
-                if conn.syncing:
-                    conn.stale = True
-                else:
-                    self.bind(conn, conv)
-        elif type_ in ("conversation.assigned", "conversation.resolved", "conversation.reopened"):
-            conv = data["conversation"]
-            self._mark_syncing(conv.get("user_id"))
-            if type_ == "conversation.assigned" and data.get("assignee"):
-                self._agents[data["assignee"]["id"]] = _agent_public(data["assignee"])
-            if conv["id"] not in self.by_conversation:
-                return
-            text = dumps(await self.conversation_frame(conv))
-            for conn in list(self.by_conversation.get(conv["id"], ())):
+        """Act on one published event: the types ``app/events.py`` sends to the widget."""
+        handler = _ON_EVENT.get(event.get("type") or "")
+        if handler is not None:
+            await handler(self, event, event.get("data") or {})
+
+    async def _on_message_created(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        conv = data["conversation"]
+        self._mark_syncing(conv.get("user_id"))
+        message = data["message"]
+        if conv["id"] not in self.by_conversation:
+            return
+        text = await self.message_text(message)
+        for conn in list(self.by_conversation.get(conv["id"], ())):
+            conn.push_message(conv["id"], message["seq"], text)
+
+    async def _on_conversation_created(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        conv = data["conversation"]
+        for conn in list(self.by_user.get(conv["user_id"], ())):
+            if conn.workspace_id != event.get("workspace_id"):
+                continue
+            if conn.syncing:
+                conn.stale = True
+            else:
+                self.bind(conn, conv)
+
+    async def _on_conversation_changed(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        """Assigned, resolved or reopened: the widget's conversation frame changes."""
+        conv = data["conversation"]
+        self._mark_syncing(conv.get("user_id"))
+        if event["type"] == events.CONVERSATION_ASSIGNED and data.get("assignee"):
+            self._agents[data["assignee"]["id"]] = _agent_public(data["assignee"])
+        if conv["id"] not in self.by_conversation:
+            return
+        text = dumps(await self.conversation_frame(conv))
+        for conn in list(self.by_conversation.get(conv["id"], ())):
+            conn.push_text(text)
+
+    async def _on_typing(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        actor = data.get("actor") or {}
+        if actor.get("type") == "user":
+            return  # the customer's own typing is for agents, not echoed to the widget
+        self._to_conversation(
+            data.get("conversation_id"),
+            {
+                "type": "typing",
+                "actor": {"type": actor.get("type"), "name": actor.get("name")},
+                "on": bool(data.get("on")),
+                "timeout": self.settings.typing_timeout_seconds,
+            },
+        )
+
+    async def _on_read(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        self._to_conversation(
+            data.get("conversation_id"), {"type": "read", "reader": data.get("reader"), "seq": data.get("seq")}
+        )
+
+    async def _on_widget_settings(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        self._forget_workspace(event.get("workspace_id"))
+        conns = list(self.by_workspace.get(event.get("workspace_id") or "", ()))
+        if conns:
+            text = dumps(settings_frame(data))
+            for conn in conns:
                 conn.push_text(text)
-        elif type_ == "conversation.typing":
-            actor = data.get("actor") or {}
-            if actor.get("type") == "user":
-                return  # the customer's own typing is for agents, not echoed to the widget
-            self._to_conversation(
-                data.get("conversation_id"),
-                {
-                    "type": "typing",
-                    "actor": {"type": actor.get("type"), "name": actor.get("name")},
-                    "on": bool(data.get("on")),
-                    "timeout": self.settings.typing_timeout_seconds,
-                },
-            )
-        elif type_ == "conversation.read":
-            self._to_conversation(
-                data.get("conversation_id"), {"type": "read", "reader": data.get("reader"), "seq": data.get("seq")}
-            )
-        elif type_ == "widget.settings":
-            self._forget_workspace(event.get("workspace_id"))
-            conns = list(self.by_workspace.get(event.get("workspace_id") or "", ()))
-            if conns:
-                text = dumps(settings_frame(data))
-                for conn in conns:
-                    conn.push_text(text)
-        elif type_ == "broker.resync":
-            self._workspace_generation += 1
-            self._workspaces.clear()
-            for group in list(self.by_conversation.values()):
-                for conn in list(group):
-                    conn._push((_CATCH_UP,))
+
+    async def _on_broker_resync(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        self._workspace_generation += 1
+        self._workspaces.clear()
+        for group in list(self.by_conversation.values()):
+            for conn in list(group):
+                conn._push((_CATCH_UP,))
 
     def _to_conversation(self, conversation_id: str | None, frame: dict[str, Any]) -> None:
         conns = self.by_conversation.get(conversation_id or "")
@@ -652,3 +653,17 @@ class Hub:
             self._agents[agent_id] = await self.runner.read(_agent_by_id, agent_id)
         return self._agents[agent_id]
 
+
+# The hub's dispatch: one handler for each event type that ``app/events.py`` sends to the
+# widget (``events.TO_WIDGET``; tests/test_events.py holds the two together).
+_ON_EVENT: dict[str, Callable[[Hub, dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
+    events.MESSAGE_CREATED: Hub._on_message_created,
+    events.CONVERSATION_CREATED: Hub._on_conversation_created,
+    events.CONVERSATION_ASSIGNED: Hub._on_conversation_changed,
+    events.CONVERSATION_RESOLVED: Hub._on_conversation_changed,
+    events.CONVERSATION_REOPENED: Hub._on_conversation_changed,
+    events.CONVERSATION_TYPING: Hub._on_typing,
+    events.CONVERSATION_READ: Hub._on_read,
+    events.WIDGET_SETTINGS: Hub._on_widget_settings,
+    events.BROKER_RESYNC: Hub._on_broker_resync,
+}

@@ -22,16 +22,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import conversations, errors
 from app.api.framework import MAX_JSON_DEPTH, json_too_deep
 from app.api.schemas import MessageIn
-from app.realtime.hub import (
-    CLOSE_BAD_TOKEN,
-    CLOSE_GOING_AWAY,
-    CLOSE_INVALID_DATA,
-    CLOSE_ORIGIN,
-    CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-    Connection,
-    settings_frame,
-)
+from app.realtime.closecodes import CloseCode
+from app.realtime.hub import Connection, settings_frame
 from app.realtime.identity import origin_allowed
 from app.shapes import conversation_json
 from app.state import AppState
@@ -69,7 +61,7 @@ async def endpoint(websocket: WebSocket) -> None:
     workspace = await hub.workspace(websocket.query_params.get("widget_key", "")[:100])
     if workspace is None or not origin_allowed(workspace["allowed_origins"], websocket.headers.get("origin")):
         # Closing before accept refuses the handshake itself (HTTP 403).
-        await websocket.close(code=CLOSE_ORIGIN)
+        await websocket.close(code=CloseCode.FORBIDDEN)
         return
     await websocket.accept()
     await WidgetSocket(state, websocket, workspace).run()
@@ -111,7 +103,7 @@ class WidgetSocket:
                 async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
                     first = await self._receive()
             except TimeoutError:
-                raise Closed(CLOSE_BAD_TOKEN, "no auth frame") from None
+                raise Closed(CloseCode.UNAUTHENTICATED, "no auth frame") from None
             conn = await self._authenticate(first)
             # Until the peer leaves or misbehaves, or the hub closes the socket (a failed
             # send, a slow reader, a silent peer): either way uvicorn then reports a disconnect.
@@ -127,7 +119,7 @@ class WidgetSocket:
         finally:
             if self.conn is not None:
                 self.hub.unregister(self.conn)
-                await self.conn.close(CLOSE_GOING_AWAY)
+                await self.conn.close(CloseCode.GOING_AWAY)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.conn is not None:
@@ -147,17 +139,17 @@ class WidgetSocket:
             try:
                 text = (message.get("bytes") or b"").decode("utf-8")
             except UnicodeDecodeError:
-                raise Closed(CLOSE_INVALID_DATA, "frames are UTF-8 JSON") from None
+                raise Closed(CloseCode.INVALID_DATA, "frames are UTF-8 JSON") from None
         if len(text.encode("utf-8")) > self.settings.ws_max_frame_bytes:
-            raise Closed(CLOSE_TOO_BIG, "frame too big")
+            raise Closed(CloseCode.TOO_BIG, "frame too big")
         try:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError:
-            raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects") from None
+            raise Closed(CloseCode.INVALID_DATA, "frames are JSON objects") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            raise Closed(CLOSE_INVALID_DATA, "frames are JSON objects with a type")
+            raise Closed(CloseCode.INVALID_DATA, "frames are JSON objects with a type")
         if json_too_deep(text, frame):
-            raise Closed(CLOSE_INVALID_DATA, f"frames nest at most {MAX_JSON_DEPTH} levels")
+            raise Closed(CloseCode.INVALID_DATA, f"frames nest at most {MAX_JSON_DEPTH} levels")
         return frame
 
     def _over_rate(self, frame: dict[str, Any]) -> bool:
@@ -170,7 +162,7 @@ class WidgetSocket:
         self._window_count += 1
         limit = self.settings.ws_messages_per_10s
         if self._window_count > 2 * limit:
-            raise Closed(CLOSE_POLICY, "rate limit")
+            raise Closed(CloseCode.POLICY, "rate limit")
         if self._window_count > limit:
             self._error(frame, errors.RateLimited(max(1, int(RATE_WINDOW_SECONDS - (now - self._window_start)))))
             return True
@@ -180,7 +172,7 @@ class WidgetSocket:
         signer = self.state.signer
         identity = signer.read_session(frame.get("token")) if frame["type"] == "auth" else None
         if identity is None or identity.workspace_id != self.workspace["id"]:
-            raise Closed(CLOSE_BAD_TOKEN, "invalid session token")
+            raise Closed(CloseCode.UNAUTHENTICATED, "invalid session token")
         held, held_conversation = frame.get("last_seq"), frame.get("conversation_id")
         conn = Connection(
             self.hub,
@@ -291,15 +283,9 @@ class WidgetSocket:
             return
         # Typing is live-only and never stored, so it skips the write transaction.
         await self.state.broker.publish(
-            {
-                "type": "conversation.typing",
-                "workspace_id": conn.workspace_id,
-                "data": {
-                    "conversation_id": conn.conversation_id,
-                    "actor": {"type": "user", "id": conn.user_id},
-                    "on": bool(frame.get("on")),
-                },
-            }
+            conversations.typing_event(
+                conn.workspace_id, conn.conversation_id, "user", bool(frame.get("on")), user_id=conn.user_id
+            )
         )
 
     async def _on_read(self, frame: dict[str, Any]) -> None:

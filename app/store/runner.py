@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app import errors
+from app import errors, events
 from app.ids import isoformat, new_id, utcnow
 from app.realtime.broker import Broker
 from app.store import sql as rows
@@ -87,10 +87,14 @@ class Tx:
         type_: str,
         data: dict[str, Any],
         *,
-        realtime: bool = True,
         only_endpoint: WebhookEndpoint | None = None,
     ) -> Emitted:
-        """Record an event in the outbox (same transaction) and queue its live publish."""
+        """Record an event in the outbox (same transaction) and queue its live publish.
+
+        ``app/events.py`` says which types are stored and which are also published live."""
+        kind = events.EVENTS[type_]
+        if not kind.stored:
+            raise ValueError(f"{type_} is live only: publish it, do not store it")
         now = utcnow()
         event_id = new_id("msg")
         payload = {"type": type_, "timestamp": isoformat(now), "data": data}
@@ -99,7 +103,7 @@ class Tx:
         if targets:
             rows.insert_deliveries(self.db, workspace_id, event_id, type_, targets, lambda: new_id("dlv"), now)
             self.webhooks_enqueued += len(targets)
-        if realtime:
+        if kind.live:
             self.publish({"type": type_, "workspace_id": workspace_id, "data": data})
         return Emitted(event_id, type_)
 

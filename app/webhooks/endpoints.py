@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, delete, select
 
-from app import errors
+from app import errors, events
 from app.api.pagination import decode_cursor, encode_cursor
 from app.ids import isoformat, new_id, utcnow
 from app.store.engine import get_in_workspace
@@ -215,7 +215,7 @@ def send_test_event(tx: Tx, workspace_id: str, endpoint_id: str) -> WebhookDeliv
     if not endpoint.enabled:
         raise errors.Conflict("This endpoint is disabled; enable it first.", code="endpoint_disabled")
     data = {"endpoint_id": endpoint.id, "message": "A test event from Backchannel."}
-    event = tx.emit(workspace_id, "webhook.test", data, realtime=False, only_endpoint=endpoint)
+    event = tx.emit(workspace_id, events.WEBHOOK_TEST, data, only_endpoint=endpoint)
     tx.session.flush()
     delivery = tx.session.exec(
         select(WebhookDelivery).where(WebhookDelivery.event_id == event.id)

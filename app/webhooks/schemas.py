@@ -8,21 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from app import events
 from app.api.pagination import ListQuery
 from app.api.schemas import HttpUrl, Strict
 
-# Every event a webhook endpoint can subscribe to (SPEC §5); "*" means all of them.
-EVENT_TYPES = (
-    "message.created",
-    "conversation.created",
-    "conversation.assigned",
-    "conversation.resolved",
-    "conversation.reopened",
-    "user.created",
-    "webview.opened",
-    "webview.closed",
-    "webhook.test",
-)
+# Every event a webhook endpoint can subscribe to (SPEC §5, declared in app/events.py); "*" means all of them.
+EVENT_TYPES = events.WEBHOOK_EVENT_TYPES
 # ``whsec_`` + standard base64 (padded) of 24–64 random bytes. The pattern documents the shape
 # in OpenAPI; ``_check_secret`` decodes it, since a pattern cannot count bytes: a secret the
 # API accepts is one the dispatcher can always sign with.

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import orjson
 from sqlmodel import Session, col, select
 
-from app import errors
+from app import errors, events
 from app.ids import isoformat, new_id, utcnow
 from app.store.tables import WebhookEndpoint, WebviewOpening
 from app.webhooks.netguard import UrlRefused, destination
@@ -283,7 +283,7 @@ async def relay_form(
     msg_id = new_id("wvs")
     body = orjson.dumps(
         {
-            "type": "webview.submitted",
+            "type": events.WEBVIEW_SUBMITTED,
             "timestamp": isoformat(utcnow()),
             "data": {
                 "conversation_id": opening.conversation_id,

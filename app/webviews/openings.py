@@ -27,7 +27,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from nacl.signing import SigningKey
 from sqlmodel import Session, col, select
 
-from app import conversations, errors
+from app import conversations, errors, events
 from app.ids import isoformat, new_id, utcnow
 from app.settings import Settings
 from app.store.runner import Tx
@@ -217,7 +217,7 @@ def open_webview(
         url = settings.public_url.rstrip("/") + "/webviews/form?" + urlencode({"token": token})
     tx.emit(
         workspace_id,
-        "webview.opened",
+        events.WEBVIEW_OPENED,
         {"conversation_id": conversation_id, "message_id": message_id, "webview_id": webview_id},
     )
     return {
@@ -279,7 +279,7 @@ def close_opening(
     }
     if isinstance(result, str) and result:
         data["result"] = result[:RESULT_MAX_CHARS]
-    tx.emit(opening.workspace_id, "webview.closed", data)
+    tx.emit(opening.workspace_id, events.WEBVIEW_CLOSED, data)
     return data
 
 

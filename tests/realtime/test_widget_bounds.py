@@ -19,6 +19,7 @@ import pytest
 from websockets.sync.client import connect
 
 from app.realtime import hub as realtime
+from app.realtime.closecodes import CloseCode
 from app.realtime.identity import TokenSigner, WidgetIdentity
 from tests.conftest import LiveServer, Tenant
 from tests.realtime.test_realtime import ORIGIN, WidgetClient, bot_says, opened
@@ -47,7 +48,7 @@ def test_a_session_token_holds_at_most_five_sockets_and_a_newer_one_closes_the_o
                 pass
             others.append(ws)
         # The sixth closed the first, with a code that says why.
-        assert client.close_code() == realtime.CLOSE_TOO_MANY_SOCKETS
+        assert client.close_code() == CloseCode.REPLACED
         assert "too many sockets" in (client.ws.close_reason or "")  # type: ignore[union-attr]
         for ws in others:  # the five newest stay open and answer
             ws.send(json.dumps({"type": "ping"}))

@@ -152,7 +152,7 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
             run(sql.insert_event, h, "msg_evt", "wsp_1", "message.created", {"type": "message.created"}, now)
             run(sql.insert_deliveries, h, "wsp_1", "msg_evt", "message.created", ["whe_1"], lambda: new_id("dlv"), now)
             # What Tx.emit writes, read back through the ORM: the same tables.
-            Tx(s).emit("wsp_1", "conversation.created", {"conversation": {"id": "cnv_1"}}, realtime=False)
+            Tx(s).emit("wsp_1", "conversation.created", {"conversation": {"id": "cnv_1"}})
             events = s.connection().exec_driver_sql("SELECT count(*) FROM event").scalar()
             deliveries = (
                 s.connection()
