@@ -89,10 +89,6 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def sqlalchemy_url(self) -> str:
         """The URL SQLAlchemy needs: plain ``postgresql://`` is taken to mean psycopg 3."""
         url = self.database_url
