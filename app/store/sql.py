@@ -84,6 +84,8 @@ class Shape(Generic[R]):
         self._ts = tuple(self.index[n] for n in names if n in self.timestamps)
         self._json = tuple(self.index[n] for n in names if n in self.json)
         self._get = attrgetter(*names)
+        self._make: Any = row
+        self._readers: dict[Dialect, tuple[Callable[[Any], Any] | None, ...]] = {}
         # "id, workspace_id, …"; the same with each JSON column as its stored text, to be
         # embedded in a response as it is (``AS`` its own name where a subquery needs names).
         self.columns = ", ".join(names)
@@ -113,13 +115,12 @@ class Shape(Generic[R]):
 
     def read(self, d: Dialect, r: Sequence[Any]) -> R:
         """A fetched row (``SELECT {columns}``) as the row class."""
-        values = list(r)
-        for i in self._ts:
-            if values[i] is not None:
-                values[i] = d.ts_out(values[i])
-        for i in self._json:
-            values[i] = d.json_out(values[i])
-        return cast(Callable[..., R], self.row)(*values)
+        readers = self._readers.get(d)
+        if readers is None:
+            readers = self._readers[d] = tuple(
+                d.ts_out if n in self.timestamps else d.json_out if n in self.json else None for n in self.names
+            )
+        return self._make(*[v if f is None or v is None else f(v) for f, v in zip(readers, r, strict=True)])
 
 
 def insert_with(model: type[SQLModel], params: Sequence[str], fixed: dict[str, str]) -> tuple[Shape[Any], str]:
