@@ -15,8 +15,6 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, col, select
 
 from app import VERSION, errors
-from app.accounts import create_console_user, new_console_user
-from app.demo.seed import demo_problem, run_demo
 from app.logs import configure_logging
 from app.serve import (
     CannotServe,
@@ -29,7 +27,6 @@ from app.serve import (
 from app.settings import Settings, settings_problem
 from app.shapes import token_json
 from app.store.engine import make_engine, session_scope
-from app.store.migrate import current_head, upgrade
 from app.store.runner import Tx
 from app.store.tables import Workspace
 from app.tokens import create_token, list_tokens, revoke_token
@@ -61,6 +58,9 @@ def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo.seed import demo_problem, run_demo  # late: see LIGHT_MAIN in tests/test_imports.py
+    from app.store.migrate import upgrade
+
     check_serve_options(settings, host=args.host, workers=args.workers)
     settings = with_public_url(settings, args.host, args.port)
     if args.demo and (problem := demo_problem()):
@@ -74,6 +74,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.store.migrate import current_head, upgrade  # late: alembic (LIGHT_MAIN, tests/test_imports.py)
+
     upgrade(settings)
     _emit(args, {"status": "ok", "revision": current_head()}, f"Database is at revision {current_head()}.")
     return 0
@@ -138,6 +140,8 @@ def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.accounts import create_console_user, new_console_user  # late: argon2 (LIGHT_MAIN)
+
     if args.password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:

@@ -17,15 +17,12 @@ import sys
 import time
 from collections.abc import Sequence
 
-import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from app.demo.seed import demo_problem, run_demo
 from app.logs import configure_logging, uvicorn_options
 from app.multiprocess import metrics_dir
 from app.settings import DEV_SECRET_KEY, Settings, settings_problem
-from app.store.migrate import current_head, upgrade
 
 
 class CannotServe(ValueError):
@@ -129,6 +126,8 @@ def port_problem(host: str, port: int) -> str | None:
 
 def run_server(settings: Settings, *, host: str, port: int, workers: int) -> int:
     """Serve ``app.main:create_app`` with uvicorn until stopped (``backchannel serve``)."""
+    import uvicorn  # late: see LIGHT_MAIN in tests/test_imports.py
+
     warn_if_dev_secret(settings)
     with metrics_dir(workers):
         uvicorn.run(
@@ -164,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from app.demo.seed import demo_problem, run_demo  # late: see LIGHT_MAIN in tests/test_imports.py
+    from app.store.migrate import current_head, upgrade
+
     settings = Settings()
     workers = workers_from_env()
     check_serve_options(settings, host=args.host, workers=workers)
