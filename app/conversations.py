@@ -9,6 +9,7 @@ from typing import Any
 
 from app import errors, events
 from app.api.schemas import ConversationIn, ConversationPatch, MessageIn
+from app.files import records as files
 from app.ids import new_id, utcnow
 from app.people import default_bot_id
 from app.shapes import agent_json, conversation_json, message_json
@@ -104,6 +105,7 @@ def post_message(
     body: MessageIn,
     *,
     system_parts: list[dict[str, Any]] | None = None,
+    customer_id: str | None = None,
     _conv: ConversationRow | None = None,
 ) -> tuple[MessageRow, bool]:
     """Store one message with the next ``seq``; returns ``(message, created)``.
@@ -113,7 +115,8 @@ def post_message(
     Without a ``client_message_id`` the lock and the ``seq`` bump are one statement
     (``UPDATE … RETURNING``); a refusal after it rolls back with the write's savepoint.
     A user's message reopens a resolved conversation; a human agent's message assigns the
-    conversation to them unless another human has it.
+    conversation to them unless another human has it. ``customer_id`` (the widget) limits
+    the files a message may name to that customer's own uploads.
     """
     now = utcnow()
     if _conv is None and not body.client_message_id:
@@ -137,6 +140,11 @@ def post_message(
             )
         reply_to = body.reply_to.model_dump()
 
+    parts = system_parts if system_parts is not None else [p.model_dump(exclude_none=True) for p in body.message_parts]
+    if system_parts is None and files.names_files(parts):
+        # Each file_id is checked and its name, type and size stored beside it; the signed
+        # url is added whenever the message leaves the server (app/files/links.py).
+        parts = files.attach_files(tx.session, workspace_id, conv, parts, customer_id=customer_id)
     message = MessageRow(
         id=new_id("msg"),
         workspace_id=workspace_id,
@@ -144,9 +152,7 @@ def post_message(
         seq=seq,
         actor_type=actor_type,
         actor_id=actor_id,
-        message_parts=system_parts
-        if system_parts is not None
-        else [p.model_dump(exclude_none=True) for p in body.message_parts],
+        message_parts=parts,
         reply_parts=[p.model_dump(exclude_none=True) for p in body.reply_parts],
         reply_to=reply_to,
         client_message_id=body.client_message_id,

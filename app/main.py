@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app import VERSION, errors
-from app.api import agents, conversations, tokens, users, webview_contexts, widget_settings
+from app.api import agents, conversations, files, tokens, users, webview_contexts, widget_settings
 from app.api import webhooks as webhook_routes
 from app.api.framework import Api, Endpoint, JSONResponse, error_response
 from app.api.openapi import build_openapi, render_docs
@@ -26,6 +26,8 @@ from app.console import routes as console_pages
 from app.console.hub import ConsoleHub
 from app.demo import routes as demo_pages
 from app.edge import HttpEdge, internal_error_response
+from app.files import routes as file_pages
+from app.files.service import Files
 from app.instruments import start_socket_gauges
 from app.logs import innermost_place
 from app.metrics import metrics
@@ -56,6 +58,7 @@ def api_endpoints() -> list[Endpoint]:
         *widget_settings.ENDPOINTS,
         *webview_contexts.ENDPOINTS,
         *webhook_routes.ENDPOINTS,
+        *files.ENDPOINTS,
     ]
 
 
@@ -96,8 +99,9 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        # Non-API surfaces, each module exporting ROUTES: widget, web views, console, demo.
+        # Non-API surfaces, each module exporting ROUTES: widget, files, web views, console, demo.
         *widget_session.ROUTES,
+        *file_pages.ROUTES,
         *webview_pages.ROUTES,
         *console_pages.ROUTES,
         *demo_pages.ROUTES,
@@ -138,6 +142,8 @@ async def start_services(
     stack.push_async_callback(hub.close_all, CloseCode.RESTARTING)
     console = ConsoleHub()
     stack.callback(console.close_all)
+    file_store = Files(settings)
+    stack.push_async_callback(file_store.aclose)
     state = AppState(
         settings=settings,
         engine=engine,
@@ -150,6 +156,7 @@ async def start_services(
         console=console,
         webhook_sender=webhook_sender,
         dispatcher=Dispatcher(runner, settings, webhook_sender),
+        files=file_store,
         listeners=[hub.on_event, console.on_event],
     )
     await broker.start(state.on_event)

@@ -22,12 +22,13 @@ log = logging.getLogger("backchannel.ratelimit")
 
 
 class RateLimiter(Protocol):
-    async def consume(self, key: str, limit: int, window: float) -> float:
-        """Count one hit; return 0 when allowed, else the seconds until the window resets."""
+    async def consume(self, key: str, limit: int, window: float, cost: int = 1) -> float:
+        """Count ``cost`` hits (bytes, for an upload allowance); return 0 when allowed, else
+        the seconds until the window resets."""
         ...
 
-    async def consume_or_raise(self, key: str, limit: int, window: float) -> None:
-        """Count one hit; ``errors.RateLimited`` (429 with ``Retry-After``) past the limit."""
+    async def consume_or_raise(self, key: str, limit: int, window: float, cost: int = 1) -> None:
+        """Count ``cost`` hits; ``errors.RateLimited`` (429 with ``Retry-After``) past the limit."""
         ...
 
     async def clear(self, key: str) -> None:
@@ -38,11 +39,11 @@ class RateLimiter(Protocol):
 
 
 class _Base:
-    async def consume(self, key: str, limit: int, window: float) -> float:  # pragma: no cover
+    async def consume(self, key: str, limit: int, window: float, cost: int = 1) -> float:  # pragma: no cover
         raise NotImplementedError
 
-    async def consume_or_raise(self, key: str, limit: int, window: float) -> None:
-        wait = await self.consume(key, limit, window)
+    async def consume_or_raise(self, key: str, limit: int, window: float, cost: int = 1) -> None:
+        wait = await self.consume(key, limit, window, cost)
         if wait > 0:
             raise errors.RateLimited(max(1, math.ceil(wait)))
 
@@ -56,12 +57,12 @@ class MemoryRateLimiter(_Base):
     def __init__(self) -> None:
         self._windows: dict[str, tuple[float, int]] = {}
 
-    async def consume(self, key: str, limit: int, window: float) -> float:
+    async def consume(self, key: str, limit: int, window: float, cost: int = 1) -> float:
         now = time.monotonic()
         start, count = self._windows.get(key, (now, 0))
         if now - start >= window:
             start, count = now, 0
-        count += 1
+        count += cost
         self._windows[key] = (start, count)
         if len(self._windows) > 100_000:  # forget finished windows
             self._windows = {k: v for k, v in self._windows.items() if now - v[0] < window}
@@ -84,7 +85,7 @@ class RedisRateLimiter(_Base):
         self._down_since: float | None = None
         self._next_try = 0.0
 
-    async def consume(self, key: str, limit: int, window: float) -> float:
+    async def consume(self, key: str, limit: int, window: float, cost: int = 1) -> float:
         rkey = self.PREFIX + key
         window_ms = max(1, int(window * 1000))
 
@@ -92,7 +93,7 @@ class RedisRateLimiter(_Base):
             # One MULTI/EXEC: the key cannot expire between starting its window and counting.
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(rkey, 0, px=window_ms, nx=True)
-                pipe.incr(rkey)
+                pipe.incrby(rkey, cost)
                 pipe.pttl(rkey)
                 _, hits, ttl_ms = await pipe.execute()
             return int(hits), int(ttl_ms)

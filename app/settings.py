@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["text", "json"] = "text"
 
+    # Files (docs/files.md): where uploads live, file://PATH (relative to the working folder,
+    # like the SQLite file) or s3://BUCKET?endpoint_url=…&region=… for several instances.
+    file_storage: str = "file://./backchannel-files"
+    max_file_bytes: int = Field(default=25 * 1_048_576, ge=1)
+    widget_uploads_per_hour: int = Field(default=30, ge=1)  # per visitor
+    widget_upload_bytes_per_hour: int = Field(default=200 * 1_048_576, ge=1)  # per visitor
+
     # HTTP limits
     max_body_bytes: int = 1_048_576
     api_rate_per_minute: int = 1200  # per token

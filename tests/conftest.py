@@ -90,6 +90,7 @@ class StoreAccess:
             **TEST_ENV,
             "BACKCHANNEL_DATABASE_URL": self.database_url,
             "BACKCHANNEL_PUBLIC_URL": self.url,
+            "BACKCHANNEL_FILE_STORAGE": f"file://{self.workdir}/files",  # never the checkout's folder
             **self.env,
         }
 

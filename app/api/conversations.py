@@ -21,6 +21,7 @@ from app.api.schemas import (
     TypingIn,
     WebViewPart,
 )
+from app.files.links import links_for
 from app.settings import Settings
 from app.shapes import conversation_json, message_json
 from app.store import sql as rows
@@ -69,10 +70,16 @@ def check_message(body: MessageIn, settings: Settings) -> None:
     _check_form_urls([body], settings)
 
 
+def _out(call: Call, message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the API answers it: each file part with a fresh signed url."""
+    assert call.settings is not None
+    return links_for(call.settings).present_message(message)
+
+
 def create(call: Call) -> dict[str, Any]:
     _check_form_signers(call, call.body.messages, "messages.{n}.")
     conv, messages = conversations.create_conversation(call.write, call.workspace_id, call.body)
-    return {**conversation_json(conv), "messages": [message_json(m) for m in messages]}
+    return {**conversation_json(conv), "messages": [_out(call, message_json(m)) for m in messages]}
 
 
 def list_(call: Call) -> dict[str, Any]:
@@ -114,7 +121,7 @@ def post_message(call: Call) -> Result:
     _check_form_signers(call, [call.body])
     conversation_id = call.params["conversation_id"]
     message, created = conversations.post_message(call.write, call.workspace_id, conversation_id, call.body)
-    return Result(201 if created else 200, message_json(message))
+    return Result(201 if created else 200, _out(call, message_json(message)))
 
 
 def list_messages(call: Call) -> dict[str, Any]:
@@ -126,7 +133,10 @@ def list_messages(call: Call) -> dict[str, Any]:
         (cursor_seq,) = decode_cursor(q.cursor, 1)
         after = max(after, int(cursor_seq) if isinstance(cursor_seq, int) else 0)
     found = rows.messages_json_after(h, conv.id, after, q.limit + 1)
-    return page(found, q.limit, lambda m: m, lambda m: (m["seq"],))
+    # Messages whose parts are still their stored text (no files) go out as they are.
+    return page(
+        found, q.limit, lambda m: _out(call, m) if isinstance(m["message_parts"], list) else m, lambda m: (m["seq"],)
+    )
 
 
 def typing(call: Call) -> None:

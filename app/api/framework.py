@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -98,6 +98,13 @@ class Endpoint:
     # ``check(body, settings)`` raises an ``ApiError`` (a 422), answered only once the caller
     # is known to be authenticated, like a failure of the body's model.
     check: Callable[[Any, Settings], None] | None = None
+    # A body that is not JSON (an upload, app/files): streamed by ``receive(request, state,
+    # workspace_id) -> (fingerprint, body)`` once the caller is authenticated, and handed to
+    # ``discard(state, body)`` when no row came of it (a failed write, an idempotent replay).
+    # ``form`` is its multipart/form-data schema in the OpenAPI document.
+    receive: Callable[[Request, Any, str], Awaitable[tuple[bytes, Any]]] | None = None
+    discard: Callable[[Any, Any], Awaitable[None]] | None = None
+    form: dict[str, Any] | None = None
 
     @property
     def writes(self) -> bool:
@@ -242,17 +249,33 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     # The per-token limit is settled here, on the event loop, before any database work is
     # queued: keyed by the token's hash (what the store keeps), so no lookup is needed first.
     await state.limiter.consume_or_raise(_token_rate_key(auth_header), state.settings.api_rate_per_minute, 60)
-    raw = await read_body(request, state.settings.max_body_bytes) if ep.writes else b""
-    params = dict(request.path_params)
-    idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
-    if idem_key is not None and not (1 <= len(idem_key) <= 255):
-        raise errors.BadRequest("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
-    fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest() if idem_key else ""
 
     def authed(s: Session, *, record_use: bool = True) -> tuple[Principal, bool]:
         principal, stale = state.authenticator.authenticate(s, auth_header, record_use=record_use)
         principal.require(ep.scope)
         return principal, stale
+
+    if ep.receive is not None:
+        # A streamed body (an upload) is read only for a caller already known and allowed:
+        # nobody else gets to fill the store.
+        caller, _ = await state.runner.read(lambda s: authed(s, record_use=False))
+        raw, received = await ep.receive(request, state, caller.workspace_id)
+        try:
+            return await _run(ep, request, state, authed, raw, received)
+        except BaseException:
+            await _discard(ep, state, received)
+            raise
+    raw = await read_body(request, state.settings.max_body_bytes) if ep.writes else b""
+    return await _run(ep, request, state, authed, raw, None)
+
+
+async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable[..., tuple[Principal, bool]],
+               raw: bytes, received: Any) -> Response:  # fmt: skip
+    params = dict(request.path_params)
+    idem_key = request.headers.get("idempotency-key") if ep.method == "POST" else None
+    if idem_key is not None and not (1 <= len(idem_key) <= 255):
+        raise errors.BadRequest("Idempotency-Key must be 1 to 255 characters.", code="invalid_idempotency_key")
+    fingerprint = hashlib.sha256(f"{ep.method} {request.url.path}\n".encode() + raw).hexdigest() if idem_key else ""
 
     # Inputs are judged here, on the event loop, never in the writer: a flood of bad bodies
     # must not hold up (or be batched with) anyone's good writes. Who is calling still comes
@@ -260,7 +283,7 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     # describes the body, so a refusal is answered only after a read (not a write) says who
     # this is. A refused request records no use of its token.
     try:
-        body, query = parse_inputs(ep, request, raw, state.settings)
+        body, query = (received, None) if ep.receive is not None else parse_inputs(ep, request, raw, state.settings)
     except errors.ApiError as refused:
         await state.runner.read(lambda s: authed(s, record_use=False))
         raise refused from None
@@ -319,9 +342,16 @@ async def run_endpoint(ep: Endpoint, request: Request) -> Response:
                 raise
             # A concurrent request with the same key won the race: replay its answer.
             result = await state.runner.write(write, partition=partition)
+        if "Idempotent-Replayed" in result.headers:
+            await _discard(ep, state, received)  # the first upload's file is the answer
     if result.status == 204:
         return Response(status_code=204, headers=result.headers)
     return JSONResponse(result.body, status_code=result.status, headers=result.headers)
+
+
+async def _discard(ep: Endpoint, state: AppState, received: Any) -> None:
+    if ep.discard is not None and received is not None:
+        await ep.discard(state, received)
 
 
 def _token_rate_key(auth_header: str | None) -> str:

@@ -62,6 +62,8 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             op["description"] = ep.description
         if ep.scope:
             op["x-required-scope"] = ep.scope
+        if ep.form is not None:
+            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.form}}}
         if ep.body is not None:
             op["requestBody"] = {
                 # An empty body is read as ``{}``: it is only "required" when the model has required fields.

@@ -81,12 +81,45 @@ class TextBody(Strict):
     content: str = Field(min_length=1, max_length=4096)
 
 
+FileId = Annotated[
+    str,
+    Field(min_length=5, max_length=64, pattern=r"^fil_[a-z0-9]+$", description="From POST /api/v1/files."),
+]
+
+
 class ImageBody(Strict):
-    url: HttpUrl
+    url: HttpUrl | None = None
+    file_id: FileId | None = None
     alt: str = Field(default="", max_length=300)
     content_type: str | None = Field(default=None, max_length=100)
     width: int | None = Field(default=None, ge=1, le=4096)
     height: int | None = Field(default=None, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _url_or_file(self) -> ImageBody:
+        if (self.url is None) == (self.file_id is None):
+            raise ValueError("an image needs exactly one of url and file_id")
+        return self
+
+
+class FileBody(Strict):
+    """A file, video or audio part: an uploaded file by ``file_id`` (its name, type and size
+    come from the upload, and every message carries a fresh signed ``url``), or a file that
+    lives elsewhere by ``url`` and ``name``."""
+
+    file_id: FileId | None = None
+    url: HttpUrl | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    content_type: str | None = Field(default=None, max_length=100)
+    size: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _file_or_url(self) -> FileBody:
+        if (self.url is None) == (self.file_id is None):
+            raise ValueError("a file needs exactly one of file_id and url")
+        if self.url is not None and self.name is None:
+            raise ValueError("a file given by url needs a name")
+        return self
 
 
 class UrlButtonBody(Strict):
@@ -217,12 +250,27 @@ class CarouselPart(Strict):
     carousel: CarouselBody
 
 
+class FilePart(Strict):
+    file: FileBody
+
+
+class VideoPart(Strict):
+    video: FileBody
+
+
+class AudioPart(Strict):
+    audio: FileBody
+
+
 MessagePart = Annotated[
     Annotated[TextPart, Tag("text")]
     | Annotated[ImagePart, Tag("image")]
     | Annotated[UrlButtonPart, Tag("url_button")]
     | Annotated[WebViewPart, Tag("web_view")]
-    | Annotated[CarouselPart, Tag("carousel")],
+    | Annotated[CarouselPart, Tag("carousel")]
+    | Annotated[FilePart, Tag("file")]
+    | Annotated[VideoPart, Tag("video")]
+    | Annotated[AudioPart, Tag("audio")],
     one_of(),
 ]
 
@@ -438,6 +486,16 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class FileOut(BaseModel):
+    id: str = Field(examples=["fil_0mh3k2x9qa1b2c3d4e5f6g7h"])
+    name: str
+    content_type: str = Field(description="Read from the file's bytes, never taken from the client.")
+    size: int
+    url: str = Field(description="Signed download link, valid for at least an hour (until expires_at).")
+    expires_at: str
+    created_at: str
 
 
 class WebviewVerifyIn(Strict):

@@ -35,6 +35,7 @@ from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app import events
+from app.files.links import links_for
 from app.realtime.closecodes import CloseCode
 from app.settings import Settings
 from app.shapes import conversation_json
@@ -637,6 +638,8 @@ class Hub:
         sender = None
         if actor.get("type") in ("bot", "agent") and actor.get("id"):
             sender = await self.agent(actor["id"])
+        if isinstance(message.get("message_parts"), list):  # stored text (a Fragment) names no file
+            message = links_for(self.settings).present_message(message)  # fresh links for its files
         return dumps({"type": "message", "message": message, "sender": sender})
 
     async def conversation_frame(self, conversation: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ AUTH_TIMEOUT_SECONDS = 10.0
 RATE_WINDOW_SECONDS = 10.0
 WEBVIEW_STATUSES = ("closed", "submitted", "dismissed")
 PONG = '{"type":"pong"}'
+MAX_FILES_PER_MESSAGE = 10
 HANDLERS = {
     "ping": "_on_ping",
     "open": "_on_open",
@@ -251,11 +252,23 @@ class WidgetSocket:
     async def _on_message(self, frame: dict[str, Any]) -> None:
         conn = self.conn
         assert conn is not None
+        # A message is its text, its files (``file_ids`` from POST /widget/v1/files), or both.
+        file_ids = frame.get("file_ids")
+        parts: list[dict[str, Any]] = []
+        if not file_ids or frame.get("text"):
+            parts.append({"text": {"content": frame.get("text")}})
+        if file_ids:
+            if not isinstance(file_ids, list) or len(file_ids) > MAX_FILES_PER_MESSAGE:
+                raise errors.Unprocessable(
+                    "Invalid field: file_ids",
+                    details=[{"field": "file_ids", "message": f"a list of at most {MAX_FILES_PER_MESSAGE} file ids"}],
+                )
+            parts.extend({"file": {"file_id": file_id}} for file_id in file_ids)
         try:
             body = MessageIn.model_validate(
                 {
                     "actor": {"type": "user"},
-                    "message_parts": [{"text": {"content": frame.get("text")}}],
+                    "message_parts": parts,
                     "reply_to": frame.get("reply_to"),
                     "client_message_id": frame.get("client_message_id"),
                 }
@@ -351,7 +364,13 @@ class WidgetSocket:
         if result is not None and (not isinstance(result, str) or len(result) > 1000):
             raise errors.Unprocessable("result is an optional string of at most 1000 characters.")
         await self.state.runner.write(
-            webviews.close_webview, conn.workspace_id, conversation_id, message_id, webview_id, status, result,
+            webviews.close_webview,
+            conn.workspace_id,
+            conversation_id,
+            message_id,
+            webview_id,
+            status,
+            result,
             partition=conversation_id,
         )
 
@@ -395,5 +414,5 @@ def post_customer_message(
                 "Invalid field: reply_to.payload",
                 details=[{"field": "reply_to.payload", "message": "not one of the choices offered"}],
             )
-    message, _ = conversations.post_message(tx, workspace_id, conv.id, body, _conv=conv)
+    message, _ = conversations.post_message(tx, workspace_id, conv.id, body, customer_id=user_id, _conv=conv)
     return {"id": message.id, "seq": message.seq}

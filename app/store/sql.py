@@ -41,6 +41,9 @@ from app.store.tables import (
     WebhookEndpoint,
 )
 
+# In a message's stored parts only where a part names an uploaded file: inside a text, the
+# quotes around these words would be escaped.
+FILE_MARKER = '"file_id"'
 CONVERSATIONS = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]  # for filtered lists
 
 R = TypeVar("R")
@@ -381,7 +384,9 @@ def _message_json(d: Dialect, r: tuple[Any, ...]) -> dict[str, Any]:
         "conversation_id": conversation_id,
         "seq": seq,
         "actor": {"type": actor_type} if actor_id is None else {"type": actor_type, "id": actor_id},
-        "message_parts": d.raw_json(parts),
+        # Parts that name an uploaded file are parsed, so a fresh signed link can be added
+        # to them on the way out (app/files/links.py); all others stay their stored text.
+        "message_parts": d.json_out(parts) if isinstance(parts, str) and FILE_MARKER in parts else d.raw_json(parts),
         "reply_parts": d.raw_json(replies),
         "reply_to": d.raw_json(reply_to),
         "client_message_id": client_id,

@@ -253,3 +253,21 @@ class WebviewOpening(SQLModel, table=True):
     opened_at: datetime = created()
     closed_at: datetime | None = ts(nullable=True)
     status: str | None = None  # submitted | closed | dismissed | replaced (a newer opening)
+
+
+class File(SQLModel, table=True):
+    """An uploaded file: its bytes live in the file store (``app/files/storage.py``) under
+    ``storage_key``. It belongs to the customer who uploaded it (``user_id``) and, once sent,
+    to the conversation it was first sent in (``conversation_id``); both go with an erasure."""
+
+    __tablename__ = "file"
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    user_id: str | None = Field(default=None, index=True)
+    conversation_id: str | None = Field(default=None, index=True)
+    uploaded_by: str  # api | widget
+    name: str
+    content_type: str  # read from the bytes, never the client's word
+    size: int
+    storage_key: str
+    created_at: datetime = created()

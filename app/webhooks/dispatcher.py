@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 import anyio
+import orjson
 from anyio.abc import TaskGroup
 
 from app import errors
+from app.files.links import MARKER as FILE_MARKER
+from app.files.links import FileLinks, links_for
 from app.ids import new_id, utcnow
 from app.instruments import observe_webhook_delivery
 from app.logs import brief
@@ -107,6 +111,17 @@ async def send(sender: Sender, target: Target, job: Job, timeout: float) -> Outc
     outcome.duration_ms = int(elapsed * 1000)
     observe_webhook_delivery(elapsed, outcome.status_code)
     return outcome
+
+
+def fresh_links(job: Job, links: FileLinks) -> Job:
+    """The job with a fresh signed link in each file part of its message (SPEC §10: a bot
+    can fetch it for at least an hour after this attempt). Stored events keep ``file_id``
+    only; most bodies name no file and are sent as they are."""
+    if FILE_MARKER.encode() not in job.body:
+        return job
+    payload = orjson.loads(job.body)
+    presented = links.present_event(payload)
+    return job if presented is payload else dataclasses.replace(job, body=orjson.dumps(presented))
 
 
 # --- recording --------------------------------------------------------------------------
@@ -211,6 +226,7 @@ class Dispatcher:
         self._held: set[str] = set()  # deliveries claimed here whose outcome is not written yet
         self._watchers: set[asyncio.Event] = set()  # workers waiting to hear of newly queued events
         self._signers = Signers()
+        self.links = links_for(settings)
         self._wakeup = asyncio.Event()
         self._wakes = 0  # counts wake() calls, so a worker knows something was queued meanwhile
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -318,7 +334,9 @@ class Dispatcher:
             nonlocal in_flight, stopped
             submitted = False
             try:
-                outcome = await send(self.sender, target, job, self.settings.webhook_timeout_seconds)
+                outcome = await send(
+                    self.sender, target, fresh_links(job, self.links), self.settings.webhook_timeout_seconds
+                )
                 stop = self.recorder.submit(job, outcome)
                 submitted = True
                 # Renewed until its outcome is written (or fails to be, and the lease runs out).
