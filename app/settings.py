@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     def _split_proxies(cls, value: Any) -> Any:
         return parse_networks(value) if isinstance(value, str) else value
 
+    @field_validator("file_storage")
+    @classmethod
+    def _file_storage_scheme(cls, value: str) -> str:
+        if not value.startswith(("file://", "s3://")) or value in ("file://", "s3://"):
+            raise ValueError("must be file://PATH or s3://BUCKET?endpoint_url=…&region=…")
+        return value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:

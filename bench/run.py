@@ -2,7 +2,7 @@
 
     scripts/bench                      # everything (about 6 minutes on an unloaded 2-core machine)
     scripts/bench --quick              # shorter and smaller, every section (about 3 minutes)
-    scripts/bench --only e2e,rest      # a subset: e2e, idle, rest, webhooks, growth
+    scripts/bench --only e2e,rest      # a subset: e2e, idle, rest, webhooks, growth, files
     scripts/bench --profile            # also py-spy the server during the REST and e2e runs
 
 Every figure is printed with its ratio to the bare baseline measured in the same run, because
@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from bench import files as bench_files
 from bench.servers import (
     PostgresDatabase,
     Server,
@@ -56,7 +57,7 @@ from bench.servers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("e2e", "idle", "rest", "webhooks", "growth")
+BENCHES = ("e2e", "idle", "rest", "webhooks", "growth", "files")
 TARGETS = {
     "e2e_rate": 2000.0,  # messages/s API -> widget at 1,000 connections
     "e2e_p99_ms": 50.0,
@@ -70,6 +71,7 @@ TARGETS = {
     "webhook_rate": 1000.0,
     "webhook_p99_ms": 250.0,
     "slow_effect": 0.10,
+    "upload_rss_growth_mib": 10.0,  # a 20 MiB upload must not be held in memory
 }
 
 
@@ -239,14 +241,14 @@ class Plan:
 
 
 FULL = Plan(
-    budget={"e2e": 65, "idle": 160, "rest": 45, "webhooks": 30, "growth": 80},
+    budget={"e2e": 65, "idle": 160, "rest": 45, "webhooks": 30, "growth": 80, "files": 25},
     e2e_connections=1000, e2e_seconds=6.0, growth_seconds=4.0, small=100, idle_levels=[1000, 5000, 10000],
     idle_connect_seconds=180, heartbeat=10.0, rest_seconds=5.0, rest_warmup=1.0, burst_messages=300,
     steady_rate=50.0, steady_seconds=4.0,
     webhook_drain=30.0, growth_connections=1000, growth_slow_phase=True,
 )  # fmt: skip
 QUICK = Plan(
-    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 12, "growth": 45},
+    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 12, "growth": 45, "files": 8},
     e2e_connections=1000, e2e_seconds=3.0, growth_seconds=2.0, small=100, idle_levels=[1000, 2000],
     idle_connect_seconds=60, heartbeat=3.0, rest_seconds=3.0, rest_warmup=0.5, burst_messages=100,
     steady_rate=50.0, steady_seconds=2.0,
@@ -792,6 +794,30 @@ class Bench:
         )
 
     # -- all ------------------------------------------------------------------------------
+
+    # -- 6. files ----------------------------------------------------------------------------
+
+    def bench_files(self) -> None:
+        rounds = 2 if self.quick else 5
+        say(f"\n== 6. Files: {rounds} uploads of {bench_files.UPLOAD_MIB} MiB and their downloads, one server (SQLite)")
+        url = self.database("sqlite")
+        tenant = seed(url, 0)
+        env = {**backchannel_env(url), "BACKCHANNEL_FILE_STORAGE": f"file://{self.workdir}/files-{uuid.uuid4().hex[:8]}"}
+        server = self.launch("backchannel", env)
+        self.ready(server)
+        assert server.proc is not None
+        r = bench_files.measure(server.url, server.proc.pid, tenant.token, rounds)
+        self.stop(server)
+        self.results["files"] = r
+        table("6. Files", ["MiB each", "uploads", "upload MiB/s", "download MiB/s", "server RSS before MiB",
+                           "peak during upload MiB", "growth MiB"],
+              [[r["file_mib"], r["rounds"], r["upload_mib_s"], r["download_mib_s"], r["rss_before_mib"],
+                r["rss_peak_mib"], r["rss_growth_mib"]]])  # fmt: skip
+        want = TARGETS["upload_rss_growth_mib"]
+        table("   targets", ["target", "Backchannel", "verdict"], [
+            self.check("6", f"server RSS grows < {want:g} MiB during a {bench_files.UPLOAD_MIB} MiB upload",
+                       f"{r['rss_growth_mib']} MiB", r["rss_growth_mib"] < want),
+        ])  # fmt: skip
 
     def run(self, only: list[str]) -> int:
         try:
