@@ -29,7 +29,7 @@ UPLOAD_FORM = {
 
 
 def _files(state: AppState) -> Files:
-    return state.services["files"]  # type: ignore[no-any-return]
+    return state.files
 
 
 async def receive(request: Request, state: AppState, workspace_id: str) -> tuple[bytes, StoredUpload]:

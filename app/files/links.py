@@ -59,10 +59,10 @@ class FileLinks:
         """The parts with a fresh ``url`` beside every ``file_id`` (new dicts where changed)."""
         out = []
         for part in parts:
-            kind = next(iter(part), None) if isinstance(part, dict) and len(part) == 1 else None
-            body = part[kind] if kind in FILE_PART_KINDS else None
-            if isinstance(body, dict) and isinstance(body.get("file_id"), str):
-                part = {kind: {**body, "url": self.url(body["file_id"])[0]}}
+            if _names_file(part):
+                kind, body = next(iter(part.items()))
+                if isinstance(body.get("file_id"), str):
+                    part = {kind: {**body, "url": self.url(body["file_id"])[0]}}
             out.append(part)
         return out
 

@@ -25,7 +25,7 @@ from app import errors
 from app.api.framework import JSONResponse, error_response
 from app.files import records
 from app.files.service import Files
-from app.realtime.identity import origin_allowed, signer_for
+from app.realtime.identity import origin_allowed
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import File, Workspace
@@ -45,7 +45,7 @@ UPLOAD_WINDOW_SECONDS = 3600
 
 def _files(request: Request) -> tuple[AppState, Files]:
     state: AppState = request.app.state.bc
-    return state, state.services["files"]
+    return state, state.files
 
 
 def content_disposition(kind: str, name: str) -> str:
@@ -99,9 +99,9 @@ async def download(request: Request) -> Response:
     }
     media_type = f.content_type + ("; charset=utf-8" if f.content_type == "text/plain" else "")
     wanted = parse_range(request.headers.get("range"), f.size)
-    if wanted == "unsatisfiable":
+    if isinstance(wanted, str):
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{f.size}"})
-    status, (start, end) = (200, (0, f.size - 1)) if wanted is None else (206, wanted)  # type: ignore[misc]
+    status, (start, end) = (200, (0, f.size - 1)) if wanted is None else (206, wanted)
     headers["Content-Length"] = str(end - start + 1)
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
@@ -135,7 +135,7 @@ async def widget_upload(request: Request) -> Response:
     try:
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        identity = signer_for(state).read_session(token)
+        identity = state.signer.read_session(token)
         if identity is None:
             raise errors.Unauthorized("Send the widget session token as Authorization: Bearer ….", code="invalid_token")
         workspace = await state.runner.read(lambda s: s.get(Workspace, identity.workspace_id))

@@ -1,6 +1,6 @@
 """The running server's files: the store, the link signer, and the steps an upload takes.
 
-Built in the lifespan (``start``) and reached as ``state.services["files"]``. An upload is
+Built by ``app.main.start_services`` and reached as ``state.files``. An upload is
 streamed into a staging file (``intake``), kept in the store under a new file id, and only
 then recorded (``records``), so a row never names bytes that are not there; when the
 recording fails, the bytes are removed again.
@@ -8,7 +8,6 @@ recording fails, the bytes are removed again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -93,11 +92,3 @@ class Files:
 
     async def aclose(self) -> None:
         await self.storage.aclose()
-
-
-async def start(state: Any, exit_stack: contextlib.AsyncExitStack) -> None:
-    """Lifespan starter: ``state.services["files"]``."""
-    if "files" not in state.services:
-        files = Files(state.settings)
-        state.services["files"] = files
-        exit_stack.push_async_callback(files.aclose)

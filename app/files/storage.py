@@ -24,6 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import anyio.to_thread
 
+try:  # the s3 extra: only a server configured for S3 needs it
+    import boto3
+    from botocore.config import Config
+except ImportError:  # pragma: no cover - the server runs without it until FILE_STORAGE says s3://
+    boto3 = None
+
 CHUNK = 256 * 1024
 
 
@@ -112,13 +118,8 @@ class S3Storage:
     """
 
     def __init__(self, bucket: str, endpoint_url: str | None, region: str | None, staging: Path) -> None:
-        try:
-            import boto3  # the s3 extra: only a server configured for S3 needs it
-            from botocore.config import Config
-        except ImportError:
-            raise StorageNotConfigured(
-                "FILE_STORAGE is s3://… but boto3 is not installed: pip install 'backchannel[s3]'"
-            ) from None
+        if boto3 is None:
+            raise StorageNotConfigured("FILE_STORAGE is s3://… but boto3 is not installed: pip install backchannel[s3]")
         self.bucket = bucket
         self.staging = staging
         self.staging.mkdir(parents=True, exist_ok=True)
