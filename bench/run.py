@@ -803,8 +803,10 @@ class Bench:
         url = self.database("sqlite")
         tenant = seed(url, 0)
         env = {**backchannel_env(url), "BACKCHANNEL_FILE_STORAGE": f"file://{self.workdir}/files-{uuid.uuid4().hex[:8]}"}
-        server = self.launch("backchannel", env)
-        self.ready(server)
+        server = Server("backchannel", self.workdir, env)
+        server.env["BACKCHANNEL_PUBLIC_URL"] = server.url  # the download links point here
+        self.servers.append(server)
+        self.ready(server.launch())
         assert server.proc is not None
         r = bench_files.measure(server.url, server.proc.pid, tenant.token, rounds)
         self.stop(server)

@@ -8,7 +8,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from app.api.framework import Call, Endpoint
+from app import errors
+from app.api.framework import Call, Endpoint, loads_json, read_body
 from app.api.schemas import FileOut
 from app.files import records
 from app.files.links import links_for
@@ -33,6 +34,14 @@ def _files(state: AppState) -> Files:
 
 
 async def receive(request: Request, state: AppState, workspace_id: str) -> tuple[bytes, StoredUpload]:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        # JSON where a form belongs: read as every route reads JSON (400 when it is not JSON), then
+        # refused for what it lacks, like any body without its required field.
+        loads_json(await read_body(request, state.settings.max_body_bytes))
+        raise errors.Unprocessable(
+            "Invalid field: file (send multipart/form-data with one part named file)",
+            details=[{"field": "file", "message": "send multipart/form-data with one part named file"}],
+        )
     stored = await _files(state).receive(request, workspace_id)
     return stored.upload.digest.encode(), stored
 

@@ -6,10 +6,11 @@ declared ``Content-Length`` over it is refused before any of the body is read, a
 streamed without one is refused as soon as it passes the limit. So a 2 GB upload costs at
 most ``MAX_FILE_BYTES`` of disk and a megabyte of memory, and is answered 413 at once.
 
-A body that is not a multipart form is a 400; a form without a ``file`` part, with two, or
-with an empty file, a 422 naming ``file``. The content type is read from the first bytes of
-the file (``filetype``), never taken from the client; what it does not recognise is
-``text/plain`` when it is UTF-8 text and ``application/octet-stream`` otherwise.
+A body that is not a multipart form is a 400 (JSON: a 422 naming ``file``, ``api/files.py``);
+a form without a ``file`` part, with two, or with an empty file, a 422 naming ``file``. The
+content type is read from the first bytes of the file (``filetype``), never taken from the
+client; what it does not recognise is ``text/plain`` when it is UTF-8 text and
+``application/octet-stream`` otherwise.
 """
 
 from __future__ import annotations

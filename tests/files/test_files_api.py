@@ -88,7 +88,12 @@ def test_empty_or_missing_files_are_422_and_bodies_that_are_not_forms_400(api: h
     r = api.post("/api/v1/files", files={"other": ("a.txt", b"hello", "text/plain")})
     assert_error(r, 422, "validation_failed")
     assert r.json()["error"]["details"][0]["field"] == "file"
-    assert_error(api.post("/api/v1/files", json={"file": "aGVsbG8="}), 400, "bad_request")
+    r = api.post("/api/v1/files", json={"file": "aGVsbG8="})  # JSON where a form belongs
+    assert assert_error(r, 422, "validation_failed")["details"][0]["field"] == "file"
+    r = api.post("/api/v1/files", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "invalid_json")
+    r = api.post("/api/v1/files", content=b"file=abc", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_error(r, 400, "bad_request")
     r = api.post(
         "/api/v1/files",
         content=b"--xx\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc",
