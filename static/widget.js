@@ -63,6 +63,10 @@
   var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
   var ICON_SEND = "M3 20.5 21 12 3 3.5v6.6l12 1.9-12 1.9z";
   var ICON_DOWN = "M6 9l6 6 6-6";
+  var ICON_CLIP = "M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9";
+  var ICON_FILE = "M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5";
+  var ICON_X = "M6 6l12 12M18 6 6 18";
+  var MAX_UPLOADS = 10; // files in one message
 
   /** Only http(s) URLs ever reach an href or src (the server checks too; this is defence). */
   function safeUrl(value) {
@@ -91,6 +95,22 @@
     });
     frag.appendChild(document.createTextNode(text.slice(last)));
     return frag;
+  }
+
+  /** 1258291 -> "1.2 MB": binary units, as most file managers show them (25 MiB reads "25 MB"). */
+  function formatSize(bytes) {
+    var n = Number(bytes);
+    if (!isFinite(n) || n < 0) return "";
+    if (n < 1024) return n + " B";
+    var units = ["KB", "MB", "GB"], i = -1;
+    do { n /= 1024; i += 1; } while (n >= 1024 && i < units.length - 1);
+    return (n < 10 ? n.toFixed(1) : Math.round(n)) + " " + units[i];
+  }
+
+  /** "application/pdf" -> "PDF", "image/png" -> "PNG"; nothing for long or odd subtypes. */
+  function kindLabel(contentType) {
+    var m = /^[a-z]+\/([a-z0-9]{1,5})(?:;|$)/i.exec(contentType || "");
+    return m ? m[1].toUpperCase() : "";
   }
 
   function uid() {
@@ -134,6 +154,7 @@
   function Connection(handlers) {
     this.handlers = handlers;
     this.session = null;
+    this.sessionRequest = null;
     this.ws = null;
     this.ready = false;
     this.conversationId = null;
@@ -177,7 +198,25 @@
     return body;
   };
 
+  /** One session request at a time: the socket and an upload may both need one at once, and
+   * two parallel first requests from a new visitor would make two users. */
   Connection.prototype.fetchSession = function () {
+    var self = this;
+    if (this.sessionRequest) return this.sessionRequest;
+    var request = this.requestSession();
+    this.sessionRequest = request;
+    request.then(function () { self.sessionRequest = null; }, function () { self.sessionRequest = null; });
+    return request;
+  };
+
+  /** The current session, fetched first when there is none (uploads need its token). */
+  Connection.prototype.withSession = function () {
+    if (this.session) return Promise.resolve(this.session);
+    this.start();
+    return this.fetchSession();
+  };
+
+  Connection.prototype.requestSession = function () {
     var self = this;
     var identity = this.identity();
     return fetch(SERVER + "/widget/v1/session", {
@@ -194,7 +233,7 @@
             // anonymous visitors are still welcome, so chat as one rather than not at all.
             if (window.console) console.warn("Backchannel: " + data.error.message + " Continuing as an anonymous visitor.");
             self.claimRefused = true;
-            return self.fetchSession();
+            return self.requestSession();
           }
           var error = new Error((data.error && data.error.message) || "session refused");
           error.fatal = response.status === 401 || response.status === 403 || response.status === 404;
@@ -353,6 +392,57 @@
     this.ws = null;
   };
 
+  /**
+   * Upload one file to POST /widget/v1/files with the session token, reporting progress
+   * (XMLHttpRequest: fetch cannot report upload progress). Calls back exactly once:
+   * done(null, file), or done(reason, null, final) where `final` says trying the same file
+   * again cannot help (too large, empty).
+   * An expired session token (401) fetches a new session and tries once more.
+   */
+  function uploadFile(conn, file, onProgress, done) {
+    var xhr = null, aborted = false, retried = false;
+    function fail(message, final) { if (!aborted) done(message, null, !!final); }
+    function send(session) {
+      if (aborted) return;
+      xhr = new XMLHttpRequest();
+      xhr.open("POST", SERVER + "/widget/v1/files");
+      xhr.setRequestHeader("Authorization", "Bearer " + session.session_token);
+      xhr.upload.onprogress = function (e) { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+      xhr.onload = function () {
+        var body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+        if (xhr.status === 201 && body && body.id) { if (!aborted) done(null, body); return; }
+        if (xhr.status === 401 && !retried) { retried = true; conn.session = null; start(); return; }
+        var error = (body && body.error) || {};
+        var message = error.message;
+        if (xhr.status === 413) {
+          // In the customer's words: "25 MB", not a byte count.
+          var limit = error.details && error.details.max_bytes;
+          message = "The file is too large" + (limit ? " (the limit is " + formatSize(limit) + ")." : ".");
+        }
+        var detail = Array.isArray(error.details) && error.details[0] && error.details[0].message;
+        if (xhr.status === 422 && typeof detail === "string" && detail) {
+          message = detail.charAt(0).toUpperCase() + detail.slice(1) + "."; // "The file is empty."
+        }
+        if (xhr.status === 429) {
+          // The per-visitor upload limit; Retry-After is not readable across origins, the body is.
+          var wait = Number(error.details && error.details.retry_after) || 0;
+          message = "Too many uploads for now." + (wait > 0 ? " Try again in " + (wait < 90 ? wait + " seconds." : Math.ceil(wait / 60) + " minutes.") : "");
+        }
+        fail(message || "The upload failed (" + xhr.status + ").", xhr.status === 413 || xhr.status === 422);
+      };
+      xhr.onerror = function () { fail("No connection to the chat server."); };
+      var form = new FormData();
+      form.append("file", file, file.name || "file");
+      xhr.send(form);
+    }
+    function start() {
+      conn.withSession().then(send, function (error) { fail((error && error.message) || "Chat is not available."); });
+    }
+    start();
+    return { abort: function () { aborted = true; if (xhr) xhr.abort(); } };
+  }
+
   // --- styles --------------------------------------------------------------------------
 
   // `all: initial !important` on the host: inside a shadow tree, an !important rule beats
@@ -424,6 +514,40 @@
     ".composer textarea:focus{border-color:var(--bc-ink);outline:none;}",
     ".send{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:var(--bc-accent);color:var(--bc-on-accent);display:grid;place-items:center;cursor:pointer;padding:0;}",
     ".send svg{width:20px;height:20px;fill:currentColor;}",
+    ".attach{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:transparent;color:#4b5563;display:grid;place-items:center;cursor:pointer;padding:0;}",
+    ".attach:hover{background:#f3f4f6;color:#111827;}",
+    ".attach svg{width:22px;height:22px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;}",
+    ".tray{list-style:none;margin:0;padding:8px 12px 0;display:flex;flex-direction:column;gap:6px;background:#fff;border-top:1px solid #e5e7eb;max-height:40%;overflow-y:auto;}",
+    ".tray+.composer{border-top:0;}",
+    ".upload{display:flex;align-items:center;gap:10px;padding:6px 6px 6px 8px;border:1px solid #e5e7eb;border-radius:12px;background:#f9fafb;min-width:0;}",
+    ".upload[data-state=failed]{border-color:#fca5a5;background:#fef2f2;}",
+    ".upload-thumb{flex:0 0 40px;width:40px;height:40px;border-radius:8px;background:#e5e7eb;color:#4b5563;display:grid;place-items:center;overflow:hidden;}",
+    ".upload-thumb img{width:100%;height:100%;object-fit:cover;display:block;}",
+    ".upload-thumb svg,.file-icon svg{width:20px;height:20px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;}",
+    ".upload-body{flex:1;min-width:0;display:flex;flex-direction:column;gap:3px;}",
+    ".upload-name{font-size:14px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
+    ".upload-info{font-size:12.5px;color:#4b5563;overflow-wrap:anywhere;}",
+    ".upload[data-state=failed] .upload-info{color:#b91c1c;}",
+    ".upload progress{width:100%;height:6px;border:0;border-radius:3px;overflow:hidden;background:#e5e7eb;accent-color:var(--bc-accent);-webkit-appearance:none;appearance:none;}",
+    ".upload progress::-webkit-progress-bar{background:#e5e7eb;}",
+    ".upload progress::-webkit-progress-value{background:var(--bc-accent);}",
+    ".upload-retry{min-height:34px;padding:4px 12px;border-radius:17px;border:1.5px solid var(--bc-ink);background:#fff;color:var(--bc-ink);font-weight:600;font-size:13px;cursor:pointer;}",
+    ".upload-remove{flex:0 0 36px;width:36px;height:36px;border:0;border-radius:50%;background:transparent;color:#4b5563;cursor:pointer;display:grid;place-items:center;padding:0;}",
+    ".upload-remove:hover{background:#e5e7eb;color:#111827;}",
+    ".upload-remove svg{width:18px;height:18px;fill:none;stroke:currentColor;stroke-width:2.2;stroke-linecap:round;}",
+    ".dropzone{position:absolute;inset:8px;z-index:4;border:2.5px dashed var(--bc-ink);border-radius:14px;background:rgba(255,255,255,.94);display:grid;place-items:center;font-weight:650;font-size:16px;color:#111827;pointer-events:none;}",
+    ".file-card{display:flex;align-items:center;gap:10px;padding:10px 14px 10px 10px;border-radius:14px;background:#fff;border:1px solid #e5e7eb;max-width:100%;min-width:0;color:#111827;}",
+    ".file-icon{flex:0 0 36px;width:36px;height:36px;border-radius:8px;background:#eef2ff;color:#374151;display:grid;place-items:center;}",
+    ".file-text{display:flex;flex-direction:column;min-width:0;}",
+    ".file-card a,.media-name{color:var(--bc-ink);font-weight:600;text-decoration:underline;overflow-wrap:anywhere;}",
+    ".file-size{font-size:12px;color:#6b7280;}",
+    ".image-link{display:block;border-radius:14px;max-width:260px;}",
+    // A thumbnail: whole (not cropped) and at most 240 px tall; a click shows it full size.
+    ".image-link .media{width:auto;max-height:240px;}",
+    ".player{display:flex;flex-direction:column;gap:4px;max-width:100%;}",
+    ".player video{display:block;width:260px;max-width:100%;max-height:320px;border-radius:14px;background:#111827;}",
+    ".player audio{display:block;width:260px;max-width:100%;}",
+    ".media-name{font-size:12.5px;margin:0 4px;}",
     ".foot{padding:0 12px 8px;background:#fff;font-size:11px;color:#9ca3af;text-align:center;}",
     ".veil{position:absolute;inset:0;background:rgba(17,24,39,.45);display:flex;align-items:flex-end;z-index:5;}",
     ".sheet{width:100%;height:80%;background:#fff;border-radius:16px 16px 0 0;display:flex;flex-direction:column;overflow:hidden;box-shadow:0 -8px 24px rgba(17,24,39,.2);}",
@@ -506,15 +630,57 @@
       onkeydown: function (e) {
         if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); self.submit(); }
       },
+      // A pasted screenshot or copied file is attached; pasted text still goes in as text.
+      onpaste: function (e) {
+        var data = e.clipboardData;
+        if (!data || !data.files || !data.files.length) return;
+        self.addFiles(data.files);
+        if (Array.prototype.indexOf.call(data.types || [], "text/plain") < 0) e.preventDefault();
+      },
     });
+    this.fileInput = el("input", {
+      type: "file", multiple: true, hidden: true, tabindex: "-1", "aria-hidden": "true",
+      onchange: function () { self.addFiles(self.fileInput.files); self.fileInput.value = ""; },
+    });
+    this.attachButton = el("button", {
+      type: "button", class: "attach", "aria-label": "Attach a file", title: "Attach a file",
+      onclick: function () { self.fileInput.click(); },
+    }, [svg(ICON_CLIP)]);
     this.sendButton = el("button", { type: "submit", class: "send", "aria-label": "Send" }, [svg(ICON_SEND)]);
     this.composer = el("form", {
       class: "composer", onsubmit: function (e) { e.preventDefault(); self.submit(); },
-    }, [this.input, this.sendButton]);
+    }, [this.attachButton, this.fileInput, this.input, this.sendButton]);
+    this.uploads = [];
+    this.sendAfterUpload = false;
+    this.tray = el("ul", { class: "tray", "aria-label": "Files to send", hidden: true });
+    // Upload progress and errors for screen readers: a live region without a role, so the
+    // panel keeps one "status" (the connection bar).
+    this.announcer = el("span", { class: "sentinel announcer", "aria-live": "polite", "aria-atomic": "true" });
+    this.dropzone = el("div", { class: "dropzone", "aria-hidden": "true", hidden: true, text: "Drop files to attach" });
     this.foot = el("div", { class: "foot", text: "Powered by Backchannel" });
     this.panel = el("section", {
       class: "panel", id: "bc-panel", part: "panel", role: "dialog", "aria-labelledby": "bc-title", hidden: true,
-    }, [this.head, this.statusBar, this.log, this.composer, this.foot]);
+    }, [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot, this.dropzone, this.announcer]);
+    // Files dragged anywhere over the panel are attached. dragover repeats while the pointer
+    // stays, so the hint hides shortly after the last one (no enter/leave counting in a shadow tree).
+    var dropTimer = null;
+    function dragsFiles(e) { return e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types || [], "Files") >= 0; }
+    this.panel.addEventListener("dragover", function (e) {
+      if (!dragsFiles(e) || self.sheet) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "copy";
+      self.dropzone.hidden = false;
+      clearTimeout(dropTimer);
+      dropTimer = setTimeout(function () { self.dropzone.hidden = true; }, 200);
+    });
+    this.panel.addEventListener("drop", function (e) {
+      if (!dragsFiles(e) || self.sheet) return;
+      e.preventDefault();
+      clearTimeout(dropTimer);
+      self.dropzone.hidden = true;
+      self.addFiles(e.dataTransfer.files);
+      self.input.focus();
+    });
     this.root = el("div", { class: "root", part: "root" }, [this.launcher, this.panel, this.unreadText]);
     this.shadow.appendChild(this.root);
     this.onKey = function (e) {
@@ -531,13 +697,164 @@
     this.input.style.height = Math.min(this.input.scrollHeight + 3, 128) + "px";
   };
 
+  /** Send what is typed and every uploaded file as one message. While a file is still
+   * uploading, the message waits for it (and goes as soon as every upload is done). */
   View.prototype.submit = function () {
     var text = this.input.value.trim();
-    if (!text) return;
+    var states = this.uploads.map(function (u) { return u.state; });
+    if (states.indexOf("failed") >= 0) {
+      this.sendAfterUpload = false;
+      this.announce("A file could not be uploaded: retry it or remove it, then send.");
+      return;
+    }
+    if (states.indexOf("uploading") >= 0) {
+      this.sendAfterUpload = true;
+      this.announce("Sending when the upload finishes.");
+      this.trayInfo();
+      return;
+    }
+    this.sendAfterUpload = false;
+    var files = this.uploads.map(function (u) { return u.result; });
+    if (!text && !files.length) return;
     this.input.value = "";
     this.autosize();
-    this.app.sendText(text, null);
+    this.clearUploads();
+    this.app.sendMessage(text, files, null);
     this.input.focus();
+  };
+
+  // -- attachments: the tray of files to send, each uploaded at once ------------------------
+
+  View.prototype.announce = function (text) {
+    // Cleared first so the same words twice are announced twice.
+    var node = this.announcer;
+    node.textContent = "";
+    setTimeout(function () { node.textContent = text; }, 30);
+  };
+
+  View.prototype.addFiles = function (list) {
+    var self = this;
+    var files = Array.prototype.slice.call(list || []);
+    if (!files.length) return;
+    var room = MAX_UPLOADS - this.uploads.length;
+    if (files.length > room) {
+      this.announce("At most " + MAX_UPLOADS + " files go in one message.");
+      files = files.slice(0, Math.max(0, room));
+    }
+    files.forEach(function (file) { self.addUpload(file); });
+  };
+
+  View.prototype.addUpload = function (file) {
+    var self = this;
+    var name = file.name || "file";
+    var item = { file: file, name: name, state: "uploading", result: null, job: null, thumbUrl: null };
+    var thumb = el("span", { class: "upload-thumb", "aria-hidden": "true" }, [svg(ICON_FILE)]);
+    if (/^image\/(png|jpeg|gif|webp)$/.test(file.type) && window.URL && URL.createObjectURL) {
+      // A preview from the customer's own bytes; a host page whose CSP forbids blob: images
+      // keeps the file icon.
+      item.thumbUrl = URL.createObjectURL(file);
+      var preview = el("img", { src: item.thumbUrl, alt: "", onload: function () { thumb.replaceChildren(preview); } });
+    }
+    item.info = el("span", { class: "upload-info" });
+    item.progress = el("progress", { max: "100", value: "0", "aria-label": "Uploading " + name });
+    item.retry = el("button", {
+      type: "button", class: "upload-retry", text: "Retry", "aria-label": "Retry " + name, hidden: true,
+      onclick: function () { self.startUpload(item); item.remove.focus(); },
+    });
+    item.remove = el("button", {
+      type: "button", class: "upload-remove", "aria-label": "Remove " + name, title: "Remove",
+      onclick: function () { self.removeUpload(item); },
+    }, [svg(ICON_X)]);
+    item.node = el("li", { class: "upload" }, [
+      thumb,
+      el("span", { class: "upload-body" }, [el("span", { class: "upload-name", text: name, title: name }), item.info, item.progress]),
+      item.retry, item.remove,
+    ]);
+    this.uploads.push(item);
+    this.tray.appendChild(item.node);
+    this.tray.hidden = false;
+    this.startUpload(item);
+    this.scrollDown(false);
+  };
+
+  View.prototype.startUpload = function (item) {
+    var self = this;
+    item.state = "uploading";
+    item.node.setAttribute("data-state", "uploading");
+    item.retry.hidden = true;
+    item.progress.hidden = false;
+    item.progress.value = 0;
+    item.info.textContent = "Uploading… 0%";
+    this.announce("Uploading " + item.name + ".");
+    item.job = this.app.upload(item.file, function (fraction) {
+      if (item.state !== "uploading") return;
+      // 100% only once the server has said yes: the last bytes still need its answer.
+      var percent = Math.min(99, Math.floor(fraction * 100));
+      item.progress.value = percent;
+      item.info.textContent = "Uploading… " + percent + "%";
+      self.trayInfo();
+    }, function (error, result, final) {
+      item.job = null;
+      if (self.uploads.indexOf(item) < 0) return;
+      if (error) {
+        item.state = "failed";
+        item.node.setAttribute("data-state", "failed");
+        item.progress.hidden = true;
+        item.retry.hidden = final; // Remove is the way out for a file the server will never take
+        item.info.textContent = "Not uploaded: " + error;
+        self.sendAfterUpload = false;
+        self.announce(item.name + " was not uploaded: " + error);
+      } else {
+        item.state = "ready";
+        item.result = result;
+        item.node.setAttribute("data-state", "ready");
+        item.progress.value = 100;
+        item.progress.hidden = true;
+        item.info.textContent = formatSize(result.size) + " · ready to send";
+        self.announce(item.name + " is ready to send.");
+      }
+      self.uploadSettled();
+    });
+  };
+
+  /** While a message waits for its files, the uploading ones say so. */
+  View.prototype.trayInfo = function () {
+    var self = this;
+    this.uploads.forEach(function (item) {
+      if (item.state === "uploading" && self.sendAfterUpload) {
+        item.info.textContent = "Uploading… " + item.progress.value + "% · sends when done";
+      }
+    });
+  };
+
+  View.prototype.uploadSettled = function () {
+    var busy = this.uploads.some(function (u) { return u.state === "uploading"; });
+    if (this.sendAfterUpload && !busy) this.submit();
+  };
+
+  View.prototype.removeUpload = function (item) {
+    var index = this.uploads.indexOf(item);
+    if (index < 0) return;
+    if (item.job) item.job.abort();
+    if (item.thumbUrl) URL.revokeObjectURL(item.thumbUrl);
+    this.uploads.splice(index, 1);
+    item.node.remove();
+    this.tray.hidden = !this.uploads.length;
+    this.announce(item.name + " removed.");
+    // Focus stays near: the next file's Remove, else the message box.
+    var next = this.uploads[index] || this.uploads[index - 1];
+    if (next) next.remove.focus(); else this.input.focus();
+    this.uploadSettled();
+  };
+
+  View.prototype.clearUploads = function () {
+    this.uploads.forEach(function (item) {
+      if (item.job) item.job.abort();
+      if (item.thumbUrl) URL.revokeObjectURL(item.thumbUrl);
+    });
+    this.uploads = [];
+    this.tray.textContent = "";
+    this.tray.hidden = true;
   };
 
   View.prototype.show = function (open) {
@@ -653,6 +970,9 @@
       actions = null;
       if (part.text) node.appendChild(el("div", { class: "bubble" }, [linkify(part.text.content)]));
       else if (part.image) node.appendChild(self.image(part.image));
+      else if (part.file) node.appendChild(self.fileCard(part.file));
+      else if (part.video) node.appendChild(self.player("video", part.video));
+      else if (part.audio) node.appendChild(self.player("audio", part.audio));
       else if (part.carousel) { node.classList.add("wide"); node.appendChild(self.carousel(m, part.carousel, index)); }
     });
     if (type === "user") node.appendChild(el("div", { class: "meta", hidden: true }));
@@ -684,9 +1004,38 @@
     });
   };
 
+  /** A file: a link named by its file name, with its kind and size beside it. */
+  View.prototype.fileCard = function (body) {
+    var href = safeUrl(body.url);
+    var name = body.name || "File";
+    var link = href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer", download: name, text: name })
+      : el("span", { class: "missing", text: name });
+    var details = [kindLabel(body.content_type), formatSize(body.size)].filter(Boolean).join(" · ");
+    return el("div", { class: "file-card" }, [
+      el("span", { class: "file-icon", "aria-hidden": "true" }, [svg(ICON_FILE)]),
+      el("span", { class: "file-text" }, [link, details ? el("span", { class: "file-size", text: details }) : null]),
+    ]);
+  };
+
+  /** Video and audio: the browser's own player (keyboard and screen-reader ready), and the file's link. */
+  View.prototype.player = function (kind, body) {
+    var href = safeUrl(body.url);
+    if (!href) return this.fileCard(body);
+    var name = body.name || (kind === "video" ? "Video" : "Audio");
+    return el("div", { class: "player" }, [
+      el(kind, { src: href, controls: true, preload: "metadata", "aria-label": name }),
+      el("a", { class: "media-name", href: href, target: "_blank", rel: "noopener noreferrer", download: name, text: name }),
+    ]);
+  };
+
   View.prototype.image = function (image) {
     var src = safeUrl(image.url);
     if (!src) return el("span");
+    // An uploaded image (file_id) is named by its file name and opens full size when clicked.
+    if (image.file_id) {
+      var full = this.image({ url: image.url, alt: image.alt || image.name || "Image", width: image.width, height: image.height, content_type: image.content_type });
+      return el("a", { class: "image-link", href: src, target: "_blank", rel: "noopener noreferrer" }, [full]);
+    }
     var attrs = { src: src, alt: image.alt || "", loading: "lazy", decoding: "async", class: "media", width: image.width, height: image.height };
     if (!image.width || !image.height) { attrs.width = 260; attrs.height = 180; attrs.style = "height:auto;aspect-ratio:auto 260/180"; }
     // A picture that cannot load becomes its alt text, not a broken-image icon.
@@ -786,11 +1135,15 @@
 
   // -- pending, typing, read, unread ------------------------------------------------------
 
-  View.prototype.addPending = function (frame) {
+  View.prototype.addPending = function (frame, files) {
     var node = el("div", { class: "msg user" }, [
-      el("div", { class: "bubble" }, [linkify(frame.text)]),
-      el("div", { class: "meta" }),
-    ]);
+      frame.text ? el("div", { class: "bubble" }, [linkify(frame.text)]) : null,
+    ].concat((files || []).map(function (file) {
+      return el("div", { class: "file-card" }, [
+        el("span", { class: "file-icon", "aria-hidden": "true" }, [svg(ICON_FILE)]),
+        el("span", { class: "file-text" }, [el("span", { text: file.name }), el("span", { class: "file-size", text: formatSize(file.size) })]),
+      ]);
+    }), [el("div", { class: "meta" })]));
     this.pendingNodes[frame.client_message_id] = node;
     this.pending.appendChild(node);
     this.pendingMeta(frame.client_message_id);
@@ -915,7 +1268,7 @@
       }
     };
     window.addEventListener("message", onMessage);
-    [this.head, this.statusBar, this.log, this.composer, this.foot].forEach(function (node) { node.setAttribute("inert", ""); });
+    [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot].forEach(function (node) { node.setAttribute("inert", ""); });
     this.panel.appendChild(veil);
     this.sheet = { info: info, veil: veil, onMessage: onMessage, opener: opener,
       stop: function () { clearInterval(tabTimer); if (tab && !tab.closed) tab.close(); } };
@@ -929,12 +1282,13 @@
     sheet.stop();
     window.removeEventListener("message", sheet.onMessage);
     sheet.veil.remove();
-    [this.head, this.statusBar, this.log, this.composer, this.foot].forEach(function (node) { node.removeAttribute("inert"); });
+    [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot].forEach(function (node) { node.removeAttribute("inert"); });
     this.app.webviewClosed(sheet.info, status, result);
     if (sheet.opener && sheet.opener.isConnected) sheet.opener.focus(); else this.input.focus();
   };
 
   View.prototype.destroy = function () {
+    this.clearUploads();
     if (this.sheet) { this.sheet.stop(); window.removeEventListener("message", this.sheet.onMessage); }
     clearTimeout(this.typingTimer);
     this.shadow.removeEventListener("keydown", this.onKey);
@@ -997,14 +1351,19 @@
       if (conn.ready && !conn.conversationId) conn.send({ type: "open" });
     },
     close: function () { if (view.sheet) view.closeSheet("dismissed"); view.show(false); },
-    sendText: function (text, replyTo) {
-      var frame = { type: "message", client_message_id: uid(), text: text };
+    sendText: function (text, replyTo) { app.sendMessage(text, [], replyTo); },
+    /** Text and uploaded files (each {id, name, size, …} from /widget/v1/files) as one message. */
+    sendMessage: function (text, files, replyTo) {
+      var frame = { type: "message", client_message_id: uid() };
+      if (text) frame.text = text;
+      if (files.length) frame.file_ids = files.map(function (f) { return f.id; });
       if (replyTo) frame.reply_to = replyTo;
       clearTimeout(typingOffTimer);
       if (typingSentAt) { typingSentAt = 0; conn.send({ type: "typing", on: false }); }
-      view.addPending(frame);
+      view.addPending(frame, files);
       conn.sendMessage(frame);
     },
+    upload: function (file, onProgress, done) { return uploadFile(conn, file, onProgress, done); },
     userTyping: function () {
       var now = Date.now();
       if (now - typingSentAt > 3000 && conn.send({ type: "typing", on: true })) typingSentAt = now;

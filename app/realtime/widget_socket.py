@@ -22,13 +22,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import conversations, errors
 from app.api.framework import MAX_JSON_DEPTH, json_too_deep
 from app.api.schemas import MessageIn
+from app.files import records
 from app.realtime.closecodes import CloseCode
 from app.realtime.hub import Connection, settings_frame
 from app.realtime.identity import origin_allowed
 from app.shapes import conversation_json
 from app.state import AppState
 from app.store.runner import Tx
-from app.store.tables import Conversation, Message
+from app.store.tables import Conversation, File, Message
 from app.webviews import openings as webviews
 
 log = logging.getLogger("backchannel.widget")
@@ -276,6 +277,8 @@ class WidgetSocket:
         except ValidationError as exc:
             raise errors.from_validation_error(exc) from None
         await self.state.limiter.consume_or_raise(f"visitor:{conn.user_id}", self.settings.visitor_rate_per_minute, 60)
+        if file_ids:
+            body = await self.state.runner.read(typed_file_parts, conn.workspace_id, body)
         conversation_id = await self._ensure_conversation()
         message = await self.state.runner.write(
             post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body, partition=conversation_id
@@ -416,3 +419,22 @@ def post_customer_message(
             )
     message, _ = conversations.post_message(tx, workspace_id, conv.id, body, customer_id=user_id, _conv=conv)
     return {"id": message.id, "seq": message.seq}
+
+
+def typed_file_parts(s: Session, workspace_id: str, body: MessageIn) -> MessageIn:
+    """The widget sends each file as a ``file`` part; it goes out as the part its type calls
+    for (``records.part_for_file``): a picture as an image, video and audio with a player.
+    A read before the write; whose file it is ``post_message`` checks (``customer_id``)."""
+    parts = [p.model_dump(exclude_none=True) for p in body.message_parts]
+    ids = [p["file"]["file_id"] for p in parts if "file_id" in p.get("file", {})]
+    if not ids:
+        return body
+    found = {f.id: f for f in s.exec(select(File).where(File.workspace_id == workspace_id, col(File.id).in_(ids)))}
+    typed = [
+        records.part_for_file(found[p["file"]["file_id"]]) if p.get("file", {}).get("file_id") in found else p
+        for p in parts
+    ]
+    try:
+        return MessageIn.model_validate({**body.model_dump(exclude_none=True), "message_parts": typed})
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc) from None
