@@ -228,6 +228,8 @@
     var box = $("#reply");
     if (form && box) {
       var error = $("#reply-error");
+      var files = setupAttachments(form, box, error);
+      box.required = false; // a reply may be files alone; the submit handler says what is missing
       box.addEventListener("input", function () {
         if (error) error.textContent = "";
         box.removeAttribute("aria-invalid");
@@ -241,8 +243,11 @@
       });
       form.addEventListener("submit", function (e) {
         e.preventDefault();
-        if (!box.value.trim()) { if (error) error.textContent = "Write a reply first."; box.setAttribute("aria-invalid", "true"); return; }
+        var problem = files.problem();
+        if (problem) { if (error) error.textContent = problem; return; }
+        if (!box.value.trim() && !files.ids().length) { if (error) error.textContent = "Write a reply first."; box.setAttribute("aria-invalid", "true"); return; }
         var data = new FormData(form);
+        files.ids().forEach(function (id) { data.append("file_id", id); });
         var button = $("button[type=submit]", form);
         button.disabled = true;
         fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
@@ -257,6 +262,7 @@
               return;
             }
             box.value = "";
+            files.clear();
             // A fresh id for the next reply; a retry of this one would have reused it.
             $("input[name=client_message_id]", form).value = "console-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
             clearTimeout(typingOffTimer); sendTyping(false); lastTypingSent = 0;
@@ -268,6 +274,163 @@
       });
       if (!$(".flash") && current) box.focus({ preventScroll: true });
     }
+  }
+
+  // --- Inbox reply box: "Attach a file" ---------------------------------------------------
+  // Each file uploads at once (with progress) to the conversation's upload route; the reply
+  // then carries the uploaded files' ids. Drop a file on the reply box or paste one, too.
+  function formatSize(bytes) { // binary units, as the widget shows them
+    var n = Number(bytes);
+    if (!isFinite(n) || n < 0) return "";
+    if (n < 1024) return n + " B";
+    var units = ["KB", "MB", "GB"], i = -1;
+    do { n /= 1024; i += 1; } while (n >= 1024 && i < units.length - 1);
+    return (n < 10 ? n.toFixed(1) : Math.round(n)) + " " + units[i];
+  }
+
+  function setupAttachments(form, box, error) {
+    var input = $("#reply-file");
+    var list = $("#reply-files");
+    var button = $("#attach-file");
+    var live = $("#reply-upload-status");
+    var items = [];
+    var none = { ids: function () { return []; }, problem: function () { return ""; }, clear: function () {} };
+    if (!input || !list || !button || !window.FormData) return none;
+    var url = input.getAttribute("data-upload");
+    var csrf = $("input[name=csrf_token]", form).value;
+    button.hidden = false;
+
+    function announce(text) { if (live) { live.textContent = ""; setTimeout(function () { live.textContent = text; }, 30); } }
+    function make(tag, cls, text) { var n = document.createElement(tag); if (cls) n.className = cls; if (text) n.textContent = text; return n; }
+
+    function upload(item) {
+      item.state = "uploading";
+      item.node.setAttribute("data-state", "uploading");
+      item.retry.hidden = true;
+      item.bar.hidden = false;
+      item.bar.value = 0;
+      item.info.textContent = "Uploading… 0%";
+      announce("Uploading " + item.name + ".");
+      var xhr = new XMLHttpRequest();
+      item.xhr = xhr;
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.setRequestHeader("X-Requested-With", "fetch");
+      xhr.upload.onprogress = function (e) {
+        if (!e.lengthComputable) return;
+        var pct = Math.min(99, Math.floor(e.loaded / e.total * 100));
+        item.bar.value = pct;
+        item.info.textContent = "Uploading… " + pct + "%";
+      };
+      var finish = function (ok, body, reason, final) {
+        item.xhr = null;
+        if (items.indexOf(item) < 0) return;
+        item.bar.hidden = true;
+        if (ok) {
+          item.state = "ready"; item.file = body;
+          item.info.textContent = formatSize(body.size) + " · ready to send";
+          announce(item.name + " is ready to send.");
+        } else {
+          item.state = "failed"; item.retry.hidden = !!final; // too large or empty: only Remove helps
+          item.info.textContent = "Not uploaded: " + reason;
+          announce(item.name + " was not uploaded: " + reason);
+        }
+        item.node.setAttribute("data-state", item.state);
+      };
+      xhr.onload = function () {
+        if (xhr.status === 401) { window.location.reload(); return; }
+        var body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+        if (xhr.status === 201 && body && body.id) { finish(true, body); return; }
+        var err = (body && body.error) || {};
+        var reason = err.message || "The upload failed (" + xhr.status + ").";
+        if (xhr.status === 413) {
+          var limit = err.details && err.details.max_bytes;
+          reason = "The file is too large" + (limit ? " (the limit is " + formatSize(limit) + ")." : ".");
+        }
+        finish(false, null, reason, xhr.status === 413 || xhr.status === 422);
+      };
+      xhr.onerror = function () { finish(false, null, "You seem to be offline."); };
+      var data = new FormData();
+      data.append("file", item.blob, item.name);
+      xhr.send(data);
+    }
+
+    function add(blob) {
+      var name = blob.name || "file";
+      var item = { blob: blob, name: name, state: "uploading", file: null, xhr: null };
+      item.node = make("li", "reply-file");
+      var icon = document.querySelector("#attach-file svg").cloneNode(true);
+      icon.querySelector("use").setAttribute("href", "/static/console-icons.svg#file");
+      var body = make("span", "reply-file-body");
+      var title = make("span", "reply-file-name", name);
+      title.title = name;
+      item.info = make("span", "reply-file-info small muted");
+      item.bar = make("progress");
+      item.bar.max = 100;
+      item.bar.setAttribute("aria-label", "Uploading " + name);
+      body.appendChild(title); body.appendChild(item.info); body.appendChild(item.bar);
+      item.retry = make("button", "btn btn-sm", "Retry");
+      item.retry.type = "button";
+      item.retry.setAttribute("aria-label", "Retry " + name);
+      item.retry.addEventListener("click", function () { upload(item); item.remove.focus(); });
+      item.remove = make("button", "btn btn-sm btn-icon");
+      item.remove.type = "button";
+      item.remove.setAttribute("aria-label", "Remove " + name);
+      item.remove.title = "Remove";
+      var x = icon.cloneNode(true);
+      x.querySelector("use").setAttribute("href", "/static/console-icons.svg#x");
+      item.remove.appendChild(x);
+      item.remove.addEventListener("click", function () {
+        var i = items.indexOf(item);
+        if (item.xhr) item.xhr.abort();
+        items.splice(i, 1);
+        item.node.remove();
+        list.hidden = !items.length;
+        announce(name + " removed.");
+        var next = items[i] || items[i - 1];
+        if (next) next.remove.focus(); else box.focus();
+      });
+      item.node.appendChild(icon); item.node.appendChild(body); item.node.appendChild(item.retry); item.node.appendChild(item.remove);
+      items.push(item);
+      list.appendChild(item.node);
+      list.hidden = false;
+      if (error) error.textContent = "";
+      upload(item);
+    }
+
+    function addAll(fileList) { Array.prototype.slice.call(fileList || []).forEach(add); }
+
+    button.addEventListener("click", function () { input.click(); });
+    input.addEventListener("change", function () { addAll(input.files); input.value = ""; });
+    box.addEventListener("paste", function (e) {
+      var data = e.clipboardData;
+      if (!data || !data.files || !data.files.length) return;
+      addAll(data.files);
+      if (Array.prototype.indexOf.call(data.types || [], "text/plain") < 0) e.preventDefault();
+    });
+    form.addEventListener("dragover", function (e) {
+      if (!e.dataTransfer || Array.prototype.indexOf.call(e.dataTransfer.types || [], "Files") < 0) return;
+      e.preventDefault();
+      form.classList.add("is-dropping");
+    });
+    form.addEventListener("dragleave", function (e) { if (!form.contains(e.relatedTarget)) form.classList.remove("is-dropping"); });
+    form.addEventListener("drop", function (e) {
+      if (!e.dataTransfer || !e.dataTransfer.files.length) return;
+      e.preventDefault();
+      form.classList.remove("is-dropping");
+      addAll(e.dataTransfer.files);
+    });
+
+    return {
+      ids: function () { return items.filter(function (i) { return i.state === "ready"; }).map(function (i) { return i.file.id; }); },
+      problem: function () {
+        if (items.some(function (i) { return i.state === "uploading"; })) return "Wait for the upload to finish, then send.";
+        if (items.some(function (i) { return i.state === "failed"; })) return "A file was not uploaded: retry it or remove it.";
+        return "";
+      },
+      clear: function () { items = []; list.textContent = ""; list.hidden = true; },
+    };
   }
 
   document.addEventListener("DOMContentLoaded", function () {

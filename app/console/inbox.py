@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from app import conversations, errors
 from app.api.schemas import ActorIn, ConversationPatch, MessageIn
 from app.console import conversations as convs
+from app.console import files
 from app.console.auth import Ctx
 from app.console.pages import console_page
 from app.console.render import redirect, render, render_fragment
@@ -39,7 +40,14 @@ async def _rows(ctx: Ctx, view: str) -> list[convs.ConversationRow]:
 
 
 def _transcript_values(ctx: Ctx, transcript: convs.Transcript) -> dict[str, Any]:
-    return {"t": transcript, "actor_label": convs.actor_label, "me_agent_id": ctx.agent_id}
+    links = ctx.state.files.links
+    return {
+        "t": transcript,
+        "actor_label": convs.actor_label,
+        "me_agent_id": ctx.agent_id,
+        # Stored file parts have no link: each page view signs fresh ones, as the API does.
+        "parts_of": lambda m: links.present_parts(m.message_parts),
+    }
 
 
 @console_page()
@@ -114,21 +122,26 @@ def _wants_json(ctx: Ctx) -> bool:
 async def reply(ctx: Ctx) -> Response:
     conversation_id = ctx.request.path_params["conversation_id"]
     text = ctx.field("text").strip()
+    file_ids = list(dict.fromkeys(ctx.fields("file_id")))  # uploaded from the reply box (console/files.py)
     problem = None
-    if not text:
+    if not text and not file_ids:
         problem = "Write a reply first."
     elif len(text) > MAX_REPLY:
         problem = f"A reply is at most {MAX_REPLY} characters."
+    elif len(file_ids) > files.MAX_FILES_PER_REPLY:
+        problem = f"A reply carries at most {files.MAX_FILES_PER_REPLY} files."
     if ctx.agent_id is None:
         problem = "Your console account has no agent profile, so it cannot reply."
     if problem:
         if _wants_json(ctx):
             return JSONResponse({"error": {"field": "text", "message": problem}}, status_code=422)
         return redirect(ctx, _url(conversation_id, _view(ctx)), problem)
+    # The files' parts come from a read, and the whole reply is judged before the write is queued.
+    file_parts = await ctx.state.runner.read(files.file_parts, ctx.workspace_id, file_ids) if file_ids else []
     try:
         body = MessageIn(
             actor=ActorIn(type="agent", id=ctx.agent_id),
-            message_parts=[{"text": {"content": text}}],  # type: ignore[list-item]
+            message_parts=([{"text": {"content": text}}] if text else []) + file_parts,  # type: ignore[arg-type]
             client_message_id=ctx.field("client_message_id") or None,
         )
     except ValidationError as exc:

@@ -20,9 +20,11 @@ TEMPLATES = TEMPLATES_DIR
 FLASH_COOKIE = "bc_console_flash"
 
 # No inline script or style anywhere in the console: everything comes from /static.
-# Images in transcripts are the bot's own http(s) URLs, shown as the customer saw them.
+# Images, video and audio in transcripts are the bot's own http(s) URLs or signed file links,
+# shown as the customer saw them.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data:; "
+    "media-src 'self' https: http:; "
     "connect-src 'self'; frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
@@ -56,6 +58,29 @@ def when(value: datetime | None) -> str:
     return f"{value.day} {value.strftime('%b %Y')}"
 
 
+def filesize(value: object) -> str:
+    """1258291 -> "1.2 MB" (binary units, as the widget shows them); "" when unknown."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return ""
+    if value < 1024:
+        return f"{value} B"
+    size = float(value)
+    for unit in ("KB", "MB", "GB", "TB"):
+        size /= 1024
+        if size < 1024 or unit == "TB":
+            break
+    return f"{size:.1f} {unit}" if size < 10 else f"{round(size)} {unit}"
+
+
+_KIND = re.compile(r"^[a-z]+/([a-z0-9]{1,5})(?:;|$)", re.IGNORECASE)
+
+
+def filekind(content_type: object) -> str:
+    """"application/pdf" -> "PDF"; "" for long or odd subtypes."""
+    match = _KIND.match(content_type) if isinstance(content_type, str) else None
+    return match.group(1).upper() if match else ""
+
+
 def iso(value: datetime | None) -> str:
     if value is None:
         return ""
@@ -74,6 +99,8 @@ def environment() -> Environment:
     env.filters["linkify"] = linkify
     env.filters["when"] = when
     env.filters["iso"] = iso
+    env.filters["filesize"] = filesize
+    env.filters["filekind"] = filekind
     return env
 
 

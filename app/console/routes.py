@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from app.console import inbox, live, login, team, tokens, webhooks, widget
+from app.console import files, inbox, live, login, team, tokens, webhooks, widget
 
 _POST = ["POST"]
 
@@ -26,6 +26,7 @@ ROUTES: list[BaseRoute] = [
     Route("/console/inbox/{conversation_id}/messages", inbox.messages_fragment),
     Route("/console/inbox/{conversation_id}/header", inbox.header_fragment),
     Route("/console/inbox/{conversation_id}/reply", inbox.reply, methods=_POST),
+    Route("/console/inbox/{conversation_id}/files", files.upload, methods=_POST),
     Route("/console/inbox/{conversation_id}/assign", inbox.assign, methods=_POST),
     Route("/console/inbox/{conversation_id}/status", inbox.set_status, methods=_POST),
     *live.ROUTES,
