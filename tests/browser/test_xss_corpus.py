@@ -4,7 +4,8 @@ by the console Inbox in Chromium: nothing runs, nothing becomes markup, the text
 Fields: message text, image alt and URL, URL-button label and URL, web-view label, carousel
 title, subtitle, image and buttons, quick-reply labels, drop-down placeholder and options, the
 agent's name (the widget shows who answers), the user's name and email (the Inbox shows them),
-and the widget greeting.
+the widget greeting, and uploaded files' names (an image's alt text, a file's and an audio
+player's link).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.test_console import log_in
 from tests.browser.test_widget import XSS_CORPUS
-from tests.browser.widget_host import HostSite, embed_page, only_conversation, serve_host_site
+from tests.browser.widget_host import HostSite, embed_page, only_conversation, serve_host_site, solid_png
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
 
@@ -30,6 +31,13 @@ URLS = [
     "https://example.com/\"onmouseover=\"window.__xss='u1'",
     "https://example.com/'><img/src=x/onerror=window.__xss='u2'>",
     "https://example.com/#javascript:window.__xss='u3'",
+]
+# Uploaded files' names: the server keeps them (bar quotes, slashes and control characters).
+FILES = [
+    ("<img src=x onerror=window.__xss=11>.png", solid_png(8, 8, (200, 30, 30))),
+    ("<script>window.__xss=12<\\script>.pdf", b"%PDF-1.4\n%%EOF\n"),
+    ("'><svg onload=window.__xss=13>.ogg", b"OggS\x00\x02" + bytes(20) + b"\x01\x1evorbis" + bytes(40)),
+    ("{{constructor.constructor('window.__xss=14')()}}.txt", b"just text\n"),
 ]
 # What would prove markup was made of our text: event-handler attributes or script URLs.
 INJECTED = """root => [...root.querySelectorAll('*')].filter(el =>
@@ -50,7 +58,19 @@ def post(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
-def fill_every_field(api: httpx.Client, conversation_id: str, user_id: str) -> None:
+def send_files(api: httpx.Client, msgs: str) -> list[str]:
+    """Files whose names are markup, sent as an image, a file, an audio part and a file; their stored names."""
+    uploaded = []
+    for name, data in FILES:
+        r = api.post("/api/v1/files", files={"file": (name, data, "application/octet-stream")})
+        assert r.status_code == 201, r.text
+        uploaded.append(r.json())
+    kinds = ["image", "file", "audio", "file"]
+    post(api, msgs, {"message_parts": [{kind: {"file_id": f["id"]}} for kind, f in zip(kinds, uploaded, strict=True)]})
+    return [f["name"] for f in uploaded]
+
+
+def fill_every_field(api: httpx.Client, conversation_id: str, user_id: str) -> list[str]:
     msgs = f"/api/v1/conversations/{conversation_id}/messages"
     api.patch(f"/api/v1/users/{user_id}", json={"name": XSS_CORPUS[0], "email": XSS_CORPUS[2]}).raise_for_status()
     api.patch("/api/v1/widget-settings", json={"greeting": XSS_CORPUS[1]}).raise_for_status()
@@ -75,8 +95,10 @@ def fill_every_field(api: httpx.Client, conversation_id: str, user_id: str) -> N
     post(api, msgs, {"message_parts": [{"text": {"content": "or choose"}}], "reply_parts": [
         {"dropdown": {"placeholder": XSS_CORPUS[3][:80], "options": [{"label": p[:80], "payload": "p"} for p in XSS_CORPUS]}},
     ]})
+    names = send_files(api, msgs)
     agent = post(api, "/api/v1/agents", {"name": XSS_CORPUS[4], "kind": "human"})
     post(api, msgs, {"actor": {"type": "agent", "id": agent["id"]}, "message_parts": [{"text": {"content": "the last word"}}]})
+    return names
 
 
 def assert_nothing_ran(page: Page, dialogs: list[str], root: str) -> None:
@@ -93,13 +115,16 @@ def test_the_xss_corpus_in_every_field_runs_nowhere(
     page.goto(host.add("/", embed_page(server, tenant)))
     page.get_by_role("button", name="Open chat").click()
     conv = only_conversation(api)
-    fill_every_field(api, conv["id"], conv["user_id"])
+    names = fill_every_field(api, conv["id"], conv["user_id"])
 
     # The widget: every message arrived (the last one is after all the others), shown as text.
     log = page.get_by_role("log")
     expect(log).to_contain_text("the last word")
     for payload in XSS_CORPUS:
         expect(log).to_contain_text(payload)
+    expect(log.get_by_role("img", name=names[0])).to_be_attached()
+    for name in names[1:]:
+        expect(log.get_by_role("link", name=name)).to_be_visible()
     expect(page.get_by_role("button", name=SHORT[0]).first).to_be_visible()
     page.reload()  # the greeting, and a history rendered from the catch-up path rather than live
     page.get_by_role("button", name="Open chat").click()
@@ -125,6 +150,9 @@ def test_the_xss_corpus_in_every_field_runs_nowhere(
         expect(transcript).to_contain_text("the last word")
         for payload in XSS_CORPUS:
             expect(transcript).to_contain_text(payload)
+        expect(transcript.get_by_role("img", name=names[0])).to_be_attached()
+        for name in names[1:]:
+            expect(transcript.get_by_role("link", name=name)).to_be_visible()
         for link in transcript.get_by_role("link").all():
             assert re.match(r"^https?://", link.get_attribute("href") or ""), link.get_attribute("href")
         assert_nothing_ran(console, console_dialogs, "document.body")
