@@ -25,7 +25,7 @@ from app import errors
 from app.api.framework import JSONResponse, error_response
 from app.files import records
 from app.files.service import Files
-from app.realtime.identity import origin_allowed
+from app.realtime.identity import origin_allowed, widget_cors, widget_preflight
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import File, Workspace
@@ -110,23 +110,8 @@ async def download(request: Request) -> Response:
     return StreamingResponse(files.storage.read(f.storage_key, start, end), status, headers, media_type=media_type)
 
 
-def _cors(origin: str | None) -> dict[str, str]:
-    headers = {"Vary": "Origin", "Cache-Control": "no-store"}
-    if origin:
-        headers["Access-Control-Allow-Origin"] = origin
-    return headers
-
-
 async def widget_upload_preflight(request: Request) -> Response:
-    headers = _cors(request.headers.get("origin"))
-    headers.update(
-        {
-            "Access-Control-Allow-Methods": "POST",
-            "Access-Control-Allow-Headers": "authorization, content-type",
-            "Access-Control-Max-Age": "600",
-        }
-    )
-    return Response(status_code=204, headers=headers)
+    return widget_preflight(request, "authorization, content-type")
 
 
 async def widget_upload(request: Request) -> Response:
@@ -168,9 +153,9 @@ async def widget_upload(request: Request) -> Response:
             raise
     except errors.ApiError as exc:
         response = error_response(exc)
-        response.headers.update(_cors(origin))  # readable by the page, so the widget can say why
+        response.headers.update(widget_cors(origin))  # readable by the page, so the widget can say why
         return response
-    return JSONResponse(body, status_code=201, headers=_cors(origin))
+    return JSONResponse(body, status_code=201, headers=widget_cors(origin))
 
 
 ROUTES: list[BaseRoute] = [

@@ -24,6 +24,8 @@ from typing import Any
 
 import jwt
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import Response
 
 from app import errors
 
@@ -216,3 +218,22 @@ def origin_allowed(allowed_origins: list[str], origin: str | None) -> bool:
         return False
     return wanted in valid_origins(allowed_origins)
 
+
+def widget_cors(origin: str | None) -> dict[str, str]:
+    """CORS headers of the widget's own POSTs (session, uploads): the page's origin, echoed.
+    Whether that origin may embed the widget is checked on the POST itself, and a refusal
+    carries these headers too, so the widget can say why instead of retrying."""
+    headers = {"Vary": "Origin", "Cache-Control": "no-store"}
+    if origin:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+def widget_preflight(request: Request, allow_headers: str) -> Response:
+    """The answer to a widget POST's preflight: only what may be sent (the real check is on
+    the POST itself)."""
+    headers = widget_cors(request.headers.get("origin"))
+    headers["Access-Control-Allow-Methods"] = "POST"
+    headers["Access-Control-Allow-Headers"] = allow_headers
+    headers["Access-Control-Max-Age"] = "600"
+    return Response(status_code=204, headers=headers)

@@ -34,7 +34,14 @@ from app.api.framework import JSONResponse, error_response, parse_json_body, rea
 from app.assets import STATIC_DIR
 from app.proxies import client_limit_key
 from app.realtime import widget_socket
-from app.realtime.identity import TokenSigner, WidgetIdentity, origin_allowed, verify_user_jwt
+from app.realtime.identity import (
+    TokenSigner,
+    WidgetIdentity,
+    origin_allowed,
+    verify_user_jwt,
+    widget_cors,
+    widget_preflight,
+)
 from app.realtime.widget_socket import newest_conversation
 from app.state import AppState
 from app.store.runner import Tx
@@ -89,24 +96,8 @@ async def public_settings(request: Request) -> Response:
     return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"})
 
 
-def _cors(origin: str | None) -> dict[str, str]:
-    headers = {"Vary": "Origin", "Cache-Control": "no-store"}
-    if origin:
-        headers["Access-Control-Allow-Origin"] = origin
-    return headers
-
-
 async def session_preflight(request: Request) -> Response:
-    # The real check is on the POST itself; the preflight only says what may be sent.
-    headers = _cors(request.headers.get("origin"))
-    headers.update(
-        {
-            "Access-Control-Allow-Methods": "POST",
-            "Access-Control-Allow-Headers": "content-type",
-            "Access-Control-Max-Age": "600",
-        }
-    )
-    return Response(status_code=204, headers=headers)
+    return widget_preflight(request, "content-type")
 
 
 async def session(request: Request) -> Response:
@@ -134,9 +125,9 @@ async def session(request: Request) -> Response:
         response = error_response(exc)
         # Readable by the page even when refused, so the widget can say "not available here"
         # instead of retrying forever; the answer reveals nothing but the refusal itself.
-        response.headers.update(_cors(origin))
+        response.headers.update(widget_cors(origin))
         return response
-    return JSONResponse(result, headers=_cors(origin))
+    return JSONResponse(result, headers=widget_cors(origin))
 
 
 class NewUserNeeded(Exception):
