@@ -41,6 +41,7 @@ def test_every_route_with_an_id_is_404_for_another_workspace(app_server: InProce
             "token_id": ca.post("/api/v1/api-tokens", json={"name": "a"}).json()["id"],
             "endpoint_id": endpoint["id"],
             "delivery_id": delivery[0]["id"],
+            "file_id": ca.post("/api/v1/files", files={"file": ("a.txt", b"A's secret", "text/plain")}).json()["id"],
         }
         tried = 0
         for template, ops in spec["paths"].items():
