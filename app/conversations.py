@@ -25,7 +25,10 @@ get_conversation = rows.get_conversation
 
 
 def _save(tx: Tx, conv: ConversationRow, **changes: Any) -> None:
-    """Write changed columns of a conversation whose row this transaction has locked."""
+    """Write changed columns of a conversation whose row this transaction has locked. A change
+    that moves ``updated_at`` also takes this transaction's place in the change order."""
+    if "updated_at" in changes:
+        changes["sync_seq"] = rows.next_sync_seq(tx.db)
     for key, value in changes.items():
         setattr(conv, key, value)
     rows.update_conversation(tx.db, conv.id, changes)
@@ -44,8 +47,11 @@ def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tupl
         last_message_seq=0,
         user_read_seq=0,
         agent_read_seq=0,
+        tags=[],
+        properties={},
         created_at=now,
         updated_at=now,
+        sync_seq=rows.next_sync_seq(tx.db),
     )
     rows.insert_conversation(tx.db, conv)
     tx.emit(workspace_id, events.CONVERSATION_CREATED, {"conversation": conversation_json(conv)})
@@ -76,6 +82,21 @@ def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: 
         _assign(tx, conv, assignee)
     if patch.status is not None and patch.status != conv.status:
         _set_status(tx, conv, patch.status)
+    attributes: dict[str, Any] = {}
+    if patch.tags is not None and patch.tags != conv.tags:
+        attributes["tags"] = patch.tags
+    if "properties" in fields:
+        # As a user's: ``null`` clears them, an object merges into them (a key set to null stays null).
+        merged = {} if patch.properties is None else {**conv.properties, **patch.properties}
+        if len(merged) > 100:
+            raise errors.Unprocessable(
+                "Invalid field: properties", details=[{"field": "properties", "message": "at most 100 properties"}]
+            )
+        if merged != conv.properties:
+            attributes["properties"] = merged
+    if attributes:
+        _save(tx, conv, **attributes, updated_at=utcnow())
+        tx.emit(workspace_id, events.CONVERSATION_UPDATED, {"conversation": conversation_json(conv)})
     return conv
 
 

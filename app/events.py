@@ -77,7 +77,12 @@ CONVERSATION_RESOLVED = _declare(
 CONVERSATION_REOPENED = _declare(
     "conversation.reopened", "{conversation}", stored=True, webhook=_SUB, widget=True, console=True
 )
+CONVERSATION_UPDATED = _declare(
+    "conversation.updated", "{conversation} (its tags or properties changed)", stored=True, webhook=_SUB, console=True
+)
 USER_CREATED = _declare("user.created", "{user}", stored=True, webhook=_SUB)
+USER_UPDATED = _declare("user.updated", "{user}", stored=True, webhook=_SUB)
+USER_DELETED = _declare("user.deleted", "{user_id, external_id}", stored=True, webhook=_SUB)
 WEBVIEW_OPENED = _declare(
     "webview.opened", "{conversation_id, message_id, webview_id}", stored=True, webhook=_SUB, console=True
 )

@@ -41,6 +41,7 @@ def create_user(tx: Tx, workspace_id: str, body: UserIn) -> User:
         properties=body.properties,
         created_at=now,
         updated_at=now,
+        sync_seq=rows.next_sync_seq(tx.db),
     )
     s.add(user)
     try:
@@ -60,6 +61,7 @@ def update_user(tx: Tx, workspace_id: str, user_id: str, patch: UserPatch) -> Us
         ).first()
         if clash:
             raise errors.Conflict("A user with this external_id already exists.", code="duplicate_external_id")
+    before = user_json(user)
     for key, value in changes.items():
         if key == "properties":
             # ``null`` clears the properties (the column is never null: reads promise an object);
@@ -70,9 +72,17 @@ def update_user(tx: Tx, workspace_id: str, user_id: str, patch: UserPatch) -> Us
                     "Invalid field: properties", details=[{"field": "properties", "message": "at most 100 properties"}]
                 )
         setattr(user, key, value)
-    user.updated_at = utcnow()
-    tx.session.add(user)
+    if user_json(user) != before:  # a PATCH that changes nothing is no change to sync
+        _changed(tx, user)
     return user
+
+
+def _changed(tx: Tx, user: User) -> None:
+    """Stamp a change (``updated_at`` and the change order) and announce ``user.updated``."""
+    user.updated_at = utcnow()
+    user.sync_seq = rows.next_sync_seq(tx.db)
+    tx.session.add(user)
+    tx.emit(user.workspace_id, events.USER_UPDATED, {"user": user_json(user)})
 
 
 def find_or_create_user(tx: Tx, workspace_id: str, external_id: str | None, **fields: Any) -> User:
@@ -86,9 +96,8 @@ def find_or_create_user(tx: Tx, workspace_id: str, external_id: str | None, **fi
                 if value and getattr(user, key) != value:
                     setattr(user, key, value)
                     changed = True
-            if changed:
-                user.updated_at = utcnow()
-                s.add(user)
+            if changed:  # the identity (a signed JWT, say) brought new attributes
+                _changed(tx, user)
             return user
     return create_user(tx, workspace_id, UserIn(external_id=external_id, **{k: v for k, v in fields.items() if v}))
 

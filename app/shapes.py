@@ -36,6 +36,8 @@ def conversation_json(c: ConversationLike) -> dict[str, Any]:
         "user_id": c.user_id,
         "status": c.status,
         "assignee_id": c.assignee_id,
+        "tags": c.tags,
+        "properties": c.properties,
         "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at),
         "last_message_seq": c.last_message_seq,

@@ -484,3 +484,28 @@ def redis_broker_url() -> str:
     if not url:
         pytest.skip("Redis not configured: set BACKCHANNEL_TEST_REDIS_URL (see .ci/run)")
     return url
+
+
+@dataclass
+class OnDatabase:
+    """An in-process app on SQLite or PostgreSQL (``on_each_database``), with a tenant and a client."""
+
+    kind: str
+    server: InProcessServer
+    tenant: Tenant
+    api: httpx.Client
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def on_each_database(request: pytest.FixtureRequest, app_server_factory: Any) -> Iterator[OnDatabase]:
+    """The same test on a fresh SQLite file and on a fresh PostgreSQL database (skipped, with a
+    message, when ``BACKCHANNEL_TEST_POSTGRES_URL`` is unset)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_database")
+        upgrade(Settings(database_url=url, env="test"))
+        server = app_server_factory(database_url=url)
+    else:
+        server = app_server_factory()
+    tenant = server.new_tenant()
+    with server.client(tenant) as api:
+        yield OnDatabase(request.param, server, tenant, api)

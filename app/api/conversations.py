@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app import conversations, errors, people
+from app.api.changes import ChangesQuery, change_page
 from app.api.framework import Call, Endpoint, Result
 from app.api.pagination import ListQuery, decode_cursor, page
 from app.api.schemas import (
@@ -16,6 +17,7 @@ from app.api.schemas import (
     ConversationIn,
     ConversationOut,
     ConversationPatch,
+    ConversationTag,
     MessageIn,
     MessageOut,
     TypingIn,
@@ -32,10 +34,11 @@ class ConversationCreated(ConversationOut):
     messages: list[MessageOut] = Field(default_factory=list)
 
 
-class ConversationQuery(ListQuery):
+class ConversationQuery(ListQuery, ChangesQuery):
     status: Literal["open", "resolved"] | None = None
     user_id: str | None = Field(default=None, max_length=64)
     assignee_id: str | None = Field(default=None, max_length=64)
+    tag: ConversationTag | None = Field(default=None, description="Only conversations with this tag.")
 
 
 class MessageQuery(ListQuery):
@@ -92,6 +95,15 @@ def list_(call: Call) -> dict[str, Any]:
         query = query.where(c.user_id == q.user_id)
     if q.assignee_id:
         query = query.where(c.assignee_id == q.assignee_id)
+    if q.tag:
+        has_tag = rows.db(call.session).dialect.json_array_has("conversation.tags", "tag")
+        query = query.where(text(has_tag).bindparams(tag=q.tag))
+    changes = change_page(
+        call.session, rows.CONVERSATIONS, query, since=q.updated_after, cursor=q.cursor, limit=q.limit,
+        to_json=conversation_json,
+    )  # fmt: skip
+    if changes is not None:
+        return changes
     if q.cursor:
         updated, last_id = decode_cursor(q.cursor, 2)
         try:
@@ -170,10 +182,10 @@ ENDPOINTS = [
         "GET",
         "/conversations",
         list_,
-        "List conversations, newest activity first",
+        "List conversations, newest activity first, or list changes for a sync",
         "Conversations",
         query=ConversationQuery,
-        response=("page", ConversationOut),
+        response=("changes", ConversationOut),
     ),
     Endpoint(
         "GET",
@@ -188,7 +200,7 @@ ENDPOINTS = [
         "PATCH",
         "/conversations/{conversation_id}",
         patch,
-        "Resolve, reopen or assign",
+        "Resolve, reopen, assign, tag, or set properties",
         "Conversations",
         body=ConversationPatch,
         response=ConversationOut,

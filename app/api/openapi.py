@@ -84,6 +84,12 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
                         "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
                     },
                 }
+                if ep.response[0] == "changes":  # a change listing for a sync (app/api/changes.py)
+                    schema["properties"]["sync_cursor"] = {
+                        "anyOf": [{"type": "string"}, {"type": "null"}],
+                        "description": "With updated_after (or a change cursor): on the last page, "
+                        "the cursor to poll with later for what changes next.",
+                    }
             content = {"application/json": {"schema": schema}}
             op["responses"][str(ep.status)] = {"description": "OK", "content": content}
             if ep.path.endswith("/messages") and ep.method == "POST":

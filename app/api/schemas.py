@@ -401,9 +401,24 @@ class ConversationIn(Strict):
     messages: list[MessageIn] = Field(default_factory=list, max_length=50)
 
 
+# A conversation's tag: 1-50 characters of a-z 0-9 _ - : (SPEC §3).
+ConversationTag = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[a-z0-9_:-]+$")]
+
+
 class ConversationPatch(Strict):
     status: Literal["open", "resolved"] | None = None
     assignee_id: str | None = Field(default=None, max_length=64)
+    tags: list[ConversationTag] | None = Field(
+        default=None, max_length=20, description="Replaces the tags (at most 20; duplicates are dropped)."
+    )
+    properties: dict[str, Any] | None = Field(
+        default=None, description="Merged into the conversation's properties (as a user's); null clears them."
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, tags: list[str] | None) -> list[str] | None:
+        return None if tags is None else list(dict.fromkeys(tags))
 
 
 class ConversationOut(BaseModel):
@@ -411,6 +426,8 @@ class ConversationOut(BaseModel):
     user_id: str
     status: Literal["open", "resolved"]
     assignee_id: str | None
+    tags: list[str]
+    properties: dict[str, Any]
     created_at: str
     updated_at: str
     last_message_seq: int

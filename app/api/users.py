@@ -5,18 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from sqlmodel import col, select
+from sqlalchemy import func, or_, select
 
 from app import people
+from app.api.changes import ChangesQuery, change_page
 from app.api.framework import Call, Endpoint
 from app.api.pagination import ListQuery, decode_cursor, page
 from app.api.schemas import UserIn, UserOut, UserPatch
 from app.shapes import user_json
+from app.store.sql import table_of
 from app.store.tables import User
 
+USERS = table_of(User)
 
-class UserQuery(ListQuery):
+
+class UserQuery(ListQuery, ChangesQuery):
     external_id: str | None = Field(default=None, max_length=255, description="Find by your own id.")
+    email: str | None = Field(default=None, min_length=1, max_length=320, description="Find by email (exact).")
+    q: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Search name, email and external_id (substring)."
+    )
+
+
+def _like(value: str) -> str:
+    """A case-insensitive substring pattern, with LIKE's wildcards in ``value`` taken literally."""
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def create(call: Call) -> dict[str, Any]:
@@ -33,13 +47,26 @@ def patch(call: Call) -> dict[str, Any]:
 
 def list_(call: Call) -> dict[str, Any]:
     q: UserQuery = call.query
-    query = select(User).where(User.workspace_id == call.workspace_id)
+    c = USERS.c
+    query = select(USERS).where(c.workspace_id == call.workspace_id)
     if q.external_id is not None:
-        query = query.where(User.external_id == q.external_id)
+        query = query.where(c.external_id == q.external_id)
+    if q.email is not None:
+        query = query.where(c.email == q.email)
+    if q.q is not None:
+        pattern = _like(q.q)
+        query = query.where(
+            or_(*(func.lower(column).like(pattern, escape="\\") for column in (c.name, c.email, c.external_id)))
+        )
+    changes = change_page(
+        call.session, USERS, query, since=q.updated_after, cursor=q.cursor, limit=q.limit, to_json=user_json
+    )
+    if changes is not None:
+        return changes
     if q.cursor:
         (last_id,) = decode_cursor(q.cursor, 1)
-        query = query.where(col(User.id) < str(last_id))
-    rows = list(call.session.exec(query.order_by(col(User.id).desc()).limit(q.limit + 1)))
+        query = query.where(c.id < str(last_id))
+    rows = list(call.session.connection().execute(query.order_by(c.id.desc()).limit(q.limit + 1)))
     return page(rows, q.limit, user_json, lambda u: (u.id,))
 
 
@@ -60,10 +87,10 @@ ENDPOINTS = [
         "GET",
         "/users",
         list_,
-        "List users (newest first), or find one by external_id",
+        "List users (newest first), find them by external_id, email or text, or list changes for a sync",
         "Users",
         query=UserQuery,
-        response=("page", UserOut),
+        response=("changes", UserOut),
     ),
     Endpoint("GET", "/users/{user_id}", read, "Get a user", "Users", response=UserOut, errors=(404,)),
     Endpoint(

@@ -29,7 +29,7 @@ class Dialect:
 
     __slots__ = (
         "name", "sqlite", "one_writer", "separate_read_engine", "render_as_batch", "row_locks",
-        "advisory_locks", "plans_by_statistics", "_rendered",
+        "advisory_locks", "plans_by_statistics", "take_sync_seq", "sync_settled", "_rendered",
     )  # fmt: skip
 
     def __init__(self, name: str) -> None:
@@ -52,10 +52,29 @@ class Dialect:
         # PostgreSQL's planner weighs indexes by their statistics; SQLite's (never ANALYZEd
         # here) takes the first index that fits, so some queries steer it off one.
         self.plans_by_statistics = not sqlite
+        # The change order a CRM syncs by (``sql.next_sync_seq``), one value per transaction.
+        # SQLite commits transactions in the order they take its one write lock, so a counter
+        # bumped in the transaction is in commit order. PostgreSQL's writers commit side by
+        # side in any order, so the value is the transaction id, and a list shows a row only
+        # once every transaction that could still commit with a lower id has ended
+        # (``sync_settled``: below the xmin of the statement's own snapshot). A change is then
+        # listed late (after the transactions running beside it), never skipped.
+        if sqlite:
+            self.take_sync_seq = "UPDATE sync_clock SET value = value + 1 WHERE id = 1 RETURNING value"
+            self.sync_settled = ""
+        else:
+            self.take_sync_seq = "SELECT pg_current_xact_id()::text::bigint"
+            self.sync_settled = "{column} < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
         self._rendered: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Dialect({self.name!r})"
+
+    def json_array_has(self, column: str, param: str) -> str:
+        """SQL that is true when the JSON array ``column`` holds the string bound to ``:param``."""
+        if self.sqlite:
+            return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = :{param})"
+        return f"EXISTS (SELECT 1 FROM json_array_elements_text({column}) AS tag(value) WHERE tag.value = :{param})"
 
     def writer_lanes(self, configured: int) -> int:
         """Writer lanes for request writes (``BACKCHANNEL_DATABASE_WRITERS`` on PostgreSQL)."""

@@ -152,8 +152,11 @@ class ConversationRow:
     last_message_seq: int
     user_read_seq: int
     agent_read_seq: int
+    tags: list[str]
+    properties: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    sync_seq: int  # the change order a CRM syncs by (``next_sync_seq``)
 
 
 @dataclasses.dataclass(slots=True)
@@ -209,13 +212,14 @@ CONVERSATION_UPDATES = frozenset(CONVERSATION.names) - {"id", "workspace_id", "u
 class Db:
     """The session's transaction at the DB-API level: ``run`` a statement, get its rows."""
 
-    __slots__ = ("conn", "dialect", "_raw", "_errors")
+    __slots__ = ("conn", "dialect", "_raw", "_errors", "sync_seq")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = dialect_of(conn)
         self._raw: Any = conn.connection.dbapi_connection
         self._errors: type[Exception] = conn.dialect.loaded_dbapi.Error
+        self.sync_seq: int | None = None  # this transaction's change order, once taken
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         sql = self.dialect.sql(statement)
@@ -239,6 +243,8 @@ class Db:
     def rollback_to_savepoint(self) -> None:
         self.run("ROLLBACK TO SAVEPOINT bc_write")
         self.run("RELEASE SAVEPOINT bc_write")
+        # A clock bump made inside the savepoint is undone with it: take it again if needed.
+        self.sync_seq = None
 
     def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         sql = self.dialect.sql(statement)
@@ -289,16 +295,31 @@ _GET_CONVERSATION_FOR_UPDATE = _GET_CONVERSATION + " FOR UPDATE"
 def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: datetime) -> ConversationRow:
     """Lock the conversation and take its next ``seq`` in one statement; 404 if it is not
     this workspace's. The row comes back as it now is (``last_message_seq`` is the new seq)."""
-    found = h.run(_BUMP_CONVERSATION, (h.dialect.ts(at), conversation_id, workspace_id))
+    found = h.run(_BUMP_CONVERSATION, (h.dialect.ts(at), next_sync_seq(h), conversation_id, workspace_id))
     if not found:
         raise errors.NotFound("No such conversation.")
     return CONVERSATION.read(h.dialect, found[0])
 
 
 _BUMP_CONVERSATION = (
-    "UPDATE conversation SET last_message_seq = last_message_seq + 1, updated_at = ?"
+    "UPDATE conversation SET last_message_seq = last_message_seq + 1, updated_at = ?, sync_seq = ?"
     f" WHERE id = ? AND workspace_id = ? RETURNING {CONVERSATION.columns}"
 )
+
+
+def next_sync_seq(s: Session | Db) -> int:
+    """This transaction's place in the change order, stamped on every user and conversation it
+    changes (``sync_seq``), so a CRM that lists changes after a cursor never misses one.
+
+    The dialect says what it is (``Dialect.take_sync_seq``): on PostgreSQL the transaction id,
+    and a list shows only rows of transactions older than every one still running
+    (``Dialect.sync_settled``); on SQLite, whose one writer commits transactions in the order
+    they take the write lock, a counter bumped once per transaction.
+    """
+    h = db(s)
+    if h.sync_seq is None:
+        h.sync_seq = int(h.run(h.dialect.take_sync_seq)[0][0])
+    return h.sync_seq
 
 
 def newest_conversation(s: Session | Db, workspace_id: str, user_id: str) -> ConversationRow | None:
@@ -323,11 +344,17 @@ def insert_conversation(h: Db, c: ConversationRow) -> None:
 
 
 def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) -> None:
+    """Write these columns; a change that moves ``updated_at`` also takes the change order."""
     assert CONVERSATION_UPDATES.issuperset(changes), changes
     names = sorted(changes)
-    ts = h.dialect.ts
-    values = [ts(changes[n]) if n in CONVERSATION.timestamps else changes[n] for n in names]
-    h.run(f"UPDATE conversation SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?", (*values, conversation_id))
+    d = h.dialect
+    values = [
+        d.ts(changes[n]) if n in CONVERSATION.timestamps else d.json(changes[n]) if n in CONVERSATION.json
+        else changes[n]
+        for n in names
+    ]
+    sets = ", ".join(f"{n} = ?j" if n in CONVERSATION.json else f"{n} = ?" for n in names)
+    h.run(f"UPDATE conversation SET {sets} WHERE id = ?", (*values, conversation_id))
 
 
 # --- messages ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.ids import utcnow
@@ -48,6 +48,12 @@ def json_col(default: Any) -> Any:
     return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
 
 
+def sync_seq_col() -> Any:
+    """The change order a CRM syncs by (``app/store/sql.py`` ``next_sync_seq``): every change
+    of the row stamps it with its transaction's place in commit order."""
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
 class Workspace(SQLModel, table=True):
     id: str = Field(primary_key=True)
     name: str
@@ -57,6 +63,8 @@ class Workspace(SQLModel, table=True):
     allowed_origins: list[str] = json_col(list)
     theme_color: str = "#1f5eff"
     greeting: str = "Hi! How can we help?"
+    # Resolved conversations older than this many days are erased (None: kept for ever).
+    retention_days: int | None = None
     created_at: datetime = created()
 
 
@@ -94,7 +102,11 @@ class ConsoleUser(SQLModel, table=True):
 class User(SQLModel, table=True):
     """An end customer."""
 
-    __table_args__ = (UniqueConstraint("workspace_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "external_id"),
+        Index("ix_user_ws_sync", "workspace_id", "sync_seq", "id"),
+        Index("ix_user_ws_email", "workspace_id", "email"),
+    )
     id: str = Field(primary_key=True)
     workspace_id: str = Field(foreign_key="workspace.id", index=True)
     external_id: str | None = None
@@ -103,6 +115,7 @@ class User(SQLModel, table=True):
     properties: dict[str, Any] = json_col(dict)
     created_at: datetime = created()
     updated_at: datetime = created()
+    sync_seq: int = sync_seq_col()
 
 
 class Agent(SQLModel, table=True):
@@ -116,7 +129,10 @@ class Agent(SQLModel, table=True):
 
 
 class Conversation(SQLModel, table=True):
-    __table_args__ = (Index("ix_conversation_ws_updated", "workspace_id", "updated_at", "id"),)
+    __table_args__ = (
+        Index("ix_conversation_ws_updated", "workspace_id", "updated_at", "id"),
+        Index("ix_conversation_ws_sync", "workspace_id", "sync_seq", "id"),
+    )
     id: str = Field(primary_key=True)
     workspace_id: str = Field(foreign_key="workspace.id", index=True)
     user_id: str = Field(foreign_key="user.id", index=True)
@@ -125,8 +141,11 @@ class Conversation(SQLModel, table=True):
     last_message_seq: int = 0
     user_read_seq: int = 0
     agent_read_seq: int = 0
+    tags: list[str] = json_col(list)
+    properties: dict[str, Any] = json_col(dict)
     created_at: datetime = created()
     updated_at: datetime = created()
+    sync_seq: int = sync_seq_col()
 
 
 class Message(SQLModel, table=True):
@@ -271,3 +290,30 @@ class File(SQLModel, table=True):
     size: int
     storage_key: str
     created_at: datetime = created()
+
+
+class SyncClock(SQLModel, table=True):
+    """SQLite's change clock: one row, bumped once per write transaction that changes a user
+    or a conversation (PostgreSQL uses the transaction id instead; ``dialect.py``)."""
+
+    __tablename__ = "sync_clock"
+    id: int = Field(primary_key=True)
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class AuditEntry(SQLModel, table=True):
+    """One admin action (SPEC §13), written in the transaction of the action. Append-only:
+    nothing updates or deletes a row (not the API, not retention, not an erasure)."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_ws_at", "workspace_id", "at", "id"),)
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id")
+    actor_type: str  # token | console_user | cli
+    actor_id: str | None = None
+    actor_name: str | None = None
+    action: str  # e.g. api_token.created, webhook_endpoint.secret_revealed, user.erased
+    target_type: str | None = None
+    target_id: str | None = None
+    ip: str | None = None
+    at: datetime = created()

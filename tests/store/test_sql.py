@@ -119,19 +119,25 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
             assert run(sql.token_by_hash, h, "h1") == ("tok_1", "wsp_1", ["read"], False)
             assert run(sql.enabled_endpoints, h, "wsp_1") == [("whe_1", ["*"])]
 
-            conv = sql.ConversationRow("cnv_1", "wsp_1", "usr_1", "open", None, 0, 0, 0, now, now)
+            seq = run(sql.next_sync_seq, h)
+            assert sql.next_sync_seq(h) == seq  # one value per transaction
+            conv = sql.ConversationRow("cnv_1", "wsp_1", "usr_1", "open", None, 0, 0, 0, ["a"], {"k": 1}, now, now, seq)
             run(sql.insert_conversation, h, conv)
             assert run(sql.get_conversation, h, "wsp_1", "cnv_1", lock=True) == conv
             assert run(sql.newest_conversation, s, "wsp_1", "usr_1") == conv
             later = now + timedelta(seconds=1)
             bumped = run(sql.bump_conversation, h, "wsp_1", "cnv_1", later)
             assert (bumped.last_message_seq, bumped.updated_at) == (1, later)
+            assert bumped.sync_seq == seq
             run(
-                sql.update_conversation, h, "cnv_1", {"status": "resolved", "assignee_id": "agt_bot", "updated_at": now}
-            )
+                sql.update_conversation, h, "cnv_1",
+                {"status": "resolved", "assignee_id": "agt_bot", "updated_at": now, "tags": ["b", "c"],
+                 "properties": {"é": [1]}},
+            )  # fmt: skip
             assert run(sql.conversation_seq, h, "cnv_1") == 1
             stored = sql.get_conversation(h, "wsp_1", "cnv_1")
             assert (stored.status, stored.assignee_id, stored.updated_at) == ("resolved", "agt_bot", now)
+            assert (stored.tags, stored.properties) == (["b", "c"], {"é": [1]})
 
             first = sql.MessageRow(
                 "msg_1", "wsp_1", "cnv_1", 1, "bot", "agt_bot", [{"text": {"content": "hi"}}], [], None, "c1", now
