@@ -88,7 +88,7 @@ class Shape(Generic[R]):
         self._json = tuple(self.index[n] for n in names if n in self.json)
         self._get = attrgetter(*names)
         self._make: Any = row
-        self._readers: dict[Dialect, tuple[Callable[[Any], Any] | None, ...]] = {}
+        self._readers: dict[Dialect, tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
         # "id, workspace_id, …"; the same with each JSON column as its stored text, to be
         # embedded in a response as it is (``AS`` its own name where a subquery needs names).
         self.columns = ", ".join(names)
@@ -118,12 +118,23 @@ class Shape(Generic[R]):
 
     def read(self, d: Dialect, r: Sequence[Any]) -> R:
         """A fetched row (``SELECT {columns}``) as the row class."""
+        # Only the timestamp and JSON columns need converting: a loop over those few indexes
+        # instead of a zip over every column (the hot path reads rows on every message).
         readers = self._readers.get(d)
         if readers is None:
             readers = self._readers[d] = tuple(
-                d.ts_out if n in self.timestamps else d.json_out if n in self.json else None for n in self.names
+                (i, d.ts_out if n in self.timestamps else d.json_out)
+                for i, n in enumerate(self.names)
+                if n in self.timestamps or n in self.json
             )
-        return self._make(*[v if f is None or v is None else f(v) for f, v in zip(readers, r, strict=True)])
+        if not readers:
+            return self._make(*r)
+        values = list(r)
+        for i, f in readers:
+            v = values[i]
+            if v is not None:
+                values[i] = f(v)
+        return self._make(*values)
 
 
 def insert_with(model: type[SQLModel], params: Sequence[str], fixed: dict[str, str]) -> tuple[Shape[Any], str]:
