@@ -63,7 +63,9 @@ def create_console_user(tx: Tx, workspace_id: str, new: NewConsoleUser) -> Conso
     if tx.session.exec(select(ConsoleUser.id).where(ConsoleUser.email == new.email)).first() is not None:
         raise _email_taken()
     display = new.name or new.email.split("@")[0].replace(".", " ").title()
-    agent = create_agent(tx, workspace_id, display, "human")
+    # Seen now: until its first console opens, the new agent counts as available only for
+    # ``availability.AWAY_AFTER_SECONDS``, so routing does not hand customers to an empty chair.
+    agent = create_agent(tx, workspace_id, display, "human", last_seen_at=utcnow())
     user = ConsoleUser(
         id=new_id("cu"),
         workspace_id=workspace_id,

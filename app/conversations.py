@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import errors, events
-from app.api.schemas import ConversationIn, ConversationPatch, MessageIn
+import orjson
+
+from app import availability, errors, events
+from app.api.schemas import ConversationIn, ConversationPatch, HandoverIn, MessageIn
 from app.files import records as files
 from app.ids import new_id, utcnow
 from app.people import default_bot_id
@@ -52,6 +54,8 @@ def create_conversation(tx: Tx, workspace_id: str, body: ConversationIn) -> tupl
         created_at=now,
         updated_at=now,
         sync_seq=rows.next_sync_seq(tx.db),
+        assignee_kind=None,
+        handled_by="bot",
     )
     rows.insert_conversation(tx.db, conv)
     tx.emit(workspace_id, events.CONVERSATION_CREATED, {"conversation": conversation_json(conv)})
@@ -68,18 +72,19 @@ def open_conversation_for(tx: Tx, workspace_id: str, user_id: str) -> Conversati
 
 
 def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: ConversationPatch) -> ConversationRow:
+    """``PATCH``: assigning a human gives them control, assigning a bot gives it back to the bot
+    (``conversation.handover``, reason ``assigned``); resolving gives a human's control back to
+    the bot (reason ``resolved``)."""
     conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
     fields = patch.model_fields_set
     if "assignee_id" in fields and patch.assignee_id != conv.assignee_id:
         assignee = None
         if patch.assignee_id is not None:
-            assignee = rows.agent(tx.db, patch.assignee_id)
-            if assignee is None or assignee.workspace_id != workspace_id:
-                raise errors.Unprocessable(
-                    "Invalid field: assignee_id",
-                    details=[{"field": "assignee_id", "message": "no such agent"}],
-                )
-        _assign(tx, conv, assignee)
+            assignee = _agent_in(tx, workspace_id, patch.assignee_id, "assignee_id")
+        if assignee is not None and assignee.kind != conv.handled_by:
+            _set_control(tx, conv, assignee.kind, "assigned", assignee)
+        else:
+            _assign(tx, conv, assignee)
     if patch.status is not None and patch.status != conv.status:
         _set_status(tx, conv, patch.status)
     attributes: dict[str, Any] = {}
@@ -100,9 +105,107 @@ def update_conversation(tx: Tx, workspace_id: str, conversation_id: str, patch: 
     return conv
 
 
+def hand_over(tx: Tx, workspace_id: str, conversation_id: str, body: HandoverIn) -> ConversationRow:
+    """``POST …/handover`` (SPEC §11). To a human: the named one, else the human who has it
+    already, else the available human with the fewest open conversations, else nobody (it
+    waits). To the bot: the human assignee is cleared."""
+    conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
+    reason = body.reason or "api"
+    if body.to == "bot":
+        _set_control(tx, conv, "bot", reason, None)
+        return conv
+    if body.agent_id is not None:
+        agent: Any = _agent_in(tx, workspace_id, body.agent_id, "agent_id", kind="human")
+    elif conv.assignee_kind == "human":
+        agent = rows.agent(tx.db, conv.assignee_id) if conv.assignee_id else None
+    else:
+        agent = availability.pick_agent(tx, workspace_id)
+    _set_control(tx, conv, "human", reason, agent)
+    return conv
+
+
+def hand_over_if_bot_unavailable(tx: Tx, conversation_id: str, event_id: str) -> bool:
+    """After a failed first delivery of a customer's message (``event_id``): when every enabled
+    endpoint that was sent it has failed its first attempt and none has succeeded, a
+    bot-handled conversation goes to a human (reason ``bot_unavailable``), if the workspace has
+    one. Returns whether it did. Run by the webhook dispatcher in the conversation's lane."""
+    h = tx.db
+    found = h.run("SELECT workspace_id FROM conversation WHERE id = ?", (conversation_id,))
+    if not found:
+        return False
+    workspace_id = found[0][0]
+    conv = get_conversation(h, workspace_id, conversation_id, lock=True)
+    if conv.handled_by != "bot" or conv.status != "open":
+        return False
+    deliveries = h.run(_DELIVERIES_OF_EVENT, (event_id, True))
+    if not deliveries or any(status == "succeeded" or attempts == 0 for status, attempts in deliveries):
+        return False
+    if not availability.has_human(tx, workspace_id):
+        return False
+    _set_control(tx, conv, "human", "bot_unavailable", availability.pick_agent(tx, workspace_id))
+    return True
+
+
+def customer_message_to_a_bot(webhook_body: bytes) -> str | None:
+    """The conversation id, when a stored webhook body is a customer's ``message.created`` in a
+    bot-handled conversation (what ``hand_over_if_bot_unavailable`` is for); else None."""
+    if events.MESSAGE_CREATED.encode() not in webhook_body[:64]:
+        return None
+    try:
+        event = orjson.loads(webhook_body)
+        data = event["data"]
+        if event["type"] != events.MESSAGE_CREATED or data["message"]["actor"]["type"] != "user":
+            return None
+        conversation = data["conversation"]
+        return str(conversation["id"]) if conversation.get("handled_by", "bot") == "bot" else None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+_DELIVERIES_OF_EVENT = (
+    "SELECT d.status, d.attempts FROM webhook_delivery d JOIN webhook_endpoint e ON e.id = d.endpoint_id"
+    " WHERE d.event_id = ? AND e.enabled = ?"
+)
+
+
+def _agent_in(tx: Tx, workspace_id: str, agent_id: str, field: str, kind: str | None = None) -> rows.AgentRow:
+    agent = rows.agent(tx.db, agent_id)
+    if agent is None or agent.workspace_id != workspace_id or (kind is not None and agent.kind != kind):
+        wanted = f"no such {kind} agent" if kind else "no such agent"
+        raise errors.Unprocessable(f"Invalid field: {field}", details=[{"field": field, "message": wanted}])
+    return agent
+
+
+def _set_control(tx: Tx, conv: ConversationRow, to: str, reason: str, agent: Any, *, keep: bool = False) -> None:
+    """Give control to ``to`` ("bot" or "human"). To a human: assign ``agent`` (None keeps the
+    conversation waiting, unassigned unless a human already has it); to the bot: clear a human
+    assignee (``keep``: not when resolving, where the assignee stays as the record of who
+    handled it, until the conversation reopens). ``conversation.assigned`` fires for a new
+    assignee, and ``conversation.handover`` (``{conversation, from, to, reason}``) when control
+    changes hands."""
+    before = conv.handled_by
+    if before != to:
+        _save(tx, conv, handled_by=to, updated_at=utcnow())
+    if agent is not None and agent.id != conv.assignee_id:
+        _assign(tx, conv, agent)
+    elif conv.assignee_kind is not None and conv.assignee_kind != to and (to == "bot" or agent is None) and not keep:
+        _assign(tx, conv, None)  # a bot does not keep a conversation humans have, nor a human the bot's
+    if before != to:
+        tx.emit(
+            conv.workspace_id,
+            events.CONVERSATION_HANDOVER,
+            {"conversation": conversation_json(conv), "from": before, "to": to, "reason": reason},
+        )
+
+
 def _assign(tx: Tx, conv: ConversationRow, assignee: Any) -> None:
     """``assignee``: an agent row (or ORM agent), or None to unassign."""
-    _save(tx, conv, assignee_id=assignee.id if assignee else None, updated_at=utcnow())
+    _save(
+        tx, conv,
+        assignee_id=assignee.id if assignee else None,
+        assignee_kind=assignee.kind if assignee else None,
+        updated_at=utcnow(),
+    )
     tx.emit(
         conv.workspace_id,
         events.CONVERSATION_ASSIGNED,
@@ -112,6 +215,10 @@ def _assign(tx: Tx, conv: ConversationRow, assignee: Any) -> None:
 
 def _set_status(tx: Tx, conv: ConversationRow, status: str) -> None:
     _save(tx, conv, status=status, updated_at=utcnow())
+    if status == "resolved" and conv.handled_by == "human":
+        _set_control(tx, conv, "bot", "resolved", None, keep=True)
+    elif status == "open" and conv.handled_by == "bot" and conv.assignee_kind == "human":
+        _assign(tx, conv, None)  # reopened with the bot in control: the last human lets go
     type_ = events.CONVERSATION_RESOLVED if status == "resolved" else events.CONVERSATION_REOPENED
     tx.emit(conv.workspace_id, type_, {"conversation": conversation_json(conv)})
 
@@ -135,8 +242,10 @@ def post_message(
     and a repeated ``client_message_id`` finds the first message instead of a second.
     Without a ``client_message_id`` the lock and the ``seq`` bump are one statement
     (``UPDATE … RETURNING``); a refusal after it rolls back with the write's savepoint.
-    A user's message reopens a resolved conversation; a human agent's message assigns the
-    conversation to them unless another human has it. ``customer_id`` (the widget) limits
+    A user's message reopens a resolved conversation; a human agent's message (not a private
+    note) takes control (``conversation.handover``, reason ``agent_replied``) and assigns the
+    conversation to them unless another human has it. While a human has control, a bot's
+    message is refused ``409 handled_by_human`` (a private note excepted). ``customer_id`` (the widget) limits
     the files a message may name to that customer's own uploads.
     """
     now = utcnow()
@@ -151,7 +260,19 @@ def post_message(
                 return existing, False
         seq = conv.last_message_seq + 1
 
-    actor_type, actor_id = ("system", None) if system_parts is not None else _resolve_actor(tx, conv, body)
+    if system_parts is None and body.actor.type == "bot" and conv.handled_by == "human" and not body.private:
+        raise errors.Conflict(
+            "A human agent has this conversation: the bot may add private notes, or hand it back first "
+            "(POST …/handover with to: bot).",
+            code="handled_by_human",
+        )
+    actor_type: str
+    actor_id: str | None
+    agent: rows.AgentRow | None
+    if system_parts is not None:
+        actor_type, actor_id, agent = "system", None, None
+    else:
+        actor_type, actor_id, agent = _resolve_actor(tx, conv, body)
     reply_to = None
     if body.reply_to is not None:
         if rows.message_conversation_id(tx.db, body.reply_to.message_id) != conv.id:
@@ -178,16 +299,19 @@ def post_message(
         reply_to=reply_to,
         client_message_id=body.client_message_id,
         created_at=now,
+        private=body.private if system_parts is None else False,
     )
     rows.insert_message(tx.db, message)
     if conv.last_message_seq != seq:
         _save(tx, conv, last_message_seq=seq, updated_at=now)
     if actor_type == "user" and conv.status == "resolved":
         _set_status(tx, conv, "open")
-    if actor_type == "agent" and actor_id is not None and conv.assignee_id != actor_id:
-        assigned = rows.agent(tx.db, conv.assignee_id) if conv.assignee_id is not None else None
-        if assigned is None or assigned.kind == "bot":
-            _assign(tx, conv, rows.agent(tx.db, actor_id))
+    if actor_type == "agent" and not message.private:
+        # A human's reply takes control, and the conversation unless another human has it.
+        if conv.handled_by != "human":
+            _set_control(tx, conv, "human", "agent_replied", agent if conv.assignee_kind != "human" else None)
+        elif conv.assignee_kind != "human":
+            _assign(tx, conv, agent)
     tx.emit(
         workspace_id,
         events.MESSAGE_CREATED,
@@ -196,7 +320,8 @@ def post_message(
     return message, True
 
 
-def _resolve_actor(tx: Tx, conv: ConversationRow, body: MessageIn) -> tuple[str, str | None]:
+def _resolve_actor(tx: Tx, conv: ConversationRow, body: MessageIn) -> tuple[str, str | None, rows.AgentRow | None]:
+    """``(actor type, actor id, the agent's row where it was read)``."""
     actor = body.actor
     if actor.type == "user":
         if actor.id is not None and actor.id != conv.user_id:
@@ -204,10 +329,10 @@ def _resolve_actor(tx: Tx, conv: ConversationRow, body: MessageIn) -> tuple[str,
                 "Invalid field: actor.id",
                 details=[{"field": "actor.id", "message": "a user message must come from the conversation's user"}],
             )
-        return "user", conv.user_id
+        return "user", conv.user_id, None
     if actor.id is None:
         if actor.type == "bot":
-            return "bot", default_bot_id(tx, conv.workspace_id)
+            return "bot", default_bot_id(tx, conv.workspace_id), None
         raise errors.Unprocessable(
             "Invalid field: actor.id", details=[{"field": "actor.id", "message": "an agent message names its agent"}]
         )
@@ -218,7 +343,7 @@ def _resolve_actor(tx: Tx, conv: ConversationRow, body: MessageIn) -> tuple[str,
             "Invalid field: actor.id",
             details=[{"field": "actor.id", "message": f"no such {wanted} agent in this workspace"}],
         )
-    return actor.type, agent.id
+    return actor.type, agent.id, agent
 
 
 def add_system_event(tx: Tx, workspace_id: str, conversation_id: str, text: str) -> MessageRow:

@@ -80,6 +80,13 @@ CONVERSATION_REOPENED = _declare(
 CONVERSATION_UPDATED = _declare(
     "conversation.updated", "{conversation} (its tags or properties changed)", stored=True, webhook=_SUB, console=True
 )
+CONVERSATION_HANDOVER = _declare(
+    "conversation.handover",
+    '{conversation, from: "bot"|"human", to: "bot"|"human", reason}',
+    stored=True,
+    webhook=_SUB,
+    console=True,
+)
 USER_CREATED = _declare("user.created", "{user}", stored=True, webhook=_SUB)
 USER_UPDATED = _declare("user.updated", "{user}", stored=True, webhook=_SUB)
 USER_DELETED = _declare("user.deleted", "{user_id, external_id}", stored=True, webhook=_SUB)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -24,6 +24,7 @@ from app.api.openapi import build_openapi, render_docs
 from app.assets import STATIC_DIR, TEMPLATES_DIR
 from app.console import routes as console_pages
 from app.console.hub import ConsoleHub
+from app.conversations import customer_message_to_a_bot, hand_over_if_bot_unavailable
 from app.demo import routes as demo_pages
 from app.edge import HttpEdge, internal_error_response
 from app.files import routes as file_pages
@@ -42,6 +43,7 @@ from app.settings import Settings
 from app.state import AppState
 from app.store.engine import make_engines
 from app.store.runner import Runner
+from app.webhooks.deliveries import Job
 from app.webhooks.dispatcher import Dispatcher, run_dispatcher
 from app.webhooks.sender import Sender, make_sender
 from app.webviews import routes as webview_pages
@@ -155,7 +157,7 @@ async def start_services(
         hub=hub,
         console=console,
         webhook_sender=webhook_sender,
-        dispatcher=Dispatcher(runner, settings, webhook_sender),
+        dispatcher=Dispatcher(runner, settings, webhook_sender, on_first_failure=_bot_unavailable(runner)),
         files=file_store,
         listeners=[hub.on_event, console.on_event],
     )
@@ -166,6 +168,23 @@ async def start_services(
     stack.push_async_callback(state.limiter.aclose)
     stack.push_async_callback(broker.stop)
     return state
+
+
+def _bot_unavailable(runner: Runner) -> Callable[[Job], Awaitable[bool]]:
+    """SPEC §11: a customer's message that no subscribed endpoint could take at its first
+    attempt hands a bot-handled conversation to a human (``bot_unavailable``)."""
+
+    async def after_first_failure(job: Job) -> bool:
+        conversation_id = customer_message_to_a_bot(job.body)
+        if conversation_id is None:
+            return False
+        return bool(
+            await runner.write(
+                hand_over_if_bot_unavailable, conversation_id, job.event_id, partition=conversation_id
+            )
+        )
+
+    return after_first_failure
 
 
 async def _db_ok(state: AppState) -> bool:

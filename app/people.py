@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -106,8 +107,13 @@ def get_user(s: Session, workspace_id: str, user_id: str) -> User:
     return get_in_workspace(s, User, user_id, workspace_id, "user")
 
 
-def create_agent(tx: Tx, workspace_id: str, name: str, kind: str, avatar_url: str | None = None) -> Agent:
-    agent = Agent(id=new_id("agt"), workspace_id=workspace_id, name=name, kind=kind, avatar_url=avatar_url)
+def create_agent(
+    tx: Tx, workspace_id: str, name: str, kind: str, avatar_url: str | None = None, last_seen_at: datetime | None = None
+) -> Agent:
+    agent = Agent(
+        id=new_id("agt"), workspace_id=workspace_id, name=name, kind=kind, avatar_url=avatar_url,
+        last_seen_at=last_seen_at,
+    )
     tx.session.add(agent)
     return agent
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import availability
 from app.ids import isoformat
 from app.store.sql import AgentRow, ConversationRow, MessageRow
 from app.store.tables import Agent, ApiToken, Conversation, Message, User
@@ -26,6 +27,7 @@ def message_json(m: MessageLike) -> dict[str, Any]:
         "reply_parts": m.reply_parts,
         "reply_to": m.reply_to,
         "client_message_id": m.client_message_id,
+        "private": bool(m.private),
         "created_at": isoformat(m.created_at),
     }
 
@@ -38,6 +40,8 @@ def conversation_json(c: ConversationLike) -> dict[str, Any]:
         "assignee_id": c.assignee_id,
         "tags": c.tags,
         "properties": c.properties,
+        "assignee_kind": c.assignee_kind,
+        "handled_by": c.handled_by,
         "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at),
         "last_message_seq": c.last_message_seq,
@@ -62,6 +66,7 @@ def agent_json(a: Agent | AgentRow) -> dict[str, Any]:
         "name": a.name,
         "kind": a.kind,
         "avatar_url": a.avatar_url,
+        "status": availability.status_of(a),
         "created_at": isoformat(a.created_at),
     }
 

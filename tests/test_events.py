@@ -61,6 +61,7 @@ def test_the_webhook_list_and_the_consoles_choices_derive_from_the_table() -> No
         "conversation.resolved",
         "conversation.reopened",
         "conversation.updated",
+        "conversation.handover",
         "user.created",
         "user.updated",
         "user.deleted",

@@ -18,6 +18,7 @@ from app.api.schemas import (
     ConversationOut,
     ConversationPatch,
     ConversationTag,
+    HandoverIn,
     MessageIn,
     MessageOut,
     TypingIn,
@@ -39,6 +40,7 @@ class ConversationQuery(ListQuery, ChangesQuery):
     user_id: str | None = Field(default=None, max_length=64)
     assignee_id: str | None = Field(default=None, max_length=64)
     tag: ConversationTag | None = Field(default=None, description="Only conversations with this tag.")
+    handled_by: Literal["bot", "human"] | None = None
 
 
 class MessageQuery(ListQuery):
@@ -95,6 +97,8 @@ def list_(call: Call) -> dict[str, Any]:
         query = query.where(c.user_id == q.user_id)
     if q.assignee_id:
         query = query.where(c.assignee_id == q.assignee_id)
+    if q.handled_by:
+        query = query.where(c.handled_by == q.handled_by)
     if q.tag:
         has_tag = rows.db(call.session).dialect.json_array_has("conversation.tags", "tag")
         query = query.where(text(has_tag).bindparams(tag=q.tag))
@@ -126,6 +130,11 @@ def read(call: Call) -> dict[str, Any]:
 
 def patch(call: Call) -> dict[str, Any]:
     conv = conversations.update_conversation(call.write, call.workspace_id, call.params["conversation_id"], call.body)
+    return conversation_json(conv)
+
+
+def handover(call: Call) -> dict[str, Any]:
+    conv = conversations.hand_over(call.write, call.workspace_id, call.params["conversation_id"], call.body)
     return conversation_json(conv)
 
 
@@ -209,15 +218,29 @@ ENDPOINTS = [
     ),
     Endpoint(
         "POST",
+        "/conversations/{conversation_id}/handover",
+        handover,
+        "Hand the conversation to a human (the named one, or the available one with the fewest open "
+        "conversations, or nobody: it waits) or back to the bot; fires conversation.handover",
+        "Conversations",
+        body=HandoverIn,
+        response=ConversationOut,
+        status=200,
+        scope="write",
+        errors=(404, 422),
+    ),
+    Endpoint(
+        "POST",
         "/conversations/{conversation_id}/messages",
         post_message,
-        "Post a message (201; 200 when client_message_id repeats an earlier one)",
+        "Post a message (201; 200 when client_message_id repeats an earlier one; 409 handled_by_human "
+        "for a bot's message while a human has control)",
         "Messages",
         body=MessageIn,
         response=MessageOut,
         status=201,
         scope="write",
-        errors=(404, 422),
+        errors=(404, 409, 422),
         check=check_message,
     ),
     Endpoint(

@@ -329,11 +329,20 @@ class MessageIn(Strict):
     reply_parts: list[ReplyPart] = Field(default_factory=list, max_length=2)
     reply_to: ReplyTo | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")
+    private: bool = Field(
+        default=False,
+        description="A private note for the team (actor bot or agent): listed by the API and the console, "
+        "carried by message.created, never sent to the widget. A bot may add one while a human has control.",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> MessageIn:
         if not self.message_parts and not self.reply_parts:
             raise ValueError("a message needs at least one message part or reply part")
+        if self.private and self.actor.type == "user":
+            raise ValueError("a private note comes from a bot or an agent, not the user")
+        if self.private and self.reply_parts:
+            raise ValueError("a private note has no reply parts (the customer never sees it)")
         return self
 
 
@@ -346,6 +355,7 @@ class MessageOut(BaseModel):
     reply_parts: list[dict[str, Any]]
     reply_to: ReplyTo | None = None
     client_message_id: str | None = None
+    private: bool = False
     created_at: str
 
 
@@ -388,11 +398,17 @@ class AgentIn(Strict):
     avatar_url: HttpUrl | None = None
 
 
+AgentStatus = Literal["online", "away"]
+
+
 class AgentOut(BaseModel):
     id: str
     name: str
     kind: Literal["bot", "human"]
     avatar_url: str | None
+    status: AgentStatus = Field(
+        description="online or away: what the agent chose, or away when their consoles have all been closed a while."
+    )
     created_at: str
 
 
@@ -421,6 +437,24 @@ class ConversationPatch(Strict):
         return None if tags is None else list(dict.fromkeys(tags))
 
 
+class HandoverIn(Strict):
+    to: Literal["human", "bot"]
+    agent_id: str | None = Field(
+        default=None, max_length=64,
+        description="A human agent to hand to; without it, the available human with the fewest open "
+        "conversations, or none (the conversation waits for a human).",
+    )
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Carried by conversation.handover (default: api)."
+    )
+
+    @model_validator(mode="after")
+    def _agent_for_humans(self) -> HandoverIn:
+        if self.agent_id is not None and self.to == "bot":
+            raise ValueError("agent_id names a human: hand to the bot without one")
+        return self
+
+
 class ConversationOut(BaseModel):
     id: str
     user_id: str
@@ -428,6 +462,8 @@ class ConversationOut(BaseModel):
     assignee_id: str | None
     tags: list[str]
     properties: dict[str, Any]
+    assignee_kind: Literal["bot", "human"] | None
+    handled_by: Literal["bot", "human"]
     created_at: str
     updated_at: str
     last_message_seq: int

@@ -12,7 +12,7 @@ from app import conversations, people
 from app.store import sql as rows
 from app.store.tables import Agent, Conversation, Message, User, WebviewOpening
 
-VIEWS = {"open": "Open", "mine": "Assigned to me", "resolved": "Resolved"}
+VIEWS = {"open": "Open", "mine": "Assigned to me", "waiting": "Waiting", "resolved": "Resolved"}
 LIST_LIMIT = 100
 TRANSCRIPT_LIMIT = 500
 
@@ -56,7 +56,8 @@ class ConversationRow:
 def list_conversations(
     s: Session, workspace_id: str, view: str, agent_id: str | None, limit: int = LIST_LIMIT
 ) -> list[ConversationRow]:
-    """Newest activity first. "mine" is open conversations assigned to this agent."""
+    """Newest activity first. "mine" is open conversations assigned to this agent; "waiting" the
+    open ones handed to humans that nobody has yet."""
     query = select(Conversation).where(Conversation.workspace_id == workspace_id)
     if view == "resolved":
         query = query.where(Conversation.status == "resolved")
@@ -64,6 +65,8 @@ def list_conversations(
         query = query.where(Conversation.status == "open")
     if view == "mine":
         query = query.where(Conversation.assignee_id == (agent_id or ""))
+    elif view == "waiting":
+        query = query.where(Conversation.handled_by == "human", col(Conversation.assignee_id).is_(None))
     convs = list(
         s.exec(query.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc()).limit(limit))
     )

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from starlette.responses import JSONResponse, Response
 
 from app import conversations, errors
-from app.api.schemas import ActorIn, ConversationPatch, MessageIn
+from app.api.schemas import ActorIn, ConversationPatch, HandoverIn, MessageIn
 from app.console import conversations as convs
 from app.console import files
 from app.console.auth import Ctx
@@ -185,3 +185,18 @@ async def set_status(ctx: Ctx) -> Response:
     resolve = ctx.field("status") == "resolved"
     notice = "Conversation resolved." if resolve else "Conversation reopened."
     return await _patch(ctx, {"status": "resolved" if resolve else "open"}, notice)
+
+
+@console_page()
+async def return_to_bot(ctx: Ctx) -> Response:
+    """"Return to bot": control goes back to the bot and the human assignee lets go (the API's
+    ``POST …/handover`` with ``to: bot``, reason ``returned_by_agent``)."""
+    conversation_id = ctx.request.path_params["conversation_id"]
+    body = HandoverIn(to="bot", reason="returned_by_agent")
+    await ctx.state.runner.write(
+        conversations.hand_over, ctx.workspace_id, conversation_id, body, partition=conversation_id
+    )
+    notice = "The bot has this conversation again."
+    if _wants_json(ctx):
+        return JSONResponse({"notice": notice})
+    return redirect(ctx, _url(conversation_id, _view(ctx)), notice)

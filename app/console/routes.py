@@ -29,6 +29,7 @@ ROUTES: list[BaseRoute] = [
     Route("/console/inbox/{conversation_id}/files", files.upload, methods=_POST),
     Route("/console/inbox/{conversation_id}/assign", inbox.assign, methods=_POST),
     Route("/console/inbox/{conversation_id}/status", inbox.set_status, methods=_POST),
+    Route("/console/inbox/{conversation_id}/return-to-bot", inbox.return_to_bot, methods=_POST),
     *live.ROUTES,
     # Settings
     Route("/console/settings", login.settings_home),

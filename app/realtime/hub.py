@@ -60,6 +60,7 @@ PING = '{"type":"ping"}'
 # What a connection's queue holds: ready text, or work that needs the store or the seq.
 _TEXT = 0  # (_TEXT, text)
 _MESSAGE = 1  # (_MESSAGE, conversation_id, seq, text): sent unless a duplicate; a gap catches up
+#               text None: a private note's seq (SPEC §11), passed over without a frame
 _BIND = 2  # (_BIND, conversation): follow this conversation from now on, then catch up
 _CATCH_UP = 3  # (_CATCH_UP,): read what the client lacks from the store
 _RESYNC = 4  # (_RESYNC,): something happened during the handshake: check the newest conversation
@@ -131,7 +132,7 @@ class Connection:
     def send_frame(self, frame: dict[str, Any]) -> None:
         self._push((_TEXT, dumps(frame)))
 
-    def push_message(self, conversation_id: str, seq: int, text: str) -> None:
+    def push_message(self, conversation_id: str, seq: int, text: str | None) -> None:
         self._push((_MESSAGE, conversation_id, seq, text))
 
     def _push(self, item: tuple[Any, ...]) -> None:
@@ -226,13 +227,14 @@ class Connection:
         async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
             await self.websocket.send_text(text)
 
-    async def _deliver_message(self, conversation_id: str, seq: int, text: str) -> None:
+    async def _deliver_message(self, conversation_id: str, seq: int, text: str | None) -> None:
         if conversation_id != self.sending_conversation or seq <= self.sent_seq:
             return  # another conversation's, or already sent (catch-up and live event overlap)
         if seq > self.sent_seq + 1:
             await self._catch_up()  # a gap: the store has what the broker dropped
             return
-        await self._send(text)
+        if text is not None:  # a private note is never sent: only its seq is passed
+            await self._send(text)
         self.sent_seq = seq
 
     async def _bind(self, conversation: dict[str, Any]) -> None:
@@ -530,7 +532,8 @@ class Hub:
         message = data["message"]
         if conv["id"] not in self.by_conversation:
             return
-        text = await self.message_text(message)
+        # A private note is the team's alone: the widget never gets it, only its seq is passed.
+        text = None if message.get("private") else await self.message_text(message)
         for conn in list(self.by_conversation.get(conv["id"], ())):
             conn.push_message(conv["id"], message["seq"], text)
 

@@ -168,6 +168,8 @@ class ConversationRow:
     created_at: datetime
     updated_at: datetime
     sync_seq: int  # the change order a CRM syncs by (``next_sync_seq``)
+    assignee_kind: str | None
+    handled_by: str
 
 
 @dataclasses.dataclass(slots=True)
@@ -185,6 +187,7 @@ class MessageRow:
     reply_to: dict[str, Any] | None
     client_message_id: str | None
     created_at: datetime
+    private: bool
 
 
 @dataclasses.dataclass(slots=True)
@@ -198,6 +201,8 @@ class AgentRow:
     avatar_url: str | None
     is_default_bot: bool
     created_at: datetime
+    status: str
+    last_seen_at: datetime | None
 
 
 CONVERSATION: Shape[ConversationRow] = Shape(Conversation, ConversationRow)
@@ -388,13 +393,14 @@ _MESSAGES_AFTER = (
 def messages_json_page(
     s: Session | Db, conversation_id: str, after: int, limit: int, max_chars: int
 ) -> list[dict[str, Any]]:
-    """``messages_json_after``, also bounded in size: messages are taken while the ones before
+    """The widget's page of messages: ``messages_json_after`` without private notes (the team's
+    alone, SPEC §11), also bounded in size: messages are taken while the ones before
     them hold fewer than ``max_chars`` characters of stored JSON (so always at least one, and a
     page exceeds the bound by at most its last message). The running size is a window sum over
     the same index scan, so the bound costs no extra visit."""
     h = db(s)
     d = h.dialect
-    return [_message_json(d, r) for r in h.run(_MESSAGES_PAGE, (conversation_id, after, limit, max_chars))]
+    return [_message_json(d, r) for r in h.run(_MESSAGES_PAGE, (conversation_id, after, False, limit, max_chars))]
 
 
 _MESSAGES_PAGE = (
@@ -402,19 +408,19 @@ _MESSAGES_PAGE = (
     f" SELECT {MESSAGE.columns_json_text_named},"
     f" COALESCE(SUM({MESSAGE.json_size}) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
     " AS size_before"
-    " FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+    " FROM message WHERE conversation_id = ? AND seq > ? AND private = ? ORDER BY seq LIMIT ?"
     ") AS page WHERE size_before < ? ORDER BY seq"
 )
 # What the public message JSON takes from a row, in the order ``_message_json`` unpacks it.
 _MESSAGE_JSON_FIELDS = itemgetter(*(MESSAGE.index[n] for n in (
     "id", "conversation_id", "seq", "actor_type", "actor_id", "message_parts", "reply_parts", "reply_to",
-    "client_message_id", "created_at",
+    "client_message_id", "created_at", "private",
 )))  # fmt: skip
 
 
 def _message_json(d: Dialect, r: tuple[Any, ...]) -> dict[str, Any]:
     """A row of ``MESSAGE.columns_json_text`` as ``shapes.message_json`` would render it."""
-    id_, conversation_id, seq, actor_type, actor_id, parts, replies, reply_to, client_id, created_at = (
+    id_, conversation_id, seq, actor_type, actor_id, parts, replies, reply_to, client_id, created_at, private = (
         _MESSAGE_JSON_FIELDS(r)
     )
     return {
@@ -428,6 +434,7 @@ def _message_json(d: Dialect, r: tuple[Any, ...]) -> dict[str, Any]:
         "reply_parts": d.raw_json(replies),
         "reply_to": d.raw_json(reply_to),
         "client_message_id": client_id,
+        "private": bool(private),
         "created_at": d.iso(created_at),
     }
 

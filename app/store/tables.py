@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 from app.ids import utcnow
@@ -126,18 +127,28 @@ class Agent(SQLModel, table=True):
     avatar_url: str | None = None
     is_default_bot: bool = False
     created_at: datetime = created()
+    # A human's availability (SPEC §11): what they chose ("online" | "away"), and when a console
+    # of theirs was last open; ``app/availability.py`` turns the two into the status shown.
+    status: str = Field(default="online", sa_column_kwargs={"server_default": "online"})
+    last_seen_at: datetime | None = ts(nullable=True)
 
 
 class Conversation(SQLModel, table=True):
     __table_args__ = (
         Index("ix_conversation_ws_updated", "workspace_id", "updated_at", "id"),
         Index("ix_conversation_ws_sync", "workspace_id", "sync_seq", "id"),
+        # Routing counts each human's open conversations (``app/availability.py``).
+        Index("ix_conversation_assignee_status", "assignee_id", "status"),
     )
     id: str = Field(primary_key=True)
     workspace_id: str = Field(foreign_key="workspace.id", index=True)
     user_id: str = Field(foreign_key="user.id", index=True)
     status: str = "open"  # open | resolved
     assignee_id: str | None = Field(default=None, foreign_key="agent.id")
+    # The assignee's kind ("bot" | "human" | None), kept with assignee_id so no reader looks it up.
+    assignee_kind: str | None = None
+    # Who has control (SPEC §11): "bot" | "human". A bot's message is refused while a human has it.
+    handled_by: str = Field(default="bot", sa_column_kwargs={"server_default": "bot"})
     last_message_seq: int = 0
     user_read_seq: int = 0
     agent_read_seq: int = 0
@@ -164,6 +175,8 @@ class Message(SQLModel, table=True):
     reply_to: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     client_message_id: str | None = None
     created_at: datetime = created()
+    # A private note (SPEC §11): for the team only, never sent to the widget.
+    private: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
 
 
 class IdempotencyRecord(SQLModel, table=True):

@@ -60,6 +60,7 @@ class Job:
     event_id: str  # the webhook-id
     body: bytes
     endpoint_id: str
+    attempts: int = 0  # attempts made before this one (0: this is the first)
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _claim_statement(dialect: Dialect) -> Any:
             status="delivering", lease_owner=bindparam("owner"), lease_until=bindparam("until"),
             updated_at=bindparam("now"),
         )
-        .returning(D.id, D.event_id, D.created_at)
+        .returning(D.id, D.event_id, D.created_at, D.attempts)
     )
 
 
@@ -202,7 +203,7 @@ def claim_due(
         for row in rows:
             body = bodies.get(row.event_id)
             if isinstance(body, bytes):
-                jobs.append(Job(row.id, row.event_id, body, target.id))
+                jobs.append(Job(row.id, row.event_id, body, target.id, row.attempts))
             else:
                 _fail_delivery(conn, row.id, body or "its event is missing", now)
         if jobs:

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
@@ -212,8 +213,19 @@ class Dispatcher:
     """Claims due deliveries and sends them: a task per endpoint, each with up to
     ``webhook_endpoint_concurrency`` deliveries in flight."""
 
-    def __init__(self, runner: Runner, settings: Settings, sender: Sender, *, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        settings: Settings,
+        sender: Sender,
+        *,
+        owner: str | None = None,
+        on_first_failure: Callable[[Job], Awaitable[object]] | None = None,
+    ) -> None:
         self.runner = runner
+        # Told of each delivery whose first attempt failed, once that is recorded (the
+        # bot-unavailable handover, app/main.py); never for a retry.
+        self.on_first_failure = on_first_failure
         self.settings = settings
         self.sender = sender
         self.owner = owner or new_id("dsp")  # this process's name on the leases it holds
@@ -343,8 +355,14 @@ class Dispatcher:
                 stop.add_done_callback(lambda _: self._held.discard(job.delivery_id))
                 quick = outcome.duration_ms < QUICK_MS
                 self._sizes[endpoint_id] = MAX_BATCH_PER_ENDPOINT if quick else self._first_size
-                if not outcome.ok and await stop:
-                    stopped = True  # disabled or deleted meanwhile
+                if not outcome.ok:
+                    if await stop:
+                        stopped = True  # disabled or deleted meanwhile
+                    if job.attempts == 0 and self.on_first_failure is not None:
+                        try:
+                            await self.on_first_failure(job)
+                        except Exception as exc:  # its own business: deliveries go on
+                            log.warning("webhook dispatcher: after a first failure: %s", brief(exc))
             finally:
                 if not submitted:  # not sent after all: no longer ours to renew
                     self._held.discard(job.delivery_id)

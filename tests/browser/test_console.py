@@ -354,3 +354,46 @@ def test_admin_invites_an_agent_who_works_only_the_inbox(browser: Any, page: Any
         expect(other.get_by_role("button", name="Log in")).to_be_visible()
     finally:
         agent.close()
+
+
+def test_handover_waiting_queue_and_return_to_bot(page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    """A conversation handed to humans waits when nobody is available, shows who has control,
+    and "Return to bot" gives it back (SPEC §11)."""
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    grace = next(a for a in api.get("/api/v1/agents").json()["data"] if a["name"] == "Grace Hopper")
+    server.in_tx(lambda tx: tx.db.run("UPDATE agent SET status = ? WHERE id = ?", ("away", grace["id"])))
+    user = api.post("/api/v1/users", json={"name": "Wes Waiting"}).json()
+    conv = api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "I want a person please"}}]}]}).json()
+    r = api.post(f"/api/v1/conversations/{conv['id']}/handover", json={"to": "human", "reason": "customer_asked"})
+    assert (r.json()["handled_by"], r.json()["assignee_id"]) == ("human", None)
+
+    page.get_by_role("link", name="Waiting", exact=True).click()
+    link = page.get_by_role("link", name=re.compile("Wes Waiting"))
+    expect(link).to_contain_text("Waiting")
+    link.click()
+    expect(page.locator("#control-label")).to_have_text("Waiting for a human")
+    expect(page.locator("#reply-hint")).not_to_contain_text("takes over from the bot")
+    # The bot may not talk over the humans meanwhile.
+    refused = api.post(f"/api/v1/conversations/{conv['id']}/messages",
+                       json={"message_parts": [{"text": {"content": "Bot here!"}}]})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "handled_by_human"
+    screenshot(page, "console-inbox-waiting")
+
+    page.get_by_role("textbox", name="Reply").fill("Grace here, I've got you.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.locator("#assignee-label")).to_contain_text("Grace Hopper")
+    expect(page.locator("#control-label")).to_have_text("Human")
+    # Taken: it leaves the waiting queue.
+    expect(page.locator("#conversation-list")).to_contain_text("Nobody is waiting")
+    page.get_by_role("link", name="Open", exact=True).click()
+    page.get_by_role("link", name=re.compile("Wes Waiting")).click()
+    page.get_by_role("button", name="Return to bot").click()
+    expect(page.locator("#control-label")).to_have_text("Bot")
+    expect(page.get_by_role("button", name="Return to bot")).to_have_count(0)
+    stored = api.get(f"/api/v1/conversations/{conv['id']}").json()
+    assert (stored["handled_by"], stored["assignee_id"]) == ("bot", None)
+    expect(page.get_by_role("link", name=re.compile("Wes Waiting"))).to_contain_text("Bot")
+    assert api.post(f"/api/v1/conversations/{conv['id']}/messages",
+                    json={"message_parts": [{"text": {"content": "Bot here!"}}]}).status_code == 201
+    screenshot(page, "console-inbox-returned-to-bot")

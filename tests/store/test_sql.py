@@ -121,7 +121,7 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
 
             seq = run(sql.next_sync_seq, h)
             assert sql.next_sync_seq(h) == seq  # one value per transaction
-            conv = sql.ConversationRow("cnv_1", "wsp_1", "usr_1", "open", None, 0, 0, 0, ["a"], {"k": 1}, now, now, seq)
+            conv = sql.ConversationRow("cnv_1", "wsp_1", "usr_1", "open", None, 0, 0, 0, ["a"], {"k": 1}, now, now, seq, None, "bot")
             run(sql.insert_conversation, h, conv)
             assert run(sql.get_conversation, h, "wsp_1", "cnv_1", lock=True) == conv
             assert run(sql.newest_conversation, s, "wsp_1", "usr_1") == conv
@@ -140,20 +140,28 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
             assert (stored.tags, stored.properties) == (["b", "c"], {"é": [1]})
 
             first = sql.MessageRow(
-                "msg_1", "wsp_1", "cnv_1", 1, "bot", "agt_bot", [{"text": {"content": "hi"}}], [], None, "c1", now
+                "msg_1", "wsp_1", "cnv_1", 1, "bot", "agt_bot", [{"text": {"content": "hi"}}], [], None, "c1", now, False
             )
             second = sql.MessageRow(
                 "msg_2", "wsp_1", "cnv_1", 2, "user", "usr_1", [{"text": {"content": "é" * 50}}],
-                [{"text": {"content": "ok"}}], {"message_id": "msg_1"}, None, later,
+                [{"text": {"content": "ok"}}], {"message_id": "msg_1"}, None, later, False,
+            )  # fmt: skip
+            note = sql.MessageRow(
+                "msg_3", "wsp_1", "cnv_1", 3, "agent", None, [{"text": {"content": "a note"}}], [], None, None, later,
+                True,
             )  # fmt: skip
             run(sql.insert_message, h, first)
             sql.insert_message(h, second)
+            sql.insert_message(h, note)
             assert run(sql.message_by_client_id, h, "cnv_1", "c1") == first
             assert run(sql.message_conversation_id, h, "msg_2") == "cnv_1"
-            expected = [orjson.loads(orjson.dumps(message_json(m))) for m in (first, second)]
+            expected = [orjson.loads(orjson.dumps(message_json(m))) for m in (first, second, note)]
+            assert expected[2]["private"] is True and expected[0]["private"] is False
             assert orjson.loads(orjson.dumps(run(sql.messages_json_after, s, "cnv_1", 0, 10))) == expected
             page = run(sql.messages_json_page, s, "cnv_1", 0, 10, 1)  # the first message already fills it
             assert orjson.loads(orjson.dumps(page)) == expected[:1]
+            widget_page = sql.messages_json_page(s, "cnv_1", 0, 10, 10_000)  # never a private note
+            assert orjson.loads(orjson.dumps(widget_page)) == expected[:2]
 
             run(sql.insert_event, h, "msg_evt", "wsp_1", "message.created", {"type": "message.created"}, now)
             run(sql.insert_deliveries, h, "wsp_1", "msg_evt", "message.created", ["whe_1"], lambda: new_id("dlv"), now)
