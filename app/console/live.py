@@ -19,7 +19,7 @@ from sqlmodel import Session
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import conversations, errors, people
+from app import availability, conversations, errors, people
 from app.console import auth
 from app.console.hub import LiveSocket
 from app.realtime.closecodes import CloseCode
@@ -57,15 +57,29 @@ async def live(websocket: WebSocket) -> None:
     sock = LiveSocket(websocket, user.workspace_id, user.id)
     hub.sockets.add(sock)
     sender = asyncio.create_task(_send_loop(sock))
+    seen = asyncio.create_task(_say_seen(state, user.agent_id)) if user.agent_id else None
     try:
         await _receive_loop(state, sock, user.agent_id)
     except WebSocketDisconnect:
         pass
     finally:
         hub.sockets.discard(sock)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        for task in (sender, seen):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+async def _say_seen(state: AppState, agent_id: str) -> None:
+    """While an Inbox page is open its agent counts as present (``app/availability.py``): one
+    small write when it opens and every ``SEEN_EVERY_SECONDS`` after."""
+    while True:
+        try:
+            await state.runner.write(availability.mark_seen, agent_id)
+        except Exception as exc:  # the database is away: presence is a hint, try again later
+            log.info("console: could not record presence: %s", type(exc).__name__)
+        await asyncio.sleep(availability.SEEN_EVERY_SECONDS)
 
 
 async def _send_loop(sock: LiveSocket) -> None:

@@ -21,7 +21,7 @@ def note(api: httpx.Client, conversation_id: str, content: str, actor: dict[str,
 
 
 def test_the_widget_never_receives_a_private_note(
-    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client  # noqa: F811
 ) -> None:
     human = api.post("/api/v1/agents", json={"name": "Ann", "kind": "human"}).json()
     client = widget(server, tenant)
