@@ -243,13 +243,16 @@
       });
       form.addEventListener("submit", function (e) {
         e.preventDefault();
+        // "Add note" submits the same box as a private note (the team's alone).
+        var asNote = !!(e.submitter && e.submitter.name === "as" && e.submitter.value === "note");
         var problem = files.problem();
         if (problem) { if (error) error.textContent = problem; return; }
-        if (!box.value.trim() && !files.ids().length) { if (error) error.textContent = "Write a reply first."; box.setAttribute("aria-invalid", "true"); return; }
+        if (!box.value.trim() && !files.ids().length) { if (error) error.textContent = asNote ? "Write a note first." : "Write a reply first."; box.setAttribute("aria-invalid", "true"); return; }
         var data = new FormData(form);
+        if (asNote) data.append("as", "note");
         files.ids().forEach(function (id) { data.append("file_id", id); });
-        var button = $("button[type=submit]", form);
-        button.disabled = true;
+        var buttons = $all("button[type=submit]", form);
+        buttons.forEach(function (b) { b.disabled = true; });
         fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
           .then(function (r) {
             return r.json().catch(function () { return {}; }).then(function (body) { return { ok: r.ok, status: r.status, body: body }; });
@@ -270,7 +273,7 @@
             refreshHeader();
           })
           .catch(function () { if (error) error.textContent = "You seem to be offline. Your reply was not sent."; })
-          .then(function () { button.disabled = false; box.focus(); });
+          .then(function () { buttons.forEach(function (b) { b.disabled = false; }); box.focus(); });
       });
       if (!$(".flash") && current) box.focus({ preventScroll: true });
     }

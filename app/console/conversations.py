@@ -51,6 +51,7 @@ class ConversationRow:
     last_actor: str
     assignee: str | None
     unread: bool
+    note: bool = False  # the newest message is a private note
 
 
 def list_conversations(
@@ -95,6 +96,7 @@ def list_conversations(
                 last_actor=message.actor_type if message else "",
                 assignee=assignee.name if assignee else None,
                 unread=c.last_message_seq > c.agent_read_seq and (message is None or message.actor_type == "user"),
+                note=bool(message and message.private),
             )
         )
     return rows

@@ -123,9 +123,11 @@ async def reply(ctx: Ctx) -> Response:
     conversation_id = ctx.request.path_params["conversation_id"]
     text = ctx.field("text").strip()
     file_ids = list(dict.fromkeys(ctx.fields("file_id")))  # uploaded from the reply box (console/files.py)
+    # "Add note" (``as=note``): the reply box's text becomes a private note, for the team alone.
+    note = ctx.field("as") == "note"
     problem = None
     if not text and not file_ids:
-        problem = "Write a reply first."
+        problem = "Write a note first." if note else "Write a reply first."
     elif len(text) > MAX_REPLY:
         problem = f"A reply is at most {MAX_REPLY} characters."
     elif len(file_ids) > files.MAX_FILES_PER_REPLY:
@@ -143,6 +145,7 @@ async def reply(ctx: Ctx) -> Response:
             actor=ActorIn(type="agent", id=ctx.agent_id),
             message_parts=([{"text": {"content": text}}] if text else []) + file_parts,  # type: ignore[arg-type]
             client_message_id=ctx.field("client_message_id") or None,
+            private=note,
         )
     except ValidationError as exc:
         raise errors.from_validation_error(exc) from None

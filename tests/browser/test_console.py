@@ -397,3 +397,29 @@ def test_handover_waiting_queue_and_return_to_bot(page: Any, server: LiveServer,
     assert api.post(f"/api/v1/conversations/{conv['id']}/messages",
                     json={"message_parts": [{"text": {"content": "Bot here!"}}]}).status_code == 201
     screenshot(page, "console-inbox-returned-to-bot")
+
+
+def test_add_note_is_for_the_team_alone(page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    """"Add note" turns the Reply box's text into a private note: shown in the console, carried by
+    the API marked private, never in the customer's widget (SPEC §11)."""
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    user = api.post("/api/v1/users", json={"name": "Nora Note"}).json()
+    conv = api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "My card was charged twice"}}]}]}).json()
+    page.reload()
+    page.get_by_role("link", name=re.compile("Nora Note")).click()
+    page.get_by_role("textbox", name="Reply").fill("Checked: the second charge is a pre-authorisation.")
+    page.get_by_role("button", name="Add note").click()
+    note = page.get_by_role("article", name=re.compile("Private note by Grace Hopper"))
+    expect(note).to_contain_text("pre-authorisation")
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("")
+    # A note takes nothing over: the bot still has the conversation.
+    expect(page.locator("#control-label")).to_have_text("Bot")
+    listed = api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"]
+    assert [m["private"] for m in listed] == [False, True]
+    assert api.get(f"/api/v1/conversations/{conv['id']}").json()["handled_by"] == "bot"
+    expect(page.get_by_role("link", name=re.compile("Nora Note"))).to_contain_text("Note: Checked")
+    screenshot(page, "console-inbox-note")
+    # Without text there is nothing to add.
+    page.get_by_role("button", name="Add note").click()
+    expect(page.locator("#reply-error")).to_have_text("Write a note first.")
