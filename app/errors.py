@@ -80,6 +80,15 @@ class Unavailable(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+def plain_message(message: str) -> str:
+    """Pydantic's message without its "Value error, " / "Assertion failed, " prefix: our own
+    validators already say what is wrong in plain words."""
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
 def from_validation_error(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> Unprocessable:
     """Pydantic errors as a 422 whose details name each failing field by its dotted path."""
     problems = []
@@ -89,7 +98,7 @@ def from_validation_error(exc: ValidationError, prefix: tuple[str | int, ...] = 
             # tagged unions repeat the tag (``text.text.content``); show it once
             if not (loc and isinstance(part, str) and loc[-1] == part):
                 loc.append(part)
-        problems.append({"field": ".".join(str(p) for p in loc), "message": err["msg"]})
+        problems.append({"field": ".".join(str(p) for p in loc), "message": plain_message(err["msg"])})
     first = problems[0]["field"] if problems else "body"
     label = first or "body"
     return Unprocessable(f"Invalid field: {label}", details=problems)

@@ -60,6 +60,30 @@
     });
   }
 
+  // --- <form data-confirm="Question?">: destructive actions ask first ----------------------
+  function setupConfirm() {
+    $all("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+      });
+    });
+  }
+
+  // --- webhook events: "All events" or the ticked ones, one clear choice ------------------
+  function setupEventsChoice() {
+    $all("[data-events-choice]").forEach(function (box) {
+      var all = $("input[name=events_mode][value=all]", box);
+      var some = $("input[name=events_mode][value=some]", box);
+      var singles = $all("input[name=events]", box);
+      all.addEventListener("change", function () {
+        if (all.checked) singles.forEach(function (c) { c.checked = false; });
+      });
+      singles.forEach(function (c) {
+        c.addEventListener("change", function () { if (c.checked) some.checked = true; });
+      });
+    });
+  }
+
   // --- widget settings: live preview ------------------------------------------------------
   function setupPreview() {
     var preview = $("#widget-preview");
@@ -438,6 +462,8 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     setupCopy();
+    setupConfirm();
+    setupEventsChoice();
     setupReveal();
     setupPreview();
     setupInbox();

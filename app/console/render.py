@@ -58,6 +58,16 @@ def when(value: datetime | None) -> str:
     return f"{value.day} {value.strftime('%b %Y')}"
 
 
+def when_exact(value: datetime | None) -> str:
+    """``when`` with the time of day on other days too: "14:05", "3 Mar 14:05"."""
+    if value is None:
+        return "never"
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    day = when(value)
+    time_ = value.strftime("%H:%M")
+    return time_ if day == time_ else f"{day} {time_}"
+
+
 def filesize(value: object) -> str:
     """1258291 -> "1.2 MB" (binary units, as the widget shows them); "" when unknown."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -99,6 +109,7 @@ def environment() -> Environment:
     env.filters["linkify"] = linkify
     env.filters["when"] = when
     env.filters["iso"] = iso
+    env.filters["when_exact"] = when_exact
     env.filters["filesize"] = filesize
     env.filters["filekind"] = filekind
     return env
@@ -148,6 +159,25 @@ def redirect(ctx: Ctx, url: str, notice: str | None = None) -> Response:
             secure=is_https(ctx.request, ctx.state),
         )
     return response
+
+
+def set_once(ctx: Ctx, response: Response, name: str, value: str, *, path: str) -> None:
+    """A signed cookie for the next page alone (a minute long, HttpOnly): what to show once."""
+    signed = URLSafeSerializer(ctx.state.settings.secret_key.get_secret_value(), salt=name).dumps(value)
+    response.set_cookie(
+        name, signed, max_age=60, path=path, httponly=True, samesite="lax", secure=is_https(ctx.request, ctx.state)
+    )
+
+
+def take_once(ctx: Ctx, name: str) -> str | None:
+    """The value of a ``set_once`` cookie, if it is there and signed by this server."""
+    raw = ctx.request.cookies.get(name)
+    if not raw:
+        return None
+    try:
+        return str(URLSafeSerializer(ctx.state.settings.secret_key.get_secret_value(), salt=name).loads(raw))
+    except BadSignature:
+        return None
 
 
 def _take_flash(request: Request) -> str | None:

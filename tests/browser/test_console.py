@@ -42,6 +42,13 @@ def test_login_then_generate_use_and_revoke_a_token(page: Any, server: LiveServe
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as api:
         assert api.post("/api/v1/users", json={"name": "Via console token"}).status_code == 201
         row = page.get_by_role("row", name=re.compile("Freddy bot"))
+        # Revoke asks first: dismissed, nothing happens; accepted, the token is revoked.
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+        row.get_by_role("button", name="Revoke").click()
+        assert api.post("/api/v1/users", json={"name": "Still works"}).status_code == 201
+        assert asked and "Freddy bot" in asked[0]
+        page.once("dialog", lambda d: d.accept())
         row.get_by_role("button", name="Revoke").click()
         expect(page.get_by_role("status")).to_contain_text("revoked")
         refused = api.post("/api/v1/users", json={"name": "After revoke"})
@@ -178,10 +185,10 @@ def test_webhook_endpoint_test_event_delivery_log_and_retry(page: Any, server: L
         page.get_by_label("URL").fill(receiver.url)
         page.get_by_label("Description").fill("Freddy")
         page.get_by_role("button", name="Save").click()
+        # The endpoint's own page, with its new secret shown at once.
         expect(page.get_by_role("heading", name=receiver.url)).to_be_visible()
-
-        page.get_by_role("button", name="Reveal secret").click()
         secret = page.get_by_text(re.compile(r"^whsec_")).inner_text().strip()
+        screenshot(page, "console-webhook-added")
         page.get_by_role("button", name="Send test").click()
         expect(page.get_by_role("status")).to_contain_text("Test event sent")
 
@@ -218,10 +225,46 @@ def test_webhook_endpoint_test_event_delivery_log_and_retry(page: Any, server: L
             return page.get_by_text("Succeeded", exact=True).count() > 0
         eventually(logged_success)
 
-        page.get_by_role("link", name=re.compile("full log")).click()
         expect(page.get_by_role("heading", name="Delivery log")).to_be_visible()
         expect(page.get_by_text("HTTP 200").first).to_be_visible()
+        expect(page.get_by_test_id("endpoint-health")).to_contain_text("last delivered")
+        page.get_by_text("Payload sent").first.click()
+        expect(page.get_by_text('"webhook.test"').first).to_be_visible()
         screenshot(page, "console-webhook-endpoint")
+        page.get_by_role("link", name="← Webhooks").click()
+        expect(page.get_by_role("link", name=re.compile("full log"))).to_be_visible()
+        screenshot(page, "console-webhooks-list")
+
+
+def test_webhook_events_are_one_choice_and_delete_asks_first(page: Any, server: LiveServer, tenant: Tenant) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_role("button", name="Add endpoint").click()
+    page.get_by_label("URL").fill("https://hooks.example.com/one")
+    all_events = page.get_by_role("radio", name=re.compile("All events"))
+    only = page.get_by_role("radio", name="Only the events I tick")
+    expect(all_events).to_be_checked()
+    # Ticking a single event switches the choice; choosing "All events" again unticks it.
+    page.get_by_role("checkbox", name="message.created").check()
+    expect(only).to_be_checked()
+    all_events.check()
+    expect(page.get_by_role("checkbox", name="message.created")).not_to_be_checked()
+    page.get_by_role("checkbox", name="conversation.resolved").check()
+    screenshot(page, "console-webhook-events-choice")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="https://hooks.example.com/one")).to_be_visible()
+    with httpx.Client(base_url=server.url, headers=tenant.headers) as api:
+        (endpoint,) = api.get("/api/v1/webhook-endpoints").json()["data"]
+        assert endpoint["events"] == ["conversation.resolved"]
+
+        page.once("dialog", lambda d: d.dismiss())
+        page.get_by_role("button", name="Delete endpoint").click()
+        expect(page.get_by_role("heading", name="https://hooks.example.com/one")).to_be_visible()
+        assert len(api.get("/api/v1/webhook-endpoints").json()["data"]) == 1
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Delete endpoint").click()
+        expect(page.get_by_role("status")).to_contain_text("deleted")
+        assert api.get("/api/v1/webhook-endpoints").json()["data"] == []
 
 
 def test_widget_and_inbox_talk_live_and_the_widget_follows_settings(
