@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app import VERSION, errors
-from app.api import agents, conversations, files, tokens, users, webview_contexts, widget_settings
+from app.api import agents, conversations, files, tokens, users, webview_contexts, widget_settings, workspace
 from app.api import webhooks as webhook_routes
 from app.api.framework import Api, Endpoint, JSONResponse, error_response
 from app.api.openapi import build_openapi, render_docs
@@ -25,6 +25,7 @@ from app.assets import STATIC_DIR, TEMPLATES_DIR
 from app.console import routes as console_pages
 from app.console.hub import ConsoleHub
 from app.conversations import customer_message_to_a_bot, hand_over_if_bot_unavailable
+from app.data.retention import DataJob, run_data_job
 from app.demo import routes as demo_pages
 from app.edge import HttpEdge, internal_error_response
 from app.files import routes as file_pages
@@ -61,6 +62,7 @@ def api_endpoints() -> list[Endpoint]:
         *webview_contexts.ENDPOINTS,
         *webhook_routes.ENDPOINTS,
         *files.ENDPOINTS,
+        *workspace.ENDPOINTS,
     ]
 
 
@@ -159,10 +161,12 @@ async def start_services(
         webhook_sender=webhook_sender,
         dispatcher=Dispatcher(runner, settings, webhook_sender, on_first_failure=_bot_unavailable(runner)),
         files=file_store,
+        data_job=DataJob(runner, engine, file_store, settings),
         listeners=[hub.on_event, console.on_event],
     )
     await broker.start(state.on_event)
     await run_dispatcher(state.dispatcher, stack)
+    await run_data_job(state.data_job, stack)
     await start_socket_gauges(hub, console, stack)
     # Pushed last, so run first at shutdown: no event arrives while the sockets close.
     stack.push_async_callback(state.limiter.aclose)

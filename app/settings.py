@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     webhook_concurrency: int = 64  # endpoints delivered to at once, per process
     webhook_endpoint_concurrency: int = Field(default=8, ge=1, le=64)  # deliveries in flight per endpoint
 
+    # Data retention (app/data/retention.py): how often the job looks for resolved conversations
+    # past a workspace's retention_days, how many it erases per transaction, and the pause
+    # between two batches, so request writes never queue long behind it.
+    retention_interval_seconds: float = Field(default=300.0, gt=0)
+    retention_batch: int = Field(default=20, ge=1, le=500)
+    retention_pause_seconds: float = Field(default=0.05, ge=0)
+
     # /metrics asks for this bearer token when set
     metrics_token: SecretStr | None = None
 

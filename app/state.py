@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from app.console.hub import ConsoleHub
+from app.data.retention import DataJob
 from app.files.service import Files
 from app.ratelimit import RateLimiter
 from app.realtime.broker import Broker
@@ -45,6 +46,7 @@ class AppState:
     webhook_sender: Sender  # the one SSRF-guarded outbound sender: webhook deliveries, web-view form relay
     dispatcher: Dispatcher  # the webhook outbox worker
     files: Files  # uploads: the file store and the download-link signer (app/files)
+    data_job: DataJob  # retention, and reclaiming erased space (app/data/retention.py)
     authenticator: TokenAuthenticator = field(default_factory=TokenAuthenticator)
     listeners: list[Listener] = field(default_factory=list)
 

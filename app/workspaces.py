@@ -7,7 +7,7 @@ import secrets
 from sqlmodel import Session, select
 
 from app import errors, events
-from app.api.schemas import WidgetSettingsPatch
+from app.api.schemas import WidgetSettingsPatch, WorkspacePatch
 from app.ids import new_id, utcnow
 from app.people import default_bot
 from app.store.runner import Tx
@@ -64,3 +64,21 @@ def rotate_identity_secret(tx: Tx, workspace_id: str) -> Workspace:
     workspace.identity_secret = f"ids_{secrets.token_urlsafe(32)}"
     tx.session.add(workspace)
     return workspace
+
+
+def workspace_json(w: Workspace) -> dict[str, object]:
+    return {"id": w.id, "name": w.name, "retention_days": w.retention_days}
+
+
+def update_workspace(tx: Tx, workspace_id: str, patch: WorkspacePatch) -> tuple[Workspace, dict[str, object]]:
+    """Rename the workspace or set its retention; returns it and what changed (old, new)."""
+    workspace = get_workspace(tx.session, workspace_id)
+    changed: dict[str, object] = {}
+    for key, value in patch.model_dump(exclude_unset=True).items():
+        if key == "name" and value is None:
+            continue  # a name cannot be removed
+        if getattr(workspace, key) != value:
+            changed[key] = value
+            setattr(workspace, key, value)
+    tx.session.add(workspace)
+    return workspace, changed

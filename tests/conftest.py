@@ -499,13 +499,16 @@ class OnDatabase:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def on_each_database(request: pytest.FixtureRequest, app_server_factory: Any) -> Iterator[OnDatabase]:
     """The same test on a fresh SQLite file and on a fresh PostgreSQL database (skipped, with a
-    message, when ``BACKCHANNEL_TEST_POSTGRES_URL`` is unset)."""
+    message, when ``BACKCHANNEL_TEST_POSTGRES_URL`` is unset). A test marked
+    ``@pytest.mark.app_env({...})`` gets those settings."""
+    marker = request.node.get_closest_marker("app_env")
+    env = marker.args[0] if marker else {}
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_database")
         upgrade(Settings(database_url=url, env="test"))
-        server = app_server_factory(database_url=url)
+        server = app_server_factory(env=env, database_url=url)
     else:
-        server = app_server_factory()
+        server = app_server_factory(env=env)
     tenant = server.new_tenant()
     with server.client(tenant) as api:
         yield OnDatabase(request.param, server, tenant, api)

@@ -116,6 +116,9 @@ class Result:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    # Work outside the database once the write has committed, before the answer (an
+    # erasure's file bytes): ``after(state)``. A write may run more than once; this runs once.
+    after: Callable[[AppState], Awaitable[None]] | None = None
 
 
 class Api:
@@ -344,6 +347,8 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
             result = await state.runner.write(write, partition=partition)
         if "Idempotent-Replayed" in result.headers:
             await _discard(ep, state, received)  # the first upload's file is the answer
+        if result.after is not None:
+            await result.after(state)
     if result.status == 204:
         return Response(status_code=204, headers=result.headers)
     return JSONResponse(result.body, status_code=result.status, headers=result.headers)

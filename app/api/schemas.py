@@ -526,6 +526,21 @@ class WidgetSettingsPatch(Strict):
     identity_verification: bool | None = None
 
 
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    retention_days: int | None = Field(
+        description="Resolved conversations unchanged for this many days are erased; null keeps them."
+    )
+
+
+class WorkspacePatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    retention_days: int | None = Field(
+        default=None, ge=1, le=36500, description="Days to keep resolved conversations; null keeps them for ever."
+    )
+
+
 class Page(BaseModel):
     data: list[Any]
     next_cursor: str | None

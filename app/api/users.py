@@ -9,10 +9,12 @@ from sqlalchemy import func, or_, select
 
 from app import people
 from app.api.changes import ChangesQuery, change_page
-from app.api.framework import Call, Endpoint
+from app.api.framework import Call, Endpoint, Result
 from app.api.pagination import ListQuery, decode_cursor, page
 from app.api.schemas import UserIn, UserOut, UserPatch
+from app.data import erasure
 from app.shapes import user_json
+from app.state import AppState
 from app.store.sql import table_of
 from app.store.tables import User
 
@@ -43,6 +45,17 @@ def read(call: Call) -> dict[str, Any]:
 
 def patch(call: Call) -> dict[str, Any]:
     return user_json(people.update_user(call.write, call.workspace_id, call.params["user_id"], call.body))
+
+
+def delete(call: Call) -> Result:
+    """Erase the user and everything about them (SPEC §13); the bytes of their files and the
+    database's leftovers go once the transaction has committed, before the 204."""
+    erased = erasure.erase_user(call.write, call.workspace_id, call.params["user_id"])
+
+    async def finish(state: AppState) -> None:
+        await erasure.finish(state.files, state.engine, erased, state.data_job.vacuum_soon)
+
+    return Result(204, None, after=finish)
 
 
 def list_(call: Call) -> dict[str, Any]:
@@ -103,5 +116,18 @@ ENDPOINTS = [
         response=UserOut,
         scope="write",
         errors=(404, 409, 422),
+    ),
+    Endpoint(
+        "DELETE",
+        "/users/{user_id}",
+        delete,
+        "Erase a user: their conversations, messages and files are deleted, not hidden (204)",
+        "Users",
+        response=None,
+        status=204,
+        scope="write",
+        errors=(404,),
+        description="Also deleted: the webhook events and deliveries and the idempotency records that carry "
+        "their data. Fires `user.deleted` with `{user_id, external_id}`. See docs/data.md.",
     ),
 ]

@@ -13,6 +13,7 @@ in SQLite as SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff`` text, and come back awa
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -29,7 +30,7 @@ class Dialect:
 
     __slots__ = (
         "name", "sqlite", "one_writer", "separate_read_engine", "render_as_batch", "row_locks",
-        "advisory_locks", "plans_by_statistics", "take_sync_seq", "sync_settled", "_rendered",
+        "advisory_locks", "plans_by_statistics", "take_sync_seq", "sync_settled", "reclaims_at_once", "_rendered",
     )  # fmt: skip
 
     def __init__(self, name: str) -> None:
@@ -65,6 +66,9 @@ class Dialect:
         else:
             self.take_sync_seq = "SELECT pg_current_xact_id()::text::bigint"
             self.sync_settled = "{column} < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        # After an erasure, ``reclaim_erased`` is cheap on SQLite (a WAL checkpoint) and runs at
+        # once; PostgreSQL's VACUUM is left to the background job.
+        self.reclaims_at_once = sqlite
         self._rendered: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -112,12 +116,42 @@ class Dialect:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten with zeros, not left in free space: an erasure
+            # (app/data/erasure.py) must remove the text from the file, not unlink it.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             conn.exec_driver_sql(begin)
+
+    def reclaim_erased(self, engine: Engine, tables: tuple[str, ...], attempts: int = 20) -> bool:
+        """After an erasure commits: make the deleted bytes leave the database files where the
+        database allows it. Returns whether that completed.
+
+        SQLite (``secure_delete`` on every connection) has zeroed the rows in the pages it
+        wrote, but the WAL still holds earlier frames with the old page images: a
+        ``wal_checkpoint(TRUNCATE)`` copies the WAL into the database and empties it. It cannot
+        finish while a reader holds an old snapshot, so it is tried again a few times.
+        PostgreSQL keeps dead row versions until ``VACUUM``; this runs a plain ``VACUUM`` of the
+        touched tables (no exclusive lock: writers go on), which makes them unreachable and
+        their space reusable. Bytes in free space, in WAL segments and in backups stay until
+        overwritten or expired (docs/data.md).
+        """
+        if self.sqlite:
+            with engine.connect() as conn:
+                raw: Any = conn.connection.dbapi_connection
+                for n in range(attempts):
+                    busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    if not busy:
+                        return True
+                    time.sleep(0.05 * (n + 1))
+            return False
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("VACUUM " + ", ".join(f'"{t}"' for t in tables))
+        return True
 
     # --- prepared statements and values at the DB-API level ----------------------------------
 
