@@ -225,7 +225,6 @@ async def _endpoint_page(
     errors_: dict[str, str] | None = None,
     status: int = 200,
     log: LogQuery | None = None,
-    new_secret: bool = False,
 ) -> Response:
     log = log or LogQuery()
     try:
@@ -233,7 +232,7 @@ async def _endpoint_page(
     except errors.Unprocessable:  # a cursor that is not ours: the log's first page
         log = LogQuery(log.failed, log.event)
         (view,) = await ctx.state.runner.read(load_endpoints, ctx.workspace_id, LOG, endpoint_id, log)
-    if reveal or new_secret:
+    if reveal:
         view.secret = view.endpoint.secret
     e = view.endpoint
     return render(
@@ -246,7 +245,6 @@ async def _endpoint_page(
         values=values or _stored_values(e),
         errors=errors_ or {},
         log=log,
-        new_secret=new_secret,
         log_events=list(events.WEBHOOK_EVENT_TYPES),
     )
 
@@ -269,7 +267,11 @@ def _back(ctx: Ctx, endpoint_id: str) -> str:
 
 @console_page(admin=True)
 async def webhooks_page(ctx: Ctx) -> Response:
-    return await _list_page(ctx)
+    fresh = take_once(ctx, SECRET_ONCE_COOKIE)
+    response = await _list_page(ctx, reveal=fresh)
+    if fresh is not None:
+        response.delete_cookie(SECRET_ONCE_COOKIE, path=PATH)
+    return response
 
 
 @console_page(admin=True)
@@ -282,21 +284,16 @@ async def add(ctx: Ctx) -> Response:
         endpoint = await ctx.state.runner.write(webhooks.create_endpoint, ctx.workspace_id, body)
     except errors.ApiError as exc:
         return await _list_page(ctx, values=values, errors_=form_error(exc), status=exc.status)
-    # The new secret is shown once, on the endpoint's page: the cookie names the endpoint only
-    # (signed, a minute long); the secret itself never leaves the server in a cookie or URL.
-    response = redirect(ctx, f"{PATH}/{endpoint.id}")
-    set_once(ctx, response, SECRET_ONCE_COOKIE, endpoint.id, path=f"{PATH}/{endpoint.id}")
+    # The new secret is shown once, on the list the form was on: the cookie names the endpoint
+    # only (signed, a minute long); the secret itself never leaves the server in a cookie or URL.
+    response = redirect(ctx, PATH, f"Endpoint added: {endpoint.url}. Copy its signing secret into your receiver now.")
+    set_once(ctx, response, SECRET_ONCE_COOKIE, endpoint.id, path=PATH)
     return response
 
 
 @console_page(admin=True)
 async def endpoint_page(ctx: Ctx) -> Response:
-    endpoint_id = ctx.request.path_params["endpoint_id"]
-    fresh = take_once(ctx, SECRET_ONCE_COOKIE) == endpoint_id
-    response = await _endpoint_page(ctx, endpoint_id, new_secret=fresh, log=_log_query(ctx))
-    if fresh:
-        response.delete_cookie(SECRET_ONCE_COOKIE, path=f"{PATH}/{endpoint_id}")
-    return response
+    return await _endpoint_page(ctx, ctx.request.path_params["endpoint_id"], log=_log_query(ctx))
 
 
 @console_page(admin=True)

@@ -185,10 +185,12 @@ def test_webhook_endpoint_test_event_delivery_log_and_retry(page: Any, server: L
         page.get_by_label("URL").fill(receiver.url)
         page.get_by_label("Description").fill("Freddy")
         page.get_by_role("button", name="Save").click()
-        # The endpoint's own page, with its new secret shown at once.
+        # Back on the list, with the new endpoint's secret shown at once.
         expect(page.get_by_role("heading", name=receiver.url)).to_be_visible()
         secret = page.get_by_text(re.compile(r"^whsec_")).inner_text().strip()
         screenshot(page, "console-webhook-added")
+        page.get_by_role("button", name="Reveal secret").click()  # and again whenever asked
+        assert page.get_by_text(re.compile(r"^whsec_")).inner_text().strip() == secret
         page.get_by_role("button", name="Send test").click()
         expect(page.get_by_role("status")).to_contain_text("Test event sent")
 
@@ -225,6 +227,7 @@ def test_webhook_endpoint_test_event_delivery_log_and_retry(page: Any, server: L
             return page.get_by_text("Succeeded", exact=True).count() > 0
         eventually(logged_success)
 
+        page.get_by_role("link", name=re.compile("full log")).click()
         expect(page.get_by_role("heading", name="Delivery log")).to_be_visible()
         expect(page.get_by_text("HTTP 200").first).to_be_visible()
         expect(page.get_by_test_id("endpoint-health")).to_contain_text("last delivered")
@@ -253,6 +256,7 @@ def test_webhook_events_are_one_choice_and_delete_asks_first(page: Any, server: 
     screenshot(page, "console-webhook-events-choice")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="https://hooks.example.com/one")).to_be_visible()
+    page.get_by_role("link", name=re.compile("full log")).click()
     with httpx.Client(base_url=server.url, headers=tenant.headers) as api:
         (endpoint,) = api.get("/api/v1/webhook-endpoints").json()["data"]
         assert endpoint["events"] == ["conversation.resolved"]
