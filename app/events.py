@@ -109,6 +109,9 @@ CONVERSATION_TYPING = _declare(
 CONVERSATION_READ = _declare(
     "conversation.read", '{conversation_id, reader: "user"|"agent", seq}', stored=False, widget=True, console=True
 )
+AGENT_UPDATED = _declare(
+    "agent.updated", "{agent} (renamed or a new avatar: drops cached copies)", stored=False, widget=True
+)
 WIDGET_SETTINGS = _declare(
     "widget.settings", "the widget settings (drops cached copies, updates open widgets)", stored=False, widget=True
 )

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from app import errors, events
 from app.api.schemas import UserIn, UserPatch
 from app.ids import new_id, utcnow
-from app.shapes import user_json
+from app.shapes import agent_json, user_json
 from app.store import sql as rows
 from app.store.engine import get_in_workspace
 from app.store.runner import Tx
@@ -140,6 +140,19 @@ def default_bot_id(tx: Tx, workspace_id: str) -> str:
     # the batch may still roll back and run again.
     tx.after_commit(lambda: tx.cache.default_bots.setdefault(workspace_id, found))
     return found
+
+
+def update_agent(tx: Tx, workspace_id: str, agent_id: str, changes: dict[str, Any]) -> Agent:
+    """Rename an agent or change its avatar (``changes``: ``name``, ``avatar_url``); the widgets
+    showing it hear ``agent.updated`` and read it again."""
+    agent = get_agent(tx.session, workspace_id, agent_id)
+    for key in ("name", "avatar_url"):
+        if key in changes:
+            setattr(agent, key, changes[key])
+    tx.session.add(agent)
+    tx.session.flush()
+    tx.publish({"type": events.AGENT_UPDATED, "workspace_id": workspace_id, "data": {"agent": agent_json(agent)}})
+    return agent
 
 
 def get_agent(s: Session, workspace_id: str, agent_id: str) -> Agent:

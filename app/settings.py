@@ -51,7 +51,8 @@ class Settings(BaseSettings):
 
     # Real-time
     ws_max_frame_bytes: int = 65_536
-    ws_messages_per_10s: int = 30
+    ws_messages_per_10s: int = 30  # frames that act (messages, opens, web views), per socket
+    ws_signals_per_10s: int = 60  # read receipts and typing, counted apart (never the customer's allowance)
     ws_heartbeat_seconds: float = 20.0
     ws_send_queue: int = 256
     ws_sockets_per_session: int = 5  # per session token and instance; a newer socket closes the oldest (4429)

@@ -67,6 +67,7 @@ def agent_json(a: Agent | AgentRow) -> dict[str, Any]:
         "kind": a.kind,
         "avatar_url": a.avatar_url,
         "status": availability.status_of(a),
+        "is_default_bot": a.is_default_bot,
         "created_at": isoformat(a.created_at),
     }
 

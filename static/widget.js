@@ -1298,10 +1298,21 @@
   // --- the app: transport + view + public API ------------------------------------------
 
   var view, conn, typingSentAt = 0, typingOffTimer = null, control = [];
+  var READ_EVERY_MS = 1000, readTimer = null, readSentAt = 0, readWanted = 0;
+
+  function stopTyping(afterMs) {
+    clearTimeout(typingOffTimer);
+    typingOffTimer = setTimeout(function () {
+      if (typingSentAt) { typingSentAt = 0; conn.send({ type: "typing", on: false }); }
+    }, afterMs);
+  }
 
   function onFrame(frame) {
     switch (frame.type) {
       case "ready":
+        clearTimeout(readTimer);  // a receipt still waiting belonged to the socket before
+        readTimer = null;
+        readWanted = 0;
         view.userReadSeq = frame.user_read_seq || 0;
         view.agentReadSeq = frame.agent_read_seq || 0;
         if (frame.conversation) view.setConversation(frame.conversation);
@@ -1358,21 +1369,27 @@
       if (text) frame.text = text;
       if (files.length) frame.file_ids = files.map(function (f) { return f.id; });
       if (replyTo) frame.reply_to = replyTo;
-      clearTimeout(typingOffTimer);
-      if (typingSentAt) { typingSentAt = 0; conn.send({ type: "typing", on: false }); }
+      stopTyping(1500);  // a brisk typist goes on typing: no off-and-on between messages
       view.addPending(frame, files);
       conn.sendMessage(frame);
     },
     upload: function (file, onProgress, done) { return uploadFile(conn, file, onProgress, done); },
+    /** Typing is coalesced: "on" once (renewed every 3 s while typing), "off" once idle. */
     userTyping: function () {
       var now = Date.now();
       if (now - typingSentAt > 3000 && conn.send({ type: "typing", on: true })) typingSentAt = now;
-      clearTimeout(typingOffTimer);
-      typingOffTimer = setTimeout(function () {
-        if (typingSentAt) { typingSentAt = 0; conn.send({ type: "typing", on: false }); }
-      }, 4000);
+      stopTyping(4000);
     },
-    read: function (seq) { conn.send({ type: "read", seq: seq }); },
+    /** Read receipts are coalesced: at most one frame a second, carrying the newest seq. */
+    read: function (seq) {
+      readWanted = Math.max(readWanted, seq);
+      if (readTimer) return;
+      readTimer = setTimeout(function () {
+        readTimer = null;
+        readSentAt = Date.now();
+        conn.send({ type: "read", seq: readWanted });
+      }, Math.max(0, readSentAt + READ_EVERY_MS - Date.now()));
+    },
     openWebview: function (message, id, body, opener) {
       app.wantedWebview = { message: message, id: id, body: body, opener: opener };
       conn.send({ type: "webview.open", message_id: message.id, webview_id: id });
@@ -1403,6 +1420,7 @@
       view.destroy();
       document.removeEventListener("visibilitychange", onVisible);
       clearTimeout(typingOffTimer);
+      clearTimeout(readTimer);
       if (window.Backchannel === api) delete window.Backchannel;
     },
   };

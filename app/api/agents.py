@@ -9,7 +9,7 @@ from sqlmodel import col, select
 from app import people
 from app.api.framework import Call, Endpoint
 from app.api.pagination import ListQuery, decode_cursor, page
-from app.api.schemas import AgentIn, AgentOut
+from app.api.schemas import AgentIn, AgentOut, AgentPatch
 from app.shapes import agent_json
 from app.store.tables import Agent
 
@@ -33,6 +33,12 @@ def read(call: Call) -> dict[str, Any]:
     return agent_json(people.get_agent(call.session, call.workspace_id, call.params["agent_id"]))
 
 
+def patch(call: Call) -> dict[str, Any]:
+    body: AgentPatch = call.body
+    changes = body.model_dump(include=body.model_fields_set)
+    return agent_json(people.update_agent(call.write, call.workspace_id, call.params["agent_id"], changes))
+
+
 ENDPOINTS = [
     Endpoint(
         "POST",
@@ -50,4 +56,11 @@ ENDPOINTS = [
         "GET", "/agents", list_, "List agents (oldest first)", "Agents", query=ListQuery, response=("page", AgentOut)
     ),
     Endpoint("GET", "/agents/{agent_id}", read, "Get an agent", "Agents", response=AgentOut, errors=(404,)),
+    Endpoint(
+        "PATCH", "/agents/{agent_id}", patch, "Rename an agent or change its avatar", "Agents",
+        body=AgentPatch, response=AgentOut, scope="write", errors=(404, 422),
+        description="The workspace's default bot (the one that speaks for a bot message without "
+        "`actor.id`) is in `GET /agents` too: rename it and give it an avatar here. Open widgets "
+        "show the new name with the next message.",
+    ),
 ]

@@ -401,6 +401,18 @@ class AgentIn(Strict):
 AgentStatus = Literal["online", "away"]
 
 
+class AgentPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    avatar_url: HttpUrl | None = Field(default=None, description="An image URL; `null` removes the avatar.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_not_null(cls, value: str | None) -> str:
+        if value is None:  # runs only when sent: leaving name out keeps it
+            raise ValueError("an agent keeps a name; leave name out to keep it")
+        return value
+
+
 class AgentOut(BaseModel):
     id: str
     name: str
@@ -409,6 +421,7 @@ class AgentOut(BaseModel):
     status: AgentStatus = Field(
         description="online or away: what the agent chose, or away when their consoles have all been closed a while."
     )
+    is_default_bot: bool = Field(description="The bot that speaks for a bot message without `actor.id`.")
     created_at: str
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.api.framework import Call, Endpoint, Result
 from app.api.pagination import ListQuery
+from app.settings import Settings
 from app.webhooks import endpoints as webhooks
 from app.webhooks.schemas import (
     DeliveryQuery,
@@ -27,6 +28,11 @@ from app.webhooks.schemas import (
 )
 
 TAG = "Webhooks"
+
+
+def check_url(body: WebhookEndpointIn | WebhookEndpointPatch, settings: Settings) -> None:
+    webhooks.check_endpoint_url(body.url, settings.webhook_allow_private_networks,
+                                   settings.public_url)
 
 
 def create(call: Call) -> dict[str, Any]:
@@ -105,13 +111,15 @@ ENDPOINTS = [
              query=ListQuery, response=("page", WebhookEndpointOut)),
     Endpoint("POST", "/webhook-endpoints", create, "Add a webhook endpoint (the secret is shown once)",
              TAG, body=WebhookEndpointIn, response=WebhookEndpointWithSecret, status=201,
-             scope="admin", errors=(409, 422),
-             description="Needs `admin`: an endpoint's origin may receive hosted-form callbacks."),
+             scope="admin", errors=(409, 422), check=check_url,
+             description="Needs `admin`: an endpoint's origin may receive hosted-form callbacks. "
+             "A URL whose host is literally loopback or private (`localhost`, `127.0.0.1`, `10.…`) is "
+             "a 422 unless the server allows private networks: use `backchannel listen` to develop."),
     Endpoint("GET", "/webhook-endpoints/{endpoint_id}", read, "Get a webhook endpoint", TAG,
              response=WebhookEndpointOut),
     Endpoint("PATCH", "/webhook-endpoints/{endpoint_id}", patch,
              "Change a webhook endpoint: URL, events, description, enabled, asymmetric signing", TAG,
-             body=WebhookEndpointPatch, response=WebhookEndpointOut, scope="write",
+             body=WebhookEndpointPatch, response=WebhookEndpointOut, scope="write", check=check_url,
              description="`write` for events, description, enabled and signing; changing `url` needs `admin`."),
     Endpoint("DELETE", "/webhook-endpoints/{endpoint_id}", delete,
              "Delete a webhook endpoint and its delivery log", TAG, response=None, status=204,

@@ -281,6 +281,8 @@ async def add(ctx: Ctx) -> Response:
     if body is None:
         return await _list_page(ctx, values=values, errors_=problems, status=422)
     try:
+        webhooks.check_endpoint_url(body.url, ctx.state.settings.webhook_allow_private_networks,
+                                    ctx.state.settings.public_url)
         endpoint = await ctx.state.runner.write(webhooks.create_endpoint, ctx.workspace_id, body)
     except errors.ApiError as exc:
         return await _list_page(ctx, values=values, errors_=form_error(exc), status=exc.status)
@@ -304,6 +306,8 @@ async def save(ctx: Ctx) -> Response:
     if patch is None:
         return await _endpoint_page(ctx, endpoint_id, values=values, errors_=problems, status=422)
     try:
+        webhooks.check_endpoint_url(patch.url, ctx.state.settings.webhook_allow_private_networks,
+                                    ctx.state.settings.public_url)
         await ctx.state.runner.write(webhooks.update_endpoint, ctx.workspace_id, endpoint_id, patch)
     except errors.ApiError as exc:
         if exc.status == 404:

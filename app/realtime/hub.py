@@ -586,7 +586,13 @@ class Hub:
             for conn in conns:
                 conn.push_text(text)
 
+    async def _on_agent_updated(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        """A renamed agent (or a new avatar): the next frame that names it reads it again."""
+        agent = data.get("agent") or {}
+        self._agents.pop(agent.get("id") or "", None)
+
     async def _on_broker_resync(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        self._agents.clear()  # a rename may be among what was lost
         self._workspace_generation += 1
         self._workspaces.clear()
         for group in list(self.by_conversation.values()):
@@ -670,6 +676,7 @@ _ON_EVENT: dict[str, Callable[[Hub, dict[str, Any], dict[str, Any]], Awaitable[N
     events.CONVERSATION_REOPENED: Hub._on_conversation_changed,
     events.CONVERSATION_TYPING: Hub._on_typing,
     events.CONVERSATION_READ: Hub._on_read,
+    events.AGENT_UPDATED: Hub._on_agent_updated,
     events.WIDGET_SETTINGS: Hub._on_widget_settings,
     events.BROKER_RESYNC: Hub._on_broker_resync,
 }

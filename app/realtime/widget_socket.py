@@ -48,6 +48,9 @@ HANDLERS = {
     "webview.open": "_on_webview_open",
     "webview.close": "_on_webview_close",
 }
+# Read receipts and typing say what the customer sees and does; they never spend the allowance
+# of the frames that act (a brisk reader's message must not wait behind its own receipts).
+SIGNALS = frozenset({"read", "typing"})
 
 
 class Closed(Exception):
@@ -86,6 +89,7 @@ class WidgetSocket:
         "read_seq",
         "_window_start",
         "_window_count",
+        "_signal_count",
     )
 
     def __init__(self, state: AppState, websocket: WebSocket, workspace: dict[str, Any]) -> None:
@@ -98,6 +102,7 @@ class WidgetSocket:
         self.read_seq = 0
         self._window_start = time.monotonic()
         self._window_count = 0
+        self._signal_count = 0
 
     async def run(self) -> None:
         try:
@@ -155,18 +160,28 @@ class WidgetSocket:
         return frame
 
     def _over_rate(self, frame: dict[str, Any]) -> bool:
-        """Throttle past the limit (the frame is dropped, with an error); close at twice it."""
+        """Throttle past the limit (the frame is dropped); close at twice it.
+
+        Two counts per window: frames that act (an ``error`` ``rate_limited`` for each one
+        dropped, so the widget retries a message later) and signals (read, typing), each with
+        its own limit, dropped with one ``error`` a window: a newer signal supersedes them."""
         if frame["type"] == "pong":
             return False
         now = time.monotonic()
         if now - self._window_start >= RATE_WINDOW_SECONDS:
-            self._window_start, self._window_count = now, 0
-        self._window_count += 1
-        limit = self.settings.ws_messages_per_10s
-        if self._window_count > 2 * limit:
+            self._window_start, self._window_count, self._signal_count = now, 0, 0
+        signal = frame["type"] in SIGNALS
+        if signal:
+            self._signal_count += 1
+            count, limit = self._signal_count, self.settings.ws_signals_per_10s
+        else:
+            self._window_count += 1
+            count, limit = self._window_count, self.settings.ws_messages_per_10s
+        if count > 2 * limit:
             raise Closed(CloseCode.POLICY, "rate limit")
-        if self._window_count > limit:
-            self._error(frame, errors.RateLimited(max(1, int(RATE_WINDOW_SECONDS - (now - self._window_start)))))
+        if count > limit:
+            if not signal or count == limit + 1:  # a signal flood hears it once per window
+                self._error(frame, errors.RateLimited(max(1, int(RATE_WINDOW_SECONDS - (now - self._window_start)))))
             return True
         return False
 

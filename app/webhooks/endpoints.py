@@ -19,6 +19,7 @@ from app.ids import isoformat, new_id, utcnow
 from app.store.engine import get_in_workspace
 from app.store.runner import Tx
 from app.store.tables import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.webhooks.netguard import literal_refusal
 from app.webhooks.schemas import WebhookEndpointIn, WebhookEndpointPatch
 from app.webhooks.signing import new_secret, new_signing_key, public_key_or_none
 
@@ -96,6 +97,30 @@ def list_endpoints(
     rows = list(s.exec(query.order_by(col(WebhookEndpoint.id)).limit(limit + 1)))
     more = len(rows) > limit
     return rows[:limit], encode_cursor(rows[limit - 1].id) if more else None
+
+
+LISTEN_HINT = (
+    "Backchannel delivers from its own server, which cannot reach your machine. While you develop, "
+    "run `backchannel listen --api-url {server} --token <API token> --forward-to {url}`: it "
+    "forwards every event to that URL, signed, with no endpoint to add. Or give a public URL here "
+    "(a tunnel), or set BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true on a server whose own "
+    "network you trust."
+)
+
+
+def check_endpoint_url(url: str | None, allow_private_networks: bool, server_url: str) -> None:
+    """422 on ``url`` when its host is literally loopback or private (SPEC §14): such an
+    endpoint would accept the subscription and then refuse every delivery. Needs no store
+    or DNS, so callers run it before the write is queued; names are resolved at delivery."""
+    if url is None or allow_private_networks:
+        return
+    problem = literal_refusal(url)
+    if problem is not None:
+        message = f"{problem}, which webhooks never reach. " + LISTEN_HINT.format(url=url, server=server_url)
+        raise errors.Unprocessable(
+            f"Invalid field: url. {message}", code="private_endpoint_url",
+            details=[{"field": "url", "message": message}],
+        )
 
 
 def create_endpoint(tx: Tx, workspace_id: str, body: WebhookEndpointIn) -> WebhookEndpoint:

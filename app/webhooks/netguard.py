@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address, ip_network
@@ -104,6 +105,42 @@ def refusal_reason(ip: Address) -> str | None:
         if hit:
             return reason
     return None
+
+
+# RFC 6761: "localhost" and every name under it always mean this machine.
+_LOOPBACK_NAMES = ("localhost", ".localhost")
+_NUMERIC_IPV4 = frozenset(string.hexdigits + ".xX")
+
+
+def literal_address(host: str) -> Address | None:
+    """The address ``host`` spells without asking DNS: an IP literal in any of the spellings a
+    socket reads (``127.0.0.1``, ``127.1``, ``2130706433``, ``0x7f.1``), else ``None``."""
+    try:
+        return ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    if host and all(c in _NUMERIC_IPV4 for c in host) and host[0].isdigit():
+        try:
+            return IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def literal_refusal(url: str) -> str | None:
+    """Why a URL's host is known, without DNS, never to be reachable from a public server:
+    a literal loopback, private, link-local or metadata address, or ``localhost``. ``None`` when
+    the URL names a public address or a DNS name (those are checked when a request is made)."""
+    try:
+        host = destination(url).host.lower().rstrip(".")
+    except UrlRefused:
+        return None  # the URL's own validation says what is wrong with it
+    if host in _LOOPBACK_NAMES[:1] or host.endswith(_LOOPBACK_NAMES[1]):
+        return f"{host} is this server itself (loopback)"
+    ip = literal_address(host)
+    if ip is None or (reason := refusal_reason(ip)) is None:
+        return None
+    return f"{host} is a {reason} address"
 
 
 def _embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:

@@ -227,8 +227,10 @@ def check_form_signers(s: Session, workspace_id: str, message_parts: list[dict[s
         if signing_endpoint(s, workspace_id, url) is None:
             field = prefix + path
             problem = (
-                f"shares its origin ({origin_of(url)}) with no enabled webhook endpoint of this workspace; "
-                "add one there first (its secret signs the relay)"
+                f"shares its origin ({origin_of(url)}) with no enabled webhook endpoint of this workspace, "
+                "so the form could not be sent anywhere: add (or enable) a webhook endpoint on "
+                f"{origin_of(url)} first (POST /api/v1/webhook-endpoints or Settings > Webhooks); "
+                "its secret signs what the form relays"
             )
             raise errors.Unprocessable(f"Invalid field: {field}", details=[{"field": field, "message": problem}])
 

@@ -317,6 +317,45 @@ def test_floods_are_throttled_then_closed_1008(widget: Any, server: LiveServer, 
     assert any(f["type"] == "error" and f["code"] == "rate_limited" for f in client.seen)
 
 
+def test_read_receipts_and_typing_never_spend_the_message_allowance(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    # An older widget that sends a receipt per message, at a brisk pace: the 30 acting frames of
+    # the window (open and 29 messages) all go through, whatever receipts and typing surround
+    # them (SPEC §14).
+    client = widget(server, tenant)
+    client.connect()
+    client.send({"type": "open"})
+    conversation_id = client.expect("conversation")["conversation"]["id"]
+    for n in range(29):
+        client.send({"type": "typing", "on": True})
+        client.send({"type": "message", "text": f"m{n}", "client_message_id": f"c{n}"})
+        client.send({"type": "read", "seq": n + 1})
+    for n in range(29):
+        client.expect("ack", client_message_id=f"c{n}")
+    assert not [f for f in client.seen if f["type"] == "error"], client.seen
+    stored = api.get(f"/api/v1/conversations/{conversation_id}/messages", params={"limit": 200}).json()["data"]
+    assert [m["message_parts"][0]["text"]["content"] for m in stored] == [f"m{n}" for n in range(29)]
+    # Messages keep their own allowance: the 31st in the window is throttled.
+    client.send({"type": "message", "text": "one too many", "client_message_id": "c29"})
+    refused = client.expect("error", client_message_id="c29")
+    assert refused["code"] == "rate_limited" and refused["details"]["retry_after"] >= 1
+
+
+def test_a_flood_of_receipts_is_dropped_with_one_error_then_closed(
+    widget: Any, server: LiveServer, tenant: Tenant
+) -> None:
+    client = widget(server, tenant)
+    client.connect()
+    for n in range(200):
+        try:
+            client.send({"type": "read", "seq": n + 1})
+        except ConnectionClosed:
+            break
+    assert client.close_code() == 1008
+    assert [f["code"] for f in client.seen if f["type"] == "error"] == ["rate_limited"]
+
+
 def test_a_silent_peer_is_closed_by_the_heartbeat(widget: Any, server_factory: Any) -> None:
     server = server_factory(env={"BACKCHANNEL_WS_HEARTBEAT_SECONDS": "0.3"})
     client = widget(server, server.new_tenant())

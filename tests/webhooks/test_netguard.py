@@ -101,18 +101,23 @@ def test_the_sender_never_follows_redirects() -> None:
 
 
 def test_with_the_flag_off_the_server_never_calls_a_loopback_receiver(server_factory: Any) -> None:
-    srv = server_factory(env={"BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false",
-                              "BACKCHANNEL_WEBHOOK_RETRY_SCHEDULE": "[]"})
+    # Endpoints added while private networks were allowed (a literal loopback host is refused
+    # at creation otherwise: tests/webhooks/test_endpoint_urls.py), then the flag is turned off.
+    srv = server_factory(env={"BACKCHANNEL_WEBHOOK_RETRY_SCHEDULE": "[]"})
     tenant: Tenant = srv.new_tenant()
-    with Receiver() as rx, srv.client(tenant) as api:
+    with Receiver() as rx:
         port = rx.port
         urls = [f"http://127.0.0.1:{port}/", f"http://localhost:{port}/", f"http://2130706433:{port}/",
                 f"http://0x7f.1:{port}/", f"http://[::ffff:127.0.0.1]:{port}/"]
-        endpoints = [add_endpoint(api, url) for url in urls]
-        api.post("/api/v1/users", json={"name": "Ada"})
-        for ep in endpoints:
-            (d,) = eventually(lambda ep=ep: [d for d in deliveries(api, ep["id"]) if d["status"] == "failed"])
-            assert d["last_error"].startswith("refused:") and "not a public address" in d["last_error"]
+        with srv.client(tenant) as api:
+            endpoints = [add_endpoint(api, url) for url in urls]
+        srv.env["BACKCHANNEL_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "false"
+        srv.restart()
+        with srv.client(tenant) as api:
+            api.post("/api/v1/users", json={"name": "Ada"})
+            for ep in endpoints:
+                (d,) = eventually(lambda ep=ep: [d for d in deliveries(api, ep["id"]) if d["status"] == "failed"])
+                assert d["last_error"].startswith("refused:") and "not a public address" in d["last_error"]
         assert rx.received() == []
 
 
