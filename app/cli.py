@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -161,6 +162,27 @@ def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
+    from app.listen import Listener, ListenError  # late: httpx and signing (LIGHT_MAIN)
+    from app.webhooks.schemas import EVENT_TYPES, decode_secret
+
+    if not args.api_url or not args.token:
+        raise ValueError("listen needs --api-url and --token (or BACKCHANNEL_API_URL and BACKCHANNEL_TOKEN)")
+    wanted = [e for v in args.events or [] for e in v.replace(",", " ").split() if e]
+    unknown = [e for e in wanted if e not in EVENT_TYPES]
+    if unknown:
+        raise ValueError(f"unknown event type(s): {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+    if args.secret:
+        decode_secret(args.secret)
+    listener = Listener(args.api_url, args.token, args.forward_to, events=wanted, as_json=args.json,
+                        **({"secret": args.secret} if args.secret else {}))
+    try:
+        return listener.run()
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def _version() -> str:
     try:
         return version("backchannel")
@@ -233,6 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     trevoke.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…), as `tokens list` shows it")
     trevoke.add_argument("--workspace", required=True, metavar="ID", help="the workspace's id (wsp_…)")
     trevoke.set_defaults(fn=cmd_tokens_revoke)
+
+    listen = sub.add_parser(
+        "listen", parents=[json_flag],
+        help="forward a Backchannel's events to a URL on this machine, signed (develop a bot without a public URL)",
+        description="Reads the token's workspace events from a running Backchannel and POSTs each to "
+        "--forward-to as a webhook delivery: same body, Standard Webhooks headers, signed with the "
+        "secret it prints. Resumes after a dropped connection without losing events.",
+    )
+    listen.add_argument("--api-url", default=os.environ.get("BACKCHANNEL_API_URL"), metavar="URL",
+                        help="the server, e.g. https://chat.example.com (default: $BACKCHANNEL_API_URL)")
+    listen.add_argument("--token", default=os.environ.get("BACKCHANNEL_TOKEN"), metavar="TOKEN",
+                        help="an API token (bch_…) of the workspace, scope read (default: $BACKCHANNEL_TOKEN)")
+    listen.add_argument("--forward-to", required=True, metavar="URL",
+                        help="where your bot listens, e.g. http://localhost:3000/webhooks")
+    listen.add_argument("--events", nargs="+", metavar="TYPE",
+                        help="only these event types (space or comma separated; default: all)")
+    listen.add_argument("--secret", default=os.environ.get("BACKCHANNEL_LISTEN_SECRET"), metavar="WHSEC",
+                        help="sign with this whsec_… secret instead of a new one (default: "
+                        "$BACKCHANNEL_LISTEN_SECRET, else a new secret each run)")
+    listen.set_defaults(fn=cmd_listen)
 
     admins = sub.add_parser("admins", help="manage console users", parents=[json_flag]).add_subparsers(
         dest="sub", required=True, metavar="ACTION"

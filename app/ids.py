@@ -38,6 +38,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def id_millis(value: str) -> int | None:
+    """The creation time (Unix ms) a ``new_id`` carries, or ``None`` if ``value`` is not one."""
+    _, sep, rest = value.partition("_")
+    stamp = rest[:9]
+    if not sep or len(stamp) != 9 or any(c not in _ALPHABET for c in stamp):
+        return None
+    return int(stamp, 36)
+
+
+def id_floor(prefix: str, millis: int) -> str:
+    """The smallest id ``new_id(prefix)`` can make at ``millis``: ids made then or later sort after it."""
+    return f"{prefix}_{_base36(max(0, millis), 9)}"
+
+
 def new_token(prefix: str, nbytes: int = 32) -> str:
     return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
 

@@ -17,7 +17,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app import VERSION, errors
-from app.api import agents, conversations, files, tokens, users, webview_contexts, widget_settings, workspace
+from app.api import (
+    agents, conversations, event_feed, files, tokens, users, webview_contexts, widget_settings, workspace,
+)
 from app.api import webhooks as webhook_routes
 from app.api.framework import Api, Endpoint, JSONResponse, error_response
 from app.api.openapi import build_openapi, render_docs
@@ -63,6 +65,7 @@ def api_endpoints() -> list[Endpoint]:
         *webhook_routes.ENDPOINTS,
         *files.ENDPOINTS,
         *workspace.ENDPOINTS,
+        *event_feed.ENDPOINTS,
     ]
 
 
