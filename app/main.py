@@ -18,7 +18,15 @@ from starlette.staticfiles import StaticFiles
 
 from app import VERSION, errors
 from app.api import (
-    agents, conversations, event_feed, files, tokens, users, webview_contexts, widget_settings, workspace,
+    agents,
+    conversations,
+    event_feed,
+    files,
+    tokens,
+    users,
+    webview_contexts,
+    widget_settings,
+    workspace,
 )
 from app.api import webhooks as webhook_routes
 from app.api.framework import Api, Endpoint, JSONResponse, error_response
