@@ -15,6 +15,7 @@ from app.files import records as files
 from app.ids import new_id, utcnow
 from app.people import default_bot_id
 from app.shapes import agent_json, conversation_json, message_json
+from app.store import search
 from app.store import sql as rows
 from app.store.runner import Tx
 from app.store.sql import ConversationRow, MessageRow
@@ -302,6 +303,8 @@ def post_message(
         private=body.private if system_parts is None else False,
     )
     rows.insert_message(tx.db, message)
+    if system_parts is None:
+        search.index_message(tx.db, workspace_id, conv.user_id, conv.id, message.id, parts)
     if conv.last_message_seq != seq:
         _save(tx, conv, last_message_seq=seq, updated_at=now)
     if actor_type == "user" and conv.status == "resolved":

@@ -12,6 +12,7 @@ from app import errors, events
 from app.api.schemas import UserIn, UserPatch
 from app.ids import new_id, utcnow
 from app.shapes import agent_json, user_json
+from app.store import search
 from app.store import sql as rows
 from app.store.engine import get_in_workspace
 from app.store.runner import Tx
@@ -49,6 +50,7 @@ def create_user(tx: Tx, workspace_id: str, body: UserIn) -> User:
         s.flush()
     except IntegrityError:
         raise errors.Conflict("A user with this external_id already exists.", code="duplicate_external_id") from None
+    search.index_user(tx.db, workspace_id, user.id, user.name, user.email)
     tx.emit(workspace_id, events.USER_CREATED, {"user": user_json(user)})
     return user
 
@@ -83,6 +85,7 @@ def _changed(tx: Tx, user: User) -> None:
     user.updated_at = utcnow()
     user.sync_seq = rows.next_sync_seq(tx.db)
     tx.session.add(user)
+    search.index_user(tx.db, user.workspace_id, user.id, user.name, user.email)
     tx.emit(user.workspace_id, events.USER_UPDATED, {"user": user_json(user)})
 
 

@@ -129,14 +129,73 @@
       });
     }
 
-    function refreshList() {
+    var q = inbox.getAttribute("data-q") || "";
+    var list = $("#conversation-list");
+
+    var loadingMore = false; // a "Load more" in flight: a refresh waits for it, then keeps its rows
+    var refreshAfterMore = false;
+    var refreshing = false;
+
+    function refreshList(delay) {
       clearTimeout(listTimer);
+      if (loadingMore) { refreshAfterMore = true; return; }
       listTimer = setTimeout(function () {
-        var url = "/console/inbox/list?view=" + encodeURIComponent(view) + (current ? "&current=" + encodeURIComponent(current) : "");
+        // As many rows as the list shows ("Load more" included), for the current search.
+        var count = $all(".conv-list > li", list).length;
+        var url = "/console/inbox/list?view=" + encodeURIComponent(view) + (q ? "&q=" + encodeURIComponent(q) : "") +
+          (count > 50 ? "&count=" + count : "") + (current ? "&current=" + encodeURIComponent(current) : "");
         var gen = ++listGen;
         // Only the newest answer counts: an older, slower one must not overwrite it.
-        get(url).then(function (html) { if (gen === listGen) $("#conversation-list").innerHTML = html; }).catch(function () {});
-      }, 150);
+        refreshing = true;
+        get(url).then(function (html) { if (gen === listGen) list.innerHTML = html; }).catch(function () {})
+          .then(function () { if (gen === listGen) refreshing = false; });
+      }, delay === undefined ? 150 : delay);
+    }
+
+    // "Load more": the next page of the list, appended (without script the form opens it alone).
+    list.addEventListener("submit", function (e) {
+      var form = e.target;
+      if (!form.hasAttribute || !form.hasAttribute("data-load-more")) return;
+      e.preventDefault();
+      var button = $("button", form);
+      button.disabled = true;
+      var params = new URLSearchParams(new FormData(form));
+      if (current) params.set("current", current);
+      var gen = ++listGen; // a refresh in flight would drop these rows: it is run again after
+      loadingMore = true;
+      if (refreshing) { refreshing = false; refreshAfterMore = true; }
+      get("/console/inbox/list?" + params.toString()).then(function (html) {
+        if (gen !== listGen) return;
+        var box = document.createElement("div");
+        box.innerHTML = html;
+        var ul = $(".conv-list", list);
+        var added = $all(".conv-list > li", box);
+        added.forEach(function (li) { ul.appendChild(li); });
+        var next = $("form[data-load-more]", box);
+        if (next) form.replaceWith(next); else form.remove();
+        var first = added.length ? $("a", added[0]) : null;
+        if (first) first.focus(); // keyboard users go on where the new rows start
+      }).catch(function () { button.disabled = false; }).then(function () {
+        loadingMore = false;
+        if (refreshAfterMore) { refreshAfterMore = false; refreshList(0); }
+      });
+    });
+
+    // "Search conversations": results as one types (Enter submits the form without script).
+    var searchBox = $("#inbox-search");
+    if (searchBox) {
+      searchBox.addEventListener("input", function () {
+        q = searchBox.value.trim();
+        var url = new URL(window.location.href);
+        if (q) url.searchParams.set("q", q); else url.searchParams.delete("q");
+        window.history.replaceState(null, "", url.toString());
+        $all(".tabs .tab").forEach(function (tab) {
+          var here = !q && tab.getAttribute("href") === "/console/inbox" + (view !== "open" ? "?view=" + view : "");
+          if (here) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
+        });
+        refreshList(250);
+      });
+      searchBox.form.addEventListener("submit", function (e) { e.preventDefault(); refreshList(0); });
     }
 
     // Fetch everything after the last seq we show: the store is the truth, so nothing is

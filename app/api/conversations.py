@@ -27,6 +27,7 @@ from app.api.schemas import (
 from app.files.links import links_for
 from app.settings import Settings
 from app.shapes import conversation_json, message_json
+from app.store import search
 from app.store import sql as rows
 from app.webviews import forms as webview_forms
 
@@ -41,6 +42,11 @@ class ConversationQuery(ListQuery, ChangesQuery):
     assignee_id: str | None = Field(default=None, max_length=64)
     tag: ConversationTag | None = Field(default=None, description="Only conversations with this tag.")
     handled_by: Literal["bot", "human"] | None = None
+    q: str | None = Field(
+        default=None, min_length=1, max_length=500,
+        description="Full-text search: conversations with a message containing every word (each as a prefix), "
+        "or whose customer's name or email does.",
+    )
 
 
 class MessageQuery(ListQuery):
@@ -102,6 +108,13 @@ def list_(call: Call) -> dict[str, Any]:
     if q.tag:
         has_tag = rows.db(call.session).dialect.json_array_has("conversation.tags", "tag")
         query = query.where(text(has_tag).bindparams(tag=q.tag))
+    if q.q is not None:
+        words = search.terms(q.q)
+        if not words:
+            raise errors.Unprocessable(
+                "Invalid field: query.q", details=[{"field": "query.q", "message": "search for a word or a number"}]
+            )
+        query = query.where(search.conversation_match(rows.db(call.session).dialect, call.workspace_id, words))
     changes = change_page(
         call.session, rows.CONVERSATIONS, query, since=q.updated_after, cursor=q.cursor, limit=q.limit,
         to_json=conversation_json,

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from app import conversations, people
+from app.store import search
 from app.store import sql as rows
+from app.store.dialect import dialect_of
 from app.store.tables import Agent, Conversation, Message, User, WebviewOpening
 
-VIEWS = {"open": "Open", "mine": "Assigned to me", "waiting": "Waiting", "resolved": "Resolved"}
-LIST_LIMIT = 100
+VIEWS = {"open": "Open", "mine": "Mine", "waiting": "Waiting", "resolved": "Resolved"}
+LIST_LIMIT = 50  # a page of the list ("Load more" asks for the next)
 TRANSCRIPT_LIMIT = 500
 
 
@@ -55,22 +58,35 @@ class ConversationRow:
 
 
 def list_conversations(
-    s: Session, workspace_id: str, view: str, agent_id: str | None, limit: int = LIST_LIMIT
+    s: Session,
+    workspace_id: str,
+    view: str,
+    agent_id: str | None,
+    limit: int = LIST_LIMIT,
+    *,
+    words: list[str] | None = None,
+    before: tuple[datetime, str] | None = None,
 ) -> list[ConversationRow]:
-    """Newest activity first. "mine" is open conversations assigned to this agent; "waiting" the
-    open ones handed to humans that nobody has yet."""
-    query = select(Conversation).where(Conversation.workspace_id == workspace_id)
-    if view == "resolved":
-        query = query.where(Conversation.status == "resolved")
+    """Newest activity first, ``limit`` of them from ``before`` (the last row's ``(updated_at,
+    id)``) on. "mine" is open conversations assigned to this agent; "waiting" the open ones
+    handed to humans that nobody has yet. A search (``words``) looks through every
+    conversation, whatever the view (``app/store/search.py``)."""
+    t = Conversation
+    query = select(t).where(t.workspace_id == workspace_id)
+    if words:
+        query = query.where(search.conversation_match(dialect_of(s.connection()), workspace_id, words))
     else:
-        query = query.where(Conversation.status == "open")
-    if view == "mine":
-        query = query.where(Conversation.assignee_id == (agent_id or ""))
-    elif view == "waiting":
-        query = query.where(Conversation.handled_by == "human", col(Conversation.assignee_id).is_(None))
-    convs = list(
-        s.exec(query.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc()).limit(limit))
-    )
+        query = query.where(t.status == ("resolved" if view == "resolved" else "open"))
+        if view == "mine":
+            query = query.where(t.assignee_id == (agent_id or ""))
+        elif view == "waiting":
+            query = query.where(t.handled_by == "human", col(t.assignee_id).is_(None))
+    if before is not None:
+        at, last_id = before
+        query = query.where(
+            (col(t.updated_at) < at) | ((col(t.updated_at) == at) & (col(t.id) < last_id))
+        )
+    convs = list(s.exec(query.order_by(col(t.updated_at).desc(), col(t.id).desc()).limit(limit)))
     if not convs:
         return []
     users = {u.id: u for u in s.exec(select(User).where(col(User.id).in_({c.user_id for c in convs})))}

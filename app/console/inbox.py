@@ -8,7 +8,10 @@ conversation and emits ``conversation.assigned``, exactly as it would over the A
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import ValidationError
 from sqlmodel import Session
@@ -21,6 +24,7 @@ from app.console import files
 from app.console.auth import Ctx
 from app.console.pages import console_page
 from app.console.render import redirect, render, render_fragment
+from app.store import search
 
 MAX_REPLY = 4096
 
@@ -35,8 +39,46 @@ def _url(conversation_id: str | None, view: str) -> str:
     return base if view == "open" else f"{base}?view={view}"
 
 
-async def _rows(ctx: Ctx, view: str) -> list[convs.ConversationRow]:
-    return await ctx.state.runner.read(convs.list_conversations, ctx.workspace_id, view, ctx.agent_id)
+@dataclass
+class Listing:
+    """One page of the conversation list: its rows, the search, and where "Load more" goes on."""
+
+    rows: list[convs.ConversationRow]
+    view: str
+    q: str = ""
+    next_before: str | None = None  # "Load more": the page after this one
+
+    @property
+    def qs(self) -> str:
+        """The list's query string (view and search), for links that keep it."""
+        params = {k: v for k, v in (("view", self.view if self.view != "open" else ""), ("q", self.q)) if v}
+        return ("?" + urlencode(params)) if params else ""
+
+
+def _before(value: str | None) -> tuple[datetime, str] | None:
+    at, _, last_id = (value or "").partition("|")
+    try:
+        return (datetime.fromisoformat(at), last_id[:64]) if last_id else None
+    except ValueError:
+        return None
+
+
+async def _listing(ctx: Ctx, view: str) -> Listing:
+    params = ctx.request.query_params
+    q = (params.get("q") or ctx.field("q")).strip()[:200]
+    try:  # a live refresh asks for as many rows as the page shows ("Load more" included)
+        limit = min(max(int(params.get("count") or 0), convs.LIST_LIMIT), 10 * convs.LIST_LIMIT)
+    except ValueError:
+        limit = convs.LIST_LIMIT
+    rows = await ctx.state.runner.read(
+        convs.list_conversations, ctx.workspace_id, view, ctx.agent_id, limit + 1,
+        words=search.terms(q), before=_before(params.get("before")),
+    )
+    listing = Listing(rows[:limit], view, q)
+    if len(rows) > limit:
+        last = rows[limit - 1].conversation
+        listing.next_before = f"{last.updated_at.isoformat()}|{last.id}"
+    return listing
 
 
 def _transcript_values(ctx: Ctx, transcript: convs.Transcript) -> dict[str, Any]:
@@ -53,8 +95,9 @@ def _transcript_values(ctx: Ctx, transcript: convs.Transcript) -> dict[str, Any]
 @console_page()
 async def inbox(ctx: Ctx) -> Response:
     view = _view(ctx)
-    return render(ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, rows=await _rows(ctx, view),
-                  current=None)
+    listing = await _listing(ctx, view)
+    return render(ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, listing=listing,
+                  rows=listing.rows, current=None)
 
 
 @console_page()
@@ -68,8 +111,9 @@ async def conversation(ctx: Ctx) -> Response:
             conversations.mark_read, ctx.workspace_id, conversation_id, "agent", transcript.last_seq,
             partition=conversation_id,
         )
+    listing = await _listing(ctx, view)
     return render(
-        ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, rows=await _rows(ctx, view),
+        ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, listing=listing, rows=listing.rows,
         current=transcript.conversation.id, client_message_id=f"console-{secrets.token_urlsafe(12)}",
         **_transcript_values(ctx, transcript),
     )
@@ -78,8 +122,9 @@ async def conversation(ctx: Ctx) -> Response:
 @console_page()
 async def list_fragment(ctx: Ctx) -> Response:
     view = _view(ctx)
+    listing = await _listing(ctx, view)
     return render_fragment(
-        "_conversation_list.html", rows=await _rows(ctx, view), view=view,
+        "_conversation_list.html", listing=listing, rows=listing.rows, view=view,
         current=ctx.request.query_params.get("current"),
     )
 

@@ -80,6 +80,23 @@ class Dialect:
             return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = :{param})"
         return f"EXISTS (SELECT 1 FROM json_array_elements_text({column}) AS tag(value) WHERE tag.value = :{param})"
 
+    # --- full-text search (``app/store/search.py``) ---------------------------------------
+
+    def text_match(self, entry: str, param: str) -> str:
+        """SQL true when the ``search_entry`` row aliased ``entry`` matches the query bound to
+        ``:param`` (made by ``text_query``): SQLite's FTS5 table ``search_fts``, PostgreSQL's GIN
+        index over ``to_tsvector('simple', body)``."""
+        if self.sqlite:
+            return f"{entry}.id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :{param})"
+        return f"to_tsvector('simple', {entry}.body) @@ to_tsquery('simple', :{param})"
+
+    def text_query(self, terms: list[str]) -> str:
+        """Every term, each as a prefix (``refun`` finds "refund"); terms are letters and digits
+        only (``search.terms``), so nothing in them is query syntax."""
+        if self.sqlite:
+            return " ".join(f'"{t}"*' for t in terms)
+        return " & ".join(f"{t}:*" for t in terms)
+
     def writer_lanes(self, configured: int) -> int:
         """Writer lanes for request writes (``BACKCHANNEL_DATABASE_WRITERS`` on PostgreSQL)."""
         return 1 if self.one_writer else max(1, configured)

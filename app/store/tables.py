@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, TypeDecorator, UniqueConstraint
 from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 from app.ids import utcnow
 
@@ -330,3 +331,39 @@ class AuditEntry(SQLModel, table=True):
     target_id: str | None = None
     ip: str | None = None
     at: datetime = created()
+
+
+def _owned_by(target: str, nullable: bool) -> Any:
+    """A reference that goes with its target: deleting the row deletes this one (in the database)."""
+    return Field(
+        default=None,
+        sa_column=Column(AutoString(), ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=True),
+    )
+
+
+class SearchEntry(SQLModel, table=True):
+    """The full-text search index (SPEC §11), apart from what it indexes: one row per message
+    with text, and one per customer for their name and email (``message_id`` and
+    ``conversation_id`` NULL). ``body`` is the text as ``app/store/search.py`` normalizes it;
+    the engine's own index over it (SQLite FTS5 ``search_fts``, PostgreSQL GIN) is made by the
+    migration. Rows go with their message, conversation or user (``ON DELETE CASCADE``)."""
+
+    __tablename__ = "search_entry"
+    id: int | None = Field(default=None, primary_key=True)  # SQLite: the rowid, stable across VACUUM
+    workspace_id: str = Field(foreign_key="workspace.id")
+    user_id: str = _owned_by("user.id", nullable=False)
+    conversation_id: str | None = _owned_by("conversation.id", nullable=True)
+    message_id: str | None = _owned_by("message.id", nullable=True)
+    body: str
+
+
+class CannedResponse(SQLModel, table=True):
+    """A saved reply an agent inserts with ``/shortcut`` in the Inbox (SPEC §11)."""
+
+    __tablename__ = "canned_response"
+    __table_args__ = (UniqueConstraint("workspace_id", "shortcut"),)
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    shortcut: str  # 1–32 of a-z 0-9 _ -
+    text: str
+    created_at: datetime = created()

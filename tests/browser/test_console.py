@@ -470,3 +470,43 @@ def test_add_note_is_for_the_team_alone(page: Any, server: LiveServer, tenant: T
     # Without text there is nothing to add.
     page.get_by_role("button", name="Add note").click()
     expect(page.locator("#reply-error")).to_have_text("Write a note first.")
+
+
+def test_search_conversations_and_load_more(page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    """The Inbox lists 50 at a time with "Load more", and "Search conversations" looks through
+    the message text and the customers' names and emails (SPEC §11)."""
+    for i in range(54):
+        user = api.post("/api/v1/users", json={"name": f"Customer {i:02d}"}).json()
+        api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+            {"actor": {"type": "user"}, "message_parts": [{"text": {"content": f"Question number {i}"}}]}]})
+    kim = api.post("/api/v1/users", json={"name": "Kim Kangaroo", "email": "kim@outback.example"}).json()
+    api.post("/api/v1/conversations", json={"user_id": kim["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "My wallaby-shaped card is stuck"}}]}]})
+    log_in(page, server, make_console_user(server, tenant))
+    rows = page.locator("#conversation-list .conv-list > li")
+    expect(rows).to_have_count(50)
+    page.get_by_role("button", name="Load more").click()
+    expect(rows).to_have_count(55)
+    expect(page.get_by_role("button", name="Load more")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile("Customer 00"))).to_be_visible()
+
+    box = page.get_by_role("searchbox", name="Search conversations")
+    box.fill("wallaby")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Kim Kangaroo")
+    expect(page.locator(".search-note")).to_contain_text("wallaby")
+    screenshot(page, "console-inbox-search")
+    box.fill("outback")  # the customer's email
+    expect(rows).to_have_count(1)
+    box.fill("number 17")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Customer 17")
+    box.fill("platypus")
+    expect(page.locator("#conversation-list")).to_contain_text("No conversation matches “platypus”")
+    # Without script the search is a plain GET: the same results, the box filled in.
+    page.goto(server.url + "/console/inbox?q=kangaroo")
+    expect(rows).to_have_count(1)
+    expect(box).to_have_value("kangaroo")
+    rows.first.get_by_role("link").click()
+    expect(page.get_by_role("log")).to_contain_text("wallaby-shaped")
+    expect(rows).to_have_count(1)  # the search stays while a result is open

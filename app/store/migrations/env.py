@@ -9,6 +9,7 @@ import app.store.tables  # noqa: F401  (registers the tables)
 from app.settings import Settings
 from app.store.dialect import dialect_of
 from app.store.engine import make_engine
+from app.store.search import outside_the_models
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -21,6 +22,7 @@ def run_migrations_online() -> None:
             connection=connectable,
             target_metadata=target_metadata,
             render_as_batch=dialect_of(connectable).render_as_batch,
+            include_name=outside_the_models,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -33,6 +35,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=dialect_of(settings).render_as_batch,
             compare_type=True,
+            include_name=outside_the_models,
         )
         with context.begin_transaction():
             context.run_migrations()
