@@ -2,7 +2,8 @@
 stored that carries their data, in one transaction; after it commits, their files' bytes,
 and the database's own leftovers (``Dialect.reclaim_erased``).
 
-What goes with a conversation: its messages, web-view openings, files, the outbox events
+What goes with a conversation: its messages (and their search entries, ``app/store/search.py``),
+web-view openings, files, the outbox events
 whose payload names it (and those events' webhook deliveries and attempts, pending or not:
 a delivery's body is its event), and the idempotency records whose stored response names it.
 With a user also: their own uploads, events and idempotency records that name them, and the
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Engine
 from app import errors, events
 from app.files import records as files
 from app.files.service import Files
+from app.store import search
 from app.store.dialect import dialect_of
 from app.store.runner import Tx
 from app.store.tables import User, UTCDateTime
@@ -123,6 +125,9 @@ def erase_conversations(
     _erase_idempotency_naming(tx, workspace_id, needles, since)
     for ids in _chunks(conversation_ids):
         _run(tx, "DELETE FROM conversation WHERE id IN :ids", ids)
+    # Their search entries went with the rows (ON DELETE CASCADE); FTS5 keeps the words of
+    # deleted entries until its segments merge: rewrite the index without them.
+    search.purge(tx.db)
     return out
 
 
@@ -139,6 +144,7 @@ def erase_user(tx: Tx, workspace_id: str, user_id: str) -> Erased:
             {"ws": workspace_id, "user": user_id},
         )
     ]
+    search.forget_user(tx.db, user_id)  # their name and email too, before the index is purged
     out = erase_conversations(tx, workspace_id, conversation_ids, also_naming=[user_id], since=user.created_at)
     out.storage_keys += files.delete_files(tx.session, workspace_id, user_id=user_id)
     out.files = len(out.storage_keys)

@@ -113,3 +113,18 @@ def test_the_search_text_is_the_same_words_for_both_engines() -> None:
     assert search.message_text([{"text": {"content": "Hello"}}, {"file": {"name": "Invoice-7.pdf"}}]) == (
         "hello invoice 7 pdf"
     )
+
+
+def test_erasing_a_user_through_the_api_leaves_no_word_in_the_index(server: Any, api: httpx.Client) -> None:
+    zoe = make_user(api, name="Zoe Quokkasson", email="zoe@quokka.example")
+    conv = make_conversation(api, zoe["id"])
+    post_text(api, conv["id"], "marsupialmarmalade is my password hint", actor={"type": "user"})
+    keep = make_conversation(api)
+    post_text(api, keep["id"], "marsupial questions", actor={"type": "user"})
+    assert found(api, "marsupialmarmalade") == {conv["id"]} and found(api, "quokkasson") == {conv["id"]}
+    assert api.delete(f"/api/v1/users/{zoe['id']}").status_code == 204
+    assert found(api, "marsupialmarmalade") == set() and found(api, "quokka") == set()
+    assert found(api, "marsupial") == {keep["id"]}  # everyone else is still found
+    if dialect_of(server.settings()).sqlite:
+        blocks = server.in_tx(lambda tx: tx.db.run(f"SELECT block FROM {search.FTS_TABLE}_data"))
+        assert not any(w in bytes(b or b"") for (b,) in blocks for w in (b"marsupialmarmalade", b"quokkasson"))
