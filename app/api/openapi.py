@@ -10,7 +10,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from app.api.examples import CURATED, example
 from app.api.framework import PREFIX, Endpoint
+from app.api.openapi_webhooks import WEBHOOK_MODELS, webhooks_section
 from app.api.schemas import ErrorOut
 
 REF = "#/components/schemas/{model}"
@@ -37,6 +39,7 @@ def _response_model(ep: Endpoint) -> type[BaseModel] | None:
 
 def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [(ErrorOut, "serialization")]
+    models += [(m, "serialization") for m in WEBHOOK_MODELS]
     for ep in endpoints:
         if ep.body is not None:
             models.append((ep.body, "validation"))
@@ -65,10 +68,14 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
         if ep.form is not None:
             op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.form}}}
         if ep.body is not None:
+            body_schema = ref(ep.body, "validation")
+            body_example = CURATED.get(ep.body.__name__)
+            if body_example is None:
+                body_example = example(body_schema, schemas)
             op["requestBody"] = {
                 # An empty body is read as ``{}``: it is only "required" when the model has required fields.
                 "required": bool(ep.body.model_json_schema().get("required")),
-                "content": {"application/json": {"schema": ref(ep.body, "validation")}},
+                "content": {"application/json": {"schema": body_schema, "example": body_example}},
             }
         out = _response_model(ep)
         if out is None:
@@ -90,7 +97,7 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
                         "description": "With updated_after (or a change cursor): on the last page, "
                         "the cursor to poll with later for what changes next.",
                     }
-            content = {"application/json": {"schema": schema}}
+            content = {"application/json": {"schema": schema, "example": example(schema, schemas)}}
             op["responses"][str(ep.status)] = {"description": "OK", "content": content}
             if ep.path.endswith("/messages") and ep.method == "POST":
                 op["responses"]["200"] = {"description": "Repeated client_message_id", "content": content}
@@ -120,6 +127,7 @@ def build_openapi(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "paths": paths,
+        "webhooks": webhooks_section(lambda model: ref(model, "serialization"), schemas),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "bch_…"}},
@@ -172,6 +180,9 @@ def render_docs(spec: dict[str, Any], templates_dir: Any) -> str:
         for method, op in methods.items():
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             responses = []
+            success = next((r for c, r in op["responses"].items() if c.startswith("2")), {})
+            response_example = success.get("content", {}).get("application/json", {}).get("example")
+            request_example = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
             for code, resp in op["responses"].items():
                 schema = resp.get("content", {}).get("application/json", {}).get("schema")
                 name = schema_text(schema) if schema and "$ref" in schema else ("page" if schema else "")
@@ -186,8 +197,21 @@ def render_docs(spec: dict[str, Any], templates_dir: Any) -> str:
                     "params": [{**p, "schema_text": schema_text(p["schema"])} for p in op["parameters"]],
                     "body": schema_text(body) if body else None,
                     "responses": responses,
+                    "description": op.get("description"),
+                    "request_example": _pretty(request_example),
+                    "response_example": _pretty(response_example),
                 }
             )
+    hooks = []
+    for name, item in spec.get("webhooks", {}).items():
+        op = item["post"]
+        content = op["requestBody"]["content"]["application/json"]
+        hooks.append({"id": op["operationId"], "name": name, "description": op["description"],
+                      "schema": schema_text(content["schema"]), "example": _pretty(content["example"])})
     schemas = {name: json.dumps(s, indent=2) for name, s in spec["components"]["schemas"].items()}
     env = Environment(loader=FileSystemLoader(str(templates_dir)), autoescape=select_autoescape(["html"]))
-    return env.get_template("docs.html").render(spec=spec, groups=list(groups.items()), schemas=schemas)
+    return env.get_template("docs.html").render(spec=spec, groups=list(groups.items()), schemas=schemas, hooks=hooks)
+
+
+def _pretty(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, indent=2, ensure_ascii=False)
