@@ -26,7 +26,8 @@ SCHEMA_ID_PREFIXES = {
 }  # fmt: skip
 NAMED = {
     "name": "Ada Lovelace", "email": "ada@example.com", "external_id": "crm-42", "label": "Track my order",
-    "payload": "TRACK_ORDER", "content": "Hi! Where is my pizza?", "title": "Margherita", "subtitle": "Tomato, mozzarella",
+    "payload": "TRACK_ORDER", "content": "Hi! Where is my pizza?", "title": "Margherita",
+    "subtitle": "Tomato, mozzarella",
     "description": "My bot", "url": "https://bot.example.com/webhooks", "avatar_url": "https://bot.example.com/avatar.png",
     "image_url": "https://bot.example.com/pizza.jpg", "callback_url": "https://bot.example.com/forms/address",
     "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "token": "bch_3m5G0J8kQpY1pUuJ6n7jYw2ZpXxV4cB9aLk1dE0fHqI",
@@ -37,7 +38,9 @@ NAMED = {
 }  # fmt: skip
 
 
-def example(schema: dict[str, Any], components: dict[str, Any], name: str = "", holder: str = "", depth: int = 0) -> Any:
+def example(
+    schema: dict[str, Any], components: dict[str, Any], name: str = "", holder: str = "", depth: int = 0
+) -> Any:
     """A value that validates against ``schema`` (``$ref``s resolved in ``components``)."""
     if depth > 12:
         return None
