@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import events
+
 TIMESTAMP = "2026-11-30T12:00:00Z"
 # The prefix of each kind of id, by the name of the property (or of the schema holding ``id``).
 ID_PREFIXES = {
@@ -117,7 +119,7 @@ CURATED: dict[str, Any] = {
     "UserIn": {"external_id": "crm-42", "name": "Ada Lovelace", "email": "ada@example.com",
                "properties": {"plan": "pro"}},
     "WebhookEndpointIn": {"url": "https://bot.example.com/webhooks",
-                          "events": ["message.created", "conversation.created", "webview.closed"]},
+                          "events": [events.MESSAGE_CREATED, events.CONVERSATION_CREATED, events.WEBVIEW_CLOSED]},
     "AgentPatch": {"name": "Pizza Pete", "avatar_url": "https://bot.example.com/pete.png"},
     "ConversationPatch": {"status": "resolved"},
     "HandoverIn": {"to": "human", "reason": "customer asked for a human"},

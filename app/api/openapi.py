@@ -180,7 +180,7 @@ def render_docs(spec: dict[str, Any], templates_dir: Any) -> str:
         for method, op in methods.items():
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             responses = []
-            success = next((r for c, r in op["responses"].items() if c.startswith("2")), {})
+            success: dict[str, Any] = next((r for c, r in op["responses"].items() if c.startswith("2")), {})
             response_example = success.get("content", {}).get("application/json", {}).get("example")
             request_example = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
             for code, resp in op["responses"].items():

@@ -25,7 +25,7 @@ _NOUNS: dict[str, type[BaseModel]] = {
 }  # fmt: skip
 # Where a field's name means something else in one event.
 _OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
-    ("webhook.test", "message"): {"type": "string", "description": "A line saying this is a test."},
+    (events.WEBHOOK_TEST, "message"): {"type": "string", "description": "A line saying this is a test."},
 }
 _SIMPLE: dict[str, dict[str, Any]] = {
     "seq": {"type": "integer"},
@@ -34,17 +34,17 @@ _SIMPLE: dict[str, dict[str, Any]] = {
     "external_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
 }
 DESCRIPTIONS = {
-    "message.created": "A message was stored: the customer's (answer it when `conversation.handled_by` is "
+    events.MESSAGE_CREATED: "A message was stored: the customer's (answer it when `conversation.handled_by` is "
     "`bot` and `message.actor.type` is `user`), a bot's, an agent's or a private note (`private: true`). "
     "A quick reply, drop-down or postback choice arrives as the customer's message whose "
     "`reply_to.payload` is the option's payload.",
-    "conversation.created": "A conversation began (the widget opens one when the customer first opens the "
+    events.CONVERSATION_CREATED: "A conversation began (the widget opens one when the customer first opens the "
     "chat): the bot's cue to greet.",
-    "webview.closed": "A web view closed: `submitted` (a hosted form's callback answered 2xx), `closed` (the "
+    events.WEBVIEW_CLOSED: "A web view closed: `submitted` (a hosted form's callback answered 2xx), `closed` (the "
     "page called `Backchannel.close`) or `dismissed` (the customer closed the sheet). The bot's cue to "
     "continue.",
-    "conversation.handover": "Control moved between the bot and humans: `from`, `to` and why.",
-    "webhook.test": "Sent by Send test (console) or `POST /webhook-endpoints/{id}/test`, to that endpoint only.",
+    events.CONVERSATION_HANDOVER: "Control moved between the bot and humans: `from`, `to` and why.",
+    events.WEBHOOK_TEST: "Sent by Send test (console) or `POST /webhook-endpoints/{id}/test`, to that endpoint only.",
 }
 HEADERS = [
     {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
