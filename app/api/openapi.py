@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -210,7 +211,13 @@ def render_docs(spec: dict[str, Any], templates_dir: Any) -> str:
                       "schema": schema_text(content["schema"]), "example": _pretty(content["example"])})
     schemas = {name: json.dumps(s, indent=2) for name, s in spec["components"]["schemas"].items()}
     env = Environment(loader=FileSystemLoader(str(templates_dir)), autoescape=select_autoescape(["html"]))
+    env.filters["ticks"] = _code_spans
     return env.get_template("docs.html").render(spec=spec, groups=list(groups.items()), schemas=schemas, hooks=hooks)
+
+
+def _code_spans(text: str) -> Markup:
+    """Escaped text whose `backticked` spans become <code> (descriptions are Markdown-ish)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 def _pretty(value: Any) -> str | None:
