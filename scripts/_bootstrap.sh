@@ -64,3 +64,25 @@ ensure_chromium() {
     echo "!! Install it with: sudo apt-get install chromium   (or set BACKCHANNEL_CHROMIUM)" >&2
   fi
 }
+
+ensure_browser_tools() {  # axe-core (npm) for the browser tests' accessibility checks
+  local dir="$ROOT/tests/browser/axe" stamp
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      echo "==> installing Node.js and npm for the accessibility checks (apt-get install nodejs npm)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "!! npm not found: the accessibility checks (axe-core) will be skipped. Install Node.js and npm." >&2
+      return 0
+    fi
+  fi
+  stamp="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  [ "$(cat "$dir/node_modules/.backchannel-installed" 2>/dev/null)" = "$stamp" ] && return 0
+  echo "==> installing axe-core for the browser tests (npm ci in tests/browser/axe)"
+  if (cd "$dir" && npm ci --no-audit --no-fund --silent); then
+    echo "$stamp" > "$dir/node_modules/.backchannel-installed"
+  else
+    echo "!! npm ci failed in $dir: the accessibility checks will be skipped" >&2
+  fi
+}

@@ -180,6 +180,12 @@
     if (window.parent !== window) body.classList.add("bc-in-sheet");
     var title = body.getAttribute("data-bc-title");
     if (title) setTitle(title);
+    // The widget's theme colour on the submit button (set here: the page allows no inline style).
+    var accent = body.getAttribute("data-bc-accent");
+    if (accent && /^#[0-9a-f]{6}$/i.test(accent)) {
+      body.style.setProperty("--bc-accent", accent);
+      body.style.setProperty("--bc-accent-text", body.getAttribute("data-bc-accent-text") === "#111827" ? "#111827" : "#ffffff");
+    }
     var form = document.querySelector("form[data-bc-form]");
     if (form) enhance(form);
     var closeWith = body.getAttribute("data-bc-close");

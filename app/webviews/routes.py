@@ -7,6 +7,7 @@ writes paths (never queries). Nothing here logs a request body or a value.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -82,14 +83,28 @@ def _problem_page(exc: FormLinkError, ancestors: list[str] | None = None) -> HTM
     return _page("message.html", exc.status, ancestors or [], title=exc.title, detail=exc.detail)
 
 
+DEFAULT_ACCENT = "#1f5eff"
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def text_on(hex_color: str) -> str:
+    """Dark or white text, whichever reads on ``hex_color`` (WCAG relative luminance), as the
+    widget picks its header text: the form's button wears the widget's theme colour."""
+    channels = [int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return "#111827" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.35 else "#ffffff"
+
+
 class _Form:
     """What a valid hosted URL leads to (no customer data)."""
 
     def __init__(
-        self, opening: WebviewOpening, form: dict[str, Any], ancestors: list[str], endpoint: WebhookEndpoint
+        self, opening: WebviewOpening, form: dict[str, Any], ancestors: list[str], endpoint: WebhookEndpoint,
+        accent: str = DEFAULT_ACCENT,
     ) -> None:
         self.opening, self.form, self.ancestors, self.endpoint = opening, form, ancestors, endpoint
         self.fields: list[FieldView] = field_views(form)
+        self.accent = accent if _HEX.match(accent) else DEFAULT_ACCENT
 
 
 def _load(s: Session, opening_id: str, workspace_id: str) -> _Form:
@@ -111,7 +126,7 @@ def _load(s: Session, opening_id: str, workspace_id: str) -> _Form:
     if endpoint is None:
         raise NotSetUp()
     s.expunge_all()  # used after the session closes
-    return _Form(opening, form, ancestors, endpoint)
+    return _Form(opening, form, ancestors, endpoint, workspace.theme_color if workspace else DEFAULT_ACCENT)
 
 
 async def _resolve(request: Request) -> _Form:
@@ -130,7 +145,7 @@ def _form_page(
     kept = {k: v for k, v in (values or {}).items() if not next(x for x in f.fields if x.name == k).sensitive}
     return _page(
         "form.html", status, f.ancestors, title=f.form["title"], submit_label=f.form.get("submit_label", "Submit"),
-        fields=f.fields, errors=problems or {}, values=kept,
+        fields=f.fields, errors=problems or {}, values=kept, accent=f.accent, accent_text=text_on(f.accent),
     )
 
 
