@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app import errors
+from app.data import audit
 from app.ids import new_id, utcnow
 from app.people import create_agent
 from app.store.runner import Tx
@@ -102,3 +103,15 @@ def authenticate(s: Session, email: str, password: str) -> ConsoleUser | None:
     except (VerificationError, InvalidHashError):
         return None
     return user
+
+
+def record_login(tx: Tx, email: str, ok: bool, ip: str | None) -> None:
+    """A console login (or a failed one) in the audit log of the account's workspace. A failed
+    login names the email typed as the actor's name; one for an email no account has is in no
+    workspace, so it is only throttled (``console.auth``), not recorded."""
+    user = tx.session.exec(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email))).first()
+    if user is None:
+        return
+    actor = audit.Actor("console_user", user.id if ok else None, user.email if ok else email.strip()[:320], ip)
+    action = "console.login" if ok else "console.login_failed"
+    audit.record(tx, user.workspace_id, actor, action, "console_user", user.id)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, col, select
 
 from app import VERSION, errors
+from app.data import audit
 from app.logs import configure_logging
 from app.serve import (
     CannotServe,
@@ -83,7 +84,12 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_workspaces_create(args: argparse.Namespace, settings: Settings) -> int:
-    ws = _in_tx(settings, create_workspace, args.name)
+    def create(tx: Tx) -> Any:
+        ws = create_workspace(tx, args.name)
+        audit.record(tx, ws.id, audit.CLI, "workspace.created", "workspace", ws.id)
+        return ws
+
+    ws = _in_tx(settings, create)
     data = {"id": ws.id, "name": ws.name, "widget_key": ws.widget_key}
     _emit(
         args,
@@ -110,7 +116,9 @@ def _scopes(values: Sequence[str] | None) -> list[str]:
 def cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
     def create(tx: Tx) -> Any:
         get_workspace(tx.session, args.workspace)
-        return create_token(tx, args.workspace, args.name, _scopes(args.scopes))
+        token, secret = create_token(tx, args.workspace, args.name, _scopes(args.scopes))
+        audit.record(tx, args.workspace, audit.CLI, "api_token.created", "api_token", token.id)
+        return token, secret
 
     token, secret = _in_tx(settings, create)
     data = {"id": token.id, "name": token.name, "token": secret, "scopes": token.scopes}
@@ -135,7 +143,12 @@ def cmd_tokens_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    token = _in_tx(settings, revoke_token, args.workspace, args.token_id)
+    def revoke(tx: Tx) -> Any:
+        token = revoke_token(tx, args.workspace, args.token_id)
+        audit.record(tx, args.workspace, audit.CLI, "api_token.revoked", "api_token", token.id)
+        return token
+
+    token = _in_tx(settings, revoke)
     _emit(args, token_json(token), f"Token {token.id} revoked.")
     return 0
 
@@ -154,7 +167,9 @@ def cmd_admins_create(args: argparse.Namespace, settings: Settings) -> int:
 
     def create(tx: Tx) -> Any:
         get_workspace(tx.session, args.workspace)
-        return create_console_user(tx, args.workspace, account)
+        user = create_console_user(tx, args.workspace, account)
+        audit.record(tx, args.workspace, audit.CLI, "console_user.created", "console_user", user.id)
+        return user
 
     user = _in_tx(settings, create)
     data = {"id": user.id, "email": user.email, "role": user.role, "workspace_id": user.workspace_id}

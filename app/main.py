@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from app import VERSION, errors
 from app.api import (
     agents,
+    audit_log,
     conversations,
     event_feed,
     files,
@@ -74,6 +75,7 @@ def api_endpoints() -> list[Endpoint]:
         *files.ENDPOINTS,
         *workspace.ENDPOINTS,
         *event_feed.ENDPOINTS,
+        *audit_log.ENDPOINTS,
     ]
 
 

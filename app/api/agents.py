@@ -51,6 +51,7 @@ ENDPOINTS = [
         status=201,
         scope="write",
         errors=(422,),
+        audit=("agent.created", "agent"),
     ),
     Endpoint(
         "GET", "/agents", list_, "List agents (oldest first)", "Agents", query=ListQuery, response=("page", AgentOut)

@@ -26,7 +26,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app import errors
+from app.data import audit
 from app.ids import utcnow
+from app.proxies import client_address
 from app.settings import Settings
 from app.state import AppState
 from app.store.runner import Tx
@@ -69,6 +71,7 @@ class Call:
     query: Any = None
     tx: Tx | None = None
     settings: Settings | None = None  # for handlers that sign or verify with the secret key
+    ip: str | None = None  # the client's address (app/proxies.py), for the audit log
 
     @property
     def workspace_id(self) -> str:
@@ -105,6 +108,10 @@ class Endpoint:
     receive: Callable[[Request, Any, str], Awaitable[tuple[bytes, Any]]] | None = None
     discard: Callable[[Any, Any], Awaitable[None]] | None = None
     form: dict[str, Any] | None = None
+    # An admin action (SPEC §13): ``(action, target type)`` recorded in the audit log by a
+    # successful call, in the write's own transaction (a read's, such as an export, in a write
+    # committed before the answer). The target is the path's id, or the created resource's.
+    audit: tuple[str, str] | None = None
 
     @property
     def writes(self) -> bool:
@@ -291,19 +298,27 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
         await state.runner.read(lambda s: authed(s, record_use=False))
         raise refused from None
 
+    ip = client_address(request)
     if not ep.writes:
 
-        def read(s: Session) -> tuple[Result, str | None]:
+        def read(s: Session) -> tuple[Result, Principal, bool]:
             principal, stale = authed(s)
-            return _as_result(
-                ep, ep.handler(Call(principal, s, params, body, query, settings=state.settings))
-            ), principal.token_id if stale else None
+            call = Call(principal, s, params, body, query, settings=state.settings, ip=ip)
+            return _as_result(ep, ep.handler(call)), principal, stale
 
-        result, touch = await state.runner.read(read)
-        if touch:
+        result, principal, stale = await state.runner.read(read)
+        if ep.audit is not None and result.status < 400:
+            # Nothing read for an admin action leaves before its audit entry is committed.
+            def audit_read(tx: Tx) -> None:
+                if stale:
+                    state.authenticator.touch(tx, principal.token_id)
+                _audit(tx, ep, principal, params, result, ip)
+
+            await state.runner.write(audit_read)
+        elif stale:
             # last_used_at is best effort: a locked database must not fail a read that worked.
             with contextlib.suppress(errors.Unavailable):
-                await state.runner.write(state.authenticator.touch, touch)
+                await state.runner.write(state.authenticator.touch, principal.token_id)
     else:
 
         def write(tx: Tx) -> Result:
@@ -320,8 +335,10 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
                     tx.session.delete(record)
                     tx.session.flush()
             res = _as_result(
-                ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings))
+                ep, ep.handler(Call(principal, tx.session, params, body, query, tx, settings=state.settings, ip=ip))
             )
+            if ep.audit is not None and res.status < 400:
+                _audit(tx, ep, principal, params, res, ip)
             if idem_key is not None and res.status < 500:
                 tx.session.add(
                     IdempotencyRecord(
@@ -352,6 +369,18 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
     if result.status == 204:
         return Response(status_code=204, headers=result.headers)
     return JSONResponse(result.body, status_code=result.status, headers=result.headers)
+
+
+def _audit(tx: Tx, ep: Endpoint, principal: Principal, params: dict[str, str], res: Result, ip: str) -> None:
+    assert ep.audit is not None
+    action, target_type = ep.audit
+    target_id = next((v for k, v in params.items() if k.endswith("_id")), None)
+    if target_type == "workspace":
+        target_id = principal.workspace_id
+    elif target_id is None and isinstance(res.body, dict):
+        target_id = res.body.get("id")
+    actor = audit.token_actor(tx.session, principal.token_id, ip)
+    audit.record(tx, principal.workspace_id, actor, action, target_type, target_id)
 
 
 async def _discard(ep: Endpoint, state: AppState, received: Any) -> None:

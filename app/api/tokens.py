@@ -50,6 +50,7 @@ ENDPOINTS = [
         status=201,
         scope="admin",
         errors=(403, 422),
+        audit=("api_token.created", "api_token"),
     ),
     Endpoint(
         "DELETE",
@@ -61,5 +62,6 @@ ENDPOINTS = [
         status=204,
         scope="admin",
         errors=(403, 404),
+        audit=("api_token.revoked", "api_token"),
     ),
 ]

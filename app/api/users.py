@@ -4,21 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 
 from app import people
 from app.api.changes import ChangesQuery, change_page
 from app.api.framework import Call, Endpoint, Result
 from app.api.pagination import ListQuery, decode_cursor, page
-from app.api.schemas import UserIn, UserOut, UserPatch
-from app.data import erasure
+from app.api.schemas import ConversationOut, FileOut, MessageOut, UserIn, UserOut, UserPatch
+from app.data import erasure, export
+from app.files.links import links_for
 from app.shapes import user_json
 from app.state import AppState
 from app.store.sql import table_of
 from app.store.tables import User
 
 USERS = table_of(User)
+
+
+class ExportedConversation(ConversationOut):
+    messages: list[MessageOut]
+
+
+class UserExport(BaseModel):
+    user: UserOut
+    conversations: list[ExportedConversation]
+    files: list[FileOut]
+    exported_at: str
 
 
 class UserQuery(ListQuery, ChangesQuery):
@@ -56,6 +68,11 @@ def delete(call: Call) -> Result:
         await erasure.finish(state.files, state.engine, erased, state.data_job.vacuum_soon)
 
     return Result(204, None, after=finish)
+
+
+def export_(call: Call) -> dict[str, Any]:
+    assert call.settings is not None
+    return export.export_user(call.session, call.workspace_id, call.params["user_id"], links_for(call.settings))
 
 
 def list_(call: Call) -> dict[str, Any]:
@@ -127,7 +144,20 @@ ENDPOINTS = [
         status=204,
         scope="write",
         errors=(404,),
+        audit=("user.erased", "user"),
         description="Also deleted: the webhook events and deliveries and the idempotency records that carry "
         "their data. Fires `user.deleted` with `{user_id, external_id}`. See docs/data.md.",
+    ),
+    Endpoint(
+        "GET",
+        "/users/{user_id}/export",
+        export_,
+        "Export everything stored about a user: conversations with messages, files as signed links",
+        "Users",
+        response=UserExport,
+        errors=(404,),
+        audit=("user.exported", "user"),
+        description="`{user, conversations: [{…, messages: [...]}], files: [...], exported_at}`. Each file's `url` "
+        "is a signed link valid for one to two hours. The export is recorded in the audit log.",
     ),
 ]

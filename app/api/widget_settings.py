@@ -30,5 +30,6 @@ ENDPOINTS = [
         response=WidgetSettingsOut,
         scope="admin",
         errors=(403, 422),
+        audit=("widget_settings.updated", "workspace"),
     ),
 ]

@@ -37,6 +37,7 @@ ENDPOINTS = [
         response=WorkspaceOut,
         scope="admin",
         errors=(403, 422),
+        audit=("workspace.updated", "workspace"),
         description="`retention_days`: resolved conversations unchanged for longer are erased by a background job "
         "(as `DELETE /users/{id}` erases), in small batches; null keeps them for ever. See docs/data.md.",
     ),

@@ -3,6 +3,7 @@
 ``routes.py`` lists every route; ``pages.py`` wraps each page handler (session, CSRF, role);
 ``auth.py`` holds sessions, CSRF and login throttling; ``render.py`` the templates and CSP;
 ``hub.py`` and ``live.py`` the live Inbox socket. One module per page: ``inbox``, ``team``,
-``tokens``, ``webhooks``, ``widget``, ``login``, ``files``. Pages call the same nouns as the
+``tokens``, ``webhooks``, ``widget``, ``login``, ``files``, ``data`` (Data retention and the
+Audit log). Pages call the same nouns as the
 REST API (``app/conversations.py``, ``app/webhooks/endpoints.py``, …): one write path.
 """

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -24,11 +25,13 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from app import errors, events
-from app.proxies import client_limit_key
+from app.data import audit
+from app.proxies import client_address, client_limit_key
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import ConsoleUser, Workspace
 
+T = TypeVar("T")
 log = logging.getLogger("backchannel.console")
 
 SESSION_COOKIE = "bc_console"
@@ -197,6 +200,23 @@ class Ctx:
 
     def fields(self, name: str) -> list[str]:
         return [v for v in self.form.getlist(name) if isinstance(v, str)] if self.form is not None else []
+
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor.console(self.user, client_address(self.request))
+
+    async def write_audited(
+        self,
+        action: str,
+        target_type: str,
+        fn: Callable[..., T],
+        *args: Any,
+        target_id: str | Callable[[T], str | None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``runner.write(fn, …)``, with this admin action in the audit log of the same transaction."""
+        write = audit.audited(fn, self.workspace_id, self.actor, action, target_type, target_id)
+        return await self.state.runner.write(write, *args, **kwargs)
 
 
 def form_error(exc: errors.ApiError) -> dict[str, str]:

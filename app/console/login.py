@@ -11,6 +11,7 @@ from app import accounts, errors
 from app.console import auth
 from app.console.pages import console_page
 from app.console.render import error_page, redirect, render
+from app.proxies import client_address
 from app.state import AppState
 
 
@@ -60,6 +61,7 @@ async def login(request: Request) -> Response:
     if not email or not password:
         return _login_page(request, state, email=email, error="Enter your email and password.", status=400)
     user = await state.runner.read(accounts.authenticate, email, password)
+    await state.runner.write(accounts.record_login, email, user is not None, client_address(request))
     if user is None:
         return _login_page(request, state, email=email, error="That email and password do not match.", status=401)
     await auth.login_succeeded(state, request, email)

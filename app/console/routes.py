@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from app.console import files, inbox, live, login, team, tokens, webhooks, widget
+from app.console import data, files, inbox, live, login, team, tokens, webhooks, widget
 
 _POST = ["POST"]
 
@@ -52,4 +52,7 @@ ROUTES: list[BaseRoute] = [
     Route("/console/settings/webhooks/{endpoint_id}/delete", webhooks.delete, methods=_POST),
     Route("/console/settings/team", team.team_page),
     Route("/console/settings/team", team.invite, methods=_POST),
+    Route("/console/settings/retention", data.retention_page),
+    Route("/console/settings/retention", data.save_retention, methods=_POST),
+    Route("/console/settings/audit-log", data.audit_log_page),
 ]

@@ -53,7 +53,10 @@ async def invite(ctx: Ctx) -> Response:
                 new_console_user, values["email"], password, name=values["name"] or None, role=values["role"]
             )
         )
-        await ctx.state.runner.write(create_console_user, ctx.workspace_id, account)
+        await ctx.write_audited(
+            "console_user.created", "console_user", create_console_user, ctx.workspace_id, account,
+            target_id=lambda user: user.id,
+        )
     except errors.Unprocessable as exc:
         return await _page(ctx, values=values, errors_=form_error(exc), status=422)
     except errors.Conflict as exc:

@@ -43,7 +43,10 @@ async def generate(ctx: Ctx) -> Response:
         return await _page(ctx, errors_=problems, name=name, scopes=scopes, status=422)
     try:
         tokens.check_scopes(scopes)  # before the write is queued
-        token, secret = await ctx.state.runner.write(tokens.create_token, ctx.workspace_id, name, scopes)
+        token, secret = await ctx.write_audited(
+            "api_token.created", "api_token", tokens.create_token, ctx.workspace_id, name, scopes,
+            target_id=lambda created: created[0].id,
+        )  # fmt: skip
     except errors.Unprocessable as exc:
         return await _page(ctx, errors_=form_error(exc), name=name, scopes=scopes, status=422)
     # Rendered straight into this response (never a redirect or cookie): the secret is
@@ -53,5 +56,8 @@ async def generate(ctx: Ctx) -> Response:
 
 @console_page(admin=True)
 async def revoke(ctx: Ctx) -> Response:
-    token = await ctx.state.runner.write(tokens.revoke_token, ctx.workspace_id, ctx.request.path_params["token_id"])
+    token_id = ctx.request.path_params["token_id"]
+    token = await ctx.write_audited(
+        "api_token.revoked", "api_token", tokens.revoke_token, ctx.workspace_id, token_id, target_id=token_id
+    )
     return redirect(ctx, PATH, f"Token “{token.name}” revoked. Requests using it are refused from now on.")

@@ -283,7 +283,10 @@ async def add(ctx: Ctx) -> Response:
     try:
         webhooks.check_endpoint_url(body.url, ctx.state.settings.webhook_allow_private_networks,
                                     ctx.state.settings.public_url)
-        endpoint = await ctx.state.runner.write(webhooks.create_endpoint, ctx.workspace_id, body)
+        endpoint = await ctx.write_audited(
+            "webhook_endpoint.created", "webhook_endpoint", webhooks.create_endpoint, ctx.workspace_id, body,
+            target_id=lambda e: e.id,
+        )  # fmt: skip
     except errors.ApiError as exc:
         return await _list_page(ctx, values=values, errors_=form_error(exc), status=exc.status)
     # The new secret is shown once, on the list the form was on: the cookie names the endpoint
@@ -308,7 +311,10 @@ async def save(ctx: Ctx) -> Response:
     try:
         webhooks.check_endpoint_url(patch.url, ctx.state.settings.webhook_allow_private_networks,
                                     ctx.state.settings.public_url)
-        await ctx.state.runner.write(webhooks.update_endpoint, ctx.workspace_id, endpoint_id, patch)
+        await ctx.write_audited(
+            "webhook_endpoint.updated", "webhook_endpoint", webhooks.update_endpoint, ctx.workspace_id, endpoint_id,
+            patch, target_id=endpoint_id,
+        )  # fmt: skip
     except errors.ApiError as exc:
         if exc.status == 404:
             raise
@@ -321,7 +327,10 @@ async def set_enabled(ctx: Ctx) -> Response:
     endpoint_id = ctx.request.path_params["endpoint_id"]
     enabled = ctx.field("enabled") == "true"
     patch = WebhookEndpointPatch(enabled=enabled)
-    endpoint = await ctx.state.runner.write(webhooks.update_endpoint, ctx.workspace_id, endpoint_id, patch)
+    endpoint = await ctx.write_audited(
+        "webhook_endpoint.updated", "webhook_endpoint", webhooks.update_endpoint, ctx.workspace_id, endpoint_id, patch,
+        target_id=endpoint_id,
+    )  # fmt: skip
     notice = "Endpoint enabled." if enabled else "Endpoint disabled: nothing is sent to it until you enable it."
     return redirect(ctx, _back(ctx, endpoint.id), notice)
 
@@ -330,9 +339,14 @@ async def set_enabled(ctx: Ctx) -> Response:
 async def reveal_secret(ctx: Ctx) -> Response:
     endpoint_id = ctx.request.path_params["endpoint_id"]
     # A POST, so the secret never sits in a URL, history or cache (pages are no-store too).
+    # Recorded (and the endpoint found, or 404) before the secret is shown.
+    await ctx.write_audited(
+        "webhook_endpoint.secret_revealed", "webhook_endpoint",
+        lambda tx, ws, eid: webhooks.get_endpoint(tx.session, ws, eid), ctx.workspace_id, endpoint_id,
+        target_id=endpoint_id,
+    )  # fmt: skip
     if ctx.field("back") == "endpoint":
         return await _endpoint_page(ctx, endpoint_id, reveal=True)
-    await ctx.state.runner.read(webhooks.get_endpoint, ctx.workspace_id, endpoint_id)
     return await _list_page(ctx, reveal=endpoint_id)
 
 
@@ -342,7 +356,10 @@ async def rotate_secret(ctx: Ctx) -> Response:
     overlap = ctx.state.settings.webhook_rotation_overlap_seconds
     if ctx.field("now") == "true":
         overlap = 0  # after a leak: the old secret stops signing at once
-    await ctx.state.runner.write(webhooks.rotate_secret, ctx.workspace_id, endpoint_id, overlap_seconds=overlap)
+    await ctx.write_audited(
+        "webhook_endpoint.secret_rotated", "webhook_endpoint", webhooks.rotate_secret, ctx.workspace_id, endpoint_id,
+        overlap_seconds=overlap, target_id=endpoint_id,
+    )  # fmt: skip
     hours = round(overlap / 3600)
     notice = (
         "Secret rotated. The old one no longer signs."
@@ -357,7 +374,10 @@ async def rotate_secret(ctx: Ctx) -> Response:
 async def send_test(ctx: Ctx) -> Response:
     endpoint_id = ctx.request.path_params["endpoint_id"]
     try:
-        await ctx.state.runner.write(webhooks.send_test_event, ctx.workspace_id, endpoint_id)
+        await ctx.write_audited(
+            "webhook_endpoint.tested", "webhook_endpoint", webhooks.send_test_event, ctx.workspace_id, endpoint_id,
+            target_id=endpoint_id,
+        )  # fmt: skip
     except errors.Conflict as exc:
         return redirect(ctx, _back(ctx, endpoint_id), exc.message)
     return redirect(ctx, _back(ctx, endpoint_id), "Test event sent. Its delivery shows in the log below.")
@@ -366,7 +386,10 @@ async def send_test(ctx: Ctx) -> Response:
 @console_page(admin=True)
 async def delete(ctx: Ctx) -> Response:
     endpoint_id = ctx.request.path_params["endpoint_id"]
-    await ctx.state.runner.write(webhooks.delete_endpoint, ctx.workspace_id, endpoint_id)
+    await ctx.write_audited(
+        "webhook_endpoint.deleted", "webhook_endpoint", webhooks.delete_endpoint, ctx.workspace_id, endpoint_id,
+        target_id=endpoint_id,
+    )  # fmt: skip
     return redirect(ctx, PATH, "Endpoint deleted with its delivery log.")
 
 
@@ -374,7 +397,10 @@ async def delete(ctx: Ctx) -> Response:
 async def retry(ctx: Ctx) -> Response:
     delivery_id = ctx.request.path_params["delivery_id"]
     try:
-        delivery = await ctx.state.runner.write(webhooks.retry_delivery, ctx.workspace_id, delivery_id)
+        delivery = await ctx.write_audited(
+            "webhook_delivery.retried", "webhook_delivery", webhooks.retry_delivery, ctx.workspace_id, delivery_id,
+            target_id=delivery_id,
+        )  # fmt: skip
     except errors.Conflict as exc:
         delivery = await ctx.state.runner.read(webhooks.get_delivery, ctx.workspace_id, delivery_id)
         return redirect(ctx, _back(ctx, delivery.endpoint_id), exc.message)

@@ -66,18 +66,29 @@ async def save(ctx: Ctx) -> Response:
     except ValidationError as exc:
         return _page(ctx, values=values, errors_=form_error(errors.from_validation_error(exc)), status=422)
     # The same action the REST API's PATCH /widget-settings uses: it also tells live widgets.
-    await ctx.state.runner.write(workspaces.update_widget_settings, ctx.workspace_id, patch)
+    await ctx.write_audited(
+        "widget_settings.updated", "workspace", workspaces.update_widget_settings, ctx.workspace_id, patch,
+        target_id=ctx.workspace_id,
+    )
     return redirect(ctx, PATH, "Widget settings saved. Open widgets update right away.")
 
 
 @console_page(admin=True)
 async def reveal_secret(ctx: Ctx) -> Response:
+    await ctx.write_audited(
+        "widget.identity_secret_revealed", "workspace", lambda tx, ws: workspaces.get_workspace(tx.session, ws),
+        ctx.workspace_id,
+        target_id=ctx.workspace_id,
+    )  # recorded before the secret is shown
     return _page(ctx, reveal=True)
 
 
 @console_page(admin=True)
 async def rotate_secret(ctx: Ctx) -> Response:
-    await ctx.state.runner.write(workspaces.rotate_identity_secret, ctx.workspace_id)
+    await ctx.write_audited(
+        "widget.identity_secret_rotated", "workspace", workspaces.rotate_identity_secret, ctx.workspace_id,
+        target_id=ctx.workspace_id,
+    )
     return redirect(
         ctx, PATH, "New identity secret generated. Sign user JWTs with it from now on; the old one no longer works."
     )
