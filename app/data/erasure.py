@@ -110,10 +110,13 @@ def erase_conversations(
     *,
     also_naming: Sequence[str] = (),
     since: datetime | None = None,
+    purge_index: bool = True,
 ) -> Erased:
     """Delete these conversations (the caller has checked they are the workspace's) and all
     that carries their data; ``also_naming`` adds ids (a user's) whose events and idempotency
-    records go too. ``since``: when the oldest of them (and of ``also_naming``) was created."""
+    records go too. ``since``: when the oldest of them (and of ``also_naming``) was created.
+    ``purge_index=False`` leaves rewriting the search index to the caller (retention does it
+    once a round, not once a batch: on SQLite it rewrites the whole index)."""
     out = Erased(conversations=len(conversation_ids))
     for ids in _chunks(conversation_ids):
         _run(tx, "DELETE FROM webview_opening WHERE conversation_id IN :ids", ids)
@@ -127,7 +130,8 @@ def erase_conversations(
         _run(tx, "DELETE FROM conversation WHERE id IN :ids", ids)
     # Their search entries went with the rows (ON DELETE CASCADE); FTS5 keeps the words of
     # deleted entries until its segments merge: rewrite the index without them.
-    search.purge(tx.db)
+    if purge_index:
+        search.purge(tx.db)
     return out
 
 

@@ -31,6 +31,7 @@ from app.data import erasure
 from app.files.service import Files
 from app.ids import utcnow
 from app.settings import Settings
+from app.store import search
 from app.store.dialect import dialect_of
 from app.store.runner import Runner, Tx
 from app.store.tables import UTCDateTime, Workspace
@@ -75,8 +76,16 @@ def erase_expired(tx: Tx, workspace_id: str, days: int, conversation_ids: list[s
         {"ids": doomed or [""]},
     ).scalar()
     return erasure.erase_conversations(
-        tx, workspace_id, doomed, since=dialect_of(tx.session.connection()).ts_out(since) if since else None
+        tx,
+        workspace_id,
+        doomed,
+        since=dialect_of(tx.session.connection()).ts_out(since) if since else None,
+        purge_index=False,  # once a round (``DataJob.run_once``)
     )
+
+
+def purge_search_index(tx: Tx) -> None:
+    search.purge(tx.db)
 
 
 class DataJob:
@@ -126,6 +135,10 @@ class DataJob:
             self.erased_total += erased
             log.info("retention erased %d conversations", erased)
         dialect = dialect_of(self.engine)
+        if erased:
+            # The erased messages' words leave the search index's storage (SQLite FTS5 keeps
+            # them in its segments until they are merged): once a round, not once a batch.
+            await self.runner.write(purge_search_index)
         if (erased or self._vacuum) and not self._stopping:
             self._vacuum = False
             await anyio.to_thread.run_sync(dialect.reclaim_erased, self.engine, erasure.ERASED_TABLES)
