@@ -44,6 +44,12 @@ DESCRIPTIONS = {
     "page called `Backchannel.close`) or `dismissed` (the customer closed the sheet). The bot's cue to "
     "continue.",
     events.CONVERSATION_HANDOVER: "Control moved between the bot and humans: `from`, `to` and why.",
+    events.CONVERSATION_UPDATED: "A conversation's `tags` or `properties` changed (a CRM's sync cue; "
+    "`GET /conversations?updated_after=` lists every change).",
+    events.USER_UPDATED: "A user's fields changed: by `PATCH /users/{id}`, or a signed widget identity that brought "
+    "a new name or email.",
+    events.USER_DELETED: "A user was erased (`DELETE /users/{id}`): they, their conversations, messages and files "
+    "are gone. Delete your copy.",
     events.WEBHOOK_TEST: "Sent by Send test (console) or `POST /webhook-endpoints/{id}/test`, to that endpoint only.",
 }
 HEADERS = [
