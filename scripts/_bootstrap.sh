@@ -86,3 +86,16 @@ ensure_browser_tools() {  # axe-core (npm) for the browser tests' accessibility 
     echo "!! npm ci failed in $dir: the accessibility checks will be skipped" >&2
   fi
 }
+
+ensure_node_example() {  # the JavaScript example bot's packages (standardwebhooks), from the npm registry
+  local dir="$ROOT/examples/pizzabot-js" stamp
+  command -v npm >/dev/null 2>&1 || return 0  # its test says node is missing, and skips
+  stamp="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  [ "$(cat "$dir/node_modules/.backchannel-installed" 2>/dev/null)" = "$stamp" ] && return 0
+  echo "==> installing the JavaScript example bot's packages (npm ci in examples/pizzabot-js)"
+  if (cd "$dir" && npm ci --no-audit --no-fund --silent); then
+    echo "$stamp" > "$dir/node_modules/.backchannel-installed"
+  else
+    echo "!! npm ci failed in examples/pizzabot-js: its end-to-end test will fail until it works" >&2
+  fi
+}
