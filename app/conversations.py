@@ -19,7 +19,7 @@ from app.store import search
 from app.store import sql as rows
 from app.store.runner import Tx
 from app.store.sql import ConversationRow, MessageRow
-from app.store.tables import Agent
+from app.store.tables import Agent, Workspace
 
 # --- conversations ----------------------------------------------------------------------
 # Conversations and messages are the hot path: Core statements on plain rows (``rows``).
@@ -222,6 +222,22 @@ def _set_status(tx: Tx, conv: ConversationRow, status: str) -> None:
         _assign(tx, conv, None)  # reopened with the bot in control: the last human lets go
     type_ = events.CONVERSATION_RESOLVED if status == "resolved" else events.CONVERSATION_REOPENED
     tx.emit(conv.workspace_id, type_, {"conversation": conversation_json(conv)})
+
+
+def rate_conversation(
+    tx: Tx, workspace_id: str, conversation_id: str, score: int, comment: str | None
+) -> ConversationRow:
+    """The customer's rating of a resolved conversation (SPEC §12); a new one replaces it."""
+    conv = get_conversation(tx.db, workspace_id, conversation_id, lock=True)
+    if conv.status != "resolved":
+        raise errors.Conflict("Only a resolved conversation can be rated.", code="not_resolved")
+    workspace = tx.session.get(Workspace, workspace_id)
+    if workspace is None or not workspace.ratings_enabled:
+        raise errors.Forbidden("Ratings are turned off for this workspace.", code="ratings_disabled")
+    now = utcnow()
+    _save(tx, conv, rating_score=score, rating_comment=comment, rated_at=now, updated_at=now)
+    tx.emit(workspace_id, events.CONVERSATION_RATED, {"conversation": conversation_json(conv)})
+    return conv
 
 
 # --- messages ---------------------------------------------------------------------------

@@ -42,10 +42,17 @@ def conversation_json(c: ConversationLike) -> dict[str, Any]:
         "properties": c.properties,
         "assignee_kind": c.assignee_kind,
         "handled_by": c.handled_by,
+        "rating": rating_json(c),
         "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at),
         "last_message_seq": c.last_message_seq,
     }
+
+
+def rating_json(c: ConversationLike) -> dict[str, Any] | None:
+    if c.rating_score is None or c.rated_at is None:
+        return None
+    return {"score": c.rating_score, "comment": c.rating_comment, "rated_at": isoformat(c.rated_at)}
 
 
 def user_json(u: User) -> dict[str, Any]:

@@ -46,13 +46,34 @@ def widget_settings_json(w: Workspace) -> dict[str, object]:
         "theme_color": w.theme_color,
         "greeting": w.greeting,
         "identity_verification": w.identity_verification,
+        "locale": w.locale,
+        "away_message": w.away_message,
+        "business_hours": w.business_hours,
+        "ratings_enabled": w.ratings_enabled,
+    }
+
+
+# Settings where null means something (follow the browser; always open), so a PATCH may set null.
+NULLABLE_SETTINGS = frozenset({"locale", "business_hours"})
+
+
+def widget_public_settings(w: Workspace) -> dict[str, object]:
+    """What the widget shows, before and during a session: never origins or identity settings."""
+    return {
+        "name": w.name,
+        "theme_color": w.theme_color,
+        "greeting": w.greeting,
+        "locale": w.locale,
+        "away_message": w.away_message,
+        "business_hours": w.business_hours,
+        "ratings_enabled": w.ratings_enabled,
     }
 
 
 def update_widget_settings(tx: Tx, workspace_id: str, patch: WidgetSettingsPatch) -> Workspace:
     workspace = get_workspace(tx.session, workspace_id)
     for key, value in patch.model_dump(exclude_unset=True).items():
-        if value is not None:
+        if value is not None or key in NULLABLE_SETTINGS:
             setattr(workspace, key, value)
     tx.session.add(workspace)
     tx.publish({"type": events.WIDGET_SETTINGS, "workspace_id": workspace_id, "data": widget_settings_json(workspace)})

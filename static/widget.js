@@ -28,6 +28,84 @@
   var CLOSE = { NORMAL: 1000, UNAUTHENTICATED: 4401, FORBIDDEN: 4403, DEAD_PEER: 4408, REPLACED: 4429 };
   var REDUCED_MOTION = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)");
 
+  // --- languages -----------------------------------------------------------------------
+  // Every string the widget shows or announces. English is built in; the other languages are
+  // static/widget-locale-CODE.json, fetched when chosen (tests/test_widget_locales.py checks
+  // each has exactly these keys and placeholders). See docs/widget.md "Languages".
+  var EN = /*EN*/{
+    "open": "Open chat", "minimize": "Minimize chat", "log": "Conversation", "message": "Message",
+    "placeholder": "Write a message…", "send": "Send", "attach": "Attach a file", "files_to_send": "Files to send",
+    "drop": "Drop files to attach", "powered": "Powered by Backchannel", "chat": "Chat",
+    "reply_time": "We usually reply in a few minutes",
+    "away": "We're away right now. Leave a message and we'll reply when we're back.",
+    "resolved": "Resolved · write to reopen", "talking_to": "You're talking to {name}",
+    "offline": "Connection lost. Reconnecting…", "refused": "Chat is not available on this site.",
+    "unavailable": "Chat is not available.", "no_connection": "No connection to the chat server.",
+    "too_large": "The file is too large.", "too_large_limit": "The file is too large (the limit is {limit}).",
+    "too_many": "Too many uploads for now.", "try_seconds": "Try again in {n} seconds.",
+    "try_minutes": "Try again in {n} minutes.", "upload_failed": "The upload failed ({status}).",
+    "fix_failed": "A file could not be uploaded: retry it or remove it, then send.",
+    "send_after": "Sending when the upload finishes.", "max_files": "At most {n} files go in one message.",
+    "uploading_name": "Uploading {name}", "uploading_pct": "Uploading… {n}%",
+    "sends_when_done": "Uploading… {n}% · sends when done", "retry": "Retry", "retry_name": "Retry {name}",
+    "remove": "Remove", "remove_name": "Remove {name}", "not_uploaded": "Not uploaded: {reason}",
+    "not_uploaded_name": "{name} was not uploaded: {reason}", "ready": "{size} · ready to send",
+    "ready_name": "{name} is ready to send.", "removed": "{name} removed.",
+    "file": "File", "video": "Video", "audio": "Audio", "image": "Image", "gif": "GIF", "play_gif": "Play GIF",
+    "image_alt": "[Image: {alt}]", "image_missing": "[Image unavailable]", "cards": "Cards",
+    "choose": "Choose an option", "not_sent": "Not sent: {reason}", "refused_message": "refused",
+    "sending": "Sending…", "waiting_network": "Waiting for network…", "someone": "Someone",
+    "typing": "{name} is typing…", "seen": "Seen", "unread_one": "{n} unread message",
+    "unread_other": "{n} unread messages", "close": "Close", "new_tab": "Open in new tab",
+    "new_tab_note": "Continue in the new tab. The chat picks up here when you are done.",
+    "rate_question": "How was this conversation?", "rate_n": "Rate {n} of 5", "rate_comment": "Add a comment (optional)",
+    "rate_send": "Send feedback", "rate_thanks": "Thank you for your feedback!",
+    "email_ask": "We're not here right now. Leave your email and we'll reply there.", "email": "Email",
+    "notify": "Notify me", "email_saved": "Thanks! We'll email you at {email}.",
+    "email_invalid": "Please enter a valid email address."
+  }/*EN*/;
+  var LOCALES = ["en", "de", "fr", "es", "pt", "ar"];
+  var RTL = { ar: true };
+  var catalogues = { en: EN };
+  var lang = "en", strings = EN;
+
+  /** A catalogue string with {placeholders} filled in; English when the language lacks it. */
+  function t(key, vars) {
+    var text = strings[key] || EN[key] || key;
+    return vars ? text.replace(/\{(\w+)\}/g, function (m, name) { return name in vars ? String(vars[name]) : m; }) : text;
+  }
+
+  /** "de-AT" -> "de"; null when we have no catalogue for it. */
+  function supported(code) {
+    var base = String(code || "").toLowerCase().split(/[-_]/)[0];
+    return LOCALES.indexOf(base) >= 0 ? base : null;
+  }
+
+  /** Dates and times in the visitor's language (Intl), e.g. "14:05" or "3 Dec, 14:05". */
+  function formatTime(iso, full) {
+    var date = new Date(iso);
+    if (isNaN(date)) return "";
+    var today = new Date().toDateString() === date.toDateString();
+    var options = full ? { dateStyle: "full", timeStyle: "short" } :
+      today ? { hour: "numeric", minute: "2-digit" } : { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" };
+    try { return new Intl.DateTimeFormat(lang, options).format(date); } catch (e) { return date.toLocaleString(); }
+  }
+
+  /** Whether the business is open now: its weekly spans in its own time zone (SPEC §12). */
+  function isOpen(hours, now) {
+    if (!hours || !hours.weekly || !hours.timezone) return true;
+    var parts;
+    try {
+      parts = new Intl.DateTimeFormat("en-US", { timeZone: hours.timezone, weekday: "short", hour: "2-digit",
+        minute: "2-digit", hourCycle: "h23" }).formatToParts(now || new Date());
+    } catch (e) { return true; }
+    var got = {};
+    parts.forEach(function (p) { got[p.type] = p.value; });
+    var clock = (got.hour === "24" ? "00" : got.hour) + ":" + got.minute;
+    var spans = hours.weekly[String(got.weekday).slice(0, 3).toLowerCase()] || [];
+    return spans.some(function (span) { return clock >= span[0] && clock < span[1]; });
+  }
+
   // --- helpers -------------------------------------------------------------------------
 
   function el(tag, attrs, children) {
@@ -66,6 +144,7 @@
   var ICON_CLIP = "M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9";
   var ICON_FILE = "M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5";
   var ICON_X = "M6 6l12 12M18 6 6 18";
+  var ICON_STAR = "M12 2.8l2.8 5.9 6.4.8-4.7 4.4 1.2 6.4L12 17.2l-5.7 3.1 1.2-6.4-4.7-4.4 6.4-.8z";
   var MAX_UPLOADS = 10; // files in one message
 
   /** Only http(s) URLs ever reach an href or src (the server checks too; this is defence). */
@@ -418,7 +497,7 @@
         if (xhr.status === 413) {
           // In the customer's words: "25 MB", not a byte count.
           var limit = error.details && error.details.max_bytes;
-          message = "The file is too large" + (limit ? " (the limit is " + formatSize(limit) + ")." : ".");
+          message = limit ? t("too_large_limit", { limit: formatSize(limit) }) : t("too_large");
         }
         var detail = Array.isArray(error.details) && error.details[0] && error.details[0].message;
         if (xhr.status === 422 && typeof detail === "string" && detail) {
@@ -427,17 +506,17 @@
         if (xhr.status === 429) {
           // The per-visitor upload limit; Retry-After is not readable across origins, the body is.
           var wait = Number(error.details && error.details.retry_after) || 0;
-          message = "Too many uploads for now." + (wait > 0 ? " Try again in " + (wait < 90 ? wait + " seconds." : Math.ceil(wait / 60) + " minutes.") : "");
+          message = t("too_many") + (wait > 0 ? " " + (wait < 90 ? t("try_seconds", { n: wait }) : t("try_minutes", { n: Math.ceil(wait / 60) })) : "");
         }
-        fail(message || "The upload failed (" + xhr.status + ").", xhr.status === 413 || xhr.status === 422);
+        fail(message || t("upload_failed", { status: xhr.status }), xhr.status === 413 || xhr.status === 422);
       };
-      xhr.onerror = function () { fail("No connection to the chat server."); };
+      xhr.onerror = function () { fail(t("no_connection")); };
       var form = new FormData();
       form.append("file", file, file.name || "file");
       xhr.send(form);
     }
     function start() {
-      conn.withSession().then(send, function (error) { fail((error && error.message) || "Chat is not available."); });
+      conn.withSession().then(send, function (error) { fail((error && error.message) || t("unavailable")); });
     }
     start();
     return { abort: function () { aborted = true; if (xhr) xhr.abort(); } };
@@ -451,34 +530,35 @@
     ":host{all:initial !important;}",
     "*,*::before,*::after{box-sizing:border-box;}",
     "[hidden]{display:none !important;}",
-    ".root{--bc-accent:#1f5eff;--bc-on-accent:#fff;--bc-ink:#1f5eff;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;color:#111827;-webkit-font-smoothing:antialiased;text-align:left;}",
+    ".root{--bc-accent:#1f5eff;--bc-on-accent:#fff;--bc-ink:#1f5eff;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;color:#111827;-webkit-font-smoothing:antialiased;text-align:start;}",
     "button,select,textarea{font:inherit;color:inherit;}",
     ":focus-visible{outline:2px solid var(--bc-ink);outline-offset:2px;}",
-    ".launcher{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:60px;height:60px;border-radius:50%;border:0;background:var(--bc-accent);color:var(--bc-on-accent);box-shadow:0 8px 24px rgba(17,24,39,.24);cursor:pointer;display:grid;place-items:center;padding:0;transition:transform .15s ease;}",
+    ".launcher{position:fixed;inset-inline-end:20px;bottom:20px;z-index:2147483000;width:60px;height:60px;border-radius:50%;border:0;background:var(--bc-accent);color:var(--bc-on-accent);box-shadow:0 8px 24px rgba(17,24,39,.24);cursor:pointer;display:grid;place-items:center;padding:0;transition:transform .15s ease;}",
     ".launcher:hover{transform:scale(1.05);}",
     ".launcher svg{width:28px;height:28px;fill:currentColor;}",
-    ".badge{position:absolute;top:-4px;right:-4px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#dc2626;color:#fff;font-size:12px;font-weight:700;line-height:18px;text-align:center;border:2px solid #fff;}",
-    ".panel{position:fixed;right:20px;bottom:20px;z-index:2147483001;width:380px;height:min(660px,calc(100vh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 16px 48px rgba(17,24,39,.28);overflow:hidden;}",
-    "@media (max-width:480px){.panel{inset:0;right:0;bottom:0;width:100%;height:100%;border-radius:0;}.launcher{right:16px;bottom:16px;}}",
-    ".head{display:flex;align-items:center;gap:12px;padding:16px 14px 16px 18px;background:var(--bc-accent);color:var(--bc-on-accent);}",
+    ".badge{position:absolute;top:-4px;inset-inline-end:-4px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#dc2626;color:#fff;font-size:12px;font-weight:700;line-height:18px;text-align:center;border:2px solid #fff;}",
+    ".panel{position:fixed;inset-inline-end:20px;bottom:20px;z-index:2147483001;width:380px;height:min(660px,calc(100vh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 16px 48px rgba(17,24,39,.28);overflow:hidden;}",
+    "@media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0;}.launcher{inset-inline-end:16px;bottom:16px;}}",
+    ".head{display:flex;align-items:center;gap:12px;padding-block:16px;padding-inline:18px 14px;background:var(--bc-accent);color:var(--bc-on-accent);}",
     ".avatar{flex:0 0 40px;height:40px;border-radius:50%;background:rgba(255,255,255,.22);display:grid;place-items:center;font-weight:700;font-size:17px;}",
     ".titles{flex:1;min-width:0;}",
     ".title{margin:0;font-size:16px;font-weight:650;line-height:1.25;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
-    ".subtitle{margin:2px 0 0;font-size:13px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
+    ".subtitle{margin:2px 0 0;font-size:13px;line-height:1.35;overflow:hidden;display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;}",
     ".icon-btn{flex:0 0 40px;width:40px;height:40px;border:0;border-radius:50%;background:transparent;color:inherit;cursor:pointer;display:grid;place-items:center;padding:0;}",
     ".icon-btn:hover{background:rgba(255,255,255,.16);}",
     ".icon-btn svg{width:22px;height:22px;fill:none;stroke:currentColor;stroke-width:2.2;stroke-linecap:round;stroke-linejoin:round;}",
     ".status{padding:6px 16px;font-size:13px;background:#fef3c7;color:#78350f;border-bottom:1px solid #fde68a;}",
     ".log{flex:1;overflow-y:auto;padding:16px 14px 8px;background:#f5f6f8;display:flex;flex-direction:column;gap:4px;overscroll-behavior:contain;}",
+    ".intro,.bubble,.subtitle,.title,.sender{unicode-bidi:plaintext;}",
     ".intro{align-self:stretch;background:#fff;border:1px solid #e5e7eb;border-radius:14px;padding:12px 14px;margin-bottom:10px;white-space:pre-wrap;overflow-wrap:anywhere;}",
     ".msgs,.pending{display:flex;flex-direction:column;gap:4px;}",
     ".msg{display:flex;flex-direction:column;align-items:flex-start;gap:6px;max-width:86%;margin-top:2px;}",
     ".msg.user{align-self:flex-end;align-items:flex-end;}",
     ".msg.wide{max-width:100%;align-self:stretch;}",
     ".msg.system{align-self:center;max-width:100%;font-size:12px;color:#6b7280;margin:8px 0;}",
-    ".sender{font-size:12px;font-weight:600;color:#4b5563;margin:8px 0 -2px 4px;}",
-    ".bubble{padding:9px 13px;border-radius:18px 18px 18px 6px;background:#fff;border:1px solid #e5e7eb;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;}",
-    ".user .bubble{border-radius:18px 18px 6px 18px;background:var(--bc-accent);color:var(--bc-on-accent);border-color:transparent;}",
+    ".sender{font-size:12px;font-weight:600;color:#4b5563;margin-block:8px -2px;margin-inline:4px 0;}",
+    ".bubble{padding:9px 13px;border-radius:18px;border-end-start-radius:6px;background:#fff;border:1px solid #e5e7eb;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;}",
+    ".user .bubble{border-radius:18px;border-end-end-radius:6px;background:var(--bc-accent);color:var(--bc-on-accent);border-color:transparent;}",
     ".bubble a{color:var(--bc-ink);text-decoration:underline;}",
     ".user .bubble a{color:inherit;}",
     ".meta{font-size:11.5px;color:#6b7280;margin:0 4px;}",
@@ -491,7 +571,7 @@
     ".missing{color:#6b7280;font-style:italic;}",
     ".gif{position:relative;display:block;width:260px;max-width:100%;min-height:56px;}",
     ".gif canvas,.gif img{display:block;width:100%;height:auto;max-height:320px;object-fit:contain;border-radius:14px;background:#e5e7eb;}",
-    ".gif .play{position:absolute;left:8px;bottom:8px;min-height:32px;padding:4px 12px;white-space:nowrap;font-size:13px;border-radius:16px;border:0;background:rgba(17,24,39,.78);color:#fff;cursor:pointer;}",
+    ".gif .play{position:absolute;inset-inline-start:8px;bottom:8px;min-height:32px;padding:4px 12px;white-space:nowrap;font-size:13px;border-radius:16px;border:0;background:rgba(17,24,39,.78);color:#fff;cursor:pointer;}",
     ".carousel{display:flex;gap:10px;overflow-x:auto;scroll-snap-type:x mandatory;padding:2px 2px 10px;width:100%;}",
     ".card{flex:0 0 224px;scroll-snap-align:start;background:#fff;border:1px solid #e5e7eb;border-radius:14px;overflow:hidden;display:flex;flex-direction:column;}",
     ".card img{display:block;width:100%;height:120px;object-fit:cover;background:#e5e7eb;}",
@@ -502,7 +582,7 @@
     ".card-buttons .btn{border:0;border-radius:0;min-height:42px;}",
     ".card-buttons .btn+.btn{border-top:1px solid #e5e7eb;}",
     ".replies{display:flex;flex-wrap:wrap;justify-content:flex-end;gap:8px;padding:8px 0 4px;}",
-    ".select{min-height:40px;max-width:100%;padding:8px 36px 8px 12px;border-radius:12px;border:1.5px solid var(--bc-ink);background:#fff;color:#111827;font-size:14px;}",
+    ".select{min-height:40px;max-width:100%;padding-block:8px;padding-inline:12px 36px;border-radius:12px;border:1.5px solid var(--bc-ink);background:#fff;color:#111827;font-size:14px;}",
     ".typing{display:flex;align-items:center;gap:8px;font-size:13px;color:#4b5563;padding:6px 4px;}",
     ".dots{display:inline-flex;gap:3px;padding:9px 11px;background:#fff;border:1px solid #e5e7eb;border-radius:14px;}",
     ".dots i{width:6px;height:6px;border-radius:50%;background:#9ca3af;animation:bc-blink 1.2s infinite ease-in-out;}",
@@ -514,12 +594,14 @@
     ".composer textarea:focus{border-color:var(--bc-ink);outline:none;}",
     ".send{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:var(--bc-accent);color:var(--bc-on-accent);display:grid;place-items:center;cursor:pointer;padding:0;}",
     ".send svg{width:20px;height:20px;fill:currentColor;}",
+    "[dir=rtl] .send svg{transform:scaleX(-1);}",
+    ".time{font-size:11px;color:#6b7280;margin:0 4px;}",
     ".attach{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:transparent;color:#4b5563;display:grid;place-items:center;cursor:pointer;padding:0;}",
     ".attach:hover{background:#f3f4f6;color:#111827;}",
     ".attach svg{width:22px;height:22px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;}",
     ".tray{list-style:none;margin:0;padding:8px 12px 0;display:flex;flex-direction:column;gap:6px;background:#fff;border-top:1px solid #e5e7eb;max-height:40%;overflow-y:auto;}",
     ".tray+.composer{border-top:0;}",
-    ".upload{display:flex;align-items:center;gap:10px;padding:6px 6px 6px 8px;border:1px solid #e5e7eb;border-radius:12px;background:#f9fafb;min-width:0;}",
+    ".upload{display:flex;align-items:center;gap:10px;padding-block:6px;padding-inline:8px 6px;border:1px solid #e5e7eb;border-radius:12px;background:#f9fafb;min-width:0;}",
     ".upload[data-state=failed]{border-color:#fca5a5;background:#fef2f2;}",
     ".upload-thumb{flex:0 0 40px;width:40px;height:40px;border-radius:8px;background:#e5e7eb;color:#4b5563;display:grid;place-items:center;overflow:hidden;}",
     ".upload-thumb img{width:100%;height:100%;object-fit:cover;display:block;}",
@@ -536,7 +618,7 @@
     ".upload-remove:hover{background:#e5e7eb;color:#111827;}",
     ".upload-remove svg{width:18px;height:18px;fill:none;stroke:currentColor;stroke-width:2.2;stroke-linecap:round;}",
     ".dropzone{position:absolute;inset:8px;z-index:4;border:2.5px dashed var(--bc-ink);border-radius:14px;background:rgba(255,255,255,.94);display:grid;place-items:center;font-weight:650;font-size:16px;color:#111827;pointer-events:none;}",
-    ".file-card{display:flex;align-items:center;gap:10px;padding:10px 14px 10px 10px;border-radius:14px;background:#fff;border:1px solid #e5e7eb;max-width:100%;min-width:0;color:#111827;}",
+    ".file-card{display:flex;align-items:center;gap:10px;padding-block:10px;padding-inline:10px 14px;border-radius:14px;background:#fff;border:1px solid #e5e7eb;max-width:100%;min-width:0;color:#111827;}",
     ".file-icon{flex:0 0 36px;width:36px;height:36px;border-radius:8px;background:#eef2ff;color:#374151;display:grid;place-items:center;}",
     ".file-text{display:flex;flex-direction:column;min-width:0;}",
     ".file-card a,.media-name{color:var(--bc-ink);font-weight:600;text-decoration:underline;overflow-wrap:anywhere;}",
@@ -548,11 +630,22 @@
     ".player video{display:block;width:260px;max-width:100%;max-height:320px;border-radius:14px;background:#111827;}",
     ".player audio{display:block;width:260px;max-width:100%;}",
     ".media-name{font-size:12.5px;margin:0 4px;}",
+    ".rating{align-self:stretch;background:#fff;border:1px solid #e5e7eb;border-radius:14px;padding:12px 14px;margin:10px 0 4px;display:flex;flex-direction:column;gap:10px;}",
+    ".rating-q{margin:0;font-weight:650;font-size:14.5px;}",
+    ".stars{display:flex;gap:4px;}",
+    ".star{width:40px;height:40px;border:0;border-radius:10px;background:transparent;color:#6b7280;cursor:pointer;display:grid;place-items:center;padding:0;}",
+    ".star:hover{background:#f3f4f6;color:#b45309;}",
+    ".star svg{width:28px;height:28px;fill:none;stroke:currentColor;stroke-width:1.6;stroke-linejoin:round;}",
+    ".star.on{color:#d97706;}.star.on svg{fill:currentColor;}",
+    ".rating textarea{resize:vertical;min-height:60px;padding:8px 12px;border:1.5px solid #d1d5db;border-radius:12px;font-size:14px;}",
+    ".rating textarea:focus{border-color:var(--bc-ink);outline:none;}",
+    ".rating .btn{align-self:flex-start;}",
+    ".rating-thanks{margin:0;color:#065f46;font-weight:600;font-size:14px;}",
     ".foot{padding:0 12px 8px;background:#fff;font-size:11px;color:#6b7280;text-align:center;}",
     ".veil{position:absolute;inset:0;background:rgba(17,24,39,.45);display:flex;align-items:flex-end;z-index:5;}",
     ".sheet{width:100%;height:80%;background:#fff;border-radius:16px 16px 0 0;display:flex;flex-direction:column;overflow:hidden;box-shadow:0 -8px 24px rgba(17,24,39,.2);}",
     ".sheet.compact{height:50%}.sheet.tall{height:80%}.sheet.full{height:100%;border-radius:0}",
-    ".sheet-head{display:flex;align-items:center;gap:8px;padding:10px 10px 10px 16px;border-bottom:1px solid #e5e7eb;}",
+    ".sheet-head{display:flex;align-items:center;gap:8px;padding-block:10px;padding-inline:16px 10px;border-bottom:1px solid #e5e7eb;}",
     ".sheet-title{flex:1;margin:0;font-size:15px;font-weight:650;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;}",
     ".sheet-tab{min-height:36px;padding:6px 12px;border-radius:18px;border:0;background:transparent;color:var(--bc-ink);font-weight:600;font-size:13px;cursor:pointer;}",
     ".sheet-note{margin:24px 20px;font-size:14px;line-height:1.5;color:#374151;}",
@@ -586,7 +679,11 @@
     this.sheet = null;
     this.typingTimer = null;
     this.status = "idle";
-    this.name = "Chat";
+    this.name = "";
+    this.frames = {}; // seq -> the frame it came in (re-rendered when the language changes)
+    this.unreadCount = 0;
+    this.settings = {};
+    this.conversation = null;
     this.build();
   }
 
@@ -597,16 +694,16 @@
     this.shadow.appendChild(el("style", { text: CSS }));
     this.badge = el("span", { class: "badge", "aria-hidden": "true", hidden: true });
     this.launcher = el("button", {
-      type: "button", class: "launcher", part: "launcher", "aria-label": "Open chat",
+      type: "button", class: "launcher", part: "launcher",
       "aria-expanded": "false", "aria-controls": "bc-panel",
       onclick: function () { self.app.open(); },
     }, [svg(ICON_CHAT), this.badge]);
     this.unreadText = el("span", { class: "sentinel", role: "status" });
-    this.titleNode = el("h2", { class: "title", id: "bc-title", text: this.name });
-    this.subtitle = el("p", { class: "subtitle", text: "We usually reply in a few minutes" });
+    this.titleNode = el("h2", { class: "title", id: "bc-title" });
+    this.subtitle = el("p", { class: "subtitle" });
     this.avatar = el("div", { class: "avatar", "aria-hidden": "true", text: "" });
-    var minimize = el("button", {
-      type: "button", class: "icon-btn", "aria-label": "Minimize chat",
+    var minimize = this.minimize = el("button", {
+      type: "button", class: "icon-btn",
       onclick: function () { self.app.close(); },
     }, [svg(ICON_DOWN)]);
     this.head = el("div", { class: "head", part: "header" }, [this.avatar, el("div", { class: "titles" }, [this.titleNode, this.subtitle]), minimize]);
@@ -616,16 +713,18 @@
     this.pending = el("div", { class: "pending" });
     this.typing = el("div", { class: "typing", hidden: true });
     this.replies = el("div", { class: "replies", hidden: true });
-    this.log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0",
+    this.rating = el("div", { class: "rating", role: "group", hidden: true });
+    this.ratingDraft = null; // {score, stage: "comment" | "done"} while the customer rates
+    this.log = el("div", { class: "log", role: "log", "aria-live": "polite", tabindex: "0",
       // Follow new messages only while the customer is at the bottom: measured on scroll,
       // before new content grows the log (a tall carousel would otherwise look like "scrolled up").
       onscroll: function () { self.stick = self.log.scrollHeight - self.log.scrollTop - self.log.clientHeight < 48; } },
-      [this.intro, this.msgs, this.pending, this.typing, this.replies]);
+      [this.intro, this.msgs, this.pending, this.typing, this.replies, this.rating]);
     this.stick = true;
     // Images load after their message is placed; keep the newest message in view as they grow.
     this.log.addEventListener("load", function (e) { if (e.target.tagName === "IMG") self.scrollDown(false); }, true);
     this.input = el("textarea", {
-      rows: "1", "aria-label": "Message", placeholder: "Write a message…", maxlength: "4096",
+      rows: "1", maxlength: "4096",
       oninput: function () { self.autosize(); self.app.userTyping(); },
       onkeydown: function (e) {
         if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); self.submit(); }
@@ -643,21 +742,21 @@
       onchange: function () { self.addFiles(self.fileInput.files); self.fileInput.value = ""; },
     });
     this.attachButton = el("button", {
-      type: "button", class: "attach", "aria-label": "Attach a file", title: "Attach a file",
+      type: "button", class: "attach",
       onclick: function () { self.fileInput.click(); },
     }, [svg(ICON_CLIP)]);
-    this.sendButton = el("button", { type: "submit", class: "send", "aria-label": "Send" }, [svg(ICON_SEND)]);
+    this.sendButton = el("button", { type: "submit", class: "send" }, [svg(ICON_SEND)]);
     this.composer = el("form", {
       class: "composer", onsubmit: function (e) { e.preventDefault(); self.submit(); },
     }, [this.attachButton, this.fileInput, this.input, this.sendButton]);
     this.uploads = [];
     this.sendAfterUpload = false;
-    this.tray = el("ul", { class: "tray", "aria-label": "Files to send", hidden: true });
+    this.tray = el("ul", { class: "tray", hidden: true });
     // Upload progress and errors for screen readers: a live region without a role, so the
     // panel keeps one "status" (the connection bar).
     this.announcer = el("span", { class: "sentinel announcer", "aria-live": "polite", "aria-atomic": "true" });
-    this.dropzone = el("div", { class: "dropzone", "aria-hidden": "true", hidden: true, text: "Drop files to attach" });
-    this.foot = el("div", { class: "foot", text: "Powered by Backchannel" });
+    this.dropzone = el("div", { class: "dropzone", "aria-hidden": "true", hidden: true });
+    this.foot = el("div", { class: "foot" });
     this.panel = el("section", {
       class: "panel", id: "bc-panel", part: "panel", role: "dialog", "aria-labelledby": "bc-title", hidden: true,
     }, [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot, this.dropzone, this.announcer]);
@@ -689,7 +788,97 @@
       else if (self.isOpen) { e.preventDefault(); self.app.close(); }
     };
     this.shadow.addEventListener("keydown", this.onKey);
+    this.relabel();
     (document.body || document.documentElement).appendChild(this.host);
+  };
+
+  /** Every fixed string in the current language, the direction, and the messages again
+   * (their times and labels): at start and whenever the language changes. */
+  View.prototype.relabel = function () {
+    var self = this;
+    this.root.setAttribute("lang", lang);
+    this.root.setAttribute("dir", RTL[lang] ? "rtl" : "ltr");
+    this.launcher.setAttribute("aria-label", t("open"));
+    this.minimize.setAttribute("aria-label", t("minimize"));
+    this.log.setAttribute("aria-label", t("log"));
+    this.input.setAttribute("aria-label", t("message"));
+    this.input.setAttribute("placeholder", t("placeholder"));
+    this.attachButton.setAttribute("aria-label", t("attach"));
+    this.attachButton.setAttribute("title", t("attach"));
+    this.sendButton.setAttribute("aria-label", t("send"));
+    this.tray.setAttribute("aria-label", t("files_to_send"));
+    this.dropzone.textContent = t("drop");
+    this.foot.textContent = t("powered");
+    this.titleNode.textContent = this.name || t("chat");
+    this.renderHeader();
+    this.setStatus(this.status);
+    var frames = this.order.map(function (seq) { return self.frames[seq]; });
+    this.messages = {};
+    this.order = [];
+    this.msgs.textContent = "";
+    frames.forEach(function (frame) { self.addMessage(frame, true); });
+    this.renderSeen();
+    this.updateUnread();
+  };
+
+  /** The line under the title: resolved, who is answering, away (outside business hours) or the reply time. */
+  View.prototype.renderHeader = function () {
+    var conv = this.conversation, settings = this.settings;
+    var away = !isOpen(settings.business_hours);
+    this.subtitle.textContent = conv && conv.status === "resolved" ? t("resolved") :
+      conv && conv.assignee && conv.assignee.name ? t("talking_to", { name: conv.assignee.name }) :
+      away ? settings.away_message || t("away") : t("reply_time");
+    this.subtitle.title = this.subtitle.textContent;
+    this.head.classList.toggle("away", away);
+    this.renderRating();
+  };
+
+  /** After a resolve (ratings on): "How was this conversation?", five buttons, then a comment. */
+  View.prototype.renderRating = function () {
+    var self = this, conv = this.conversation, draft = this.ratingDraft;
+    if (!conv || conv.status !== "resolved") this.ratingDraft = draft = null;
+    var stage = !conv || conv.status !== "resolved" || this.settings.ratings_enabled === false ? "" :
+      draft ? draft.stage : conv.rating ? "done" : "ask";
+    var key = stage + ":" + lang + ":" + (draft ? draft.score : conv && conv.rating ? conv.rating.score : 0);
+    if (key === this.ratingKey) return;
+    this.ratingKey = key;
+    var box = this.rating;
+    box.textContent = "";
+    box.hidden = !stage;
+    if (!stage) return;
+    var score = draft ? draft.score : conv.rating ? conv.rating.score : 0;
+    var question = el("p", { class: "rating-q", id: "bc-rate-q", text: t("rate_question") });
+    box.setAttribute("aria-labelledby", "bc-rate-q");
+    box.appendChild(question);
+    var stars = el("div", { class: "stars" });
+    [1, 2, 3, 4, 5].forEach(function (n) {
+      stars.appendChild(el("button", {
+        type: "button", class: "star" + (n <= score ? " on" : ""), "aria-label": t("rate_n", { n: n }),
+        "aria-pressed": String(n === score), disabled: stage === "done",
+        onclick: function () {
+          self.ratingDraft = { score: n, stage: "comment" };
+          self.app.rate(n);
+          self.renderRating();
+          if (self.ratingComment) self.ratingComment.focus();
+        },
+      }, [svg(ICON_STAR)]));
+    });
+    box.appendChild(stars);
+    this.ratingComment = null;
+    if (stage === "comment") {
+      var comment = this.ratingComment = el("textarea", { rows: "2", maxlength: "1000", "aria-label": t("rate_comment"), placeholder: t("rate_comment") });
+      box.appendChild(comment);
+      box.appendChild(el("button", { type: "button", class: "btn", text: t("rate_send"), onclick: function () {
+        var text = comment.value.trim();
+        if (text) self.app.rate(self.ratingDraft.score, text);
+        self.ratingDraft.stage = "done";
+        self.renderRating();
+        self.announce(t("rate_thanks"));
+      } }));
+    } else if (stage === "done") {
+      box.appendChild(el("p", { class: "rating-thanks", text: t("rate_thanks") }));
+    }
+    this.scrollDown(false);
   };
 
   View.prototype.autosize = function () {
@@ -704,12 +893,12 @@
     var states = this.uploads.map(function (u) { return u.state; });
     if (states.indexOf("failed") >= 0) {
       this.sendAfterUpload = false;
-      this.announce("A file could not be uploaded: retry it or remove it, then send.");
+      this.announce(t("fix_failed"));
       return;
     }
     if (states.indexOf("uploading") >= 0) {
       this.sendAfterUpload = true;
-      this.announce("Sending when the upload finishes.");
+      this.announce(t("send_after"));
       this.trayInfo();
       return;
     }
@@ -738,7 +927,7 @@
     if (!files.length) return;
     var room = MAX_UPLOADS - this.uploads.length;
     if (files.length > room) {
-      this.announce("At most " + MAX_UPLOADS + " files go in one message.");
+      this.announce(t("max_files", { n: MAX_UPLOADS }));
       files = files.slice(0, Math.max(0, room));
     }
     files.forEach(function (file) { self.addUpload(file); });
@@ -756,13 +945,13 @@
       var preview = el("img", { src: item.thumbUrl, alt: "", onload: function () { thumb.replaceChildren(preview); } });
     }
     item.info = el("span", { class: "upload-info" });
-    item.progress = el("progress", { max: "100", value: "0", "aria-label": "Uploading " + name });
+    item.progress = el("progress", { max: "100", value: "0", "aria-label": t("uploading_name", { name: name }) });
     item.retry = el("button", {
-      type: "button", class: "upload-retry", text: "Retry", "aria-label": "Retry " + name, hidden: true,
+      type: "button", class: "upload-retry", text: t("retry"), "aria-label": t("retry_name", { name: name }), hidden: true,
       onclick: function () { self.startUpload(item); item.remove.focus(); },
     });
     item.remove = el("button", {
-      type: "button", class: "upload-remove", "aria-label": "Remove " + name, title: "Remove",
+      type: "button", class: "upload-remove", "aria-label": t("remove_name", { name: name }), title: t("remove"),
       onclick: function () { self.removeUpload(item); },
     }, [svg(ICON_X)]);
     item.node = el("li", { class: "upload" }, [
@@ -784,14 +973,14 @@
     item.retry.hidden = true;
     item.progress.hidden = false;
     item.progress.value = 0;
-    item.info.textContent = "Uploading… 0%";
-    this.announce("Uploading " + item.name + ".");
+    item.info.textContent = t("uploading_pct", { n: 0 });
+    this.announce(t("uploading_name", { name: item.name }) + ".");
     item.job = this.app.upload(item.file, function (fraction) {
       if (item.state !== "uploading") return;
       // 100% only once the server has said yes: the last bytes still need its answer.
       var percent = Math.min(99, Math.floor(fraction * 100));
       item.progress.value = percent;
-      item.info.textContent = "Uploading… " + percent + "%";
+      item.info.textContent = t("uploading_pct", { n: percent });
       self.trayInfo();
     }, function (error, result, final) {
       item.job = null;
@@ -801,17 +990,17 @@
         item.node.setAttribute("data-state", "failed");
         item.progress.hidden = true;
         item.retry.hidden = final; // Remove is the way out for a file the server will never take
-        item.info.textContent = "Not uploaded: " + error;
+        item.info.textContent = t("not_uploaded", { reason: error });
         self.sendAfterUpload = false;
-        self.announce(item.name + " was not uploaded: " + error);
+        self.announce(t("not_uploaded_name", { name: item.name, reason: error }));
       } else {
         item.state = "ready";
         item.result = result;
         item.node.setAttribute("data-state", "ready");
         item.progress.value = 100;
         item.progress.hidden = true;
-        item.info.textContent = formatSize(result.size) + " · ready to send";
-        self.announce(item.name + " is ready to send.");
+        item.info.textContent = t("ready", { size: formatSize(result.size) });
+        self.announce(t("ready_name", { name: item.name }));
       }
       self.uploadSettled();
     });
@@ -822,7 +1011,7 @@
     var self = this;
     this.uploads.forEach(function (item) {
       if (item.state === "uploading" && self.sendAfterUpload) {
-        item.info.textContent = "Uploading… " + item.progress.value + "% · sends when done";
+        item.info.textContent = t("sends_when_done", { n: item.progress.value });
       }
     });
   };
@@ -840,7 +1029,7 @@
     this.uploads.splice(index, 1);
     item.node.remove();
     this.tray.hidden = !this.uploads.length;
-    this.announce(item.name + " removed.");
+    this.announce(t("removed", { name: item.name }));
     // Focus stays near: the next file's Remove, else the message box.
     var next = this.uploads[index] || this.uploads[index - 1];
     if (next) next.remove.focus(); else this.input.focus();
@@ -892,12 +1081,17 @@
       this.titleNode.textContent = settings.name;
       this.avatar.textContent = settings.name.trim().charAt(0).toUpperCase();
     }
+    var self = this;
+    ["locale", "away_message", "business_hours", "ratings_enabled"].forEach(function (key) {
+      if (key in settings) self.settings[key] = settings[key];
+    });
+    this.app.settingsChanged(this.settings);
+    this.renderHeader();
   };
 
   View.prototype.setStatus = function (status) {
     this.status = status;
-    var text = status === "offline" ? "Connection lost. Reconnecting…" :
-      status === "refused" ? "Chat is not available on this site." : "";
+    var text = status === "offline" ? t("offline") : status === "refused" ? t("refused") : "";
     this.statusBar.textContent = text;
     this.statusBar.hidden = !text;
     var self = this;
@@ -908,25 +1102,27 @@
     if (!conv) return;
     if (this.conversationId && conv.id !== this.conversationId) this.reset();
     this.conversationId = conv.id;
-    var assignee = conv.assignee;
-    this.subtitle.textContent = conv.status === "resolved" ? "Resolved · write to reopen" :
-      assignee && assignee.name ? "You're talking to " + assignee.name : "We usually reply in a few minutes";
+    this.conversation = conv;
+    this.renderHeader();
   };
 
   View.prototype.reset = function () {
     this.messages = {};
+    this.frames = {};
     this.order = [];
     this.msgs.textContent = "";
     this.replies.hidden = true;
     this.userReadSeq = this.agentReadSeq = 0;
+    this.conversation = null;
   };
 
   // -- messages ---------------------------------------------------------------------------
 
-  View.prototype.addMessage = function (frame) {
+  View.prototype.addMessage = function (frame, again) {
     var m = frame.message;
     if (this.messages[m.seq]) return;
     this.messages[m.seq] = m;
+    this.frames[m.seq] = frame;
     var node = this.renderMessage(m, frame.sender);
     node.setAttribute("data-seq", m.seq);
     var after = null;
@@ -941,7 +1137,9 @@
       this.pendingNodes[m.client_message_id].remove();
       delete this.pendingNodes[m.client_message_id];
     }
+    if (again) return; // a re-render in another language: nothing new to announce
     if (m.actor.type !== "user" && m.actor.type !== "system") this.hideTyping();
+    this.app.messageAdded(m);
     this.renderReplies();
     this.renderSeen();
     this.scrollDown(m.actor.type === "user");
@@ -975,6 +1173,7 @@
       else if (part.audio) node.appendChild(self.player("audio", part.audio));
       else if (part.carousel) { node.classList.add("wide"); node.appendChild(self.carousel(m, part.carousel, index)); }
     });
+    if (m.created_at) node.appendChild(el("time", { class: "time", datetime: m.created_at, title: formatTime(m.created_at, true), text: formatTime(m.created_at) }));
     if (type === "user") node.appendChild(el("div", { class: "meta", hidden: true }));
     return node;
   };
@@ -1007,7 +1206,7 @@
   /** A file: a link named by its file name, with its kind and size beside it. */
   View.prototype.fileCard = function (body) {
     var href = safeUrl(body.url);
-    var name = body.name || "File";
+    var name = body.name || t("file");
     var link = href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer", download: name, text: name })
       : el("span", { class: "missing", text: name });
     var details = [kindLabel(body.content_type), formatSize(body.size)].filter(Boolean).join(" · ");
@@ -1021,7 +1220,7 @@
   View.prototype.player = function (kind, body) {
     var href = safeUrl(body.url);
     if (!href) return this.fileCard(body);
-    var name = body.name || (kind === "video" ? "Video" : "Audio");
+    var name = body.name || t(kind);
     return el("div", { class: "player" }, [
       el(kind, { src: href, controls: true, preload: "metadata", "aria-label": name }),
       el("a", { class: "media-name", href: href, target: "_blank", rel: "noopener noreferrer", download: name, text: name }),
@@ -1033,7 +1232,7 @@
     if (!src) return el("span");
     // An uploaded image (file_id) is named by its file name and opens full size when clicked.
     if (image.file_id) {
-      var full = this.image({ url: image.url, alt: image.alt || image.name || "Image", width: image.width, height: image.height, content_type: image.content_type });
+      var full = this.image({ url: image.url, alt: image.alt || image.name || t("image"), width: image.width, height: image.height, content_type: image.content_type });
       return el("a", { class: "image-link", href: src, target: "_blank", rel: "noopener noreferrer" }, [full]);
     }
     var attrs = { src: src, alt: image.alt || "", loading: "lazy", decoding: "async", class: "media", width: image.width, height: image.height };
@@ -1041,12 +1240,12 @@
     // A picture that cannot load becomes its alt text, not a broken-image icon.
     attrs.onerror = function (e) {
       var img = e.currentTarget;
-      if (img.isConnected) img.replaceWith(el("div", { class: "bubble missing", text: image.alt ? "[Image: " + image.alt + "]" : "[Image unavailable]" }));
+      if (img.isConnected) img.replaceWith(el("div", { class: "bubble missing", text: image.alt ? t("image_alt", { alt: image.alt }) : t("image_missing") }));
     };
     if (!isGif(image) || !(REDUCED_MOTION && REDUCED_MOTION.matches)) return el("img", attrs);
     // Reduced motion: a still first frame, animated only when the customer asks.
     var animated = el("img", attrs);
-    var still = el("canvas", { role: "img", "aria-label": image.alt || "GIF", width: attrs.width, height: attrs.height });
+    var still = el("canvas", { role: "img", "aria-label": image.alt || t("gif"), width: attrs.width, height: attrs.height });
     var loader = new Image();
     loader.onload = function () {
       still.width = loader.naturalWidth; still.height = loader.naturalHeight;
@@ -1055,7 +1254,7 @@
     loader.src = src;
     animated.hidden = true;
     var play = el("button", {
-      type: "button", class: "play", "aria-pressed": "false", text: "Play GIF",
+      type: "button", class: "play", "aria-pressed": "false", text: t("play_gif"),
       onclick: function () {
         var playing = animated.hidden;
         animated.hidden = !playing; still.hidden = playing;
@@ -1068,7 +1267,7 @@
 
   View.prototype.carousel = function (m, body, index) {
     var self = this;
-    var strip = el("div", { class: "carousel", role: "region", "aria-roledescription": "carousel", "aria-label": "Cards", tabindex: "0" });
+    var strip = el("div", { class: "carousel", role: "region", "aria-roledescription": "carousel", "aria-label": t("cards"), tabindex: "0" });
     (body.cards || []).forEach(function (card, c) {
       var buttons = el("div", { class: "card-buttons" });
       (card.buttons || []).slice(0, 3).forEach(function (button, b) {
@@ -1113,8 +1312,8 @@
 
   View.prototype.dropdown = function (m, body) {
     var self = this;
-    var select = el("select", { class: "select", "aria-label": body.placeholder || "Choose an option" },
-      [el("option", { value: "", disabled: true, selected: true, text: body.placeholder || "Choose an option" })]);
+    var select = el("select", { class: "select", "aria-label": body.placeholder || t("choose") },
+      [el("option", { value: "", disabled: true, selected: true, text: body.placeholder || t("choose") })]);
     body.options.forEach(function (option, i) { select.appendChild(el("option", { value: String(i), text: option.label })); });
     // Arrow keys on a closed select change its value: that is browsing, not choosing.
     // Keyboard users confirm with Enter; a pointer (or a picked list item) sends at once.
@@ -1155,19 +1354,19 @@
     var node = this.pendingNodes[id];
     if (!node) return;
     var meta = node.querySelector(".meta");
-    if (failure) { meta.className = "meta failed"; meta.textContent = "Not sent: " + failure; return; }
+    if (failure) { meta.className = "meta failed"; meta.textContent = t("not_sent", { reason: failure }); return; }
     if (meta.className.indexOf("failed") >= 0) return;
-    meta.textContent = this.status === "online" ? "Sending…" : "Waiting for network…";
+    meta.textContent = this.status === "online" ? t("sending") : t("waiting_network");
   };
 
   View.prototype.showTyping = function (frame) {
     var self = this;
     clearTimeout(this.typingTimer);
     if (!frame.on) { this.hideTyping(); return; }
-    var who = (frame.actor && frame.actor.name) || "Someone";
+    var who = (frame.actor && frame.actor.name) || t("someone");
     this.typing.textContent = "";
     this.typing.appendChild(el("span", { class: "dots", "aria-hidden": "true" }, [el("i"), el("i"), el("i")]));
-    this.typing.appendChild(el("span", { text: who + " is typing…" }));
+    this.typing.appendChild(el("span", { text: t("typing", { name: who }) }));
     this.typing.hidden = false;
     this.scrollDown(false);
     this.typingTimer = setTimeout(function () { self.hideTyping(); }, (frame.timeout || 8) * 1000);
@@ -1187,7 +1386,7 @@
       var seq = Number(nodes[i].parentNode.getAttribute("data-seq"));
       if (seq <= this.agentReadSeq) lastSeen = nodes[i];
     }
-    if (lastSeen) { lastSeen.textContent = "Seen"; lastSeen.hidden = false; }
+    if (lastSeen) { lastSeen.textContent = t("seen"); lastSeen.hidden = false; }
   };
 
   View.prototype.lastSeq = function () {
@@ -1211,7 +1410,10 @@
     }).length;
     this.badge.textContent = count > 9 ? "9+" : String(count);
     this.badge.hidden = count === 0;
-    this.unreadText.textContent = count && !this.isOpen ? count + " unread message" + (count > 1 ? "s" : "") : "";
+    var plural = "other";
+    try { plural = new Intl.PluralRules(lang).select(count); } catch (e) { /* old browsers: "other" */ }
+    this.unreadText.textContent = count && !this.isOpen ? t(plural === "one" ? "unread_one" : "unread_other", { n: count }) : "";
+    if (count !== this.unreadCount) { this.unreadCount = count; this.app.unreadChanged(count); }
   };
 
   View.prototype.scrollDown = function (force) {
@@ -1231,14 +1433,14 @@
       allow: "clipboard-write; payment",
     });
     var heading = el("h3", { class: "sheet-title", text: info.label });
-    var close = el("button", { type: "button", class: "sheet-close", text: "Close", onclick: function () { self.closeSheet("dismissed"); } });
+    var close = el("button", { type: "button", class: "sheet-close", text: t("close"), onclick: function () { self.closeSheet("dismissed"); } });
     // Fallback for pages that refuse to be framed (X-Frame-Options / frame-ancestors): the
     // same signed URL in a new tab. webview.js there posts to window.opener; we accept it
     // from that tab only, and a tab closed without a word still resumes the chat.
     var tab = null, tabTimer = null;
     var note = el("p", { class: "sheet-note", hidden: true,
-      text: "Continue in the new tab. The chat picks up here when you are done." });
-    var newTab = el("button", { type: "button", class: "sheet-tab", text: "Open in new tab", onclick: function () {
+      text: t("new_tab_note") });
+    var newTab = el("button", { type: "button", class: "sheet-tab", text: t("new_tab"), onclick: function () {
       tab = window.open(info.url, "_blank");
       if (!tab) return;  // blocked: the sheet stays as it was
       frame.hidden = true; note.hidden = false; newTab.hidden = true;
@@ -1307,6 +1509,42 @@
     }, afterMs);
   }
 
+  // -- the host page's events (Backchannel.on/off): ready, open, close, message, unread ----------
+
+  var listeners = {}, isReady = false;
+  function emit(name, detail) {
+    if (name === "ready") { if (isReady) return; isReady = true; }
+    (listeners[name] || []).slice().forEach(function (fn) {
+      try { fn(detail); } catch (e) { if (window.console) console.error(e); }
+    });
+  }
+
+  // -- the language: setLocale(), else BackchannelSettings.locale, the workspace's, the browser's, English
+
+  var localeOverride = null, workspaceLocale = null, wantedLang = "en";
+  function chooseLocale() {
+    var page = (window.BackchannelSettings || {}).locale;
+    var code = supported(localeOverride) || supported(page) || supported(workspaceLocale);
+    var browser = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    for (var i = 0; !code && i < browser.length; i++) code = supported(browser[i]);
+    useLocale(code || "en");
+  }
+  function useLocale(code) {
+    wantedLang = code;
+    if (catalogues[code]) {
+      if (lang !== code) { lang = code; strings = catalogues[code]; view.relabel(); }
+      return;
+    }
+    fetch(SERVER + "/widget/v1/locales/" + code + ".json", { credentials: "omit" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data || typeof data !== "object") return;
+        catalogues[code] = data;
+        if (wantedLang === code) useLocale(code);
+      })
+      .catch(function () { /* stays in the language it has */ });
+  }
+
   function onFrame(frame) {
     switch (frame.type) {
       case "ready":
@@ -1346,7 +1584,7 @@
           if (frame.code === "rate_limited") {
             setTimeout(function () { conn.flush(); }, ((frame.details && frame.details.retry_after) || 5) * 1000);
           } else {
-            view.pendingMeta(frame.client_message_id, frame.message || "refused");
+            view.pendingMeta(frame.client_message_id, frame.message || t("refused_message"));
           }
         }
         if (window.console) console.warn("Backchannel: " + frame.code + ": " + frame.message);
@@ -1358,10 +1596,23 @@
     wantedWebview: null,
     open: function () {
       conn.start();
+      var was = view.isOpen;
       view.show(true);
       if (conn.ready && !conn.conversationId) conn.send({ type: "open" });
+      if (!was) emit("open", {});
     },
-    close: function () { if (view.sheet) view.closeSheet("dismissed"); view.show(false); },
+    close: function () {
+      if (view.sheet) view.closeSheet("dismissed");
+      var was = view.isOpen;
+      view.show(false);
+      if (was) emit("close", {});
+    },
+    settingsChanged: function (settings) {
+      if (settings.locale !== workspaceLocale) { workspaceLocale = settings.locale; chooseLocale(); }
+      emit("ready", {});
+    },
+    messageAdded: function (message) { emit("message", { message: message }); },
+    unreadChanged: function (count) { emit("unread", { count: count }); },
     sendText: function (text, replyTo) { app.sendMessage(text, [], replyTo); },
     /** Text and uploaded files (each {id, name, size, …} from /widget/v1/files) as one message. */
     sendMessage: function (text, files, replyTo) {
@@ -1390,6 +1641,11 @@
         conn.send({ type: "read", seq: readWanted });
       }, Math.max(0, readSentAt + READ_EVERY_MS - Date.now()));
     },
+    rate: function (score, comment) {
+      var frame = { type: "rate", score: score };
+      if (comment) frame.comment = comment;
+      if (!conn.send(frame)) control.push(frame);
+    },
     openWebview: function (message, id, body, opener) {
       app.wantedWebview = { message: message, id: id, body: body, opener: opener };
       conn.send({ type: "webview.open", message_id: message.id, webview_id: id });
@@ -1402,6 +1658,9 @@
   };
 
   view = new View(app);
+  chooseLocale();
+  // Outside business hours the header says so: checked each minute while the page is open.
+  var hoursTimer = setInterval(function () { view.renderHeader(); }, 60000);
   conn = new Connection({
     session: function (session) { view.applySettings(session.settings); },
     status: function (status) { view.setStatus(status); },
@@ -1415,8 +1674,19 @@
     open: function () { app.open(); },
     close: function () { app.close(); },
     toggle: function () { if (view.isOpen) app.close(); else app.open(); },
+    setLocale: function (code) { localeOverride = supported(code); chooseLocale(); },
+    on: function (name, fn) {
+      if (typeof fn !== "function") return;
+      (listeners[name] = listeners[name] || []).push(fn);
+      if (name === "ready" && isReady) { try { fn({}); } catch (e) { if (window.console) console.error(e); } }
+    },
+    off: function (name, fn) {
+      listeners[name] = (listeners[name] || []).filter(function (f) { return fn && f !== fn; });
+    },
     destroy: function () {
       conn.stop();
+      clearInterval(hoursTimer);
+      listeners = {};
       view.destroy();
       document.removeEventListener("visibilitychange", onVisible);
       clearTimeout(typingOffTimer);
@@ -1444,7 +1714,7 @@
   if (queued && queued.length) {
     Array.prototype.slice.call(queued).forEach(function (call) {
       var name = call && call[0];
-      if (typeof api[name] === "function" && name !== "__loaded") api[name]();
+      if (typeof api[name] === "function" && name !== "__loaded") api[name].apply(api, Array.prototype.slice.call(call, 1));
     });
   }
 })();

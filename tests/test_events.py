@@ -62,6 +62,7 @@ def test_the_webhook_list_and_the_consoles_choices_derive_from_the_table() -> No
         "conversation.reopened",
         "conversation.updated",
         "conversation.handover",
+        "conversation.rated",
         "user.created",
         "user.updated",
         "user.deleted",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -142,7 +143,8 @@ class FormField(Strict):
         default=None, min_length=1, max_length=100
     )
     pattern: str | None = Field(
-        default=None, max_length=200,
+        default=None,
+        max_length=200,
         description="Checked in the browser and on the server (RE2, linear time): the subset both read alike "
         "(no backreferences, lookarounds or inline flags; escape ( ) [ ] { } / | - inside a class).",
     )
@@ -466,6 +468,10 @@ class HandoverIn(Strict):
         if self.agent_id is not None and self.to == "bot":
             raise ValueError("agent_id names a human: hand to the bot without one")
         return self
+class RatingOut(BaseModel):
+    score: int = Field(ge=1, le=5)
+    comment: str | None
+    rated_at: str
 
 
 class ConversationOut(BaseModel):
@@ -477,6 +483,7 @@ class ConversationOut(BaseModel):
     properties: dict[str, Any]
     assignee_kind: Literal["bot", "human"] | None
     handled_by: Literal["bot", "human"]
+    rating: RatingOut | None = Field(description="The customer's rating after a resolve (SPEC §12), or null.")
     created_at: str
     updated_at: str
     last_message_seq: int
@@ -512,12 +519,68 @@ class TokenCreated(TokenOut):
     token: str
 
 
+# --- the customer's side (SPEC §12) ------------------------------------------------------
+
+WIDGET_LOCALES = ("en", "de", "fr", "es", "pt", "ar")  # each has static/widget-locale-CODE.json (but en)
+WidgetLocale = Literal["en", "de", "fr", "es", "pt", "ar"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value[:64]!r} is not an IANA time zone (like Europe/Berlin)") from None
+    return value
+
+
+Span = Annotated[list[str], Field(min_length=2, max_length=2, examples=[["09:00", "17:00"]])]
+
+
+def _check_spans(value: list[list[str]]) -> list[list[str]]:
+    """Each span is ["HH:MM", "HH:MM"] with the end after the start ("24:00" ends a day);
+    spans of one day are in order and do not overlap."""
+    previous_end = ""
+    for start, end in value:
+        if not _CLOCK.match(start) or not _CLOCK.match(end) or start == "24:00":
+            raise ValueError(f"{start!r}-{end!r}: times are HH:MM, 00:00 to 24:00")
+        if end <= start:
+            raise ValueError(f"{start}-{end}: a span ends after it starts")
+        if start < previous_end:
+            raise ValueError(f"{start}-{end}: spans of one day are in order and do not overlap")
+        previous_end = end
+    return value
+
+
+Spans = Annotated[list[Span], AfterValidator(_check_spans), Field(max_length=6)]
+
+
+class BusinessHours(Strict):
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
+        max_length=64, examples=["Europe/Berlin"], description="An IANA time zone: the hours are its wall-clock times."
+    )
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], Spans] = Field(
+        examples=[{"mon": [["09:00", "17:00"]], "tue": [["09:00", "12:30"], ["13:30", "17:00"]]}],
+        description="Open spans per weekday; a day left out is closed all day.",
+    )
+
+
 class WidgetSettingsOut(BaseModel):
     widget_key: str
     allowed_origins: list[str]
     theme_color: str
     greeting: str
     identity_verification: bool
+    locale: WidgetLocale | None = Field(
+        description="The widget's language when the page sets none; null: the browser's."
+    )
+    away_message: str = Field(
+        description="Shown in the widget's header outside business hours; empty: a default line in the "
+        "visitor's language."
+    )
+    business_hours: BusinessHours | None
+    ratings_enabled: bool
 
 
 def _check_origin(value: str) -> str:
@@ -537,6 +600,12 @@ class WidgetSettingsPatch(Strict):
     theme_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     greeting: str | None = Field(default=None, max_length=280)
     identity_verification: bool | None = None
+    locale: WidgetLocale | None = Field(
+        default=None, description="en, de, fr, es, pt or ar; null: follow the visitor's browser."
+    )
+    away_message: str | None = Field(default=None, max_length=280)
+    business_hours: BusinessHours | None = Field(default=None, description="null: always open.")
+    ratings_enabled: bool | None = None
 
 
 class WorkspaceOut(BaseModel):

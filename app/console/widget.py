@@ -14,24 +14,49 @@ from app.realtime.identity import normalize_origin
 
 PATH = "/console/settings/widget"
 
+# The widget's languages, named in their own language (the console's Language choice).
+LANGUAGES = [
+    ("", "The visitor's browser language"),
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("fr", "Français"),
+    ("es", "Español"),
+    ("pt", "Português"),
+    ("ar", "العربية (Arabic, right to left)"),
+]
+
 
 def embed_snippet(ctx: Ctx) -> str:
     base = ctx.state.settings.public_url.rstrip("/")
     return f'<script src="{base}/widget.js" data-workspace="{ctx.workspace.widget_key}" async></script>'
 
 
-def _page(ctx: Ctx, *, values: dict[str, object] | None = None, errors_: dict[str, str] | None = None,
-          reveal: bool = False, status: int = 200) -> Response:
+def _page(
+    ctx: Ctx,
+    *,
+    values: dict[str, object] | None = None,
+    errors_: dict[str, str] | None = None,
+    reveal: bool = False,
+    status: int = 200,
+) -> Response:
     w = ctx.workspace
     current: dict[str, object] = {
         "allowed_origins": "\n".join(w.allowed_origins),
         "theme_color": w.theme_color,
         "greeting": w.greeting,
         "identity_verification": w.identity_verification,
+        "locale": w.locale or "",
     }
     return render(
-        ctx.request, "widget.html", ctx=ctx, status=status, values={**current, **(values or {})},
-        errors=errors_ or {}, snippet=embed_snippet(ctx), identity_secret=w.identity_secret if reveal else None,
+        ctx.request,
+        "widget.html",
+        ctx=ctx,
+        status=status,
+        values={**current, **(values or {})},
+        languages=LANGUAGES,
+        errors=errors_ or {},
+        snippet=embed_snippet(ctx),
+        identity_secret=w.identity_secret if reveal else None,
     )
 
 
@@ -48,6 +73,7 @@ async def save(ctx: Ctx) -> Response:
         "theme_color": ctx.field("theme_color").strip(),
         "greeting": ctx.field("greeting").strip(),
         "identity_verification": ctx.field("identity_verification") == "on",
+        "locale": ctx.field("locale").strip(),
     }
     for number, line in enumerate(ctx.field("allowed_origins").splitlines(), 1):
         try:
@@ -57,11 +83,14 @@ async def save(ctx: Ctx) -> Response:
             problem = f"Line {number}, “{line.strip()[:100]}”, is not an origin: {exc}."
             return _page(ctx, values=values, errors_={"allowed_origins": problem}, status=422)
     try:
-        patch = WidgetSettingsPatch(
-            allowed_origins=origins,
-            theme_color=str(values["theme_color"]),
-            greeting=str(values["greeting"]),
-            identity_verification=bool(values["identity_verification"]),
+        patch = WidgetSettingsPatch.model_validate(
+            {
+                "allowed_origins": origins,
+                "theme_color": str(values["theme_color"]),
+                "greeting": str(values["greeting"]),
+                "identity_verification": bool(values["identity_verification"]),
+                "locale": str(values["locale"]) or None,
+            }
         )
     except ValidationError as exc:
         return _page(ctx, values=values, errors_=form_error(errors.from_validation_error(exc)), status=422)

@@ -73,7 +73,8 @@ def dumps(frame: dict[str, Any]) -> str:
 
 def settings_frame(data: dict[str, Any]) -> dict[str, Any]:
     """Only what the widget shows: never allowed_origins or identity settings."""
-    return {"type": "settings", "theme_color": data.get("theme_color"), "greeting": data.get("greeting")}
+    keys = ("theme_color", "greeting", "locale", "away_message", "business_hours", "ratings_enabled")
+    return {"type": "settings"} | {key: data.get(key) for key in keys}
 
 
 class Connection:
@@ -548,7 +549,7 @@ class Hub:
                 self.bind(conn, conv)
 
     async def _on_conversation_changed(self, event: dict[str, Any], data: dict[str, Any]) -> None:
-        """Assigned, resolved or reopened: the widget's conversation frame changes."""
+        """Assigned, resolved, reopened or rated: the widget's conversation frame changes."""
         conv = data["conversation"]
         self._mark_syncing(conv.get("user_id"))
         if event["type"] == events.CONVERSATION_ASSIGNED and data.get("assignee"):
@@ -655,7 +656,12 @@ class Hub:
         assignee = await self.agent(conversation["assignee_id"]) if conversation.get("assignee_id") else None
         return {
             "type": "conversation",
-            "conversation": {"id": conversation["id"], "status": conversation["status"], "assignee": assignee},
+            "conversation": {
+                "id": conversation["id"],
+                "status": conversation["status"],
+                "assignee": assignee,
+                "rating": conversation.get("rating"),
+            },
         }
 
     async def agent(self, agent_id: str) -> dict[str, Any] | None:
@@ -674,6 +680,7 @@ _ON_EVENT: dict[str, Callable[[Hub, dict[str, Any], dict[str, Any]], Awaitable[N
     events.CONVERSATION_ASSIGNED: Hub._on_conversation_changed,
     events.CONVERSATION_RESOLVED: Hub._on_conversation_changed,
     events.CONVERSATION_REOPENED: Hub._on_conversation_changed,
+    events.CONVERSATION_RATED: Hub._on_conversation_changed,
     events.CONVERSATION_TYPING: Hub._on_typing,
     events.CONVERSATION_READ: Hub._on_read,
     events.AGENT_UPDATED: Hub._on_agent_updated,

@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from app import errors, people
 from app.api.framework import JSONResponse, error_response, parse_json_body, read_body
+from app.api.schemas import WIDGET_LOCALES
 from app.assets import STATIC_DIR
 from app.proxies import client_limit_key
 from app.realtime import widget_socket
@@ -46,7 +47,7 @@ from app.realtime.widget_socket import newest_conversation
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import User, Workspace
-from app.workspaces import workspace_by_widget_key
+from app.workspaces import widget_public_settings, workspace_by_widget_key
 
 WIDGET_JS = STATIC_DIR / "widget.js"
 MAX_SESSION_BODY = 16_384
@@ -85,6 +86,20 @@ async def widget_js(request: Request) -> Response:
     return response
 
 
+async def widget_locale(request: Request) -> Response:
+    """A language's widget strings (``static/widget-locale-CODE.json``); English is inside widget.js."""
+    code = request.path_params["code"]
+    if code not in WIDGET_LOCALES or code == "en":
+        return error_response(errors.NotFound("The widget has no strings in this language.", code="unknown_locale"))
+    path = STATIC_DIR / f"widget-locale-{code}.json"
+    headers = {
+        "Cache-Control": "public, max-age=300, stale-while-revalidate=86400",
+        "Access-Control-Allow-Origin": "*",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
+    return FileResponse(path, media_type="application/json", headers=headers, stat_result=os.stat(path))
+
+
 async def public_settings(request: Request) -> Response:
     """How the launcher looks before any session exists: no user is created for a page view."""
     state: AppState = request.app.state.bc
@@ -92,7 +107,7 @@ async def public_settings(request: Request) -> Response:
     workspace = await state.runner.read(workspace_by_widget_key, key) if key else None
     if workspace is None:
         return error_response(errors.NotFound("No workspace has this widget key.", code="unknown_widget_key"))
-    body = {"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting}
+    body = widget_public_settings(workspace)
     return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"})
 
 
@@ -193,7 +208,7 @@ def start_session(
         conversation_id=conv.id if conv else None,
         issue_visitor_token=not (body.user is not None and body.user_jwt),
         widget_key=workspace.widget_key,
-        settings={"name": workspace.name, "theme_color": workspace.theme_color, "greeting": workspace.greeting},
+        settings=widget_public_settings(workspace),
     )
 
 
@@ -242,6 +257,7 @@ def _anonymous_user(tx: Tx, workspace: Workspace, visitor: WidgetIdentity | None
 ROUTES: list[BaseRoute] = [
     Route("/widget.js", widget_js, methods=["GET", "HEAD"]),
     Route("/widget/v1/settings", public_settings, methods=["GET"]),
+    Route("/widget/v1/locales/{code}.json", widget_locale, methods=["GET", "HEAD"]),
     Route("/widget/v1/session", session, methods=["POST"]),
     Route("/widget/v1/session", session_preflight, methods=["OPTIONS"]),
     WebSocketRoute("/widget/v1/ws", widget_socket.endpoint),

@@ -47,10 +47,12 @@ HANDLERS = {
     "read": "_on_read",
     "webview.open": "_on_webview_open",
     "webview.close": "_on_webview_close",
+    "rate": "_on_rate",
 }
 # Read receipts and typing say what the customer sees and does; they never spend the allowance
 # of the frames that act (a brisk reader's message must not wait behind its own receipts).
 SIGNALS = frozenset({"read", "typing"})
+MAX_RATING_COMMENT = 1000
 
 
 class Closed(Exception):
@@ -329,6 +331,30 @@ class WidgetSocket:
         conversation_id = conn.conversation_id
         await self.state.runner.write(
             conversations.mark_read, conn.workspace_id, conversation_id, "user", seq, partition=conversation_id
+        )
+
+    async def _on_rate(self, frame: dict[str, Any]) -> None:
+        """The customer rates their resolved conversation: ``{type: "rate", score: 1-5, comment?}``.
+        Rating again (adding the comment after the score) replaces the rating."""
+        conn = self.conn
+        assert conn is not None
+        score, comment = frame.get("score"), frame.get("comment")
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            raise errors.Unprocessable("score is a whole number from 1 to 5.", code="invalid_rating")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_RATING_COMMENT):
+            raise errors.Unprocessable(
+                f"comment is text of at most {MAX_RATING_COMMENT} characters.", code="invalid_rating"
+            )
+        if conn.conversation_id is None:
+            raise errors.Conflict("There is no conversation to rate.", code="not_resolved")
+        conversation_id = conn.conversation_id
+        await self.state.runner.write(
+            conversations.rate_conversation,
+            conn.workspace_id,
+            conversation_id,
+            score,
+            (comment or "").strip() or None,
+            partition=conversation_id,
         )
 
     def _webview_ids(self, frame: dict[str, Any]) -> tuple[str, str, str]:

@@ -170,6 +170,9 @@ class ConversationRow:
     sync_seq: int  # the change order a CRM syncs by (``next_sync_seq``)
     assignee_kind: str | None
     handled_by: str
+    rating_score: int | None = None
+    rating_comment: str | None = None
+    rated_at: datetime | None = None
 
 
 @dataclasses.dataclass(slots=True)

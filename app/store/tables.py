@@ -67,6 +67,12 @@ class Workspace(SQLModel, table=True):
     greeting: str = "Hi! How can we help?"
     # Resolved conversations older than this many days are erased (None: kept for ever).
     retention_days: int | None = None
+    # The customer's side (SPEC §12; docs/widget.md): None follows the visitor's browser.
+    locale: str | None = None
+    away_message: str = ""  # empty: the widget says its own "We're away" line in the visitor's language
+    # {"timezone": "Europe/Berlin", "weekly": {"mon": [["09:00", "17:00"]], …}}; None: always open
+    business_hours: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    ratings_enabled: bool = True
     created_at: datetime = created()
 
 
@@ -158,6 +164,10 @@ class Conversation(SQLModel, table=True):
     created_at: datetime = created()
     updated_at: datetime = created()
     sync_seq: int = sync_seq_col()
+    # The customer's rating after a resolve (1-5, an optional comment); SPEC §12.
+    rating_score: int | None = None
+    rating_comment: str | None = None
+    rated_at: datetime | None = ts(nullable=True)
 
 
 class Message(SQLModel, table=True):

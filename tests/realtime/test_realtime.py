@@ -229,7 +229,16 @@ def test_assignment_and_settings_changes_are_pushed(
     assert frame["conversation"]["assignee"]["name"] == "Maya"
     api.patch("/api/v1/widget-settings", json={"theme_color": "#0a7d33", "greeting": "Welcome!"}).raise_for_status()
     settings = client.expect("settings")
-    assert settings == {"type": "settings", "theme_color": "#0a7d33", "greeting": "Welcome!"}
+    # Only what the widget shows: never allowed_origins or identity settings.
+    assert settings == {
+        "type": "settings",
+        "theme_color": "#0a7d33",
+        "greeting": "Welcome!",
+        "locale": None,
+        "away_message": "",
+        "business_hours": None,
+        "ratings_enabled": True,
+    }
 
 
 def test_a_visitor_only_ever_sees_their_own_conversation(
