@@ -79,6 +79,7 @@ CONVERSATION_REOPENED = _declare(
 )
 CONVERSATION_UPDATED = _declare(
     "conversation.updated", "{conversation} (its tags or properties changed)", stored=True, webhook=_SUB, console=True
+)
 CONVERSATION_RATED = _declare(
     "conversation.rated", "{conversation} (its rating: {score, comment, rated_at})", stored=True, webhook=_SUB,
     widget=True, console=True,
