@@ -47,3 +47,43 @@ def test_the_transcript_shows_the_customers_rating(page: Any, server: LiveServer
     expect(line).to_contain_text("Customer rated this conversation 2 of 5")
     expect(line).to_contain_text("“Took a while <b>but</b> fine”")  # text, never markup
     screenshot(page, "console-transcript-rating")
+
+
+def test_widget_page_edits_business_hours_away_message_and_ratings(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    page.get_by_role("link", name="Widget").click()
+    page.get_by_label("Set business hours").check()
+    page.get_by_label("Time zone").select_option("Europe/Berlin")
+    page.get_by_label("Monday: opens", exact=True).fill("09:00")
+    page.get_by_label("Monday: closes", exact=True).fill("12:30")
+    page.get_by_label("Monday: opens again").fill("13:30")
+    page.get_by_label("Monday: closes again").fill("17:00")
+    page.get_by_label("Saturday: opens", exact=True).fill("10:00")
+    page.get_by_label("Saturday: closes", exact=True).fill("00:00")  # midnight
+    page.get_by_label("Tuesday: opens", exact=True).fill("17:00")
+    page.get_by_label("Tuesday: closes", exact=True).fill("09:00")  # backwards: refused, named
+    page.get_by_label("Away message").fill("We're back Monday at 9:00 (Berlin time).")
+    page.get_by_label("Ask customers to rate").uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#hours-error")).to_contain_text("ends after it starts")
+    assert api.get("/api/v1/widget-settings").json()["business_hours"] is None  # nothing saved
+    expect(page.get_by_label("Monday: opens again")).to_have_value("13:30")  # the form kept what was typed
+    page.get_by_label("Tuesday: opens", exact=True).fill("")
+    page.get_by_label("Tuesday: closes", exact=True).fill("")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
+    settings = api.get("/api/v1/widget-settings").json()
+    assert settings["business_hours"] == {
+        "timezone": "Europe/Berlin",
+        "weekly": {"mon": [["09:00", "12:30"], ["13:30", "17:00"]], "sat": [["10:00", "24:00"]]},
+    }
+    assert settings["away_message"] == "We're back Monday at 9:00 (Berlin time)."
+    assert settings["ratings_enabled"] is False
+    expect(page.get_by_label("Saturday: closes", exact=True)).to_have_value("00:00")
+    page.get_by_role("group", name="Business hours").screenshot(path=str(screenshot(page, "console-widget-hours")))
+    page.get_by_label("Set business hours").uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
+    assert api.get("/api/v1/widget-settings").json()["business_hours"] is None
