@@ -1609,7 +1609,6 @@
     },
     settingsChanged: function (settings) {
       if (settings.locale !== workspaceLocale) { workspaceLocale = settings.locale; chooseLocale(); }
-      emit("ready", {});
     },
     messageAdded: function (message) { emit("message", { message: message }); },
     unreadChanged: function (count) { emit("unread", { count: count }); },
@@ -1717,4 +1716,5 @@
       if (typeof api[name] === "function" && name !== "__loaded") api[name].apply(api, Array.prototype.slice.call(call, 1));
     });
   }
+  emit("ready", {}); // the launcher is on the page; queued listeners and later ones hear it
 })();
