@@ -80,16 +80,16 @@ CONVERSATION_REOPENED = _declare(
 CONVERSATION_UPDATED = _declare(
     "conversation.updated", "{conversation} (its tags or properties changed)", stored=True, webhook=_SUB, console=True
 )
-CONVERSATION_RATED = _declare(
-    "conversation.rated", "{conversation} (its rating: {score, comment, rated_at})", stored=True, webhook=_SUB,
-    widget=True, console=True,
-)
 CONVERSATION_HANDOVER = _declare(
     "conversation.handover",
     '{conversation, from: "bot"|"human", to: "bot"|"human", reason}',
     stored=True,
     webhook=_SUB,
     console=True,
+)
+CONVERSATION_RATED = _declare(
+    "conversation.rated", "{conversation} (its rating: {score, comment, rated_at})", stored=True, webhook=_SUB,
+    widget=True, console=True,
 )
 USER_CREATED = _declare("user.created", "{user}", stored=True, webhook=_SUB)
 USER_UPDATED = _declare("user.updated", "{user}", stored=True, webhook=_SUB)
