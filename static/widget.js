@@ -595,7 +595,7 @@
     ".send{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:var(--bc-accent);color:var(--bc-on-accent);display:grid;place-items:center;cursor:pointer;padding:0;}",
     ".send svg{width:20px;height:20px;fill:currentColor;}",
     "[dir=rtl] .send svg{transform:scaleX(-1);}",
-    ".time{font-size:11px;color:#6b7280;margin:0 4px;}",
+    ".time{font-size:11px;color:#4b5563;margin:0 4px;}",
     ".attach{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:transparent;color:#4b5563;display:grid;place-items:center;cursor:pointer;padding:0;}",
     ".attach:hover{background:#f3f4f6;color:#111827;}",
     ".attach svg{width:22px;height:22px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;}",

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import expect
 
+from tests.browser.accessibility import assert_accessible
 from tests.browser.conftest import screenshot
 from tests.browser.test_console import log_in
 from tests.conftest import LiveServer, Tenant
@@ -47,6 +48,7 @@ def test_the_transcript_shows_the_customers_rating(page: Any, server: LiveServer
     expect(line).to_contain_text("Customer rated this conversation 2 of 5")
     expect(line).to_contain_text("“Took a while <b>but</b> fine”")  # text, never markup
     screenshot(page, "console-transcript-rating")
+    assert_accessible(page, "a transcript with a rating")
 
 
 def test_widget_page_edits_business_hours_away_message_and_ratings(
@@ -82,6 +84,7 @@ def test_widget_page_edits_business_hours_away_message_and_ratings(
     assert settings["away_message"] == "We're back Monday at 9:00 (Berlin time)."
     assert settings["ratings_enabled"] is False
     expect(page.get_by_label("Saturday: closes", exact=True)).to_have_value("00:00")
+    assert_accessible(page, "Settings > Widget with business hours")
     page.get_by_role("group", name="Business hours").screenshot(path=str(screenshot(page, "console-widget-hours")))
     page.get_by_label("Set business hours").uncheck()
     page.get_by_role("button", name="Save").click()

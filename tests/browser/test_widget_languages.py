@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.accessibility import assert_accessible
 from tests.browser.conftest import screenshot
 from tests.browser.widget_host import (
     HostSite,
@@ -109,6 +110,7 @@ def test_arabic_from_the_workspace_is_right_to_left_with_the_launcher_mirrored(
     )
     assert sides["mine"] < 30 and sides["theirs"] < 30, sides
     screenshot(page, f"widget-ar-{'phone' if viewport == PHONE else 'desktop'}")
+    assert_accessible(page, "the Arabic widget")
     page.context.close()
 
 
@@ -127,6 +129,7 @@ def test_english_outside_business_hours_shows_the_away_message(
     assert r.status_code == 200, r.text
     expect(page.get_by_text("Our team is back Monday at 9:00 (Berlin time).")).to_be_visible()  # live, no reload
     screenshot(page, f"widget-en-away-{'phone' if viewport == PHONE else 'desktop'}")
+    assert_accessible(page, "the widget outside business hours")
     always = {
         "timezone": "UTC",
         "weekly": {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
@@ -197,6 +200,7 @@ def test_rating_after_resolve(
     comment = group.get_by_role("textbox", name=comment_label)
     expect(comment).to_be_focused()
     comment.fill("Schnell und freundlich" if code == "de" else "Fast and friendly")
+    assert_accessible(page, f"the rating card ({code})")
     screenshot(page, f"widget-{code}-rating-{'phone' if viewport == PHONE else 'desktop'}")
     group.get_by_role("button", name=send_label).click()
     expect(group.get_by_text(thanks)).to_be_visible()
