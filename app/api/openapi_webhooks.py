@@ -46,6 +46,8 @@ DESCRIPTIONS = {
     events.CONVERSATION_HANDOVER: "Control moved between the bot and humans: `from`, `to` and why.",
     events.CONVERSATION_UPDATED: "A conversation's `tags` or `properties` changed (a CRM's sync cue; "
     "`GET /conversations?updated_after=` lists every change).",
+    events.CONVERSATION_RATED: "The customer rated a resolved conversation in the widget (five buttons, then an "
+    "optional comment, which rates again): `conversation.rating` is `{score, comment, rated_at}`.",
     events.USER_UPDATED: "A user's fields changed: by `PATCH /users/{id}`, or a signed widget identity that brought "
     "a new name or email.",
     events.USER_DELETED: "A user was erased (`DELETE /users/{id}`): they, their conversations, messages and files "
