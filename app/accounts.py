@@ -9,17 +9,20 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app import errors
+from app import errors, events
+from app.api.schemas import ConversationPatch
+from app.conversations import update_conversation
 from app.data import audit
 from app.ids import new_id, utcnow
 from app.people import create_agent
 from app.store.runner import Tx
-from app.store.tables import ConsoleUser
+from app.store.tables import Agent, ConsoleUser, Conversation
 
 _hasher = PasswordHasher()
 # A real hash to verify against when the email is unknown, so timing does not reveal accounts.
 _DUMMY_HASH = _hasher.hash("backchannel-timing-equaliser")
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # Argon2 hashes any length; a bound keeps a login cheap
 
 
 def hash_password(password: str) -> str:
@@ -43,19 +46,122 @@ class NewConsoleUser:
     role: str = "admin"
 
 
-def new_console_user(email: str, password: str, *, name: str | None = None, role: str = "admin") -> NewConsoleUser:
-    """Check the email and password (422 naming the field), then hash the password."""
-    email = normalize_email(email)
-    if "@" not in email or len(email) > 320:
-        raise errors.Unprocessable(
-            "Invalid field: email", details=[{"field": "email", "message": "not an email address"}]
-        )
+def password_problem(password: str) -> str | None:
+    """What is wrong with a new password, in plain words (None: nothing)."""
     if len(password) < MIN_PASSWORD:
-        raise errors.Unprocessable(
-            "Invalid field: password",
-            details=[{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}],
-        )
+        return f"at least {MIN_PASSWORD} characters (this one has {len(password)})"
+    if len(password) > MAX_PASSWORD:
+        return f"at most {MAX_PASSWORD} characters"
+    return None
+
+
+def new_console_user(email: str, password: str, *, name: str | None = None, role: str = "admin") -> NewConsoleUser:
+    """Check the email and password (one 422 naming every field that is wrong), then hash the password."""
+    email = normalize_email(email)
+    details = []
+    if "@" not in email or len(email) > 320:
+        shown = f"“{email[:80]}” is not an email address" if email else "an email address is needed"
+        details.append({"field": "email", "message": shown})
+    problem = password_problem(password)
+    if problem:
+        details.append({"field": "password", "message": problem})
+    if name is not None and len(name) > 120:
+        details.append({"field": "name", "message": "at most 120 characters"})
+    if details:
+        raise errors.Unprocessable(f"Invalid field: {details[0]['field']}", details=details)
     return NewConsoleUser(email, hash_password(password), name, role)
+
+
+def verify_password(user: ConsoleUser, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(user.password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# --- team changes (Settings > Team, and each user's own account) ----------------------------
+
+
+def _member(tx: Tx, workspace_id: str, user_id: str) -> ConsoleUser:
+    user = tx.session.get(ConsoleUser, user_id)
+    if user is None or user.workspace_id != workspace_id:
+        raise errors.NotFound("No such team member.", code="not_found")
+    return user
+
+
+def _admins(tx: Tx, workspace_id: str) -> int:
+    query = select(ConsoleUser.id).where(ConsoleUser.workspace_id == workspace_id, ConsoleUser.role == "admin")
+    return len(tx.session.exec(query).all())
+
+
+def _last_admin() -> errors.Conflict:
+    return errors.Conflict("A workspace keeps at least one admin: make someone else an admin first.", code="last_admin")
+
+
+def change_role(tx: Tx, workspace_id: str, user_id: str, role: str) -> ConsoleUser:
+    if role not in ("admin", "agent"):
+        raise errors.Unprocessable("Invalid field: role", details=[{"field": "role", "message": "admin or agent"}])
+    user = _member(tx, workspace_id, user_id)
+    if user.role == "admin" and role != "admin" and _admins(tx, workspace_id) <= 1:
+        raise _last_admin()
+    user.role = role
+    tx.session.add(user)
+    return user
+
+
+def set_password(tx: Tx, workspace_id: str, user_id: str, password_hash: str) -> ConsoleUser:
+    """A new password (hashed before the write is queued); every session of the user ends."""
+    user = _member(tx, workspace_id, user_id)
+    user.password_hash = password_hash
+    user.session_version += 1
+    tx.session.add(user)
+    tx.publish({"type": events.CONSOLE_LOGOUT, "workspace_id": workspace_id, "data": {"console_user_id": user.id}})
+    return user
+
+
+def rename(tx: Tx, workspace_id: str, user_id: str, name: str) -> ConsoleUser:
+    """A console user's own name, also the name customers see on their replies (their agent's)."""
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise errors.Unprocessable("Invalid field: name", details=[{"field": "name", "message": "1 to 120 characters"}])
+    user = _member(tx, workspace_id, user_id)
+    user.name = name
+    tx.session.add(user)
+    if user.agent_id is not None:
+        agent = tx.session.get(Agent, user.agent_id)
+        if agent is not None:
+            agent.name = name
+            tx.session.add(agent)
+    return user
+
+
+def remove_member(tx: Tx, workspace_id: str, user_id: str, by_user_id: str) -> ConsoleUser:
+    """Remove a teammate's console login. Their agent stays (earlier replies keep their name)
+    but is away, so routing hands them nobody; open conversations assigned to them go back
+    to the queue, unassigned; every session of theirs ends at once."""
+    if user_id == by_user_id:
+        raise errors.Conflict("You cannot remove yourself; another admin can.", code="remove_self")
+    user = _member(tx, workspace_id, user_id)
+    if user.role == "admin" and _admins(tx, workspace_id) <= 1:
+        raise _last_admin()
+    if user.agent_id is not None:
+        agent = tx.session.get(Agent, user.agent_id)
+        if agent is not None:
+            agent.status = "away"
+            tx.session.add(agent)
+        open_ids = tx.session.exec(
+            select(Conversation.id).where(
+                Conversation.workspace_id == workspace_id,
+                Conversation.assignee_id == user.agent_id,
+                Conversation.status == "open",
+            )
+        ).all()
+        for conversation_id in open_ids:
+            update_conversation(tx, workspace_id, conversation_id, ConversationPatch(assignee_id=None))
+    tx.publish({"type": events.CONSOLE_LOGOUT, "workspace_id": workspace_id, "data": {"console_user_id": user.id}})
+    tx.session.delete(user)
+    tx.session.flush()
+    return user
 
 
 def create_console_user(tx: Tx, workspace_id: str, new: NewConsoleUser) -> ConsoleUser:

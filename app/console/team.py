@@ -1,4 +1,8 @@
-"""Settings > Team: the console users of this workspace, and inviting agents (admins only)."""
+"""Settings > Team: the console users of this workspace (admins: invite, change a role, reset
+a password, remove), and ``/console/account``, where each user changes their own name and password.
+
+Passwords are checked and hashed (Argon2) in a worker thread before any write is queued; every
+team change is in the audit log, in its own transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import anyio
 from sqlmodel import Session, col, select
 from starlette.responses import Response
 
-from app import errors
+from app import accounts, errors
 from app.accounts import create_console_user, new_console_user
 from app.console.auth import Ctx, form_error
 from app.console.pages import console_page
@@ -16,6 +20,7 @@ from app.console.render import redirect, render
 from app.store.tables import ConsoleUser
 
 PATH = "/console/settings/team"
+ACCOUNT = "/console/account"
 
 
 def list_members(s: Session, workspace_id: str) -> list[ConsoleUser]:
@@ -23,12 +28,19 @@ def list_members(s: Session, workspace_id: str) -> list[ConsoleUser]:
     return list(s.exec(query.order_by(col(ConsoleUser.created_at))))
 
 
-async def _page(ctx: Ctx, *, values: dict[str, str] | None = None, errors_: dict[str, str] | None = None,
-                status: int = 200) -> Response:
+async def _page(
+    ctx: Ctx, *, values: dict[str, str] | None = None, errors_: dict[str, str] | None = None, status: int = 200
+) -> Response:
     members = await ctx.state.runner.read(list_members, ctx.workspace_id)
     return render(
-        ctx.request, "team.html", ctx=ctx, status=status, members=members, errors=errors_ or {},
+        ctx.request,
+        "team.html",
+        ctx=ctx,
+        status=status,
+        members=members,
+        errors=errors_ or {},
         values=values or {"role": "agent"},
+        admins=sum(1 for m in members if m.role == "admin"),
     )
 
 
@@ -54,7 +66,11 @@ async def invite(ctx: Ctx) -> Response:
             )
         )
         await ctx.write_audited(
-            "console_user.created", "console_user", create_console_user, ctx.workspace_id, account,
+            "console_user.created",
+            "console_user",
+            create_console_user,
+            ctx.workspace_id,
+            account,
             target_id=lambda user: user.id,
         )
     except errors.Unprocessable as exc:
@@ -63,3 +79,131 @@ async def invite(ctx: Ctx) -> Response:
         return await _page(ctx, values=values, errors_={"email": exc.message}, status=409)
     notice = f"{values['email']} can now log in at /console with the password you set. Share it privately."
     return redirect(ctx, PATH, notice)
+
+
+def _member_id(ctx: Ctx) -> str:
+    return str(ctx.request.path_params["user_id"])
+
+
+async def _team_error(ctx: Ctx, exc: errors.ApiError) -> Response:
+    if isinstance(exc, errors.NotFound):
+        raise exc
+    return redirect(ctx, PATH, exc.message)
+
+
+@console_page(admin=True)
+async def change_role(ctx: Ctx) -> Response:
+    user_id, role = _member_id(ctx), ctx.field("role")
+    try:
+        user = await ctx.write_audited(
+            "console_user.role_changed",
+            "console_user",
+            accounts.change_role,
+            ctx.workspace_id,
+            user_id,
+            role,
+            target_id=user_id,
+        )
+    except errors.ApiError as exc:
+        return await _team_error(ctx, exc)
+    return redirect(ctx, PATH, f"{user.name} is now {'an admin' if user.role == 'admin' else 'an agent'}.")
+
+
+@console_page(admin=True)
+async def reset_password(ctx: Ctx) -> Response:
+    user_id, password = _member_id(ctx), ctx.field("password")
+    problem = accounts.password_problem(password)
+    if problem:
+        return redirect(ctx, PATH, f"The password was not changed: it needs {problem}.")
+    password_hash = await anyio.to_thread.run_sync(accounts.hash_password, password)
+    try:
+        user = await ctx.write_audited(
+            "console_user.password_reset",
+            "console_user",
+            accounts.set_password,
+            ctx.workspace_id,
+            user_id,
+            password_hash,
+            target_id=user_id,
+        )
+    except errors.ApiError as exc:
+        return await _team_error(ctx, exc)
+    return redirect(ctx, PATH, f"New password set for {user.email}; their sessions ended. Share it privately.")
+
+
+@console_page(admin=True)
+async def remove(ctx: Ctx) -> Response:
+    user_id = _member_id(ctx)
+    try:
+        user = await ctx.write_audited(
+            "console_user.removed",
+            "console_user",
+            accounts.remove_member,
+            ctx.workspace_id,
+            user_id,
+            ctx.user.id,
+            target_id=user_id,
+        )
+    except errors.ApiError as exc:
+        return await _team_error(ctx, exc)
+    return redirect(
+        ctx, PATH, f"{user.email} was removed and can no longer log in. Their open conversations are unassigned."
+    )
+
+
+# --- each user's own account ---------------------------------------------------------------
+
+
+async def _account_page(
+    ctx: Ctx, *, errors_: dict[str, str] | None = None, name: str | None = None, status: int = 200
+) -> Response:
+    return render(
+        ctx.request,
+        "account.html",
+        ctx=ctx,
+        status=status,
+        errors=errors_ or {},
+        name=ctx.user.name if name is None else name,
+    )
+
+
+@console_page()
+async def account_page(ctx: Ctx) -> Response:
+    return await _account_page(ctx)
+
+
+@console_page()
+async def save_name(ctx: Ctx) -> Response:
+    name = ctx.field("name").strip()
+    try:
+        await ctx.state.runner.write(accounts.rename, ctx.workspace_id, ctx.user.id, name)
+    except errors.Unprocessable as exc:
+        return await _account_page(ctx, errors_=form_error(exc), name=name, status=422)
+    return redirect(ctx, ACCOUNT, "Your name is saved. Customers see it on your replies.")
+
+
+@console_page()
+async def change_password(ctx: Ctx) -> Response:
+    current, new, again = ctx.field("current_password"), ctx.field("new_password"), ctx.field("new_password_again")
+    problems: dict[str, str] = {}
+    if not await anyio.to_thread.run_sync(accounts.verify_password, ctx.user, current):
+        problems["current_password"] = "This is not your current password."
+    problem = accounts.password_problem(new)
+    if problem:
+        problems["new_password"] = f"The new password needs {problem}."
+    elif new != again:
+        problems["new_password_again"] = "The two new passwords differ."
+    if problems:
+        return await _account_page(ctx, errors_=problems, status=422)
+    password_hash = await anyio.to_thread.run_sync(accounts.hash_password, new)
+    await ctx.write_audited(
+        "console_user.password_changed",
+        "console_user",
+        accounts.set_password,
+        ctx.workspace_id,
+        ctx.user.id,
+        password_hash,
+        target_id=ctx.user.id,
+    )
+    # Every session ended, this one too: log in again with the new password.
+    return redirect(ctx, "/console/login", "Password changed. Log in again with your new password.")

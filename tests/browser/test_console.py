@@ -383,7 +383,8 @@ def test_admin_invites_an_agent_who_works_only_the_inbox(browser: Any, page: Any
     expect(page.get_by_label("Full name")).to_have_value("Alan Agent")  # nothing typed is lost
     page.get_by_label("Temporary password").fill("a much longer password")
     page.get_by_role("button", name="Invite").click()
-    expect(page.get_by_role("row", name=re.compile("Alan Agent"))).to_contain_text("agent")
+    row = page.get_by_role("row", name=re.compile("Alan Agent"))
+    expect(row.get_by_role("combobox", name="Role of Alan Agent")).to_have_value("agent")
     screenshot(page, "console-team")
 
     agent = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -398,6 +399,25 @@ def test_admin_invites_an_agent_who_works_only_the_inbox(browser: Any, page: Any
         other.get_by_role("button", name="Log out").click()
         expect(other.get_by_role("button", name="Log in")).to_be_visible()
         other.goto(server.url + "/console/inbox")
+        expect(other.get_by_role("button", name="Log in")).to_be_visible()
+
+        # Alan changes his own name; the admin then removes him (after saying yes).
+        log_in(other, server, "alan@example.com", "a much longer password")
+        other.get_by_role("link", name=re.compile("Alan Agent")).click()
+        other.get_by_label("Your name").fill("Alan Turing")
+        other.get_by_role("button", name="Save name").click()
+        expect(other.get_by_role("status")).to_contain_text("Your name is saved")
+        screenshot(other, "console-account")
+        page.reload()
+        row = page.get_by_role("row", name=re.compile("Alan Turing"))
+        page.once("dialog", lambda d: d.dismiss())
+        row.get_by_role("button", name=re.compile("^Remove")).click()
+        expect(page.get_by_role("row", name=re.compile("Alan Turing"))).to_be_visible()
+        page.once("dialog", lambda d: d.accept())
+        row.get_by_role("button", name=re.compile("^Remove")).click()
+        expect(page.get_by_role("status")).to_contain_text("can no longer log in")
+        expect(page.get_by_role("row", name=re.compile("Alan Turing"))).to_have_count(0)
+        other.reload()
         expect(other.get_by_role("button", name="Log in")).to_be_visible()
     finally:
         agent.close()
