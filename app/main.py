@@ -32,6 +32,7 @@ from app.api import (
 from app.api import webhooks as webhook_routes
 from app.api.framework import Api, Endpoint, JSONResponse, error_response
 from app.api.openapi import build_openapi, render_docs
+from app.api.typescript import declarations
 from app.assets import STATIC_DIR, TEMPLATES_DIR
 from app.console import routes as console_pages
 from app.console.hub import ConsoleHub
@@ -100,6 +101,13 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_html)
 
+    typescript = declarations(openapi)
+
+    async def typescript_types(request: Request) -> Response:
+        # Public, like /widget.js beside it: tools may fetch it from anywhere.
+        return Response(typescript, media_type="application/typescript; charset=utf-8",
+                        headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -113,6 +121,7 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
         Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
         *Api(endpoints).routes(),
         Route("/docs", docs, methods=["GET"]),
+        Route("/backchannel.d.ts", typescript_types, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
