@@ -556,7 +556,8 @@
     ".msg.user{align-self:flex-end;align-items:flex-end;}",
     ".msg.wide{max-width:100%;align-self:stretch;}",
     ".msg.system{align-self:center;max-width:100%;font-size:12px;color:#6b7280;margin:8px 0;}",
-    ".sender{font-size:12px;font-weight:600;color:#4b5563;margin-block:8px -2px;margin-inline:4px 0;}",
+    ".sender{font-size:12px;font-weight:600;color:#4b5563;margin-block:8px -2px;margin-inline:4px 0;display:flex;align-items:center;gap:6px;}",
+    ".sender-avatar{width:20px;height:20px;border-radius:50%;object-fit:cover;flex:none;}",
     ".bubble{padding:9px 13px;border-radius:18px;border-end-start-radius:6px;background:#fff;border:1px solid #e5e7eb;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;}",
     ".user .bubble{border-radius:18px;border-end-end-radius:6px;background:var(--bc-accent);color:var(--bc-on-accent);border-color:transparent;}",
     ".bubble a{color:var(--bc-ink);text-decoration:underline;}",
@@ -1156,7 +1157,10 @@
     }
     var prev = this.order.length ? this.messages[this.order[this.order.length - 1]] : null;
     if (type !== "user" && sender && sender.name && !(prev && prev.actor.id === m.actor.id && prev.actor.type === type)) {
-      node.appendChild(el("div", { class: "sender", text: sender.name }));
+      // The agent's avatar (PATCH /api/v1/agents/{id}) beside the name; decorative: the name says who.
+      var avatar = /^https?:\/\//.test(sender.avatar_url || "") ?
+        el("img", { class: "sender-avatar", src: sender.avatar_url, alt: "", "aria-hidden": "true" }) : null;
+      node.appendChild(el("div", { class: "sender" }, [avatar, el("span", { text: sender.name })]));
     }
     var actions = null;
     (m.message_parts || []).forEach(function (part, index) {

@@ -19,18 +19,22 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_widget import open_chat, say, user_texts
-from tests.browser.widget_host import bot_says, embed_page, only_conversation, serve_host_site, text, wait_for
+from tests.browser.widget_host import HostSite, bot_says, embed_page, solid_png, only_conversation, serve_host_site, text, wait_for
 from tests.conftest import LiveServer, Tenant
 
 TURNS = 26  # with one receipt per bot message, 52 frames: well past 30 in 10 s
 
 
 @pytest.fixture
-def shop(page: Page, server: LiveServer, tenant: Tenant) -> Iterator[Page]:
-    for host in serve_host_site():
-        page.goto(host.add("/", embed_page(server, tenant)))
-        expect(page.get_by_role("button", name="Open chat")).to_be_visible()
-        yield page
+def site() -> Iterator[HostSite]:
+    yield from serve_host_site()
+
+
+@pytest.fixture
+def shop(page: Page, server: LiveServer, tenant: Tenant, site: HostSite) -> Page:
+    page.goto(site.add("/", embed_page(server, tenant)))
+    expect(page.get_by_role("button", name="Open chat")).to_be_visible()
+    return page
 
 
 def test_a_brisk_customers_messages_never_wait_behind_read_receipts(shop: Page, api: httpx.Client) -> None:
@@ -81,3 +85,25 @@ def test_a_brisk_customers_messages_never_wait_behind_read_receipts(shop: Page, 
 def messages_seq(api: httpx.Client, conversation_id: str) -> int:
     conv = api.get(f"/api/v1/conversations/{conversation_id}").json()
     return int(conv["last_message_seq"])
+
+
+def test_the_renamed_bot_shows_its_name_and_avatar(shop: Page, api: httpx.Client, site: HostSite) -> None:
+    # PATCH /agents/{id} (issue 22): the default bot renamed and given an avatar, live.
+    site.files["/pete.png"] = (solid_png(40, 40, (200, 60, 40)), "image/png")
+    open_chat(shop)
+    conversation = only_conversation(api)
+    bot_says(api, conversation["id"], text("Hello!"))
+    log = shop.get_by_role("log")
+    expect(log.get_by_text("Bot", exact=True)).to_be_visible()
+    (bot,) = [a for a in api.get("/api/v1/agents").json()["data"] if a["is_default_bot"]]
+    api.patch(f"/api/v1/agents/{bot['id']}", json={"name": "Pizza Pete", "avatar_url": site.origin + "/pete.png"})
+    say(shop, "Who are you?")  # a new turn: the next bot message names its sender again
+    wait_for(lambda: user_texts(api, conversation["id"]) == ["Who are you?"], what="the question")
+    bot_says(api, conversation["id"], text("I'm Pizza Pete now."))
+    expect(log.get_by_text("Pizza Pete", exact=True)).to_be_visible()
+    avatar = log.locator("img.sender-avatar")
+    expect(avatar).to_have_attribute("src", site.origin + "/pete.png")
+    expect(avatar).to_have_attribute("alt", "")
+    shop.wait_for_function("img => img.complete", arg=avatar.element_handle())
+    assert avatar.evaluate("img => img.complete && img.naturalWidth") == 40
+    screenshot(shop, "widget-renamed-bot")
