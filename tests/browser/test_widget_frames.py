@@ -19,7 +19,16 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_widget import open_chat, say, user_texts
-from tests.browser.widget_host import HostSite, bot_says, embed_page, solid_png, only_conversation, serve_host_site, text, wait_for
+from tests.browser.widget_host import (
+    HostSite,
+    bot_says,
+    embed_page,
+    only_conversation,
+    serve_host_site,
+    solid_png,
+    text,
+    wait_for,
+)
 from tests.conftest import LiveServer, Tenant
 
 TURNS = 26  # with one receipt per bot message, 52 frames: well past 30 in 10 s
