@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Select, Table, text, tuple_
 from sqlmodel import Session
 
@@ -32,14 +32,39 @@ _CHANGES = "chg"  # the first element of a change cursor (a plain cursor holds r
 
 
 class ChangesQuery(BaseModel):
-    updated_after: AwareDatetime | None = Field(
+    updated_after: str | None = Field(
         default=None,
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
         description=(
-            "List what changed at or after this time (ISO-8601 with an offset), in change order, "
-            "oldest change first; the last page carries `sync_cursor` to poll with later. "
-            "Inclusive: a row stamped exactly then is listed again, never missed."
+            "List what changed at or after this time (ISO-8601 with an offset, such as "
+            "`2026-11-30T12:00:00Z`), in change order, oldest change first; the last page carries "
+            "`sync_cursor` to poll with later. Inclusive: a row stamped exactly then is listed again, never missed."
         ),
     )
+
+    @field_validator("updated_after")
+    @classmethod
+    def _iso_with_offset(cls, value: str | None) -> str | None:
+        if value is not None:
+            since_time(value)
+        return value
+
+    @property
+    def since(self) -> datetime | None:
+        return None if self.updated_after is None else since_time(self.updated_after)
+
+
+def since_time(value: str) -> datetime:
+    """An ISO-8601 date-time with its offset (``Z`` or ``+hh:mm``); a bare number or a time
+    without an offset is refused (it would mean a different instant on another clock)."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("an ISO-8601 date-time with an offset, such as 2026-11-30T12:00:00Z") from None
+    if at.tzinfo is None or "T" not in value.upper():
+        raise ValueError("an ISO-8601 date-time with an offset, such as 2026-11-30T12:00:00Z")
+    return at
 
 
 def change_cursor(cursor: str | None) -> tuple[datetime, int, str] | None:

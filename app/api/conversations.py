@@ -116,7 +116,7 @@ def list_(call: Call) -> dict[str, Any]:
             )
         query = query.where(search.conversation_match(rows.db(call.session).dialect, call.workspace_id, words))
     changes = change_page(
-        call.session, rows.CONVERSATIONS, query, since=q.updated_after, cursor=q.cursor, limit=q.limit,
+        call.session, rows.CONVERSATIONS, query, since=q.since, cursor=q.cursor, limit=q.limit,
         to_json=conversation_json,
     )  # fmt: skip
     if changes is not None:

@@ -89,7 +89,7 @@ def list_(call: Call) -> dict[str, Any]:
             or_(*(func.lower(column).like(pattern, escape="\\") for column in (c.name, c.email, c.external_id)))
         )
     changes = change_page(
-        call.session, USERS, query, since=q.updated_after, cursor=q.cursor, limit=q.limit, to_json=user_json
+        call.session, USERS, query, since=q.since, cursor=q.cursor, limit=q.limit, to_json=user_json
     )
     if changes is not None:
         return changes

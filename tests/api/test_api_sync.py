@@ -103,7 +103,9 @@ def test_users_found_by_email_and_text(on_each_database: OnDatabase) -> None:
     assert ids(q="%") == [odd["id"]]  # LIKE's wildcards are taken literally
     assert ids(q="_real_") == [odd["id"]]
     assert_error(api.get("/api/v1/users", params={"q": ""}), 422)
-    assert_error(api.get("/api/v1/users", params={"updated_after": "yesterday"}), 422)
+    for bad in ("yesterday", "0.5", "1700000000", "2026-11-30T12:00:00", "2026-11-30"):  # no offset, or no time
+        err = assert_error(api.get("/api/v1/users", params={"updated_after": bad}), 422)
+        assert err["details"][0]["field"] == "query.updated_after", err
 
 
 def test_conversation_tags_properties_and_updated_event(on_each_database: OnDatabase) -> None:

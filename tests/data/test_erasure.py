@@ -8,12 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from app.store.runner import Tx
 from tests.conftest import OnDatabase
 from tests.factories import assert_error, make_conversation, make_user, post_text
 from tests.files.samples import pdf, upload
+from tests.receivers import eventually
 
 SENTINEL = "zq-sentinel-7f3a91c2-erase-me"
 
@@ -146,3 +148,19 @@ def test_the_erased_text_is_in_no_sqlite_file_afterwards(app_server_factory: Any
         assert api.delete(f"/api/v1/users/{customer['user']['id']}").status_code == 204
         assert found() == []
         assert any(p.name.endswith("-wal") for p in database_files(db))  # the WAL was there, and scanned
+
+
+def test_an_erasure_on_postgres_is_followed_by_a_vacuum(on_each_database: OnDatabase) -> None:
+    """PostgreSQL keeps deleted row versions until VACUUM: the data job runs one on the tables
+    an erasure touched, soon after it (not in the request)."""
+    db = on_each_database
+    if db.kind != "postgres":
+        pytest.skip("SQLite checkpoints its WAL in the erasure itself (test above)")
+    user = a_customer_with_everything(db, "ada")
+
+    def last_vacuum(tx: Tx) -> Any:
+        return tx.session.execute(text("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'message'")).scalar()
+
+    before = db.server.in_tx(last_vacuum)
+    assert db.api.delete(f"/api/v1/users/{user['user']['id']}").status_code == 204
+    eventually(lambda: db.server.in_tx(last_vacuum) not in (None, before), timeout=30)
