@@ -64,15 +64,24 @@ def _run(tx: Tx, sql: str, ids: list[str], **params: Any) -> int:
 
 
 def _naming(
-    tx: Tx, table: str, column: str, workspace_id: str, needles: Sequence[str], since: datetime | None
+    tx: Tx,
+    table: str,
+    column: str,
+    workspace_id: str,
+    needles: Sequence[str],
+    since: datetime | None,
+    until: datetime | None = None,
 ) -> list[str]:
     """Keys of the workspace's ``table`` rows whose stored JSON text (``column``) names any of
     ``needles`` (ids: ``usr_…``, ``cnv_…``, which never occur by chance). Only rows written
     ``since`` (nothing names a user or conversation before it existed): both tables are
-    indexed by ``created_at``, so an erasure of old conversations reads few rows."""
+    indexed by ``created_at``, so an erasure of old conversations reads few rows. ``until``
+    bounds it on the other side too (retention: see ``erase_conversations``)."""
     found: list[str] = []
     key = "key" if table == "idempotency_record" else "id"
-    bound = "" if since is None else " AND created_at >= :since"
+    bound = ("" if since is None else " AND created_at >= :since") + (
+        "" if until is None else " AND created_at <= :until"
+    )
     for group in _chunks(needles):
         likes = " OR ".join(f"CAST({column} AS TEXT) LIKE :n{i}" for i in range(len(group)))
         params: dict[str, Any] = {f"n{i}": f"%{needle}%" for i, needle in enumerate(group)}
@@ -80,13 +89,18 @@ def _naming(
         if since is not None:
             statement = statement.bindparams(bindparam("since", type_=UTCDateTime()))
             params["since"] = since
+        if until is not None:
+            statement = statement.bindparams(bindparam("until", type_=UTCDateTime()))
+            params["until"] = until
         rows = tx.session.execute(statement, {"ws": workspace_id, **params})
         found += [r[0] for r in rows]
     return found
 
 
-def _erase_events_naming(tx: Tx, workspace_id: str, needles: Sequence[str], since: datetime | None) -> int:
-    event_ids = _naming(tx, "event", "payload", workspace_id, needles, since)
+def _erase_events_naming(
+    tx: Tx, workspace_id: str, needles: Sequence[str], since: datetime | None, until: datetime | None
+) -> int:
+    event_ids = _naming(tx, "event", "payload", workspace_id, needles, since, until)
     for ids in _chunks(event_ids):
         _run(
             tx,
@@ -98,8 +112,10 @@ def _erase_events_naming(tx: Tx, workspace_id: str, needles: Sequence[str], sinc
     return len(event_ids)
 
 
-def _erase_idempotency_naming(tx: Tx, workspace_id: str, needles: Sequence[str], since: datetime | None) -> None:
-    for keys in _chunks(_naming(tx, "idempotency_record", "response_body", workspace_id, needles, since)):
+def _erase_idempotency_naming(
+    tx: Tx, workspace_id: str, needles: Sequence[str], since: datetime | None, until: datetime | None
+) -> None:
+    for keys in _chunks(_naming(tx, "idempotency_record", "response_body", workspace_id, needles, since, until)):
         _run(tx, "DELETE FROM idempotency_record WHERE workspace_id = :ws AND key IN :ids", keys, ws=workspace_id)
 
 
@@ -110,11 +126,14 @@ def erase_conversations(
     *,
     also_naming: Sequence[str] = (),
     since: datetime | None = None,
+    until: datetime | None = None,
     purge_index: bool = True,
 ) -> Erased:
     """Delete these conversations (the caller has checked they are the workspace's) and all
     that carries their data; ``also_naming`` adds ids (a user's) whose events and idempotency
-    records go too. ``since``: when the oldest of them (and of ``also_naming``) was created.
+    records go too. ``since``: when the oldest of them (and of ``also_naming``) was created;
+    ``until``: no event or record naming them is newer (retention: a day after their newest
+    ``updated_at``, since every stored event about a conversation comes with a change to it).
     ``purge_index=False`` leaves rewriting the search index to the caller (retention does it
     once a round, not once a batch: on SQLite it rewrites the whole index)."""
     out = Erased(conversations=len(conversation_ids))
@@ -124,8 +143,8 @@ def erase_conversations(
     out.storage_keys = files.delete_files(tx.session, workspace_id, conversation_ids=conversation_ids)
     out.files = len(out.storage_keys)
     needles = [*also_naming, *conversation_ids]
-    out.events = _erase_events_naming(tx, workspace_id, needles, since)
-    _erase_idempotency_naming(tx, workspace_id, needles, since)
+    out.events = _erase_events_naming(tx, workspace_id, needles, since, until)
+    _erase_idempotency_naming(tx, workspace_id, needles, since, until)
     for ids in _chunks(conversation_ids):
         _run(tx, "DELETE FROM conversation WHERE id IN :ids", ids)
     # Their search entries went with the rows (ON DELETE CASCADE); FTS5 keeps the words of

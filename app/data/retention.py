@@ -69,17 +69,21 @@ def erase_expired(tx: Tx, workspace_id: str, days: int, conversation_ids: list[s
     transaction: a customer may have written meanwhile, reopening one)."""
     still = set(expired_conversations(tx.session, workspace_id, days, len(conversation_ids)))
     doomed = [c for c in conversation_ids if c in still]
-    since = tx.session.execute(
-        text("SELECT MIN(created_at) FROM conversation WHERE id IN :ids").bindparams(
+    since, newest = tx.session.execute(
+        text("SELECT MIN(created_at), MAX(updated_at) FROM conversation WHERE id IN :ids").bindparams(
             bindparam("ids", expanding=True)
         ),
         {"ids": doomed or [""]},
-    ).scalar()
+    ).one()
+    d = dialect_of(tx.session.connection())
     return erasure.erase_conversations(
         tx,
         workspace_id,
         doomed,
-        since=dialect_of(tx.session.connection()).ts_out(since) if since else None,
+        since=d.ts_out(since) if since else None,
+        # Events and idempotency records about them are as old as their last change: only
+        # those rows are read (the tables are indexed by age), not the whole recent outbox.
+        until=d.ts_out(newest) + timedelta(days=1) if newest else None,
         purge_index=False,  # once a round (``DataJob.run_once``)
     )
 
