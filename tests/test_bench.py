@@ -10,6 +10,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+import bench.data
 import bench.loadgen
 import bench.run
 from bench.servers import Server, free_port, is_loopback
@@ -94,3 +95,9 @@ def test_webhook_burst_is_a_fixed_count(tmp_path: Path) -> None:
         assert burst["delivered"] == 10 and not burst["duplicates"]
     finally:
         server.stop()
+
+
+def test_the_data_bench_imports_and_is_opt_in() -> None:
+    """``python -m bench.data`` (erasure and retention) runs on its own, outside the time budget."""
+    assert "data" not in bench.run.BENCHES
+    assert callable(bench.data.main) and bench.data.Poster and bench.data.bulk_resolved
