@@ -1,11 +1,12 @@
 """Human agents' availability (SPEC §11) and the routing that depends on it.
 
 An agent's ``status`` column is what they chose ("online" or "away": the console's "Available"
-toggle, or ``PATCH /api/v1/agents/{id}``). A console keeps ``last_seen_at`` fresh while one of
-its Inbox pages is open (``app/console/live.py``, every ``SEEN_EVERY_SECONDS``); an agent with a
-console account whose consoles have all been closed for ``AWAY_AFTER_SECONDS`` counts as away
-without anyone writing it, and as online again once a console opens. An agent that never had a
-console (``last_seen_at`` NULL: one created through the API, say for a CRM) is what it chose.
+toggle, or ``PATCH /api/v1/agents/{id}``, both ``people.update_agent``). A console keeps
+``last_seen_at`` fresh while one of its Inbox pages is open (``app/console/live.py``, every
+``SEEN_EVERY_SECONDS``); an agent with a console account whose consoles have all been closed
+for ``AWAY_AFTER_SECONDS`` counts as away without anyone writing it, and as online again once a
+console opens. An agent that never had a console (``last_seen_at`` NULL: one created through
+the API, say for a CRM) is what it chose.
 
 Routing (``pick_agent``): a conversation handed to humans without a named agent goes to the
 available human with the fewest open conversations (then the longest-standing agent), or
@@ -17,7 +18,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from app import errors
 from app.ids import utcnow
 from app.store import sql as rows
 from app.store.runner import Tx
@@ -53,16 +53,6 @@ _PICK = (
 def has_human(tx: Tx, workspace_id: str) -> bool:
     """Whether the workspace has any human agent (available or not)."""
     return bool(tx.db.run("SELECT 1 FROM agent WHERE workspace_id = ? AND kind = ? LIMIT 1", (workspace_id, "human")))
-
-
-def set_status(tx: Tx, workspace_id: str, agent_id: str, status: str) -> rows.AgentRow:
-    """Set an agent's chosen status (the console's toggle, the API); 404 outside the workspace."""
-    agent = rows.agent(tx.db, agent_id)
-    if agent is None or agent.workspace_id != workspace_id:
-        raise errors.NotFound("No such agent.")
-    tx.db.run("UPDATE agent SET status = ? WHERE id = ?", (status, agent.id))
-    agent.status = status
-    return agent
 
 
 def mark_seen(tx: Tx, agent_id: str) -> None:

@@ -20,6 +20,7 @@ from app import VERSION, errors
 from app.api import (
     agents,
     audit_log,
+    canned_responses,
     conversations,
     event_feed,
     files,
@@ -69,6 +70,7 @@ def api_endpoints() -> list[Endpoint]:
         *users.ENDPOINTS,
         *agents.ENDPOINTS,
         *conversations.ENDPOINTS,
+        *canned_responses.ENDPOINTS,
         *tokens.ENDPOINTS,
         *widget_settings.ENDPOINTS,
         *webview_contexts.ENDPOINTS,

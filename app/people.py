@@ -146,10 +146,11 @@ def default_bot_id(tx: Tx, workspace_id: str) -> str:
 
 
 def update_agent(tx: Tx, workspace_id: str, agent_id: str, changes: dict[str, Any]) -> Agent:
-    """Rename an agent or change its avatar (``changes``: ``name``, ``avatar_url``); the widgets
+    """Rename an agent, change its avatar or availability (``changes``: ``name``, ``avatar_url``,
+    ``status``: ``app/availability.py``); the widgets
     showing it hear ``agent.updated`` and read it again."""
     agent = get_agent(tx.session, workspace_id, agent_id)
-    for key in ("name", "avatar_url"):
+    for key in ("name", "avatar_url", "status"):
         if key in changes:
             setattr(agent, key, changes[key])
     tx.session.add(agent)

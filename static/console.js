@@ -312,6 +312,7 @@
     if (form && box) {
       var error = $("#reply-error");
       var files = setupAttachments(form, box, error);
+      var canned = setupCanned(form, box);
       box.required = false; // a reply may be files alone; the submit handler says what is missing
       box.addEventListener("input", function () {
         if (error) error.textContent = "";
@@ -322,6 +323,7 @@
         typingOffTimer = setTimeout(function () { sendTyping(false); lastTypingSent = 0; }, 4000);
       });
       box.addEventListener("keydown", function (e) {
+        if (canned.keydown(e)) return; // the "/" listbox took the key
         if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
       });
       form.addEventListener("submit", function (e) {
@@ -360,6 +362,94 @@
       });
       if (!$(".flash") && current) box.focus({ preventScroll: true });
     }
+  }
+
+  // --- Inbox reply box: "/" opens a listbox of canned responses -------------------------
+  // The Reply box is a combobox while it is open: arrows move, Enter or Tab chooses, Escape
+  // closes; choosing replaces the "/word" with the response's text.
+  function setupCanned(form, box) {
+    var responses = null;
+    var list = document.createElement("ul");
+    list.id = "canned-list";
+    list.className = "canned-list";
+    list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "Canned responses");
+    list.hidden = true;
+    form.appendChild(list);
+    box.setAttribute("aria-controls", "canned-list");
+    box.setAttribute("aria-autocomplete", "list");
+    box.setAttribute("aria-expanded", "false");
+    var matches = [], active = 0, token = null;
+
+    function load() {
+      if (responses) return Promise.resolve(responses);
+      return fetch("/console/canned-responses.json", { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+        .then(function (r) { return r.ok ? r.json() : []; })
+        .then(function (data) { responses = data; return data; })
+        .catch(function () { return []; });
+    }
+    function close() {
+      list.hidden = true; list.textContent = ""; matches = []; token = null;
+      box.setAttribute("aria-expanded", "false"); box.removeAttribute("aria-activedescendant");
+    }
+    function highlight(i) {
+      active = i;
+      $all("[role=option]", list).forEach(function (li, n) { li.setAttribute("aria-selected", n === i ? "true" : "false"); });
+      var current = list.children[i];
+      if (current) { box.setAttribute("aria-activedescendant", current.id); current.scrollIntoView({ block: "nearest" }); }
+    }
+    function choose(i) {
+      var c = matches[i];
+      if (!c || !token) return;
+      var before = box.value.slice(0, token.start), after = box.value.slice(token.end);
+      box.value = before + c.text + after;
+      var caret = before.length + c.text.length;
+      box.setSelectionRange(caret, caret);
+      close();
+      box.focus();
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    function update() {
+      var upto = box.value.slice(0, box.selectionStart);
+      var m = /(^|\s)\/([a-z0-9_-]*)$/i.exec(upto);
+      if (!m) { close(); return; }
+      var word = m[2].toLowerCase();
+      var start = upto.length - word.length - 1;
+      load().then(function (all) {
+        var found = all.filter(function (c) { return c.shortcut.indexOf(word) === 0; })
+          .concat(all.filter(function (c) { return word && c.shortcut.indexOf(word) > 0; }));
+        if (!found.length) { close(); return; }
+        matches = found.slice(0, 20);
+        token = { start: start, end: box.selectionStart };
+        list.textContent = "";
+        matches.forEach(function (c, i) {
+          var li = document.createElement("li");
+          li.id = "canned-option-" + i;
+          li.setAttribute("role", "option");
+          li.setAttribute("aria-label", "/" + c.shortcut);
+          var key = document.createElement("span"); key.className = "canned-key"; key.textContent = "/" + c.shortcut;
+          var text = document.createElement("span"); text.className = "canned-preview"; text.textContent = c.text;
+          li.appendChild(key); li.appendChild(text);
+          li.addEventListener("mousedown", function (e) { e.preventDefault(); choose(i); });
+          list.appendChild(li);
+        });
+        list.hidden = false;
+        box.setAttribute("aria-expanded", "true");
+        highlight(0);
+      });
+    }
+    box.addEventListener("input", update);
+    box.addEventListener("blur", function () { setTimeout(close, 100); });
+    return {
+      keydown: function (e) {
+        if (list.hidden || !matches.length) return false;
+        if (e.key === "ArrowDown") { e.preventDefault(); highlight((active + 1) % matches.length); return true; }
+        if (e.key === "ArrowUp") { e.preventDefault(); highlight((active - 1 + matches.length) % matches.length); return true; }
+        if ((e.key === "Enter" && !e.shiftKey) || e.key === "Tab") { e.preventDefault(); choose(active); return true; }
+        if (e.key === "Escape") { e.preventDefault(); close(); return true; }
+        return false;
+      },
+    };
   }
 
   // --- Inbox reply box: "Attach a file" ---------------------------------------------------
@@ -519,7 +609,32 @@
     };
   }
 
+  // --- the header's "Available" toggle: flips in place (the form posts without script) -----
+  function setupAvailability() {
+    var form = $("#availability-form");
+    if (!form) return;
+    var button = $("#availability", form);
+    var next = $("input[name=status]", form);
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      button.disabled = true;
+      fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+        .then(function (r) {
+          if (r.status === 401) { window.location.reload(); return; }
+          if (!r.ok) return;
+          return r.json().then(function (body) {
+            var on = body.status === "online";
+            button.setAttribute("aria-pressed", on ? "true" : "false");
+            next.value = on ? "away" : "online";
+          });
+        })
+        .catch(function () {})
+        .then(function () { button.disabled = false; });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setupAvailability();
     setupCopy();
     setupConfirm();
     setupEventsChoice();

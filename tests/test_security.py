@@ -21,6 +21,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/conversations/{conversation_id}"): {"status": "resolved"},
     ("POST", "/api/v1/conversations/{conversation_id}/messages"): {"message_parts": [{"text": {"content": "hi"}}]},
     ("POST", "/api/v1/conversations/{conversation_id}/typing"): {"on": True},
+    ("POST", "/api/v1/conversations/{conversation_id}/handover"): {"to": "human"},
     ("PATCH", "/api/v1/webhook-endpoints/{endpoint_id}"): {"enabled": False},
     ("POST", "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): {},
 }
@@ -42,6 +43,9 @@ def test_every_route_with_an_id_is_404_for_another_workspace(app_server: InProce
             "endpoint_id": endpoint["id"],
             "delivery_id": delivery[0]["id"],
             "file_id": ca.post("/api/v1/files", files={"file": ("a.txt", b"A's secret", "text/plain")}).json()["id"],
+            "canned_response_id": ca.post(
+                "/api/v1/canned-responses", json={"shortcut": "secret", "text": "A's secret"}
+            ).json()["id"],
         }
         tried = 0
         for template, ops in spec["paths"].items():
@@ -63,6 +67,8 @@ def test_every_route_with_an_id_is_404_for_another_workspace(app_server: InProce
         assert any(t["id"] == ids["token_id"] for t in ca.get("/api/v1/api-tokens").json()["data"])
         assert ca.get(f"/api/v1/webhook-endpoints/{endpoint['id']}").json()["enabled"] is True
         assert ca.get(f"/api/v1/conversations/{conv['id']}").json()["status"] == "open"
+        assert ca.get(f"/api/v1/conversations/{conv['id']}").json()["handled_by"] == "bot"
+        assert [c["shortcut"] for c in ca.get("/api/v1/canned-responses").json()["data"]] == ["secret"]
         assert ca.get(f"/api/v1/users/{conv['user_id']}").json()["name"] != "taken over"
 
 

@@ -58,7 +58,7 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/agents/{agent_id}", read, "Get an agent", "Agents", response=AgentOut, errors=(404,)),
     Endpoint(
-        "PATCH", "/agents/{agent_id}", patch, "Rename an agent or change its avatar", "Agents",
+        "PATCH", "/agents/{agent_id}", patch, "Rename an agent, change its avatar or its availability", "Agents",
         body=AgentPatch, response=AgentOut, scope="write", errors=(404, 422),
         description="The workspace's default bot (the one that speaks for a bot message without "
         "`actor.id`) is in `GET /agents` too: rename it and give it an avatar here. Open widgets "

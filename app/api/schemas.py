@@ -406,12 +406,17 @@ AgentStatus = Literal["online", "away"]
 class AgentPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=120)
     avatar_url: HttpUrl | None = Field(default=None, description="An image URL; `null` removes the avatar.")
+    status: Literal["online", "away"] | None = Field(
+        default=None,
+        description="A human's availability: only online humans are handed conversations (SPEC §11). "
+        "An agent with a console account counts as away once all their consoles have been closed five minutes.",
+    )
 
-    @field_validator("name")
+    @field_validator("name", "status")
     @classmethod
-    def _name_is_not_null(cls, value: str | None) -> str:
-        if value is None:  # runs only when sent: leaving name out keeps it
-            raise ValueError("an agent keeps a name; leave name out to keep it")
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:  # runs only when sent: leaving a field out keeps it
+            raise ValueError("leave the field out to keep it")
         return value
 
 
@@ -450,6 +455,21 @@ class ConversationPatch(Strict):
     @classmethod
     def _unique_tags(cls, tags: list[str] | None) -> list[str] | None:
         return None if tags is None else list(dict.fromkeys(tags))
+
+
+class CannedResponseIn(Strict):
+    shortcut: str = Field(
+        min_length=1, max_length=32, pattern=r"^[a-z0-9_-]{1,32}$",
+        description="What follows `/` in the Inbox's Reply box: 1–32 of a-z 0-9 _ -, unique in the workspace.",
+    )
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class CannedResponseOut(BaseModel):
+    id: str
+    shortcut: str
+    text: str
+    created_at: str
 
 
 class HandoverIn(Strict):

@@ -29,7 +29,7 @@ from app.data import audit
 from app.proxies import client_address, client_limit_key
 from app.state import AppState
 from app.store.runner import Tx
-from app.store.tables import ConsoleUser, Workspace
+from app.store.tables import Agent, ConsoleUser, Workspace
 
 T = TypeVar("T")
 log = logging.getLogger("backchannel.console")
@@ -45,6 +45,7 @@ class SessionData:
     user_id: str
     version: int
     csrf: str
+    agent_status: str | None = None  # the user's agent's chosen status (the "Available" toggle), once loaded
 
 
 def _serializer(state: AppState, salt: str) -> URLSafeTimedSerializer:
@@ -86,15 +87,19 @@ async def load_user(state: AppState, conn: HTTPConnection) -> tuple[ConsoleUser,
     if session is None:
         return None
 
-    def find(s: Session) -> tuple[ConsoleUser, Workspace] | None:
+    def find(s: Session) -> tuple[ConsoleUser, Workspace, str | None] | None:
         user = s.get(ConsoleUser, session.user_id)
         if user is None or user.session_version != session.version:
             return None
         workspace = s.get(Workspace, user.workspace_id)
-        return (user, workspace) if workspace is not None else None
+        agent = s.get(Agent, user.agent_id) if user.agent_id else None
+        return (user, workspace, agent.status if agent else None) if workspace is not None else None
 
     found = await state.runner.read(find)
-    return (found[0], found[1], session) if found else None
+    if not found:
+        return None
+    session.agent_status = found[2]
+    return found[0], found[1], session
 
 
 # --- origin and CSRF checks -------------------------------------------------------------
@@ -189,6 +194,8 @@ class Ctx:
     @property
     def agent_id(self) -> str | None:
         return self.user.agent_id
+
+    available: bool | None = None  # the "Available" toggle: None without an agent profile
 
     @property
     def is_admin(self) -> bool:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.responses import JSONResponse, Response
 
-from app import conversations, errors
+from app import conversations, errors, people
 from app.api.schemas import ActorIn, ConversationPatch, HandoverIn, MessageIn
 from app.console import conversations as convs
 from app.console import files
@@ -248,3 +248,19 @@ async def return_to_bot(ctx: Ctx) -> Response:
     if _wants_json(ctx):
         return JSONResponse({"notice": notice})
     return redirect(ctx, _url(conversation_id, _view(ctx)), notice)
+
+
+@console_page()
+async def set_availability(ctx: Ctx) -> Response:
+    """The header's "Available" toggle: the agent's status (``PATCH /agents/{id}``'s ``status``);
+    only available humans are handed conversations."""
+    if ctx.agent_id is None:
+        raise errors.Forbidden("Your console account has no agent profile.")
+    status = "online" if ctx.field("status") == "online" else "away"
+    await ctx.state.runner.write(people.update_agent, ctx.workspace_id, ctx.agent_id, {"status": status})
+    if _wants_json(ctx):
+        return JSONResponse({"status": status})
+    back = ctx.field("next")
+    target = back if back.startswith("/console/") and not back.startswith("//") else "/console/inbox"
+    notice = "You are available." if status == "online" else "You are away: nothing new is routed to you."
+    return redirect(ctx, target, notice)

@@ -47,6 +47,7 @@ def console_page(
                 return error_page(request, 401, "Your session has ended. Log in again.")
             user, workspace, session = found
             ctx = Ctx(request, state, user, workspace, session.csrf)
+            ctx.available = None if session.agent_status is None else session.agent_status == "online"
             try:
                 if request.method == "POST":
                     ctx.form = FormData() if upload else await request.form(max_files=0, max_fields=200)

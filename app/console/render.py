@@ -124,6 +124,7 @@ def render(
         me=ctx.user if ctx else None,
         workspace=ctx.workspace if ctx else None,
         is_admin=bool(ctx and ctx.is_admin),
+        available=ctx.available if ctx else None,
         csrf_token=ctx.csrf if ctx else values.pop("csrf_token", ""),
         path=request.url.path,
         flash=flash,

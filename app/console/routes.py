@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from app.console import data, files, inbox, live, login, team, tokens, webhooks, widget
+from app.console import canned, data, files, inbox, live, login, team, tokens, webhooks, widget
 
 _POST = ["POST"]
 
@@ -30,6 +30,11 @@ ROUTES: list[BaseRoute] = [
     Route("/console/inbox/{conversation_id}/assign", inbox.assign, methods=_POST),
     Route("/console/inbox/{conversation_id}/status", inbox.set_status, methods=_POST),
     Route("/console/inbox/{conversation_id}/return-to-bot", inbox.return_to_bot, methods=_POST),
+    Route("/console/availability", inbox.set_availability, methods=_POST),
+    Route("/console/canned-responses", canned.canned_page),
+    Route("/console/canned-responses", canned.add, methods=_POST),
+    Route("/console/canned-responses.json", canned.list_json),
+    Route("/console/canned-responses/{canned_id}/delete", canned.delete, methods=_POST),
     *live.ROUTES,
     # Settings
     Route("/console/settings", login.settings_home),

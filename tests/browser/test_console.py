@@ -530,3 +530,80 @@ def test_search_conversations_and_load_more(page: Any, server: LiveServer, tenan
     rows.first.get_by_role("link").click()
     expect(page.get_by_role("log")).to_contain_text("wallaby-shaped")
     expect(rows).to_have_count(1)  # the search stays while a result is open
+
+
+def test_the_available_toggle_decides_who_is_handed_conversations(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    grace = next(a for a in api.get("/api/v1/agents").json()["data"] if a["name"] == "Grace Hopper")
+    toggle = page.get_by_role("button", name="Available")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    assert api.get(f"/api/v1/agents/{grace['id']}").json()["status"] == "away"
+    user = api.post("/api/v1/users", json={"name": "Una Unrouted"}).json()
+    conv = api.post("/api/v1/conversations", json={"user_id": user["id"]}).json()
+    r = api.post(f"/api/v1/conversations/{conv['id']}/handover", json={"to": "human"})
+    assert r.json()["assignee_id"] is None  # nobody available: it waits
+    screenshot(page, "console-away")
+    page.reload()  # the choice is stored, not only shown
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    assert api.get(f"/api/v1/agents/{grace['id']}").json()["status"] == "online"
+    conv = api.post("/api/v1/conversations", json={"user_id": user["id"]}).json()
+    assert api.post(f"/api/v1/conversations/{conv['id']}/handover", json={"to": "human"}).json()["assignee_id"] == grace["id"]
+    # The API says the same: PATCH /agents/{id} status.
+    assert api.patch(f"/api/v1/agents/{grace['id']}", json={"status": "away"}).json()["status"] == "away"
+    page.reload()
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+
+
+def test_canned_responses_page_and_the_slash_listbox(page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    page.get_by_role("link", name="Canned responses").click()
+    page.get_by_label("Shortcut").fill("refund")
+    page.get_by_label("Text").fill("Your refund is on its way: 3–5 working days.")
+    page.get_by_role("button", name="Add response").click()
+    expect(page.get_by_role("status")).to_contain_text("Added /refund")
+    page.get_by_label("Shortcut").fill("reset")
+    page.get_by_label("Text").fill("Here is how to reset your PIN.")
+    page.get_by_role("button", name="Add response").click()
+    page.get_by_label("Shortcut").fill("hours")
+    page.get_by_label("Text").fill("We are open 9–5, Monday to Friday.")
+    page.get_by_role("button", name="Add response").click()
+    page.get_by_label("Shortcut").fill("refund")
+    page.get_by_label("Text").fill("A second one")
+    page.get_by_role("button", name="Add response").click()
+    expect(page.locator("#canned-shortcut-error")).to_contain_text("/refund is taken")
+    screenshot(page, "console-canned-responses")
+    page.get_by_role("row", name=re.compile(r"hours We are open")).get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("row", name=re.compile(r"hours We are open"))).to_have_count(0)
+    assert [c["shortcut"] for c in api.get("/api/v1/canned-responses").json()["data"]] == ["refund", "reset"]
+
+    user = api.post("/api/v1/users", json={"name": "Rita Refund"}).json()
+    api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Where is my money?"}}]}]})
+    page.get_by_role("link", name="Inbox", exact=True).click()
+    page.get_by_role("link", name=re.compile("Rita Refund")).click()
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.press_sequentially("Hi Rita! /re")
+    listbox = page.get_by_role("listbox", name="Canned responses")
+    expect(listbox.get_by_role("option")).to_have_count(2)
+    expect(listbox.get_by_role("option", name="/refund", exact=True)).to_be_visible()
+    screenshot(page, "console-canned-listbox")
+    reply.press_sequentially("f")
+    expect(listbox.get_by_role("option")).to_have_count(1)
+    listbox.get_by_role("option", name="/refund", exact=True).click()
+    expect(reply).to_have_value("Hi Rita! Your refund is on its way: 3–5 working days.")
+    expect(listbox).to_be_hidden()
+    # By keyboard: arrows and Enter choose; Enter does not send meanwhile.
+    reply.fill("")
+    reply.press_sequentially("/re")
+    expect(listbox.get_by_role("option")).to_have_count(2)
+    reply.press("ArrowDown")
+    reply.press("Enter")
+    expect(reply).to_have_value("Here is how to reset your PIN.")
+    reply.press("Enter")  # now it sends
+    expect(page.get_by_role("log")).to_contain_text("Here is how to reset your PIN.")
