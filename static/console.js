@@ -259,9 +259,16 @@
       }
     }
 
+    var announce = setupNotifications(current);
+
     function onEvent(ev) {
       if (ev.type === "resync" || ev.type === "hello") { refreshList(); fetchMessages(); refreshHeader(); return; }
       refreshList();
+      if (ev.type === "message.created" && ev.actor && ev.actor.type === "user" && me && ev.assignee_id === me) {
+        announce(ev.conversation_id); // a customer writes in a conversation assigned to me
+      } else if (ev.type === "conversation.handover" && ev.to === "human" && !ev.assignee_id) {
+        announce(ev.conversation_id); // handed to humans, and waiting
+      }
       if (ev.conversation_id !== current) return;
       if (ev.type === "message.created") {
         if (ev.actor && ev.actor.type === "user") showTyping({ type: "user" }, false);
@@ -606,6 +613,86 @@
         return "";
       },
       clear: function () { items = []; list.textContent = ""; list.hidden = true; },
+    };
+  }
+
+  // --- notifications (SPEC §11) -----------------------------------------------------------
+  // A conversation handed to humans that nobody has yet, and a customer's message in a
+  // conversation assigned to me: a desktop notification (title: the customer's name; body: the
+  // text) and a short sound, unless that conversation is open in a visible tab. The tab's title
+  // counts the conversations waiting for me: "(N) Inbox". The count lives in sessionStorage, so
+  // it survives moving between pages, and a conversation leaves it when it is opened.
+  var PENDING_KEY = "bc-console-pending";
+  var audio = null;
+
+  function pendingSet() {
+    try { return JSON.parse(window.sessionStorage.getItem(PENDING_KEY) || "[]"); } catch (e) { return []; }
+  }
+  function savePending(list) {
+    try { window.sessionStorage.setItem(PENDING_KEY, JSON.stringify(list)); } catch (e) { /* private mode */ }
+    showCount(list.length);
+  }
+  var baseTitle = document.title;
+  function showCount(n) { document.title = n > 0 ? "(" + n + ") Inbox · Backchannel" : baseTitle; }
+
+  function beep() {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return;
+      audio = audio || new Ctx();
+      if (audio.state === "suspended") audio.resume();
+      var osc = audio.createOscillator(), gain = audio.createGain();
+      osc.type = "sine";
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.0001, audio.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.15, audio.currentTime + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.25);
+      osc.connect(gain); gain.connect(audio.destination);
+      osc.start(); osc.stop(audio.currentTime + 0.3);
+    } catch (e) { /* no sound, still the notification */ }
+  }
+
+  function setupNotifications(current) {
+    var button = $("#enable-notifications");
+    var state = $("#notify-state");
+    var can = "Notification" in window;
+    function show() {
+      if (!button) return;
+      var granted = can && Notification.permission === "granted";
+      button.hidden = !can || granted || Notification.permission === "denied";
+      if (state) { state.hidden = !granted; }
+    }
+    show();
+    if (button) {
+      button.addEventListener("click", function () {
+        beep(); // a click lets the page make sound from now on
+        Notification.requestPermission().then(show, show);
+      });
+    }
+    // Opening a conversation (in a visible tab) is seeing it.
+    function seen() {
+      if (current && document.visibilityState === "visible") {
+        savePending(pendingSet().filter(function (id) { return id !== current; }));
+      }
+    }
+    document.addEventListener("visibilitychange", function () { seen(); showCount(pendingSet().length); });
+    seen();
+    showCount(pendingSet().length);
+
+    return function announce(conversationId) {
+      if (conversationId === current && document.visibilityState === "visible") return;
+      var list = pendingSet();
+      if (list.indexOf(conversationId) < 0) { list.push(conversationId); savePending(list); }
+      beep();
+      if (!can || Notification.permission !== "granted") return;
+      fetch("/console/inbox/" + encodeURIComponent(conversationId) + "/notice.json", { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (info) {
+          if (!info) return;
+          var n = new Notification(info.customer, { body: info.text || "Waiting for a human", tag: "bc-" + conversationId });
+          n.onclick = function () { window.focus(); window.location.href = "/console/inbox/" + encodeURIComponent(conversationId); };
+        })
+        .catch(function () {});
     };
   }
 

@@ -186,3 +186,12 @@ def actor_label(message: Message, transcript: Transcript, me_agent_id: str | Non
     if message.actor_type == "agent" and message.actor_id and message.actor_id == me_agent_id:
         name = f"{name} (you)"
     return {"name": name, "side": "team", "kind": "Bot" if message.actor_type == "bot" else "Agent"}
+
+
+def notice(s: Session, workspace_id: str, conversation_id: str) -> dict[str, Any]:
+    """A notification's title and body: the customer's name, their newest message's text."""
+    conv = conversations.get_conversation(s, workspace_id, conversation_id)
+    user = s.get(User, conv.user_id)
+    query = select(Message).where(Message.conversation_id == conv.id, Message.actor_type == "user")
+    last = s.exec(query.order_by(col(Message.seq).desc()).limit(1)).first()
+    return {"conversation_id": conv.id, "customer": customer_name(user), "text": preview(last) if last else ""}

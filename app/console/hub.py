@@ -30,7 +30,11 @@ def summarise(event: dict[str, Any]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"type": type_, "conversation_id": conversation.get("id") or data.get("conversation_id")}
     if type_ == events.MESSAGE_CREATED:
         message = data.get("message") or {}
-        out.update(seq=message.get("seq"), actor=message.get("actor"))
+        out.update(seq=message.get("seq"), actor=message.get("actor"), private=bool(message.get("private")),
+                   assignee_id=conversation.get("assignee_id"), handled_by=conversation.get("handled_by"))  # fmt: skip
+    elif type_ == events.CONVERSATION_HANDOVER:
+        # Notifications (console.js): a conversation handed to humans that nobody has yet waits.
+        out.update(to=data.get("to"), assignee_id=conversation.get("assignee_id"), reason=data.get("reason"))
     elif type_ == events.CONVERSATION_TYPING:
         out.update(actor=data.get("actor"), on=bool(data.get("on")))
     elif type_ == events.CONVERSATION_READ:

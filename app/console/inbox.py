@@ -264,3 +264,12 @@ async def set_availability(ctx: Ctx) -> Response:
     target = back if back.startswith("/console/") and not back.startswith("//") else "/console/inbox"
     notice = "You are available." if status == "online" else "You are away: nothing new is routed to you."
     return redirect(ctx, target, notice)
+
+
+@console_page()
+async def notice(ctx: Ctx) -> Response:
+    """What a desktop notification says about a conversation (console.js): the customer's name
+    and their newest message's text. 404 outside the workspace."""
+    conversation_id = ctx.request.path_params["conversation_id"]
+    found = await ctx.state.runner.read(convs.notice, ctx.workspace_id, conversation_id)
+    return JSONResponse(found, headers={"cache-control": "no-store"})

@@ -25,6 +25,7 @@ ROUTES: list[BaseRoute] = [
     Route("/console/inbox/{conversation_id}", inbox.conversation),
     Route("/console/inbox/{conversation_id}/messages", inbox.messages_fragment),
     Route("/console/inbox/{conversation_id}/header", inbox.header_fragment),
+    Route("/console/inbox/{conversation_id}/notice.json", inbox.notice),
     Route("/console/inbox/{conversation_id}/reply", inbox.reply, methods=_POST),
     Route("/console/inbox/{conversation_id}/files", files.upload, methods=_POST),
     Route("/console/inbox/{conversation_id}/assign", inbox.assign, methods=_POST),

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import screenshot
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import PASSWORD, make_console_user
+from tests.receivers import eventually
 
 
 def log_in(page: Any, server: LiveServer, email: str, password: str = PASSWORD) -> None:
@@ -607,3 +608,69 @@ def test_canned_responses_page_and_the_slash_listbox(page: Any, server: LiveServ
     expect(reply).to_have_value("Here is how to reset your PIN.")
     reply.press("Enter")  # now it sends
     expect(page.get_by_role("log")).to_contain_text("Here is how to reset your PIN.")
+
+
+# Records what the page asks of the browser: notifications shown, and sounds started.
+NOTIFICATION_SPY = """
+(() => {
+  window.__notices = []; window.__sounds = 0;
+  class Spy {
+    constructor(title, options) { window.__notices.push({title, body: (options || {}).body}); }
+    static get permission() { return sessionStorage.getItem("spy-permission") || "default"; }
+    static requestPermission() { sessionStorage.setItem("spy-permission", "granted"); return Promise.resolve("granted"); }
+  }
+  window.Notification = Spy;
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...a) { window.__sounds += 1; return start.apply(this, a); };
+})();
+"""
+
+
+def test_notifications_for_waiting_conversations_and_my_customers(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    page.add_init_script(NOTIFICATION_SPY)
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    grace = next(a for a in api.get("/api/v1/agents").json()["data"] if a["name"] == "Grace Hopper")
+    page.get_by_role("button", name="Enable notifications").click()
+    expect(page.get_by_text("Notifications on")).to_be_visible()
+    expect(page.get_by_role("button", name="Enable notifications")).to_be_hidden()
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+    # Handed to humans while Grace is away: it waits, and the team hears of it.
+    api.patch(f"/api/v1/agents/{grace['id']}", json={"status": "away"})
+    wes = api.post("/api/v1/users", json={"name": "Wes Waiting"}).json()
+    waiting = api.post("/api/v1/conversations", json={"user_id": wes["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "A person, please"}}]}]}).json()
+    api.post(f"/api/v1/conversations/{waiting['id']}/handover", json={"to": "human"})
+    eventually(lambda: page.evaluate("window.__notices.length") == 1)
+    assert page.evaluate("window.__notices") == [{"title": "Wes Waiting", "body": "A person, please"}]
+    assert page.evaluate("window.__sounds") >= 2  # the click's, and this one
+    expect(page).to_have_title(re.compile(r"^\(1\) Inbox"))
+
+    # A customer writes in a conversation assigned to Grace: notified; assigned to nobody: not.
+    ann = api.post("/api/v1/users", json={"name": "Ann Assigned"}).json()
+    mine = api.post("/api/v1/conversations", json={"user_id": ann["id"]}).json()
+    api.post(f"/api/v1/conversations/{mine['id']}/handover", json={"to": "human", "agent_id": grace["id"]})
+    other = api.post("/api/v1/conversations", json={"user_id": ann["id"]}).json()
+    api.post(f"/api/v1/conversations/{other['id']}/messages",
+             json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Not yours"}}]})
+    api.post(f"/api/v1/conversations/{mine['id']}/messages",
+             json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Are you there, Grace?"}}]})
+    eventually(lambda: page.evaluate("window.__notices.length") == 2)
+    assert page.evaluate("window.__notices")[1] == {"title": "Ann Assigned", "body": "Are you there, Grace?"}
+    expect(page).to_have_title(re.compile(r"^\(2\) Inbox"))
+    expect(page.locator("#conversation-list")).to_contain_text("Are you there, Grace?")
+    screenshot(page, "console-notifications")
+
+    # With that conversation open in this (visible) tab, its messages are no news.
+    page.get_by_role("link", name=re.compile("Ann Assigned")).first.click()
+    expect(page.get_by_role("log")).to_contain_text("Are you there, Grace?")
+    expect(page).to_have_title(re.compile(r"^\(1\) Inbox"))  # seen: one left waiting
+    sounds = page.evaluate("window.__sounds")
+    api.post(f"/api/v1/conversations/{mine['id']}/messages",
+             json={"actor": {"type": "user"}, "message_parts": [{"text": {"content": "Thanks!"}}]})
+    expect(page.get_by_role("log")).to_contain_text("Thanks!")
+    expect(page.get_by_role("button", name="Enable notifications")).to_be_hidden()  # still granted
+    assert page.evaluate("window.__notices.length") == 0  # a new page: nothing shown on this one
+    assert page.evaluate("window.__sounds") == sounds == 0
