@@ -137,6 +137,12 @@ def erase_conversations(
     ``purge_index=False`` leaves rewriting the search index to the caller (retention does it
     once a round, not once a batch: on SQLite it rewrites the whole index)."""
     out = Erased(conversations=len(conversation_ids))
+    if tx.dialect.row_locks:
+        # A message being posted to one of them meanwhile (another writer lane or instance)
+        # holds its row lock: wait for it, so its message is deleted too; a post after this
+        # finds no conversation (404). In id order, as everywhere.
+        for ids in _chunks(sorted(conversation_ids)):
+            _run(tx, "SELECT id FROM conversation WHERE id IN :ids ORDER BY id FOR UPDATE", ids)
     for ids in _chunks(conversation_ids):
         _run(tx, "DELETE FROM webview_opening WHERE conversation_id IN :ids", ids)
         out.messages += _run(tx, "DELETE FROM message WHERE conversation_id IN :ids", ids)
@@ -159,6 +165,8 @@ def erase_user(tx: Tx, workspace_id: str, user_id: str) -> Erased:
     user = tx.session.get(User, user_id)
     if user is None or user.workspace_id != workspace_id:
         raise errors.NotFound("No such user.")
+    if tx.dialect.row_locks:  # a conversation being started for them meanwhile waits, then fails
+        _run(tx, 'SELECT id FROM "user" WHERE id IN :ids FOR UPDATE', [user_id])
     external_id = user.external_id
     conversation_ids = [
         r[0]

@@ -5,12 +5,18 @@ they wrote is found in no database file afterwards (WAL included). SQLite and Po
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlmodel import Session
 
+from app.api.schemas import MessageIn
+from app.conversations import post_message
+from app.store.engine import make_engine
 from app.store.runner import Tx
 from tests.conftest import OnDatabase
 from tests.factories import assert_error, make_conversation, make_user, post_text
@@ -164,3 +170,31 @@ def test_an_erasure_on_postgres_is_followed_by_a_vacuum(on_each_database: OnData
     before = db.server.in_tx(last_vacuum)
     assert db.api.delete(f"/api/v1/users/{user['user']['id']}").status_code == 204
     eventually(lambda: db.server.in_tx(last_vacuum) not in (None, before), timeout=30)
+
+
+def test_a_message_posted_while_its_user_is_erased_goes_too_on_postgres(on_each_database: OnDatabase) -> None:
+    """PostgreSQL runs writers side by side: a message posted (not yet committed) while the
+    erasure starts is waited for and erased with the rest, not left behind or failing it."""
+    db = on_each_database
+    if db.kind != "postgres":
+        pytest.skip("SQLite has one writer: the post and the erasure cannot overlap")
+    user = make_user(db.api, name="Ada")
+    conv = make_conversation(db.api, user_id=user["id"])
+    engine = make_engine(db.server.settings())
+    answer: dict[str, Any] = {}
+    try:
+        with Session(engine, expire_on_commit=False) as slow:
+            body = MessageIn.model_validate({"actor": {"type": "user"}, "message_parts": [{"text": {"content": "late"}}]})
+            post_message(Tx(slow), db.tenant.workspace_id, conv["id"], body)
+            slow.flush()  # the post holds the conversation's row lock
+            eraser = threading.Thread(target=lambda: answer.update(r=db.api.delete(f"/api/v1/users/{user['id']}")))
+            eraser.start()
+            time.sleep(1.0)
+            assert eraser.is_alive(), "the erasure waits for the post in flight"
+            slow.commit()
+            eraser.join(30)
+    finally:
+        engine.dispose()
+    assert answer["r"].status_code == 204, answer["r"].text
+    assert counts(db, [user["id"], conv["id"]])["message"] == 0
+    assert_error(db.api.get(f"/api/v1/conversations/{conv['id']}"), 404)
