@@ -116,12 +116,6 @@ class Freddy:
         await self.api.post(f"/conversations/{conversation_id}/typing", json={"on": True})
         await asyncio.sleep(0.4)  # a human-feeling pause before the answer
 
-    async def human_agent_id(self) -> str | None:
-        r = await self.api.get("/agents", params={"limit": 200})
-        r.raise_for_status()
-        humans = [a for a in r.json()["data"] if a["kind"] == "human"]
-        return humans[0]["id"] if humans else None
-
     # -- the conversation --------------------------------------------------------------
 
     async def on_event(self, event: dict[str, Any]) -> None:
@@ -129,15 +123,11 @@ class Freddy:
         if kind == "conversation.created":
             await self.greet(data["conversation"]["id"])
         elif kind == "message.created" and data["message"]["actor"]["type"] == "user":
-            if data["conversation"]["assignee_id"] and await self._is_human(data["conversation"]["assignee_id"]):
-                return  # a person has taken over: Freddy stays quiet
+            if data["conversation"]["handled_by"] != "bot":
+                return  # a person has the conversation: Freddy stays quiet (Backchannel would refuse him anyway)
             await self.on_customer_message(data["conversation"]["id"], data["message"])
         elif kind == "webview.closed":
             await self.on_webview_closed(data)
-
-    async def _is_human(self, agent_id: str) -> bool:
-        r = await self.api.get(f"/agents/{agent_id}")
-        return r.status_code == 200 and r.json()["kind"] == "human"
 
     async def greet(self, conversation_id: str) -> None:
         await self.typing(conversation_id)
@@ -237,16 +227,24 @@ class Freddy:
         )
 
     async def hand_over(self, conversation_id: str) -> None:
-        agent_id = await self.human_agent_id()
-        if agent_id is None:
-            await self.say(conversation_id, {"text": {"content": "No one is available right now; please try later."}})
-            return
+        """Backchannel routes the customer to an available human (the one with the fewest open
+        conversations), or keeps them waiting for the next one; from then on the conversation
+        is ``handled_by: "human"`` and Freddy's messages would be refused (409)."""
         await self.say(
             conversation_id,
             {"text": {"content": "Connecting you to a member of our team — they'll be with you shortly."}},
         )
-        r = await self.api.patch(f"/conversations/{conversation_id}", json={"assignee_id": agent_id})
+        r = await self.api.post(
+            f"/conversations/{conversation_id}/handover", json={"to": "human", "reason": "customer_asked"}
+        )
         r.raise_for_status()
+        if r.json()["assignee_id"] is None:  # waiting: a note for whoever picks it up
+            await self.api.post(
+                f"/conversations/{conversation_id}/messages",
+                json={"message_parts": [{"text": {"content": "Freddy: the customer asked for a person "
+                                                             "while nobody was available."}}],
+                      "private": True},
+            )
 
     async def on_webview_closed(self, data: dict[str, Any]) -> None:
         conversation_id = data["conversation_id"]

@@ -143,7 +143,7 @@ def test_the_agbank_story_end_to_end(demo: Demo, browser: Any) -> None:
     # everything went through the public API: Freddy never saw more than the API shows
     with httpx.Client(base_url=demo.url, headers={"Authorization": f"Bearer {state['token']}"}) as api:
         conv = api.get("/api/v1/conversations").json()["data"][0]
-        assert conv["assignee_id"] is not None
+        assert conv["assignee_id"] is not None and conv["handled_by"] == "human"  # Freddy's handover
         transcript = json.dumps(api.get(f"/api/v1/conversations/{conv['id']}/messages").json())
         for typed in ("4111", "4000 0000", "Lovelace", "12/39"):
             assert typed not in transcript
