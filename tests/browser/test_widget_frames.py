@@ -75,8 +75,8 @@ def test_a_brisk_customers_messages_never_wait_behind_read_receipts(shop: Page, 
     reads = [frame for _, frame in sent if frame["type"] == "read"]
     assert kinds.count("message") == TURNS
     # Coalesced: at most one receipt a second (plus the first), not one per bot message.
+    # (Not a count per turn: a loaded machine takes longer over the turns, and may send more.)
     assert 1 <= len(reads) <= elapsed + 2, (len(reads), elapsed)
-    assert len(reads) < TURNS / 2
     # Typing too: "on" renewed every 3 s while the customer types, not on and off per message.
     assert kinds.count("typing") <= elapsed / 3 + 3, (kinds.count("typing"), elapsed)
     # The newest receipt names the newest message: nothing is lost by coalescing.
