@@ -173,6 +173,13 @@
     });
   }
 
+  // Escape closes the widget's sheet from inside the page, as it does from the widget.
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && !e.defaultPrevented && !closed && window.parent !== window) {
+      post({ backchannel: "webview.escape" });
+    }
+  });
+
   onReady(function () {
     var body = document.body;
     if (!body) return;

@@ -537,8 +537,10 @@
     ".launcher:hover{transform:scale(1.05);}",
     ".launcher svg{width:28px;height:28px;fill:currentColor;}",
     ".badge{position:absolute;top:-4px;inset-inline-end:-4px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#dc2626;color:#fff;font-size:12px;font-weight:700;line-height:18px;text-align:center;border:2px solid #fff;}",
-    ".panel{position:fixed;inset-inline-end:20px;bottom:20px;z-index:2147483001;width:380px;height:min(660px,calc(100vh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 16px 48px rgba(17,24,39,.28);overflow:hidden;}",
-    "@media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0;}.launcher{inset-inline-end:16px;bottom:16px;}}",
+    ".panel{position:fixed;inset-inline-end:20px;bottom:20px;z-index:2147483001;width:380px;height:min(660px,calc(100vh - 40px));height:min(660px,calc(100dvh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 16px 48px rgba(17,24,39,.28);overflow:hidden;}",
+    // Phones, upright or on their side: the panel takes the whole screen (dvh and the visual
+    // viewport keep the composer above the on-screen keyboard), clear of notches and home bars.
+    "@media (max-width:480px),(max-height:500px) and (pointer:coarse){.panel{inset:0;width:100%;height:100%;height:100dvh;border-radius:0;padding:env(safe-area-inset-top) env(safe-area-inset-right) 0 env(safe-area-inset-left);}.composer{padding-bottom:calc(12px + env(safe-area-inset-bottom));}.launcher{inset-inline-end:16px;bottom:calc(16px + env(safe-area-inset-bottom));}}",
     ".head{display:flex;align-items:center;gap:12px;padding-block:16px;padding-inline:18px 14px;background:var(--bc-accent);color:var(--bc-on-accent);}",
     ".avatar{flex:0 0 40px;height:40px;border-radius:50%;background:rgba(255,255,255,.22);display:grid;place-items:center;font-weight:700;font-size:17px;}",
     ".titles{flex:1;min-width:0;}",
@@ -592,7 +594,7 @@
     "@media (prefers-reduced-motion:reduce){.dots i{animation:none}.launcher{transition:none}}",
     ".composer{display:flex;align-items:flex-end;gap:8px;padding:10px 12px 12px;border-top:1px solid #e5e7eb;background:#fff;}",
     ".composer textarea{flex:1;resize:none;min-height:42px;max-height:128px;padding:10px 14px;border:1.5px solid #d1d5db;border-radius:21px;background:#fff;color:#111827;font-size:15px;line-height:1.4;}",
-    ".composer textarea:focus{border-color:var(--bc-ink);outline:none;}",
+    ".composer textarea:focus{border-color:var(--bc-ink);outline:2px solid var(--bc-ink);outline-offset:1px;}",
     ".send{flex:0 0 42px;width:42px;height:42px;border:0;border-radius:50%;background:var(--bc-accent);color:var(--bc-on-accent);display:grid;place-items:center;cursor:pointer;padding:0;}",
     ".send svg{width:20px;height:20px;fill:currentColor;}",
     "[dir=rtl] .send svg{transform:scaleX(-1);}",
@@ -653,6 +655,8 @@
     ".sheet-close{min-height:36px;padding:6px 14px;border-radius:18px;border:1.5px solid #d1d5db;background:#fff;font-weight:600;font-size:14px;cursor:pointer;}",
     ".sheet iframe{flex:1;width:100%;border:0;background:#fff;}",
     ".sentinel{position:absolute;width:1px;height:1px;overflow:hidden;}",
+    // Touch (last, so it wins over the rules above): 16 px text in fields (no zoom on focus) and 44 px targets.
+    "@media (pointer:coarse){.composer textarea,.select{font-size:16px;}.btn,.select,.sheet-close,.sheet-tab{min-height:44px;}.icon-btn,.send,.attach{flex-basis:44px;width:44px;height:44px;}}",
   ].join("\n");
 
   // --- the view ------------------------------------------------------------------------
@@ -784,6 +788,7 @@
     this.root = el("div", { class: "root", part: "root" }, [this.launcher, this.panel, this.unreadText]);
     this.shadow.appendChild(this.root);
     this.onKey = function (e) {
+      self.trapTab(e);
       if (e.key !== "Escape") return;
       if (self.sheet) { e.preventDefault(); self.closeSheet("dismissed"); }
       else if (self.isOpen) { e.preventDefault(); self.app.close(); }
@@ -1057,11 +1062,69 @@
     if (open) {
       this.openedOnce = true;
       this.scrollDown(true);
-      this.input.focus();
+      this.focusComposer();
       this.markRead();
+      this.lockPage(true);
     } else {
+      this.lockPage(false);
       this.launcher.focus();
     }
+  };
+
+  /** Where focus goes when the chat opens or a choice is sent: the composer, except on touch
+   *  screens, where focusing it would pop the keyboard over the chat: the log takes it there. */
+  View.prototype.focusComposer = function () {
+    if (window.matchMedia && window.matchMedia("(pointer: coarse)").matches) this.log.focus({ preventScroll: true });
+    else this.input.focus();
+  };
+
+  /** The full-screen panel (phones) owns the screen: the page behind does not scroll under it,
+   *  and the panel follows the visual viewport as the on-screen keyboard comes and goes. */
+  View.prototype.fullScreen = function () {
+    return !!(window.matchMedia && window.matchMedia("(max-width:480px),(max-height:500px) and (pointer:coarse)").matches);
+  };
+
+  View.prototype.lockPage = function (on) {
+    var root = document.documentElement;
+    var vv = window.visualViewport;
+    var self = this;
+    if (on && this.fullScreen() && this.savedOverflow === undefined) {
+      this.savedOverflow = root.style.overflow;
+      root.style.overflow = "hidden";
+      if (vv && !this.onViewport) {
+        this.onViewport = function () {
+          if (!self.isOpen || !self.fullScreen()) { self.panel.style.height = ""; self.panel.style.top = ""; return; }
+          self.panel.style.height = vv.height + "px";
+          self.panel.style.top = vv.offsetTop + "px";
+        };
+        vv.addEventListener("resize", this.onViewport);
+        vv.addEventListener("scroll", this.onViewport);
+        this.onViewport();
+      }
+    } else if (!on && this.savedOverflow !== undefined) {
+      root.style.overflow = this.savedOverflow;
+      this.savedOverflow = undefined;
+      if (vv && this.onViewport) {
+        vv.removeEventListener("resize", this.onViewport);
+        vv.removeEventListener("scroll", this.onViewport);
+        this.onViewport = null;
+      }
+      this.panel.style.height = "";
+      this.panel.style.top = "";
+    }
+  };
+
+  /** Tab and Shift+Tab stay inside the full-screen panel: the page behind it is out of sight. */
+  View.prototype.trapTab = function (e) {
+    if (e.key !== "Tab" || !this.isOpen || this.sheet || !this.fullScreen()) return;
+    var items = Array.prototype.filter.call(
+      this.panel.querySelectorAll("button, textarea, select, a[href], input, [tabindex]:not([tabindex='-1'])"),
+      function (node) { return !node.disabled && node.getClientRects().length > 0 && !node.closest("[inert]"); });
+    if (!items.length) return;
+    var active = this.shadow.activeElement;
+    var first = items[0], last = items[items.length - 1];
+    if (e.shiftKey && (active === first || !this.panel.contains(active))) { e.preventDefault(); last.focus(); }
+    else if (!e.shiftKey && (active === last || !this.panel.contains(active))) { e.preventDefault(); first.focus(); }
   };
 
   View.prototype.applySettings = function (settings) {
@@ -1305,7 +1368,10 @@
         part.quick_replies.options.forEach(function (option) {
           self.replies.appendChild(el("button", {
             type: "button", class: "btn", text: option.label,
-            onclick: function () { self.app.sendText(option.label, { message_id: last.id, payload: option.payload }); },
+            onclick: function () {
+              self.app.sendText(option.label, { message_id: last.id, payload: option.payload });
+              self.focusComposer();
+            },
           }));
         });
       } else if (part.dropdown) {
@@ -1326,6 +1392,7 @@
       var option = body.options[Number(select.value)];
       if (select.value === "" || !option) return;
       self.app.sendText(option.label, { message_id: m.id, payload: option.payload });
+      self.focusComposer();
     }
     select.addEventListener("keydown", function (e) {
       if (/^(Arrow|Page|Home|End)/.test(e.key)) browsing = true;
@@ -1469,6 +1536,8 @@
       if (data.backchannel === "webview.close") {
         var status = data.status === "submitted" ? "submitted" : "closed";
         self.closeSheet(status, typeof data.result === "string" ? data.result.slice(0, 1000) : undefined);
+      } else if (data.backchannel === "webview.escape") {
+        self.closeSheet("dismissed");
       } else if (data.backchannel === "webview.title" && typeof data.title === "string") {
         heading.textContent = data.title.slice(0, 80);
       }
@@ -1494,6 +1563,7 @@
   };
 
   View.prototype.destroy = function () {
+    this.lockPage(false);
     this.clearUploads();
     if (this.sheet) { this.sheet.stop(); window.removeEventListener("message", this.sheet.onMessage); }
     clearTimeout(this.typingTimer);
