@@ -45,6 +45,7 @@ from app.files import routes as file_pages
 from app.files.service import Files
 from app.instruments import start_socket_gauges
 from app.logs import innermost_place
+from app.mail.replies import OfflineReplies, run_offline_replies
 from app.metrics import metrics
 from app.proxies import TrustedProxies
 from app.ratelimit import make_rate_limiter
@@ -186,11 +187,14 @@ async def start_services(
         dispatcher=Dispatcher(runner, settings, webhook_sender, on_first_failure=_bot_unavailable(runner)),
         files=file_store,
         data_job=DataJob(runner, engine, file_store, settings),
+        mail=OfflineReplies(runner, settings, hub.connected_users) if settings.smtp_url else None,
         listeners=[hub.on_event, console.on_event],
     )
     await broker.start(state.on_event)
     await run_dispatcher(state.dispatcher, stack)
     await run_data_job(state.data_job, stack)
+    if state.mail is not None:
+        await run_offline_replies(state.mail, stack)
     await start_socket_gauges(hub, console, stack)
     # Pushed last, so run first at shutdown: no event arrives while the sockets close.
     stack.push_async_callback(state.limiter.aclose)

@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     retention_batch: int = Field(default=20, ge=1, le=500)
     retention_pause_seconds: float = Field(default=0.05, ge=0)
 
+    # Offline replies by email (app/mail, docs/email.md): none without SMTP_URL
+    # (smtp://[user:pass@]host[:port], smtp+starttls://…, smtps://…).
+    smtp_url: SecretStr | None = None
+    email_from: str = "Backchannel <noreply@localhost>"
+    email_after_seconds: float = Field(default=300.0, ge=0)  # the customer's widget closed this long
+    email_batch_seconds: float = Field(default=120.0, ge=0)  # one email gathers replies this far apart
+    email_poll_seconds: float = Field(default=15.0, gt=0)
+    # An email in flight is leased this long (longer than an SMTP exchange); a failed one is
+    # tried again when its lease lapses.
+    email_lease_seconds: float = Field(default=120.0, gt=0)
+
     # /metrics asks for this bearer token when set
     metrics_token: SecretStr | None = None
 

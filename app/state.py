@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from app.console.hub import ConsoleHub
 from app.data.retention import DataJob
 from app.files.service import Files
+from app.mail.replies import OfflineReplies
 from app.ratelimit import RateLimiter
 from app.realtime.broker import Broker
 from app.realtime.hub import Hub
@@ -47,6 +48,7 @@ class AppState:
     dispatcher: Dispatcher  # the webhook outbox worker
     files: Files  # uploads: the file store and the download-link signer (app/files)
     data_job: DataJob  # retention, and reclaiming erased space (app/data/retention.py)
+    mail: OfflineReplies | None = None  # offline replies by email; None without SMTP_URL (app/mail)
     authenticator: TokenAuthenticator = field(default_factory=TokenAuthenticator)
     listeners: list[Listener] = field(default_factory=list)
 

@@ -341,7 +341,7 @@
       self.ws = ws;
       ws.onopen = function () {
         ws.send(JSON.stringify({
-          type: "auth", token: session.session_token,
+          type: "auth", token: session.session_token, page: location.origin + location.pathname,
           conversation_id: self.conversationId, last_seq: self.lastSeq,
         }));
       };
@@ -644,6 +644,9 @@
     ".rating textarea:focus{border-color:var(--bc-ink);outline:none;}",
     ".rating .btn{align-self:flex-start;}",
     ".rating-thanks{margin:0;color:#065f46;font-weight:600;font-size:14px;}",
+    ".email-row{display:flex;gap:8px;flex-wrap:wrap;}",
+    ".email-row input{flex:1;min-width:160px;min-height:40px;padding:8px 12px;border:1.5px solid #d1d5db;border-radius:12px;font-size:14px;}",
+    ".email-row input:focus{border-color:var(--bc-ink);outline:none;}",
     ".foot{padding:0 12px 8px;background:#fff;font-size:11px;color:#6b7280;text-align:center;}",
     ".veil{position:absolute;inset:0;background:rgba(17,24,39,.45);display:flex;align-items:flex-end;z-index:5;}",
     ".sheet{width:100%;height:80%;background:#fff;border-radius:16px 16px 0 0;display:flex;flex-direction:column;overflow:hidden;box-shadow:0 -8px 24px rgba(17,24,39,.2);}",
@@ -719,12 +722,15 @@
     this.typing = el("div", { class: "typing", hidden: true });
     this.replies = el("div", { class: "replies", hidden: true });
     this.rating = el("div", { class: "rating", role: "group", hidden: true });
+    this.emailCard = el("form", { class: "rating email-ask", hidden: true, novalidate: true });
+    this.askEmail = false; // the server says: offline replies by email are on, and none is on file
+    this.sentOne = false; // the customer wrote in this conversation (the question comes after)
     this.ratingDraft = null; // {score, stage: "comment" | "done"} while the customer rates
     this.log = el("div", { class: "log", role: "log", "aria-live": "polite", tabindex: "0",
       // Follow new messages only while the customer is at the bottom: measured on scroll,
       // before new content grows the log (a tall carousel would otherwise look like "scrolled up").
       onscroll: function () { self.stick = self.log.scrollHeight - self.log.scrollTop - self.log.clientHeight < 48; } },
-      [this.intro, this.msgs, this.pending, this.typing, this.replies, this.rating]);
+      [this.intro, this.msgs, this.pending, this.typing, this.replies, this.rating, this.emailCard]);
     this.stick = true;
     // Images load after their message is placed; keep the newest message in view as they grow.
     this.log.addEventListener("load", function (e) { if (e.target.tagName === "IMG") self.scrollDown(false); }, true);
@@ -837,6 +843,43 @@
     this.subtitle.title = this.subtitle.textContent;
     this.head.classList.toggle("away", away);
     this.renderRating();
+    this.renderEmailAsk(away);
+  };
+
+  /** Outside business hours, or while the conversation waits for a human: "Leave your email". */
+  View.prototype.renderEmailAsk = function (away) {
+    var self = this, conv = this.conversation, card = this.emailCard;
+    var waiting = conv && conv.status !== "resolved" && conv.handled_by === "human" && !conv.assignee;
+    var show = this.askEmail && this.sentOne && (away || waiting) && !(conv && conv.status === "resolved");
+    if (this.emailSaved) show = true;
+    var key = (show ? "on" : "off") + ":" + lang + ":" + (this.emailSaved || "");
+    if (key === this.emailKey) return;
+    this.emailKey = key;
+    card.textContent = "";
+    card.hidden = !show;
+    if (!show) return;
+    if (this.emailSaved) {
+      card.appendChild(el("p", { class: "rating-thanks", role: "status", text: t("email_saved", { email: this.emailSaved }) }));
+      return;
+    }
+    var input = el("input", { type: "email", dir: "ltr", autocomplete: "email", "aria-label": t("email"), placeholder: t("email"), maxlength: "320" });
+    var problem = el("p", { class: "meta failed", hidden: true });
+    card.appendChild(el("p", { class: "rating-q", text: t("email_ask") }));
+    card.appendChild(el("div", { class: "email-row" }, [input, el("button", { type: "submit", class: "btn", text: t("notify") })]));
+    card.appendChild(problem);
+    card.onsubmit = function (e) {
+      e.preventDefault();
+      var email = input.value.trim();
+      if (!/^[^@\s]+@[^@\s]+\.[^@\s]{2,}$/.test(email)) {
+        problem.textContent = t("email_invalid");
+        problem.hidden = false;
+        input.setAttribute("aria-invalid", "true");
+        input.focus();
+        return;
+      }
+      self.app.saveEmail(email);
+    };
+    this.scrollDown(false);
   };
 
   /** After a resolve (ratings on): "How was this conversation?", five buttons, then a comment. */
@@ -1178,6 +1221,7 @@
     this.replies.hidden = true;
     this.userReadSeq = this.agentReadSeq = 0;
     this.conversation = null;
+    this.sentOne = false;
   };
 
   // -- messages ---------------------------------------------------------------------------
@@ -1201,6 +1245,7 @@
       this.pendingNodes[m.client_message_id].remove();
       delete this.pendingNodes[m.client_message_id];
     }
+    if (m.actor.type === "user" && !this.sentOne) { this.sentOne = true; this.renderHeader(); }
     if (again) return; // a re-render in another language: nothing new to announce
     if (m.actor.type !== "user" && m.actor.type !== "system") this.hideTyping();
     this.app.messageAdded(m);
@@ -1629,6 +1674,7 @@
         view.agentReadSeq = frame.agent_read_seq || 0;
         if (frame.conversation) view.setConversation(frame.conversation);
         else if (view.conversationId) { view.reset(); view.conversationId = null; }
+        view.askEmail = !!frame.ask_email;
         view.applySettings(frame.settings);
         if (!frame.conversation && view.openedOnce) conn.send({ type: "open" });
         control.splice(0).forEach(function (f) { conn.send(f); });
@@ -1642,6 +1688,7 @@
         else { view.userReadSeq = Math.max(view.userReadSeq, frame.seq); view.updateUnread(); }
         break;
       case "settings": view.applySettings(frame); break;
+      case "email.saved": view.askEmail = false; view.emailSaved = frame.email; view.renderHeader(); break;
       case "webview.url":
         if (app.wantedWebview && app.wantedWebview.id === frame.webview_id && app.wantedWebview.message.id === frame.message_id) {
           var wanted = app.wantedWebview;
@@ -1695,6 +1742,7 @@
       if (replyTo) frame.reply_to = replyTo;
       stopTyping(1500);  // a brisk typist goes on typing: no off-and-on between messages
       view.addPending(frame, files);
+      if (!view.sentOne) { view.sentOne = true; view.renderHeader(); }
       conn.sendMessage(frame);
     },
     upload: function (file, onProgress, done) { return uploadFile(conn, file, onProgress, done); },
@@ -1713,6 +1761,10 @@
         readSentAt = Date.now();
         conn.send({ type: "read", seq: readWanted });
       }, Math.max(0, readSentAt + READ_EVERY_MS - Date.now()));
+    },
+    saveEmail: function (email) {
+      var frame = { type: "email", email: email };
+      if (!conn.send(frame)) control.push(frame);
     },
     rate: function (score, comment) {
       var frame = { type: "rate", score: score };
@@ -1791,4 +1843,6 @@
     });
   }
   emit("ready", {}); // the launcher is on the page; queued listeners and later ones hear it
+  // The link in an offline-reply email (docs/email.md): the page with #backchannel opens the chat.
+  if (location.hash === "#backchannel") api.open();
 })();

@@ -35,8 +35,8 @@ log = logging.getLogger("backchannel.data")
 
 # The tables an erasure deletes from: what ``Dialect.reclaim_erased`` cleans up after it.
 ERASED_TABLES = (
-    "message", "conversation", "webview_opening", "file", "event", "webhook_delivery", "webhook_attempt",
-    "idempotency_record", "user",
+    "message", "conversation", "webview_opening", "email_progress", "file", "event", "webhook_delivery",
+    "webhook_attempt", "idempotency_record", "user",
 )  # fmt: skip
 _CHUNK = 200  # ids per IN list / LIKE group: well inside every driver's parameter limit
 
@@ -145,6 +145,7 @@ def erase_conversations(
             _run(tx, "SELECT id FROM conversation WHERE id IN :ids ORDER BY id FOR UPDATE", ids)
     for ids in _chunks(conversation_ids):
         _run(tx, "DELETE FROM webview_opening WHERE conversation_id IN :ids", ids)
+        _run(tx, "DELETE FROM email_progress WHERE conversation_id IN :ids", ids)  # offline replies (app/mail)
         out.messages += _run(tx, "DELETE FROM message WHERE conversation_id IN :ids", ids)
     out.storage_keys = files.delete_files(tx.session, workspace_id, conversation_ids=conversation_ids)
     out.files = len(out.storage_keys)

@@ -390,6 +390,10 @@ class Hub:
 
     # -- registration -----------------------------------------------------------------------
 
+    def connected_users(self) -> list[str]:
+        """The customers with a widget socket open on this instance (offline replies' presence)."""
+        return list(self.by_user)
+
     def register(self, conn: Connection) -> None:
         """From now on events for this visitor reach the connection (or mark it stale while syncing)."""
         _add(self.by_user, conn.user_id, conn)
@@ -661,6 +665,7 @@ class Hub:
                 "status": conversation["status"],
                 "assignee": assignee,
                 "rating": conversation.get("rating"),
+                "handled_by": conversation.get("handled_by"),
             },
         }
 

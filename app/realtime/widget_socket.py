@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from app import conversations, errors
 from app.api.framework import MAX_JSON_DEPTH, json_too_deep
 from app.api.schemas import MessageIn
 from app.files import records
+from app.mail.replies import page_of, record_presence, save_customer_email
 from app.realtime.closecodes import CloseCode
 from app.realtime.hub import Connection, settings_frame
 from app.realtime.identity import origin_allowed
@@ -48,7 +50,9 @@ HANDLERS = {
     "webview.open": "_on_webview_open",
     "webview.close": "_on_webview_close",
     "rate": "_on_rate",
+    "email": "_on_email",
 }
+EMAIL_SHAPE = re.compile(r"^[^@\s<>()\[\],;:\"]{1,64}@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]{2,}$")
 # Read receipts and typing say what the customer sees and does; they never spend the allowance
 # of the frames that act (a brisk reader's message must not wait behind its own receipts).
 SIGNALS = frozenset({"read", "typing"})
@@ -129,6 +133,9 @@ class WidgetSocket:
             if self.conn is not None:
                 self.hub.unregister(self.conn)
                 await self.conn.close(CloseCode.GOING_AWAY)
+                if self.state.mail is not None:  # gone from now: EMAIL_AFTER_SECONDS counts from here
+                    with contextlib.suppress(Exception):
+                        await self.state.runner.write(record_presence, self.conn.user_id)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.conn is not None:
@@ -211,6 +218,10 @@ class WidgetSocket:
         )
         conv = attached.conversation
         self.read_seq = conv["user_read_seq"] if conv else 0
+        ask_email = False
+        if self.state.mail is not None:  # offline replies: presence, the page, and whether to ask
+            page = page_of(self.websocket.headers.get("origin"), frame.get("page"))
+            ask_email = not await self.state.runner.write(record_presence, identity.user_id, page)
         conn.send_frame(
             {
                 "type": "ready",
@@ -220,6 +231,7 @@ class WidgetSocket:
                 "agent_read_seq": conv["agent_read_seq"] if conv else 0,
                 "heartbeat": self.settings.ws_heartbeat_seconds,
                 "settings": settings_frame(self.workspace),
+                "ask_email": ask_email,
             }
         )
         self.hub.start(conn, attached)
@@ -356,6 +368,17 @@ class WidgetSocket:
             (comment or "").strip() or None,
             partition=conversation_id,
         )
+
+    async def _on_email(self, frame: dict[str, Any]) -> None:
+        """The customer leaves an email for offline replies ("Notify me"): stored on the user when
+        they have none yet (``user.updated``); an email on file is never replaced from the widget."""
+        conn = self.conn
+        assert conn is not None
+        email = frame.get("email")
+        if not isinstance(email, str) or len(email) > 320 or not EMAIL_SHAPE.match(email.strip()):
+            raise errors.Unprocessable("That is not an email address.", code="invalid_email")
+        stored = await self.state.runner.write(save_customer_email, conn.workspace_id, conn.user_id, email.strip())
+        conn.send_frame({"type": "email.saved", "email": stored})
 
     def _webview_ids(self, frame: dict[str, Any]) -> tuple[str, str, str]:
         conn = self.conn

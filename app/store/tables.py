@@ -124,6 +124,10 @@ class User(SQLModel, table=True):
     created_at: datetime = created()
     updated_at: datetime = created()
     sync_seq: int = sync_seq_col()
+    # Offline replies by email (app/mail): when the customer last had a widget open, and the
+    # page it was on (origin and path: the email's link back).
+    widget_seen_at: datetime | None = ts(nullable=True)
+    widget_page: str | None = None
 
 
 class Agent(SQLModel, table=True):
@@ -377,3 +381,20 @@ class CannedResponse(SQLModel, table=True):
     shortcut: str  # 1–32 of a-z 0-9 _ -
     text: str
     created_at: datetime = created()
+
+
+class EmailProgress(SQLModel, table=True):
+    """Offline replies by email (app/mail/replies.py): per conversation, the highest seq already
+    emailed and the claim of the email being sent now (a lease, as webhook deliveries have)."""
+
+    __tablename__ = "email_progress"
+    conversation_id: str = Field(primary_key=True)
+    workspace_id: str = Field(index=True)
+    user_id: str = Field(index=True)
+    emailed_seq: int = 0  # replies up to this seq went out (or were read in the widget first)
+    claimed_seq: int = 0  # the email in flight covers replies up to this seq
+    lease_owner: str | None = None
+    lease_until: datetime | None = ts(nullable=True)
+    emails_sent: int = 0
+    last_error: str | None = None
+    updated_at: datetime = created()
