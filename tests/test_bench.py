@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 import bench.data
 import bench.loadgen
 import bench.run
+import bench.search
 from bench.servers import Server, free_port, is_loopback
 
 
@@ -101,3 +102,9 @@ def test_the_data_bench_imports_and_is_opt_in() -> None:
     """``python -m bench.data`` (erasure and retention) runs on its own, outside the time budget."""
     assert "data" not in bench.run.BENCHES
     assert callable(bench.data.main) and bench.data.Poster and bench.data.bulk_resolved
+
+
+def test_the_search_bench_imports_and_is_opt_in() -> None:
+    """``python -m bench.search`` (search latency at 100,000 messages) runs on its own."""
+    assert "search" not in bench.run.BENCHES
+    assert callable(bench.search.main) and callable(bench.search.bulk_messages) and bench.search.QUERIES
