@@ -295,8 +295,27 @@
     return this.fetchSession();
   };
 
+  /** identify() and reset(): drop the socket, the session and what they held; connect again now
+   * (a known customer: their history and badge) or on the next open (a new anonymous visitor). */
+  Connection.prototype.restart = function (connectNow) {
+    this.generation = (this.generation || 0) + 1; // a session still being fetched is for the old identity
+    clearTimeout(this.timer);
+    clearTimeout(this.watchdog);
+    var ws = this.ws;
+    this.ws = null;
+    this.ready = false;
+    if (ws) ws.close(CLOSE.NORMAL, "identity changed");
+    this.session = this.sessionRequest = this.conversationId = null;
+    this.lastSeq = 0;
+    this.outbox = [];
+    this.attempt = 0;
+    this.refused = this.claimRefused = this.started = false;
+    if (connectNow) this.start();
+  };
+
   Connection.prototype.requestSession = function () {
     var self = this;
+    var generation = this.generation;
     var identity = this.identity();
     return fetch(SERVER + "/widget/v1/session", {
       method: "POST",
@@ -305,6 +324,11 @@
       credentials: "omit",
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
+        if (generation !== self.generation) {
+          var stale = new Error("identity changed");
+          stale.stale = true;
+          throw stale;
+        }
         if (!response.ok) {
           var code = data.error && data.error.code;
           if (code === "identity_required" && identity.user && !identity.user_jwt && !self.claimRefused) {
@@ -353,6 +377,7 @@
       };
       ws.onclose = function (event) { self.closed(ws, event.code); };
     }).catch(function (error) {
+      if (error && error.stale) return;
       if (error && error.fatal) {
         self.refused = true;
         self.handlers.status("refused");
@@ -1762,6 +1787,20 @@
         conn.send({ type: "read", seq: readWanted });
       }, Math.max(0, readSentAt + READ_EVERY_MS - Date.now()));
     },
+    switchIdentity: function (connectNow) {
+      control = [];
+      view.reset();
+      view.conversationId = null;
+      view.askEmail = false;
+      view.emailSaved = null;
+      view.ratingDraft = null;
+      view.pending.textContent = "";
+      view.pendingNodes = {};
+      view.hideTyping();
+      view.renderHeader();
+      view.updateUnread();
+      conn.restart(connectNow || view.isOpen);
+    },
     saveEmail: function (email) {
       var frame = { type: "email", email: email };
       if (!conn.send(frame)) control.push(frame);
@@ -1800,6 +1839,29 @@
     close: function () { app.close(); },
     toggle: function () { if (view.isOpen) app.close(); else app.open(); },
     setLocale: function (code) { localeOverride = supported(code); chooseLocale(); },
+    /** Switch to this customer ({user, user_jwt}): the widget reconnects as them at once. */
+    identify: function (identity) {
+      if (!identity || !identity.user || !identity.user.external_id) {
+        if (window.console) console.warn("Backchannel.identify needs {user: {external_id}, user_jwt?}");
+        return;
+      }
+      var settings = window.BackchannelSettings = Object.assign({}, window.BackchannelSettings || {});
+      settings.user = identity.user;
+      if (identity.user_jwt) settings.user_jwt = identity.user_jwt; else delete settings.user_jwt;
+      app.switchIdentity(true);
+    },
+    /** Forget the visitor (sign-out): stored tokens go; the next open starts a new anonymous visitor. */
+    reset: function () {
+      var settings = window.BackchannelSettings || {};
+      if (settings.user && settings.user.external_id) storage.remove(claimKey(settings.user.external_id));
+      storage.remove(STORAGE_KEY);
+      if (window.BackchannelSettings) {
+        window.BackchannelSettings = Object.assign({}, settings);
+        delete window.BackchannelSettings.user;
+        delete window.BackchannelSettings.user_jwt;
+      }
+      app.switchIdentity(false);
+    },
     on: function (name, fn) {
       if (typeof fn !== "function") return;
       (listeners[name] = listeners[name] || []).push(fn);

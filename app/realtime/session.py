@@ -50,6 +50,7 @@ from app.store.tables import User, Workspace
 from app.workspaces import widget_public_settings, workspace_by_widget_key
 
 WIDGET_JS = STATIC_DIR / "widget.js"
+WIDGET_DTS = STATIC_DIR / "widget.d.ts"
 MAX_SESSION_BODY = 16_384
 SESSIONS_PER_MINUTE_PER_IP = 60
 NEW_USER_WINDOW_SECONDS = 3600
@@ -84,6 +85,14 @@ async def widget_js(request: Request) -> Response:
     if request.headers.get("if-none-match") == response.headers["etag"]:
         return Response(status_code=304, headers={**headers, "ETag": response.headers["etag"]})
     return response
+
+
+async def widget_types(request: Request) -> Response:
+    """``widget.d.ts``: hand-written TypeScript types of the widget's page API (docs/widget.md)."""
+    headers = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
+    return FileResponse(
+        WIDGET_DTS, media_type="application/typescript; charset=utf-8", headers=headers, stat_result=os.stat(WIDGET_DTS)
+    )
 
 
 async def widget_locale(request: Request) -> Response:
@@ -256,6 +265,7 @@ def _anonymous_user(tx: Tx, workspace: Workspace, visitor: WidgetIdentity | None
 
 ROUTES: list[BaseRoute] = [
     Route("/widget.js", widget_js, methods=["GET", "HEAD"]),
+    Route("/widget.d.ts", widget_types, methods=["GET", "HEAD"]),
     Route("/widget/v1/settings", public_settings, methods=["GET"]),
     Route("/widget/v1/locales/{code}.json", widget_locale, methods=["GET", "HEAD"]),
     Route("/widget/v1/session", session, methods=["POST"]),
