@@ -19,6 +19,7 @@ from tests.webviews.support import Receiver, card_form
 pytestmark = pytest.mark.browser
 
 ACTIVE = "w => { const a = w.shadowRoot.activeElement; return a ? a.tagName.toLowerCase() + '.' + (a.className || '') : null; }"
+COMPOSER_FOCUSED = "() => document.querySelector('backchannel-widget').shadowRoot.activeElement?.tagName === 'TEXTAREA'"
 HOST_LINKS = "".join(f'<p><a href="#link{i}">Host page link {i}</a></p>' for i in range(3))
 
 
@@ -118,8 +119,7 @@ def test_keyboard_focus_follows_choices_and_escape_closes_a_web_view(
 
     api.post("/api/v1/webhook-endpoints", json={"url": receiver.url + "/hooks"})
     _open_with_a_question(page, server, tenant, host, api)
-    widget = page.locator("backchannel-widget")
-    assert str(widget.evaluate(ACTIVE)).startswith("textarea")  # desktop: ready to type
+    page.wait_for_function(COMPOSER_FOCUSED)  # desktop: ready to type
     textbox = page.get_by_role("textbox", name="Message")
     textbox.fill("I have a question")
     textbox.press("Enter")
@@ -129,7 +129,7 @@ def test_keyboard_focus_follows_choices_and_escape_closes_a_web_view(
     page.get_by_role("button", name="My card").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("log")).to_contain_text("My card")
-    assert str(widget.evaluate(ACTIVE)).startswith("textarea")  # k04: back in the composer
+    page.wait_for_function(COMPOSER_FOCUSED)  # k04: back in the composer
     expect(textbox).to_have_css("outline-width", "2px")  # a visible focus ring
 
     bot_says(api, conv["id"], text("Please confirm your card."),
