@@ -131,6 +131,14 @@
 
     var q = inbox.getAttribute("data-q") || "";
     var list = $("#conversation-list");
+    var searchForm = $(".inbox-search");
+    // The list's view, search and filters, as the search form holds them.
+    function listParams() {
+      var params = new URLSearchParams();
+      params.set("view", view);
+      if (searchForm) new FormData(searchForm).forEach(function (v, k) { if (k !== "view" && v) params.set(k, v); });
+      return params;
+    }
 
     var loadingMore = false; // a "Load more" in flight: a refresh waits for it, then keeps its rows
     var refreshAfterMore = false;
@@ -142,8 +150,10 @@
       listTimer = setTimeout(function () {
         // As many rows as the list shows ("Load more" included), for the current search.
         var count = $all(".conv-list > li", list).length;
-        var url = "/console/inbox/list?view=" + encodeURIComponent(view) + (q ? "&q=" + encodeURIComponent(q) : "") +
-          (count > 50 ? "&count=" + count : "") + (current ? "&current=" + encodeURIComponent(current) : "");
+        var params = listParams();
+        if (count > 50) params.set("count", count);
+        if (current) params.set("current", current);
+        var url = "/console/inbox/list?" + params.toString();
         var gen = ++listGen;
         // Only the newest answer counts: an older, slower one must not overwrite it.
         refreshing = true;
@@ -184,18 +194,27 @@
     // "Search conversations": results as one types (Enter submits the form without script).
     var searchBox = $("#inbox-search");
     if (searchBox) {
-      searchBox.addEventListener("input", function () {
+      var changed = function (delay) {
         q = searchBox.value.trim();
         var url = new URL(window.location.href);
-        if (q) url.searchParams.set("q", q); else url.searchParams.delete("q");
+        var params = listParams();
+        ["q", "handled_by", "assignee", "tag"].forEach(function (k) {
+          if (params.get(k)) url.searchParams.set(k, params.get(k)); else url.searchParams.delete(k);
+        });
         window.history.replaceState(null, "", url.toString());
         $all(".tabs .tab").forEach(function (tab) {
           var here = !q && tab.getAttribute("href") === "/console/inbox" + (view !== "open" ? "?view=" + view : "");
           if (here) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
         });
-        refreshList(250);
+        refreshList(delay);
+      };
+      searchBox.addEventListener("input", function () { changed(250); });
+      $all("[data-filter]", searchForm).forEach(function (el) {
+        el.addEventListener(el.tagName === "SELECT" ? "change" : "input", function () { changed(el.tagName === "SELECT" ? 0 : 300); });
       });
-      searchBox.form.addEventListener("submit", function (e) { e.preventDefault(); refreshList(0); });
+      var apply = $("#filter-apply");
+      if (apply) apply.hidden = true; // the filters apply as they change
+      searchForm.addEventListener("submit", function (e) { e.preventDefault(); changed(0); });
     }
 
     // Fetch everything after the last seq we show: the store is the truth, so nothing is

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, text
 from sqlmodel import Session, col, select
 
 from app import conversations, people
@@ -46,6 +46,28 @@ def preview(message: Message | None) -> str:
     return "Message"
 
 
+@dataclass(frozen=True)
+class Filters:
+    """The Inbox's filters beside its tabs: who handles it (bot or human), the assignee
+    ("me", "none" or an agent id) and a tag."""
+
+    handled_by: str = ""
+    assignee: str = ""
+    tag: str = ""
+
+    @classmethod
+    def of(cls, handled_by: str | None, assignee: str | None, tag: str | None) -> Filters:
+        tag = (tag or "").strip().lower()[:50]
+        return cls(
+            handled_by if handled_by in ("bot", "human") else "",
+            (assignee or "").strip()[:64],
+            tag if all(ch.isascii() and (ch.isalnum() or ch in "_-:") for ch in tag) else "",
+        )
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [("handled_by", self.handled_by), ("assignee", self.assignee), ("tag", self.tag)]
+
+
 @dataclass
 class ConversationRow:
     conversation: Conversation
@@ -66,6 +88,7 @@ def list_conversations(
     *,
     words: list[str] | None = None,
     before: tuple[datetime, str] | None = None,
+    filters: Filters | None = None,
 ) -> list[ConversationRow]:
     """Newest activity first, ``limit`` of them from ``before`` (the last row's ``(updated_at,
     id)``) on. "mine" is open conversations assigned to this agent; "waiting" the open ones
@@ -81,6 +104,16 @@ def list_conversations(
             query = query.where(t.assignee_id == (agent_id or ""))
         elif view == "waiting":
             query = query.where(t.handled_by == "human", col(t.assignee_id).is_(None))
+    if filters is not None:
+        if filters.handled_by:
+            query = query.where(t.handled_by == filters.handled_by)
+        if filters.assignee == "none":
+            query = query.where(col(t.assignee_id).is_(None))
+        elif filters.assignee:
+            query = query.where(t.assignee_id == (agent_id or "" if filters.assignee == "me" else filters.assignee))
+        if filters.tag:
+            has_tag = dialect_of(s.connection()).json_array_has("conversation.tags", "filter_tag")
+            query = query.where(text(has_tag).bindparams(filter_tag=filters.tag))
     if before is not None:
         at, last_id = before
         query = query.where(

@@ -8,7 +8,7 @@ conversation and emits ``conversation.assigned``, exactly as it would over the A
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -41,18 +41,26 @@ def _url(conversation_id: str | None, view: str) -> str:
 
 @dataclass
 class Listing:
-    """One page of the conversation list: its rows, the search, and where "Load more" goes on."""
+    """One page of the conversation list: its rows, the search and filters, and where "Load
+    more" goes on."""
 
     rows: list[convs.ConversationRow]
     view: str
     q: str = ""
+    filters: convs.Filters = field(default_factory=convs.Filters)
     next_before: str | None = None  # "Load more": the page after this one
+    agents: list[Any] = field(default_factory=list)  # the humans the Assignee filter offers
 
     @property
     def qs(self) -> str:
-        """The list's query string (view and search), for links that keep it."""
-        params = {k: v for k, v in (("view", self.view if self.view != "open" else ""), ("q", self.q)) if v}
+        """The list's query string (view, search, filters), for links that keep it."""
+        pairs = [("view", self.view if self.view != "open" else ""), ("q", self.q), *self.filters.pairs()]
+        params = {k: v for k, v in pairs if v}
         return ("?" + urlencode(params)) if params else ""
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.q or any(v for _, v in self.filters.pairs()))
 
 
 def _before(value: str | None) -> tuple[datetime, str] | None:
@@ -70,11 +78,14 @@ async def _listing(ctx: Ctx, view: str) -> Listing:
         limit = min(max(int(params.get("count") or 0), convs.LIST_LIMIT), 10 * convs.LIST_LIMIT)
     except ValueError:
         limit = convs.LIST_LIMIT
+    filters = convs.Filters.of(params.get("handled_by"), params.get("assignee"), params.get("tag"))
     rows = await ctx.state.runner.read(
         convs.list_conversations, ctx.workspace_id, view, ctx.agent_id, limit + 1,
-        words=search.terms(q), before=_before(params.get("before")),
+        words=search.terms(q), before=_before(params.get("before")), filters=filters,
     )
-    listing = Listing(rows[:limit], view, q)
+    agents = await ctx.state.runner.read(convs.agents_by_id, ctx.workspace_id)
+    humans = sorted((a for a in agents.values() if a.kind == "human"), key=lambda a: a.name.lower())
+    listing = Listing(rows[:limit], view, q, filters, agents=humans)
     if len(rows) > limit:
         last = rows[limit - 1].conversation
         listing.next_before = f"{last.updated_at.isoformat()}|{last.id}"

@@ -436,6 +436,22 @@ def test_handover_waiting_queue_and_return_to_bot(page: Any, server: LiveServer,
     r = api.post(f"/api/v1/conversations/{conv['id']}/handover", json={"to": "human", "reason": "customer_asked"})
     assert (r.json()["handled_by"], r.json()["assignee_id"]) == ("human", None)
 
+    bea = api.post("/api/v1/users", json={"name": "Bea Bot"}).json()
+    api.post("/api/v1/conversations", json={"user_id": bea["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "The bot is fine"}}]}]})
+    # The filters beside the tabs: handled by a human, then by the bot.
+    page.reload()
+    rows = page.locator("#conversation-list .conv-list > li")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Handled by").select_option("human")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Wes Waiting")
+    page.get_by_label("Handled by").select_option("bot")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Bea Bot")
+    page.get_by_label("Handled by").select_option("")
+    expect(rows).to_have_count(2)
+
     page.get_by_role("link", name="Waiting", exact=True).click()
     link = page.get_by_role("link", name=re.compile("Wes Waiting"))
     expect(link).to_contain_text("Waiting")
