@@ -14,11 +14,22 @@ _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 # The widget's embed API (docs/widget.md): what ``window.Backchannel`` offers today.
 WIDGET = """\
-/** Identity for the widget: set `window.BackchannelSettings` before widget.js loads. */
+/** Identity and language for the widget: set `window.BackchannelSettings` before widget.js loads. */
 export interface BackchannelSettings {
   user?: { external_id: string; name?: string; email?: string };
   /** HS256 JWT with `sub` = external_id and `exp`, signed with the workspace's identity secret. */
   user_jwt?: string;
+  /** A language code such as "de"; else the workspace's, else the browser's, else English. */
+  locale?: string;
+}
+
+/** What `Backchannel.on(name, fn)` hands each listener. */
+export interface BackchannelEvents {
+  ready: Record<string, never>;
+  open: Record<string, never>;
+  close: Record<string, never>;
+  message: { message: MessageOut };
+  unread: { count: number };
 }
 
 /** `window.Backchannel`, once widget.js has loaded. */
@@ -26,6 +37,9 @@ export interface BackchannelWidget {
   open(): void;
   close(): void;
   toggle(): void;
+  setLocale(code: string): void;
+  on<K extends keyof BackchannelEvents>(name: K, fn: (detail: BackchannelEvents[K]) => void): void;
+  off<K extends keyof BackchannelEvents>(name: K, fn: (detail: BackchannelEvents[K]) => void): void;
   /** Removes the widget and every listener it added. */
   destroy(): void;
 }

@@ -5,6 +5,7 @@ bot, installed by scripts/test), and a bot's webhook handler type-checks against
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,6 +40,8 @@ export const greeting: MessageIn = {
 type Sent = Operations["post_conversations_conversation_id_messages"];
 export const path: Sent["path"] = "/api/v1/conversations/{conversation_id}/messages";
 export function open(): void { window.Backchannel?.open(); }
+window.Backchannel?.on("unread", (detail) => { const n: number = detail.count; void n; });
+window.Backchannel?.on("message", ({ message }) => { void message.seq; });
 """
 
 WRONG = """\
@@ -73,3 +76,17 @@ def test_they_compile_strictly_and_catch_a_wrong_field(app_api: httpx.Client, tm
     (tmp_path / "wrong.ts").write_text(WRONG)
     wrong = subprocess.run([str(TSC), *flags, "wrong.ts"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert wrong.returncode != 0 and "message" in wrong.stdout, wrong.stdout
+
+
+def test_the_widget_api_declared_is_the_one_widget_js_offers(app_api: httpx.Client) -> None:
+    source = (ROOT / "static" / "widget.js").read_text()
+    block = source[source.index("var api = {"):]
+    block = block[: block.index("\n  };")]
+    offered = set(re.findall(r"^    (\w+): function", block, re.M))
+    text = app_api.get("/backchannel.d.ts").text
+    widget = text[text.index("export interface BackchannelWidget {"):]
+    declared = set(re.findall(r"^  (\w+)(?:<[^>]*>)?\(", widget[: widget.index("\n}")], re.M))
+    assert declared == offered, (
+        "window.Backchannel changed: update WIDGET in app/api/typescript.py to match static/widget.js "
+        f"(declared {sorted(declared)}, widget.js offers {sorted(offered)})"
+    )
