@@ -38,6 +38,10 @@ export interface BackchannelWidget {
   close(): void;
   toggle(): void;
   setLocale(code: string): void;
+  /** Switch to this identity (the next conversation is theirs). */
+  identify(identity: { user: { external_id: string; name?: string; email?: string }; user_jwt?: string }): void;
+  /** Forget the visitor: the next open starts a new anonymous one. */
+  reset(): void;
   on<K extends keyof BackchannelEvents>(name: K, fn: (detail: BackchannelEvents[K]) => void): void;
   off<K extends keyof BackchannelEvents>(name: K, fn: (detail: BackchannelEvents[K]) => void): void;
   /** Removes the widget and every listener it added. */
