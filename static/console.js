@@ -403,8 +403,9 @@
     list.hidden = true;
     form.appendChild(list);
     box.setAttribute("aria-controls", "canned-list");
+    // aria-autocomplete and aria-activedescendant suit the Reply textbox; aria-expanded does
+    // not (axe: a textbox may not carry it) and the textbox must stay a textbox named "Reply".
     box.setAttribute("aria-autocomplete", "list");
-    box.setAttribute("aria-expanded", "false");
     var matches = [], active = 0, token = null;
 
     function load() {
@@ -416,7 +417,7 @@
     }
     function close() {
       list.hidden = true; list.textContent = ""; matches = []; token = null;
-      box.setAttribute("aria-expanded", "false"); box.removeAttribute("aria-activedescendant");
+      box.removeAttribute("aria-activedescendant");
     }
     function highlight(i) {
       active = i;
@@ -460,7 +461,6 @@
           list.appendChild(li);
         });
         list.hidden = false;
-        box.setAttribute("aria-expanded", "true");
         highlight(0);
       });
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from app.console import canned, data, files, inbox, live, login, team, tokens, webhooks, widget
+from app.console import canned, data, files, inbox, live, login, start, team, tokens, webhooks, widget
 
 _POST = ["POST"]
 
@@ -39,6 +39,7 @@ ROUTES: list[BaseRoute] = [
     *live.ROUTES,
     # Settings
     Route("/console/settings", login.settings_home),
+    Route("/console/start", start.start_page),
     Route("/console/settings/tokens", tokens.tokens_page),
     Route("/console/settings/tokens", tokens.generate, methods=_POST),
     Route("/console/settings/tokens/{token_id}/revoke", tokens.revoke, methods=_POST),
