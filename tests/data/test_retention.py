@@ -79,6 +79,8 @@ def test_the_job_erases_resolved_conversations_past_retention_in_batches(on_each
     age(db, theirs["id"], 400)
 
     assert api.patch("/api/v1/workspace", json={"retention_days": 30}).status_code == 200  # wakes the job
+    audit_before = api.get("/api/v1/audit-log", params={"limit": 200}).json()["data"]
+    assert audit_before and audit_before[0]["action"] == "workspace.updated"
     job = db.server.app.state.bc.data_job  # type: ignore[union-attr]
     eventually(lambda: job.erased_total == 5, timeout=30)
     for conv in expired:
@@ -99,3 +101,5 @@ def test_the_job_erases_resolved_conversations_past_retention_in_batches(on_each
         return int(tx.session.execute(statement, {"ids": ids}).scalar() or 0)
 
     assert db.server.in_tx(messages_left) == 0
+    # Retention never touches the audit log.
+    assert api.get("/api/v1/audit-log", params={"limit": 200}).json()["data"] == audit_before
