@@ -65,37 +65,32 @@ ensure_chromium() {
   fi
 }
 
-ensure_browser_tools() {  # axe-core (npm) for the browser tests' accessibility checks
-  local dir="$ROOT/tests/browser/axe" stamp
-  if ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-      echo "==> installing Node.js and npm for the accessibility checks (apt-get install nodejs npm)"
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-    fi
-    if ! command -v npm >/dev/null 2>&1; then
-      echo "!! npm not found: the accessibility checks (axe-core) will be skipped. Install Node.js and npm." >&2
-      return 0
-    fi
+ensure_npm() {  # Node.js and npm, from Debian's packages when run as root and missing
+  command -v npm >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Node.js and npm (apt-get install nodejs npm)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
   fi
+  command -v npm >/dev/null 2>&1
+}
+
+npm_ci() {  # npm_ci DIR WHAT: `npm ci` in DIR once per package-lock.json
+  local dir="$ROOT/$1" what="$2" stamp
   stamp="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
   [ "$(cat "$dir/node_modules/.backchannel-installed" 2>/dev/null)" = "$stamp" ] && return 0
-  echo "==> installing axe-core for the browser tests (npm ci in tests/browser/axe)"
+  echo "==> installing $what (npm ci in $1)"
   if (cd "$dir" && npm ci --no-audit --no-fund --silent); then
     echo "$stamp" > "$dir/node_modules/.backchannel-installed"
   else
-    echo "!! npm ci failed in $dir: the accessibility checks will be skipped" >&2
+    echo "!! npm ci failed in $1: the tests that need $what fail until it works" >&2
   fi
 }
 
-ensure_node_example() {  # the JavaScript example bot's packages (standardwebhooks), from the npm registry
-  local dir="$ROOT/examples/pizzabot-js" stamp
-  command -v npm >/dev/null 2>&1 || return 0  # its test says node is missing, and skips
-  stamp="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
-  [ "$(cat "$dir/node_modules/.backchannel-installed" 2>/dev/null)" = "$stamp" ] && return 0
-  echo "==> installing the JavaScript example bot's packages (npm ci in examples/pizzabot-js)"
-  if (cd "$dir" && npm ci --no-audit --no-fund --silent); then
-    echo "$stamp" > "$dir/node_modules/.backchannel-installed"
-  else
-    echo "!! npm ci failed in examples/pizzabot-js: its end-to-end test will fail until it works" >&2
+ensure_node_packages() {  # axe-core for the accessibility checks; the JavaScript example bot's packages
+  if ! ensure_npm; then
+    echo "!! npm not found: the accessibility checks and the JavaScript bot's test are skipped. Install Node.js and npm." >&2
+    return 0
   fi
+  npm_ci tests/browser/axe "axe-core for the accessibility checks"
+  npm_ci examples/pizzabot-js "the JavaScript example bot's packages (standardwebhooks)"
 }

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.browser.widget_host import HostSite, serve_host_site
+from tests.webviews.support import Receiver
+
 CHROMIUM = os.environ.get("BACKCHANNEL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -58,3 +61,17 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+@pytest.fixture
+def host() -> Iterator[HostSite]:
+    """A host site on its own origin (another port) that embeds the widget."""
+    yield from serve_host_site()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The bot's side: records every webhook and form callback it is sent."""
+    r = Receiver()
+    yield r
+    r.close()

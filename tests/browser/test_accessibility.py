@@ -5,7 +5,6 @@ console page (every link of the console's navigation, an open conversation, an e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from tests.browser.accessibility import Audit
 from tests.browser.conftest import screenshot
 from tests.browser.test_console import log_in
-from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, serve_host_site, text
+from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, text
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
 from tests.webviews.support import Receiver, card_form
@@ -22,18 +21,6 @@ from tests.webviews.support import Receiver, card_form
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _chat_with_parts(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from playwright.sync_api import Locator, Page, expect
 from tests.browser.conftest import screenshot
 from tests.browser.test_console import log_in
 from tests.browser.test_demo import shoot
-from tests.browser.widget_host import HostSite, embed_page, messages, only_conversation, serve_host_site
+from tests.browser.widget_host import HostSite, embed_page, messages, only_conversation
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
 from tests.receivers import Receiver
@@ -70,11 +69,6 @@ LIMIT = 200_000  # MAX_FILE_BYTES for these tests: a 300 kB file is refused
 @pytest.fixture
 def server(server_factory: Any) -> LiveServer:
     return server_factory(env={"BACKCHANNEL_MAX_FILE_BYTES": str(LIMIT)})  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
 
 
 def shop(page: Page, server: LiveServer, tenant: Tenant, host: HostSite) -> Page:

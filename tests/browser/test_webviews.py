@@ -27,18 +27,6 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
-
-
-@pytest.fixture
 def owner_site() -> Iterator[HostSite]:
     """The bot owner's own web server (a third origin) for external web views."""
     yield from serve_host_site()

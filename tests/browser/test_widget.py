@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,18 +15,12 @@ from tests.browser.widget_host import (
     embed_page,
     messages,
     only_conversation,
-    serve_host_site,
     text,
     wait_for,
 )
 from tests.conftest import LiveServer, Tenant
 
 PHONE = {"width": 360, "height": 740}
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
 
 
 @pytest.fixture

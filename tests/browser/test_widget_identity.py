@@ -9,23 +9,16 @@ the customer's conversation and stored fields stay theirs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.widget_host import HostSite, embed_page, messages, serve_host_site, wait_for
+from tests.browser.widget_host import HostSite, embed_page, messages, wait_for
 from tests.conftest import LiveServer, Tenant
 
 CLAIM = "<script>window.BackchannelSettings = {user: {external_id: 'cust-7', name: 'Ada', email: 'ada@example.com'}};</script>"
 FORGED = "<script>window.BackchannelSettings = {user: {external_id: 'cust-7', name: 'Mallory', email: 'm@evil.example'}};</script>"
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
 
 
 def open_and_say(page: Page, words: str) -> None:

@@ -5,14 +5,13 @@ and Escape inside a web view closing its sheet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, serve_host_site, text
+from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, text
 from tests.conftest import LiveServer, Tenant
 from tests.webviews.support import Receiver, card_form
 
@@ -21,18 +20,6 @@ pytestmark = pytest.mark.browser
 ACTIVE = "w => { const a = w.shadowRoot.activeElement; return a ? a.tagName.toLowerCase() + '.' + (a.className || '') : null; }"
 COMPOSER_FOCUSED = "() => document.querySelector('backchannel-widget').shadowRoot.activeElement?.tagName === 'TEXTAREA'"
 HOST_LINKS = "".join(f'<p><a href="#link{i}">Host page link {i}</a></p>' for i in range(3))
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def _phone(browser: Any, width: int = 390, height: int = 844) -> Any:

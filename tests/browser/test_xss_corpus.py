@@ -11,16 +11,14 @@ player's link).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_console import log_in
 from tests.browser.test_widget import XSS_CORPUS
-from tests.browser.widget_host import HostSite, embed_page, only_conversation, serve_host_site, solid_png
+from tests.browser.widget_host import HostSite, embed_page, only_conversation, solid_png
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
 
@@ -45,11 +43,6 @@ INJECTED = """root => [...root.querySelectorAll('*')].filter(el =>
     || [...el.attributes].some(a => /^on/i.test(a.name))
     || /^\\s*(javascript|data):/i.test(el.getAttribute('href') || el.getAttribute('src') || '')
 ).map(el => el.outerHTML.slice(0, 200))"""
-
-
-@pytest.fixture
-def host() -> Iterator[HostSite]:
-    yield from serve_host_site()
 
 
 def post(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
