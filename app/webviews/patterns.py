@@ -136,7 +136,10 @@ def _check_escape(pattern: str, i: int, in_class: bool) -> int:
         raise PatternError("pattern ends with a lone backslash")
     esc = pattern[i + 1]
     if esc.isdigit() or esc == "k":
-        raise PatternError("backreferences are not supported")
+        raise PatternError(
+            "backreferences are not supported: compare the values in your form callback instead "
+            "(a 422 shows its message under the field)"
+        )
     if esc in "pP":
         close = pattern.find("}", i)
         if not pattern.startswith("{", i + 2) or close == -1 or pattern[i + 3 : close] not in _CATEGORIES:
@@ -150,7 +153,10 @@ def _check_escape(pattern: str, i: int, in_class: bool) -> int:
     if esc in "bB" and not in_class:
         return i + 2
     if esc not in (_CLASS_ESCAPES if in_class else _ESCAPES):
-        raise PatternError(f"\\{esc} is not read the same way by browsers")
+        if esc in "AzZ":
+            raise PatternError(f"\\{esc} is not read the same way by browsers: leave it out, a pattern "
+                               "always matches the whole value")
+        raise PatternError(f"\\{esc} is not read the same way by browsers: write it as a class, e.g. [a-z]")
     return i + 2
 
 
@@ -179,10 +185,16 @@ def _check_group(pattern: str, i: int) -> None:
     if pattern.startswith("(?:", i):
         return
     if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
-        raise PatternError("lookarounds are not supported")
+        raise PatternError(
+            "lookarounds are not supported: check that rule in your form callback instead "
+            "(a 422 shows its message under the field)"
+        )
     if pattern.startswith("(?<", i):
         return  # a named group (?<name>…), read alike by both
-    raise PatternError("inline flags and (?P<…>) groups are not read the same way by browsers")
+    raise PatternError(
+        "inline flags and (?P<…>) groups are not read the same way by browsers: spell both cases "
+        "([Aa]) and name a group (?<name>…)"
+    )
 
 
 def _quantifier_end(pattern: str, i: int) -> int | None:

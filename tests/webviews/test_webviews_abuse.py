@@ -319,3 +319,15 @@ def test_the_relay_caps_the_callbacks_answer_in_time_and_bytes(
         assert "web-view callback" in server.log()
     finally:
         callback.close()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "advice"),
+    [(r"(a)\1", "form callback"), (r"(?=\d)\d+", "form callback"), (r"(?i)abc", "[Aa]"),
+     (r"\Aabc\z", "always matches the whole value"), (r"[a-z-]+", "as '\\-'")],
+)
+def test_a_refused_pattern_says_what_to_write_instead(pattern: str, advice: str) -> None:
+    # Fail at the moment of the mistake, and say what to do (issue 22).
+    with pytest.raises(PatternError) as refused:
+        check_pattern(pattern)
+    assert advice in str(refused.value)
