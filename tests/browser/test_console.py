@@ -190,8 +190,9 @@ def test_webhook_endpoint_test_event_delivery_log_and_retry(page: Any, server: L
         expect(page.get_by_role("heading", name=receiver.url)).to_be_visible()
         secret = page.get_by_text(re.compile(r"^whsec_")).inner_text().strip()
         screenshot(page, "console-webhook-added")
-        page.get_by_role("button", name="Reveal secret").click()  # and again whenever asked
-        assert page.get_by_text(re.compile(r"^whsec_")).inner_text().strip() == secret
+        with page.expect_navigation():  # a form POST: wait for its page before reading it
+            page.get_by_role("button", name="Reveal secret").click()  # and again whenever asked
+        expect(page.get_by_text(re.compile(r"^whsec_"))).to_have_text(secret)
         page.get_by_role("button", name="Send test").click()
         expect(page.get_by_role("status")).to_contain_text("Test event sent")
 
