@@ -67,6 +67,13 @@
         if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
       });
     });
+    // <input type=checkbox data-confirm-on="Question?">: turning it on asks first, on submit.
+    $all("input[data-confirm-on]").forEach(function (box) {
+      if (!box.form) return;
+      box.form.addEventListener("submit", function (event) {
+        if (box.checked && !window.confirm(box.getAttribute("data-confirm-on"))) event.preventDefault();
+      });
+    });
   }
 
   // --- webhook events: "All events" or the ticked ones, one clear choice ------------------

@@ -691,3 +691,29 @@ def test_notifications_for_waiting_conversations_and_my_customers(
     expect(page.get_by_role("button", name="Enable notifications")).to_be_hidden()  # still granted
     assert page.evaluate("window.__notices.length") == 0  # a new page: nothing shown on this one
     assert page.evaluate("window.__sounds") == sounds == 0
+
+
+def test_identity_verification_is_explained_and_asks_before_it_turns_on(
+    page: Any, server: LiveServer, tenant: Tenant
+) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    page.get_by_role("link", name="Widget").click()
+    page.get_by_text("How to sign a customer's identity").click()
+    expect(page.get_by_text('algorithm: "HS256"')).to_be_visible()  # a sample to copy
+    screenshot(page, "console-widget-identity-howto")
+    box = page.get_by_role("checkbox", name="Identity verification")
+    box.check()
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Save").click()
+    assert asked and "refuses any customer identity" in asked[0]
+    with httpx.Client(base_url=server.url, headers=tenant.headers) as api:
+        assert api.get("/api/v1/widget-settings").json()["identity_verification"] is False  # not saved
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_contain_text("saved")
+        assert api.get("/api/v1/widget-settings").json()["identity_verification"] is True
+    # Once on, saving other settings asks nothing more.
+    page.get_by_label("Greeting").fill("Hello again")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("saved")
