@@ -7,6 +7,6 @@
   ``changes.py``: change listings for a CRM's sync (``?updated_after=``, ``sync_cursor``).
 - One module per resource (``users``, ``agents``, ``conversations``, ``files``,
   ``tokens``, ``widget_settings``, ``webview_contexts``, ``webhooks``, ``workspace``,
-  ``audit_log``), each an
+  ``audit_log``, ``canned_responses``), each an
   ``ENDPOINTS`` list whose handlers call the nouns (``app/conversations.py``, …).
 """

@@ -6,5 +6,7 @@
 - ``sql.py``: the hot paths' prepared statements, built once from the tables.
 - ``runner.py``: ``Tx`` and the ``Runner``: group-committed writes, batched reads, and the
   events each write announces once it has committed.
+- ``search.py``: the full-text index (``search_entry``; SQLite FTS5, PostgreSQL GIN): how entries
+  are written, queried and deleted (erasure calls ``forget_user`` and ``purge``).
 - ``migrate.py`` and ``migrations/``: Alembic, applied under a lock.
 """
