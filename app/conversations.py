@@ -215,7 +215,8 @@ def _assign(tx: Tx, conv: ConversationRow, assignee: Any) -> None:
 
 
 def _set_status(tx: Tx, conv: ConversationRow, status: str) -> None:
-    _save(tx, conv, status=status, updated_at=utcnow())
+    now = utcnow()
+    _save(tx, conv, status=status, updated_at=now, resolved_at=now if status == "resolved" else None)
     if status == "resolved" and conv.handled_by == "human":
         _set_control(tx, conv, "bot", "resolved", None, keep=True)
     elif status == "open" and conv.handled_by == "bot" and conv.assignee_kind == "human":

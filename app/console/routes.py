@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from app.console import canned, data, files, inbox, live, login, start, team, tokens, webhooks, widget
+from app.console import canned, data, files, inbox, live, login, reports, start, team, tokens, webhooks, widget
 
 _POST = ["POST"]
 
@@ -68,4 +68,5 @@ ROUTES: list[BaseRoute] = [
     Route("/console/settings/retention", data.retention_page),
     Route("/console/settings/retention", data.save_retention, methods=_POST),
     Route("/console/settings/audit-log", data.audit_log_page),
+    Route("/console/reports", reports.reports_page),
 ]

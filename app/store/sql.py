@@ -173,6 +173,7 @@ class ConversationRow:
     rating_score: int | None = None
     rating_comment: str | None = None
     rated_at: datetime | None = None
+    resolved_at: datetime | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -172,6 +172,7 @@ class Conversation(SQLModel, table=True):
     rating_score: int | None = None
     rating_comment: str | None = None
     rated_at: datetime | None = ts(nullable=True)
+    resolved_at: datetime | None = ts(nullable=True)  # the last resolve (Reports' resolution time)
 
 
 class Message(SQLModel, table=True):

@@ -90,3 +90,33 @@ def test_widget_page_edits_business_hours_away_message_and_ratings(
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("saved")
     assert api.get("/api/v1/widget-settings").json()["business_hours"] is None
+
+
+def test_reports_page_draws_charts_that_need_no_javascript(
+    browser: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    user = api.post("/api/v1/users", json={"name": "Ada"}).json()
+    for n in range(3):
+        conv = api.post("/api/v1/conversations", json={"user_id": user["id"]}).json()
+        for actor, words in (("user", "Hello"), ("bot", "Hi! How can I help?")):
+            api.post(
+                f"/api/v1/conversations/{conv['id']}/messages",
+                json={"actor": {"type": actor}, "message_parts": [{"text": {"content": words}}]},
+            ).raise_for_status()
+        if n < 2:
+            api.patch(f"/api/v1/conversations/{conv['id']}", json={"status": "resolved"}).raise_for_status()
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, server, make_console_user(server, tenant))
+    page.get_by_role("link", name="Reports").click()
+    expect(page.get_by_role("heading", name="Reports", level=1)).to_be_visible()
+    expect(page.locator(".report-totals")).to_contain_text("Conversations3")
+    for title in ("Conversations per day", "Median first response", "Median time to resolve", "Average rating"):
+        expect(page.get_by_role("img", name=title)).to_be_visible()
+    assert page.locator("svg.chart rect.chart-bar").count() >= 1  # today's conversations, drawn by the server
+    page.get_by_text("The numbers", exact=True).first.click()
+    expect(page.locator("details").first.get_by_role("table")).to_contain_text("3")
+    screenshot(page, "console-reports")
+    page.goto(f"{server.url}/console/reports?from=2026-12-31&to=2026-01-01")
+    expect(page.get_by_role("alert")).to_contain_text("on or before the end")
+    context.close()
