@@ -369,7 +369,8 @@ def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) ->
     names = sorted(changes)
     d = h.dialect
     values = [
-        d.ts(changes[n]) if n in CONVERSATION.timestamps else d.json(changes[n]) if n in CONVERSATION.json
+        (None if changes[n] is None else d.ts(changes[n])) if n in CONVERSATION.timestamps
+        else d.json(changes[n]) if n in CONVERSATION.json
         else changes[n]
         for n in names
     ]
