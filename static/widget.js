@@ -52,7 +52,7 @@
     "not_uploaded_name": "{name} was not uploaded: {reason}", "ready": "{size} · ready to send",
     "ready_name": "{name} is ready to send.", "removed": "{name} removed.",
     "file": "File", "video": "Video", "audio": "Audio", "image": "Image", "gif": "GIF", "play_gif": "Play GIF",
-    "image_alt": "[Image: {alt}]", "image_missing": "[Image unavailable]", "cards": "Cards",
+    "image_alt": "[Image: {alt}]", "image_missing": "[Image unavailable]", "cards": "Cards", "card_prev": "Previous card", "card_next": "Next card", "card_of": "{i} of {n}",
     "choose": "Choose an option", "not_sent": "Not sent: {reason}", "refused_message": "refused",
     "sending": "Sending…", "waiting_network": "Waiting for network…", "someone": "Someone",
     "typing": "{name} is typing…", "seen": "Seen", "unread_one": "{n} unread message",
@@ -600,7 +600,14 @@
     ".gif{position:relative;display:block;width:260px;max-width:100%;min-height:56px;}",
     ".gif canvas,.gif img{display:block;width:100%;height:auto;max-height:320px;object-fit:contain;border-radius:14px;background:#e5e7eb;}",
     ".gif .play{position:absolute;inset-inline-start:8px;bottom:8px;min-height:32px;padding:4px 12px;white-space:nowrap;font-size:13px;border-radius:16px;border:0;background:rgba(17,24,39,.78);color:#fff;cursor:pointer;}",
-    ".carousel{display:flex;gap:10px;overflow-x:auto;scroll-snap-type:x mandatory;padding:2px 2px 10px;width:100%;}",
+    ".carousel{display:flex;gap:10px;overflow-x:auto;scroll-snap-type:x mandatory;padding:2px 2px 10px;width:100%;scroll-behavior:smooth;}",
+    ".carousel-wrap{width:100%;}",
+    ".carousel-nav{display:flex;align-items:center;justify-content:center;gap:10px;font-size:12px;color:#4b5563;}",
+    ".carousel-nav button{width:32px;height:32px;border-radius:50%;border:1.5px solid var(--bc-ink);background:#fff;color:var(--bc-ink);font-size:16px;line-height:1;cursor:pointer;display:grid;place-items:center;padding:0;}",
+    ".carousel-nav button:disabled{opacity:.35;cursor:default;}",
+    // Arrows for pointers that cannot swipe; on touch screens the position alone.
+    "@media (hover:none),(pointer:coarse){.carousel-nav button{display:none;}}",
+    "@media (prefers-reduced-motion:reduce){.carousel{scroll-behavior:auto;}}",
     ".card{flex:0 0 224px;scroll-snap-align:start;background:#fff;border:1px solid #e5e7eb;border-radius:14px;overflow:hidden;display:flex;flex-direction:column;}",
     ".card img{display:block;width:100%;height:120px;object-fit:cover;background:#e5e7eb;}",
     ".card-body{padding:10px 12px;flex:1;}",
@@ -1276,7 +1283,15 @@
     this.app.messageAdded(m);
     this.renderReplies();
     this.renderSeen();
-    this.scrollDown(m.actor.type === "user");
+    if (m.actor.type === "user") this.resumeAt = false;
+    if (this.resumeAt && m.actor.type !== "system") {
+      // The bot's first reply after a web view closed: show it from its start (its lead-in
+      // and the top of a carousel), not scrolled past to the bottom.
+      this.resumeAt = false;
+      this.showFrom(node);
+    } else {
+      this.scrollDown(m.actor.type === "user");
+    }
     if (this.isOpen) this.markRead(); else this.updateUnread();
   };
 
@@ -1422,7 +1437,41 @@
         buttons.childNodes.length ? buttons : null,
       ]));
     });
-    return strip;
+    var count = strip.childNodes.length;
+    if (count < 2) return strip;
+    // "2 of 4" and, on pointer devices, previous/next arrows (a mouse cannot swipe a strip).
+    var position = el("span", { class: "carousel-pos", "aria-live": "polite" });
+    var prev = el("button", { type: "button", "aria-label": t("card_prev"), text: "\u2039" });
+    var next = el("button", { type: "button", "aria-label": t("card_next"), text: "\u203a" });
+    function current() {
+      var scrolled = Math.abs(strip.scrollLeft);
+      if (scrolled >= strip.scrollWidth - strip.clientWidth - 2) return count - 1; // at the end: the last card is in view
+      var card = strip.firstChild;
+      var step = card ? card.getBoundingClientRect().width + 10 : 1;
+      return Math.max(0, Math.min(count - 1, Math.round(scrolled / step)));
+    }
+    function update() {
+      var i = current();
+      position.textContent = t("card_of", { i: i + 1, n: count });
+      prev.disabled = i === 0;
+      next.disabled = i === count - 1;
+    }
+    var heading = null; // the card a click is already scrolling to (smooth scrolling takes a moment)
+    function go(delta) {
+      heading = Math.max(0, Math.min(count - 1, (heading === null ? current() : heading) + delta));
+      var target = strip.childNodes[heading];
+      var rtl = self.root.getAttribute("dir") === "rtl";
+      var edge = rtl ? strip.getBoundingClientRect().right - target.getBoundingClientRect().right
+        : target.getBoundingClientRect().left - strip.getBoundingClientRect().left;
+      strip.scrollBy({ left: rtl ? -edge : edge });
+    }
+    prev.addEventListener("click", function () { go(-1); });
+    next.addEventListener("click", function () { go(1); });
+    strip.addEventListener("scroll", update, { passive: true });
+    strip.addEventListener("scrollend", function () { heading = null; update(); });
+    strip.addEventListener("pointerdown", function () { heading = null; });
+    update();
+    return el("div", { class: "carousel-wrap" }, [strip, el("div", { class: "carousel-nav" }, [prev, position, next])]);
   };
 
   /** Reply parts belong to the newest message only, and vanish once it is not the newest. */
@@ -1557,8 +1606,28 @@
     if (count !== this.unreadCount) { this.unreadCount = count; this.app.unreadChanged(count); }
   };
 
+  /** Keep ``node`` at the top of the log while the rest of its burst arrives (and images load),
+   *  until the customer scrolls, types or sends: they read the reply from its start. */
+  View.prototype.showFrom = function (node) {
+    var self = this, log = this.log;
+    this.held = node;
+    if (!this.releaseHold) {
+      this.releaseHold = function () { self.held = null; };
+      ["wheel", "touchstart", "keydown", "pointerdown"].forEach(function (type) {
+        log.addEventListener(type, self.releaseHold, { passive: true });
+      });
+      this.input.addEventListener("input", this.releaseHold);
+    }
+    requestAnimationFrame(function () {
+      if (self.held !== node) return;
+      log.scrollTop += node.getBoundingClientRect().top - log.getBoundingClientRect().top - 8;
+    });
+  };
+
   View.prototype.scrollDown = function (force) {
     var self = this, log = this.log;
+    if (force) this.held = null;
+    if (this.held && this.held.isConnected) { this.showFrom(this.held); return; }
     if (!force && !this.stick) return;
     this.stick = true;
     requestAnimationFrame(function () { log.scrollTop = log.scrollHeight; self.stick = true; });
@@ -1628,6 +1697,7 @@
     window.removeEventListener("message", sheet.onMessage);
     sheet.veil.remove();
     [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot].forEach(function (node) { node.removeAttribute("inert"); });
+    this.resumeAt = true; // the bot's reply to this close is shown from its start
     this.app.webviewClosed(sheet.info, status, result);
     if (sheet.opener && sheet.opener.isConnected) sheet.opener.focus(); else this.input.focus();
   };
