@@ -1,4 +1,4 @@
-"""``python -m bench.data [--quick] [--postgres URL]``: erasure and retention under load (issue 21).
+"""``python -m bench.data [--quick | --conversations N] [--postgres URL]``: erasure and retention under load (issue 21).
 
 Not a section of ``scripts/bench`` (whose sections fit a fixed time budget): run it on its own.
 
@@ -139,7 +139,7 @@ class Poster:
         self.client.close()
 
 
-def run(database: str, quick: bool, postgres: str, workdir: Path) -> dict[str, Any]:
+def run(database: str, quick: bool, postgres: str, workdir: Path, conversations: int | None = None) -> dict[str, Any]:
     pgdb = None
     if database == "postgres":
         pgdb = PostgresDatabase(postgres)
@@ -161,7 +161,7 @@ def run(database: str, quick: bool, postgres: str, workdir: Path) -> dict[str, A
             assert r.status_code == 204, r.text
 
             # 2. retention under load
-            count = 2_000 if quick else 20_000
+            count = conversations or (2_000 if quick else 20_000)
             t0 = time.perf_counter()
             bulk_resolved(url, tenant.workspace_id, count)
             out["retention_seed_s"] = round(time.perf_counter() - t0, 1)
@@ -172,7 +172,7 @@ def run(database: str, quick: bool, postgres: str, workdir: Path) -> dict[str, A
                 poster.phase = "during"
                 t0 = time.perf_counter()
                 api.patch("/api/v1/workspace", json={"retention_days": 30}).raise_for_status()
-                deadline = t0 + (120 if quick else 600)
+                deadline = t0 + max(120 if quick else 600, count / 100)  # bounded: at least 100 a second
                 while resolved_left(url, tenant.workspace_id) and time.perf_counter() < deadline:
                     time.sleep(0.5)
                 took = time.perf_counter() - t0
@@ -196,11 +196,12 @@ def run(database: str, quick: bool, postgres: str, workdir: Path) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 conversations for retention instead of 20,000")
+    parser.add_argument("--conversations", type=int, help="resolved conversations for retention (e.g. 100000)")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        r = run(args.database, args.quick, args.postgres, Path(tmp))
+        r = run(args.database, args.quick, args.postgres, Path(tmp), args.conversations)
     print(f"database: {r['database']}")
     print(f"1. DELETE /users/{{id}} with 10,000 messages and 10,000 events: {r['erase_10k_messages_s']} s")
     print(f"2. retention: {r['retention_conversations'] - r['retention_left']} of {r['retention_conversations']} "
