@@ -3,15 +3,19 @@ ratings over a range of UTC days (SPEC §12); the console's Reports page reads t
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app import reports
 from app.api.framework import Call, Endpoint
 
 DEFAULT_DAYS = 30
+# A calendar day as the document says (YYYY-MM-DD): pydantic alone also reads a number ("0")
+# as seconds since 1970, which no client reading the OpenAPI document would send on purpose.
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class ReportQuery(BaseModel):
@@ -20,6 +24,13 @@ class ReportQuery(BaseModel):
         default=None, alias="from", description="First day (UTC, YYYY-MM-DD); default: 29 days before `to`."
     )
     to: date | None = Field(default=None, description="Last day, included (UTC, YYYY-MM-DD); default: today.")
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _a_day(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and _DAY.match(value)):
+            raise ValueError("a day as YYYY-MM-DD, such as 2026-11-30")
+        return value
 
     @model_validator(mode="after")
     def _range(self) -> ReportQuery:
