@@ -130,13 +130,15 @@ class Dialect:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
+            # First: switching a fresh file to WAL takes a lock, and a second process doing
+            # the same at that instant must wait for it rather than fail ("database is locked").
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             # Deleted rows are overwritten with zeros, not left in free space: an erasure
             # (app/data/erasure.py) must remove the text from the file, not unlink it.
             cur.execute("PRAGMA secure_delete=ON")
-            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         @event.listens_for(engine, "begin")
