@@ -7,6 +7,8 @@ team change is in the audit log, in its own transaction."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from sqlmodel import Session, col, select
@@ -85,69 +87,50 @@ def _member_id(ctx: Ctx) -> str:
     return str(ctx.request.path_params["user_id"])
 
 
-async def _team_error(ctx: Ctx, exc: errors.ApiError) -> Response:
-    if isinstance(exc, errors.NotFound):
-        raise exc
-    return redirect(ctx, PATH, exc.message)
+async def _change_member(
+    ctx: Ctx, action: str, fn: Callable[..., ConsoleUser], *args: Any, notice: Callable[[ConsoleUser], str]
+) -> Response:
+    """One team change to the member in the path: ``fn(tx, workspace_id, user_id, *args)``,
+    audited as ``action``; back to Team with ``notice``, or with the refusal (a 404 stays one)."""
+    user_id = _member_id(ctx)
+    try:
+        user = await ctx.write_audited(
+            action, "console_user", fn, ctx.workspace_id, user_id, *args, target_id=user_id
+        )
+    except errors.NotFound:
+        raise
+    except errors.ApiError as exc:
+        return redirect(ctx, PATH, exc.message)
+    return redirect(ctx, PATH, notice(user))
 
 
 @console_page(admin=True)
 async def change_role(ctx: Ctx) -> Response:
-    user_id, role = _member_id(ctx), ctx.field("role")
-    try:
-        user = await ctx.write_audited(
-            "console_user.role_changed",
-            "console_user",
-            accounts.change_role,
-            ctx.workspace_id,
-            user_id,
-            role,
-            target_id=user_id,
-        )
-    except errors.ApiError as exc:
-        return await _team_error(ctx, exc)
-    return redirect(ctx, PATH, f"{user.name} is now {'an admin' if user.role == 'admin' else 'an agent'}.")
+    return await _change_member(
+        ctx, "console_user.role_changed", accounts.change_role, ctx.field("role"),
+        notice=lambda user: f"{user.name} is now {'an admin' if user.role == 'admin' else 'an agent'}.",
+    )
 
 
 @console_page(admin=True)
 async def reset_password(ctx: Ctx) -> Response:
-    user_id, password = _member_id(ctx), ctx.field("password")
+    password = ctx.field("password")
     problem = accounts.password_problem(password)
     if problem:
         return redirect(ctx, PATH, f"The password was not changed: it needs {problem}.")
     password_hash = await anyio.to_thread.run_sync(accounts.hash_password, password)
-    try:
-        user = await ctx.write_audited(
-            "console_user.password_reset",
-            "console_user",
-            accounts.set_password,
-            ctx.workspace_id,
-            user_id,
-            password_hash,
-            target_id=user_id,
-        )
-    except errors.ApiError as exc:
-        return await _team_error(ctx, exc)
-    return redirect(ctx, PATH, f"New password set for {user.email}; their sessions ended. Share it privately.")
+    return await _change_member(
+        ctx, "console_user.password_reset", accounts.set_password, password_hash,
+        notice=lambda user: f"New password set for {user.email}; their sessions ended. Share it privately.",
+    )
 
 
 @console_page(admin=True)
 async def remove(ctx: Ctx) -> Response:
-    user_id = _member_id(ctx)
-    try:
-        user = await ctx.write_audited(
-            "console_user.removed",
-            "console_user",
-            accounts.remove_member,
-            ctx.workspace_id,
-            user_id,
-            ctx.user.id,
-            target_id=user_id,
-        )
-    except errors.ApiError as exc:
-        return await _team_error(ctx, exc)
-    return redirect(
-        ctx, PATH, f"{user.email} was removed and can no longer log in. Their open conversations are unassigned."
+    return await _change_member(
+        ctx, "console_user.removed", accounts.remove_member, ctx.user.id,
+        notice=lambda user: f"{user.email} was removed and can no longer log in. "
+        "Their open conversations are unassigned.",
     )
 
 
