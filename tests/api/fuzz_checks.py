@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 import schemathesis
@@ -41,3 +42,21 @@ def errors_are_json_without_leaks(ctx: Any, response: Any, case: Any) -> bool | 
     if response.status_code in (429, 503) and "retry-after" not in {k.lower() for k in response.headers}:
         raise AssertionError(f"{response.status_code} without Retry-After")
     return None
+
+
+@schemathesis.hook
+def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """In the stateful phase, give every well-formed ``Idempotency-Key`` a fresh suffix.
+
+    The fuzzer's two workers share one seed, so both may send the same key and body; the API then
+    rightly replays the first response -- a resource the other worker may have deleted since, which
+    the stateful phase reads as "created resource not found". Replay itself is tested in
+    ``tests/api/test_api_consistency.py``. Only that phase is touched: the others send the keys
+    as generated (a hook's edit makes schemathesis re-derive what a case is testing).
+    """
+    phase = getattr(getattr(case.meta, "phase", None), "name", None)
+    if getattr(phase, "value", phase) != "stateful" or not case.headers:
+        return
+    for name, value in list(case.headers.items()):
+        if name.lower() == "idempotency-key" and isinstance(value, str) and 0 < len(value) <= 200:
+            case.headers[name] = f"{value}-{uuid.uuid4().hex}"
