@@ -39,6 +39,7 @@
     "reply_time": "We usually reply in a few minutes",
     "away": "We're away right now. Leave a message and we'll reply when we're back.",
     "resolved": "Resolved · write to reopen", "talking_to": "You're talking to {name}",
+    "waiting_teammate": "Waiting for a teammate", "joined": "{name} joined",
     "offline": "Connection lost. Reconnecting…", "refused": "Chat is not available on this site.",
     "unavailable": "Chat is not available.", "no_connection": "No connection to the chat server.",
     "too_large": "The file is too large.", "too_large_limit": "The file is too large (the limit is {limit}).",
@@ -582,7 +583,7 @@
     ".msg{display:flex;flex-direction:column;align-items:flex-start;gap:6px;max-width:86%;margin-top:2px;}",
     ".msg.user{align-self:flex-end;align-items:flex-end;}",
     ".msg.wide{max-width:100%;align-self:stretch;}",
-    ".msg.system{align-self:center;max-width:100%;font-size:12px;color:#6b7280;margin:8px 0;}",
+    ".msg.system{align-self:center;max-width:100%;font-size:12px;color:#4b5563;margin:8px 0;text-align:center;}",
     ".sender{font-size:12px;font-weight:600;color:#4b5563;margin-block:8px -2px;margin-inline:4px 0;display:flex;align-items:center;gap:6px;}",
     ".sender-avatar{width:20px;height:20px;border-radius:50%;object-fit:cover;flex:none;}",
     ".bubble{padding:9px 13px;border-radius:18px;border-end-start-radius:6px;background:#fff;border:1px solid #e5e7eb;white-space:pre-wrap;overflow-wrap:anywhere;max-width:100%;}",
@@ -865,13 +866,17 @@
     this.updateUnread();
   };
 
-  /** The line under the title: resolved, who is answering, away (outside business hours) or the reply time. */
+  /** The line under the title: resolved, who is answering, away (outside business hours),
+   * waiting for a teammate (handed over, nobody has written yet) or the reply time. The
+   * assignee alone is not "talking to" the customer: only an agent's reply says so. */
   View.prototype.renderHeader = function () {
     var conv = this.conversation, settings = this.settings;
     var away = !isOpen(settings.business_hours);
+    var human = conv && conv.status !== "resolved" && conv.handled_by === "human";
+    var agent = human ? this.answeringAgent() : null;
     this.subtitle.textContent = conv && conv.status === "resolved" ? t("resolved") :
-      conv && conv.assignee && conv.assignee.name ? t("talking_to", { name: conv.assignee.name }) :
-      away ? settings.away_message || t("away") : t("reply_time");
+      agent ? t("talking_to", { name: agent }) :
+      away ? settings.away_message || t("away") : human ? t("waiting_teammate") : t("reply_time");
     this.subtitle.title = this.subtitle.textContent;
     this.head.classList.toggle("away", away);
     this.renderRating();
@@ -1278,6 +1283,12 @@
       delete this.pendingNodes[m.client_message_id];
     }
     if (m.actor.type === "user" && !this.sentOne) { this.sentOne = true; this.renderHeader(); }
+    if (m.actor.type === "agent" || m.actor.type === "bot") {
+      this.renderJoined(m.seq);
+      var later = this.order[this.order.indexOf(m.seq) + 1];
+      if (later !== undefined) this.renderJoined(later); // a resumed gap may change the next line's
+      this.renderHeader();
+    }
     if (again) return; // a re-render in another language: nothing new to announce
     if (m.actor.type !== "user" && m.actor.type !== "system") this.hideTyping();
     this.app.messageAdded(m);
@@ -1293,6 +1304,41 @@
       this.scrollDown(m.actor.type === "user");
     }
     if (this.isOpen) this.markRead(); else this.updateUnread();
+  };
+
+  /** The name of the agent answering now: the sender of the newest agent message that no bot
+   * message follows. Null while only the bot has spoken since the handover. */
+  View.prototype.answeringAgent = function () {
+    for (var i = this.order.length - 1; i >= 0; i--) {
+      var m = this.messages[this.order[i]];
+      if (m.actor.type === "agent") return (this.frames[m.seq].sender || {}).name || t("someone");
+      if (m.actor.type === "bot") return null;
+    }
+    return null;
+  };
+
+  /** "Alex joined" above an agent's message when the business's previous word was not theirs
+   * (the bot's, another agent's, or none): the moment a person really joins, worked out from
+   * the transcript itself, so a reload or a resume shows the same lines. */
+  View.prototype.renderJoined = function (seq) {
+    var m = this.messages[seq], node = this.msgs.querySelector('[data-seq="' + seq + '"]');
+    if (!m || !node) return;
+    var name = null;
+    if (m.actor.type === "agent") {
+      var before = null;
+      for (var i = this.order.indexOf(seq) - 1; i >= 0 && !before; i--) {
+        var p = this.messages[this.order[i]];
+        if (p.actor.type === "agent" || p.actor.type === "bot") before = p;
+      }
+      if (!before || before.actor.type !== "agent" || before.actor.id !== m.actor.id) {
+        name = (this.frames[seq].sender || {}).name || t("someone");
+      }
+    }
+    var line = node.previousSibling;
+    if (!(line && line.classList && line.classList.contains("joined"))) line = null;
+    if (!name) { if (line) line.remove(); return; }
+    if (!line) { line = el("p", { class: "msg system joined" }); this.msgs.insertBefore(line, node); }
+    line.textContent = t("joined", { name: name });
   };
 
   View.prototype.renderMessage = function (m, sender) {
