@@ -16,7 +16,7 @@ from app.data import audit
 from app.ids import new_id, utcnow
 from app.people import create_agent
 from app.store.runner import Tx
-from app.store.tables import Agent, ConsoleUser, Conversation
+from app.store.tables import Agent, ConsolePasswordReset, ConsoleUser, Conversation
 
 _hasher = PasswordHasher()
 # A real hash to verify against when the email is unknown, so timing does not reveal accounts.
@@ -159,6 +159,8 @@ def remove_member(tx: Tx, workspace_id: str, user_id: str, by_user_id: str) -> C
         for conversation_id in open_ids:
             update_conversation(tx, workspace_id, conversation_id, ConversationPatch(assignee_id=None))
     tx.publish({"type": events.CONSOLE_LOGOUT, "workspace_id": workspace_id, "data": {"console_user_id": user.id}})
+    for reset in tx.session.exec(select(ConsolePasswordReset).where(ConsolePasswordReset.console_user_id == user.id)):
+        tx.session.delete(reset)  # their "Forgot password" links go with the login
     tx.session.delete(user)
     tx.session.flush()
     return user

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app import accounts, errors
-from app.console import auth
+from app.console import auth, password_reset
 from app.console.pages import console_page
 from app.console.render import error_page, redirect, render
 from app.proxies import client_address
@@ -33,9 +33,11 @@ def _login_page(
     request: Request, state: AppState, *, email: str = "", error: str | None = None, status: int = 200
 ) -> Response:
     token = auth.login_csrf(request)
+    done = request.query_params.get("reset") == "done"
     response = render(
         request, "login.html", status=status, csrf_token=token, email=email, error=error,
-        next=_safe_next(request.query_params.get("next")),
+        next=_safe_next(request.query_params.get("next")), reset_by_email=password_reset.enabled(state),
+        notice="Your password has been changed. Log in with the new one." if done and not error else None,
     )
     auth.set_login_csrf(response, request, state, token)
     return response

@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from app.console import canned, data, files, inbox, live, login, reports, start, team, tokens, webhooks, widget
+from app.console import (
+    canned,
+    data,
+    files,
+    inbox,
+    live,
+    login,
+    password_reset,
+    reports,
+    start,
+    team,
+    tokens,
+    webhooks,
+    widget,
+)
 
 _POST = ["POST"]
 
@@ -19,6 +33,10 @@ ROUTES: list[BaseRoute] = [
     Route("/console/login", login.login_form),
     Route("/console/login", login.login, methods=_POST),
     Route("/console/logout", login.logout, methods=_POST),
+    Route("/console/password-reset", password_reset.ask_form),
+    Route("/console/password-reset", password_reset.ask, methods=_POST),
+    Route("/console/password-reset/new", password_reset.new_password_form),
+    Route("/console/password-reset/new", password_reset.set_new_password, methods=_POST),
     # Inbox
     Route("/console/inbox", inbox.inbox),
     Route("/console/inbox/list", inbox.list_fragment),

@@ -107,6 +107,21 @@ class ConsoleUser(SQLModel, table=True):
     created_at: datetime = created()
 
 
+class ConsolePasswordReset(SQLModel, table=True):
+    """A "Forgot password" link sent by email: only the SHA-256 of its secret is kept, it
+    expires, and it works once (``used_at``). No foreign key: removing the console user
+    deletes their links (``accounts.remove_member``), and a link whose user is gone is refused."""
+
+    __tablename__ = "console_password_reset"
+    id: str = Field(primary_key=True)
+    console_user_id: str = Field(index=True)
+    workspace_id: str
+    token_hash: str
+    created_at: datetime = created()
+    expires_at: datetime = ts(index=True)
+    used_at: datetime | None = ts(nullable=True)
+
+
 class User(SQLModel, table=True):
     """An end customer."""
 
