@@ -53,6 +53,21 @@ async def test_a_window_counts_to_its_limit_then_says_how_long_to_wait(limiter: 
     assert await limiter.consume(key, 3, 60) == 0.0
 
 
+async def test_hits_at_once_get_the_answers_of_hits_one_by_one(limiter: RateLimiter) -> None:
+    """Redis counts hits that arrive together in one round trip: each still gets the answer it
+    would have had alone, in arrival order, and every hit counts (costs add up)."""
+    key = f"test:{uuid.uuid4().hex}"
+    waits = await asyncio.gather(*(limiter.consume(key, 6, 60) for _ in range(10)))
+    assert waits[:6] == [0.0] * 6
+    assert all(59 < w <= 60 for w in waits[6:]), waits
+    other = f"test:{uuid.uuid4().hex}"
+    costs = await asyncio.gather(limiter.consume(other, 10, 60, cost=4), limiter.consume(other, 10, 60, cost=4),
+                                 limiter.consume(other, 10, 60, cost=4), limiter.consume(other, 10, 60, cost=1))  # fmt: skip
+    assert costs[:2] == [0.0, 0.0] and costs[2] > 0 and costs[3] > 0  # 4, 8, 12 (over), 13 (over)
+    assert await limiter.consume(key, 11, 60) == 0.0  # the refused hits counted too: this is the 11th
+    assert await limiter.consume(key, 11, 60) > 0
+
+
 async def test_a_window_ends(limiter: RateLimiter) -> None:
     key = f"test:{uuid.uuid4().hex}"
     assert await limiter.consume(key, 1, 0.3) == 0.0

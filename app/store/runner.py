@@ -69,7 +69,6 @@ class Tx:
     outgoing: list[dict[str, Any]] = field(default_factory=list)
     webhooks_enqueued: int = 0
     committed: list[Callable[[], object]] = field(default_factory=list)
-    _endpoints: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict)
 
     @property
     def db(self) -> rows.Db:
@@ -116,15 +115,20 @@ class Tx:
         commit): for what a process may remember of it, such as ``StoreCache`` entries."""
         self.committed.append(fn)
 
+    def endpoints_changed(self) -> None:
+        """This write changed webhook endpoints: later emits in the transaction read them again.
+        (An ORM flush does this too; this is for a change not flushed yet.)"""
+        self.db.facts.clear()
+
     def _subscribers(self, workspace_id: str, type_: str) -> list[str]:
         """Ids of the workspace's enabled endpoints that take this event type.
 
-        Read in the transaction itself (once per transaction), not cached across them: an
-        endpoint created or disabled on any instance counts from the next event on.
+        Read in the transaction itself (once per transaction: ``sql.enabled_endpoints``), not
+        cached across them: an endpoint created or disabled on any instance counts from the
+        next transaction on.
         """
-        if workspace_id not in self._endpoints:
-            self._endpoints[workspace_id] = rows.enabled_endpoints(self.db, workspace_id)
-        return [id_ for id_, events in self._endpoints[workspace_id] if "*" in events or type_ in events]
+        endpoints = rows.enabled_endpoints(self.db, workspace_id)
+        return [id_ for id_, events in endpoints if "*" in events or type_ in events]
 
 
 @dataclass
@@ -305,14 +309,21 @@ class Runner:
                 job.future.set_exception(value)
 
     def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
-        """One transaction for the batch, each write in its own savepoint.
+        """One transaction for the batch.
 
-        The savepoints are plain SQL on the connection (SQLAlchemy's nested transactions
-        cost more than the writes themselves). A write that fails rolls back to its
-        savepoint and raises to its caller alone. If a failed ORM flush has deactivated the
-        session, the transaction cannot go on: it is rolled back and the batch starts again
-        without that write. Re-running the others is safe: each run has a fresh ``Tx``, and
-        nothing a run queued (events, ``after_commit``) happens unless its transaction commits.
+        First without savepoints, and on PostgreSQL with each write's inserts queued behind the
+        next statement (``sql.Db.send``): a batch of writes that all succeed, the usual case,
+        costs no savepoint and about one round trip per write. If any write fails, that run
+        is rolled back whole and the batch runs again the careful way (``_run_writes`` with
+        ``savepoints``): each write in its own savepoint, its queue sent before it counts as
+        done, so a write that fails rolls back alone and raises to its own caller. (A batch of
+        one needs no second run: its failure is its own.)
+
+        Savepoints are plain SQL on the connection (SQLAlchemy's nested transactions cost more
+        than the writes themselves). If a failed ORM flush has deactivated the session, the
+        transaction cannot go on: it is rolled back and the batch starts again without that
+        write. Re-running writes is safe: each run has a fresh ``Tx``, and nothing a run queued
+        (events, ``after_commit``) happens unless its transaction commits.
         """
         outcomes: dict[int, tuple[bool, Any]] = {}
         # Run the writes in partition (conversation id) order, arrival order within one: each
@@ -321,45 +332,73 @@ class Runner:
         # order everywhere cannot cycle. (Writes to different conversations are independent,
         # and those to one keep their order, so the reordering changes no outcome.)
         pending = sorted(range(len(batch)), key=lambda i: batch[i].partition)
+        savepoints = False
         while pending:
-            broken: int | None = None  # the write whose failure deactivated the session
-            done: dict[int, tuple[bool, Any]] = {}
-            with session_scope(self.engine) as session:
-                h = rows.db(session)
-                for i in pending:
-                    job = batch[i]
-                    h.savepoint()
-                    try:
-                        tx = Tx(session, self.cache)
-                        result = job.fn(tx, *job.args, **job.kwargs)
-                        session.flush()
-                        h.release()
-                        done[i] = (True, (result, tx))
-                    except Exception as exc:
-                        if _lost_race(exc) and job.lost_races < self.LOST_RACE_RETRIES:
-                            log.info("write lost a lock race (%s); running it again", _sqlstate(exc))
-                            done[i] = (False, _LostRace())
-                        else:
-                            done[i] = (False, _unavailable(exc) if isinstance(exc, OperationalError) else exc)
-                        if not session.is_active:
-                            broken = i
-                            break
-                        h.rollback_to_savepoint()
-                    finally:
-                        # Each write sees the others' rows (one transaction) but not their objects:
-                        # what a write returns is its own, detached, as with a session of its own.
-                        session.expunge_all()
-                if broken is not None:
-                    session.rollback()
+            done, broken = self._run_writes(batch, pending, savepoints=savepoints)
             if broken is None:
                 for ok, value in done.values():
                     if ok:
                         _run_after_commit(value[1])
                 outcomes.update(done)
                 break
+            if not savepoints and len(pending) > 1:
+                savepoints = True  # somebody failed: find out who, each write on its own
+                continue
             outcomes[broken] = done[broken]
             pending = [i for i in pending if i != broken]
         return [outcomes[i] for i in range(len(batch))]
+
+    def _run_writes(
+        self, batch: list[_Job], pending: list[int], *, savepoints: bool
+    ) -> tuple[dict[int, tuple[bool, Any]], int | None]:
+        """Run the pending writes in one transaction and commit it, unless one of them broke it:
+        ``(outcomes, None)``, or ``(outcomes so far, the write that broke it)`` after a rollback.
+        Without ``savepoints`` any failure breaks it."""
+        broken: int | None = None
+        done: dict[int, tuple[bool, Any]] = {}
+        with session_scope(self.engine) as session:
+            h = rows.db(session)
+            for i in pending:
+                job = batch[i]
+                if savepoints:
+                    h.savepoint()
+                try:
+                    tx = Tx(session, self.cache)
+                    result = job.fn(tx, *job.args, **job.kwargs)
+                    session.flush()
+                    if savepoints:
+                        h.flush()  # its own errors are its own
+                        h.release()
+                    done[i] = (True, (result, tx))
+                except Exception as exc:
+                    done[i] = (False, self._failed(job, exc))
+                    if not savepoints or not session.is_active:
+                        broken = i
+                        break
+                    h.rollback_to_savepoint()
+                finally:
+                    # Each write sees the others' rows (one transaction) but not their objects:
+                    # what a write returns is its own, detached, as with a session of its own.
+                    session.expunge_all()
+            if broken is None:
+                try:
+                    h.flush()
+                except Exception as exc:
+                    if savepoints:
+                        raise  # the batch failed as a whole: every write in it fails with this
+                    broken = pending[-1]  # somebody's queued statement failed: the careful way
+                    done[broken] = (False, self._failed(batch[broken], exc))
+            if broken is not None:
+                h.discard()
+                session.rollback()
+        return done, broken
+
+    def _failed(self, job: _Job, exc: Exception) -> Exception:
+        """What a failed write's caller gets, or ``_LostRace`` to run it again."""
+        if _lost_race(exc) and job.lost_races < self.LOST_RACE_RETRIES:
+            log.info("write lost a lock race (%s); running it again", _sqlstate(exc))
+            return _LostRace()
+        return _unavailable(exc) if isinstance(exc, OperationalError) else exc
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(session, *args, **kwargs)`` on a session (and transaction) of its own.

@@ -79,7 +79,7 @@ def index_message(
     """Index a new message (``h``: the write's ``rows.Db``); a message without text costs nothing."""
     body = message_text(parts)
     if body:
-        h.run(_INSERT, (workspace_id, user_id, conversation_id, message_id, body))
+        h.send(_INSERT, (workspace_id, user_id, conversation_id, message_id, body))
 
 
 def index_user(h: Any, workspace_id: str, user_id: str, name: str | None, email: str | None) -> None:

@@ -18,14 +18,16 @@ driver. Everything that is not hot (users, agents, tokens, settings) stays on th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import JSON, Connection, Table
+from sqlalchemy import JSON, Connection, Engine, Table, event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel
 
 from app import errors
@@ -230,9 +232,23 @@ CONVERSATION_UPDATES = frozenset(CONVERSATION.names) - {"id", "workspace_id", "u
 
 
 class Db:
-    """The session's transaction at the DB-API level: ``run`` a statement, get its rows."""
+    """The session's transaction at the DB-API level: ``run`` a statement and get its rows, or
+    ``send`` one whose result nobody reads.
 
-    __slots__ = ("conn", "dialect", "_raw", "_errors", "sync_seq")
+    On PostgreSQL what is sent waits in a queue and goes out with the next statement that is
+    run (or at ``flush``), all in one round trip (psycopg's pipeline mode): a message's
+    inserts (message, search entry, outbox event, deliveries) cost no round trip of their own.
+    Anything else executed on the connection (the ORM, Core) sends the queue first
+    (``_send_queued_first``), so statements always reach the database in the order given, and
+    an error in a queued statement is raised by the ``run`` or ``flush`` that sent it. SQLite,
+    in process, executes at once.
+
+    Facts read once per transaction: the enabled webhook endpoints of a workspace
+    (``enabled_endpoints``) and an API token (``token_by_hash``). A write that goes through
+    the ORM or Core (which could change them: a new endpoint, a revoked token) drops them.
+    """
+
+    __slots__ = ("conn", "dialect", "_raw", "_errors", "sync_seq", "_queued", "_pipelines", "facts")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -240,9 +256,15 @@ class Db:
         self._raw: Any = conn.connection.dbapi_connection
         self._errors: type[Exception] = conn.dialect.loaded_dbapi.Error
         self.sync_seq: int | None = None  # this transaction's change order, once taken
+        self._queued: list[tuple[str, Sequence[Any]]] = []
+        self._pipelines = not self.dialect.sqlite
+        self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
+        conn.info["bc_db"] = self
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         sql = self.dialect.sql(statement)
+        if self._queued:
+            return self._send_queue(sql, params)
         cur = self._raw.cursor()
         try:
             cur.execute(sql, params)
@@ -254,19 +276,66 @@ class Db:
         finally:
             cur.close()
 
+    def send(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """Execute a statement whose result is not needed: queued on PostgreSQL (see the class)."""
+        if self._pipelines:
+            self._queued.append((self.dialect.sql(statement), params))
+        else:
+            self.run(statement, params)
+
+    def flush(self) -> None:
+        """Send what is queued and wait for it: raises the first error among it."""
+        if self._queued:
+            self._send_queue(None, ())
+
+    def discard(self) -> None:
+        """Forget what is queued (the transaction is being rolled back)."""
+        self._queued.clear()
+
+    def _send_queue(self, sql: str | None, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        queued, self._queued = self._queued, []
+        if sql is not None:
+            queued.append((sql, params))
+        cursors = []
+        try:
+            with self._raw.pipeline() as pipeline:
+                for q, p in queued:
+                    cur = self._raw.cursor()
+                    cursors.append(cur)
+                    cur.execute(q, p)
+                pipeline.sync()
+                last = cursors[-1]
+                return list(last.fetchall()) if sql is not None and last.description is not None else []
+        except self._errors as exc:
+            q, p = queued[min(len(cursors), len(queued)) - 1]
+            raise DBAPIError.instance(q, p, exc, self._errors) from exc
+        finally:
+            for cur in cursors:
+                cur.close()
+
     def savepoint(self) -> None:
-        self.run("SAVEPOINT bc_write")
+        self.send("SAVEPOINT bc_write")
 
     def release(self) -> None:
-        self.run("RELEASE SAVEPOINT bc_write")
+        self.send("RELEASE SAVEPOINT bc_write")
 
     def rollback_to_savepoint(self) -> None:
+        # What the failed write queued goes out too (with its SAVEPOINT, maybe still queued),
+        # to be undone with it; an error in it is the one the write already failed with.
+        with contextlib.suppress(DBAPIError):
+            self.flush()
         self.run("ROLLBACK TO SAVEPOINT bc_write")
-        self.run("RELEASE SAVEPOINT bc_write")
-        # A clock bump made inside the savepoint is undone with it: take it again if needed.
+        self.send("RELEASE SAVEPOINT bc_write")
+        # A clock bump made inside the savepoint is undone with it: take it again if needed,
+        # and what was read inside it may be undone too.
         self.sync_seq = None
+        self.facts.clear()
 
     def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._pipelines:
+            for row in rows:
+                self.send(statement, row)
+            return
         sql = self.dialect.sql(statement)
         cur = self._raw.cursor()
         try:
@@ -275,6 +344,29 @@ class Db:
             raise DBAPIError.instance(sql, list(rows), exc, self._errors) from exc
         finally:
             cur.close()
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _send_queued_first(conn: Connection, *_: Any) -> None:
+    """Whatever runs on a connection through SQLAlchemy comes after what ``Db.send`` queued."""
+    h = conn.info.get("bc_db")  # kept with the DB-API connection: only this checkout's counts
+    if h is not None and h._queued and h.conn is conn:
+        h.flush()
+
+
+@event.listens_for(OrmSession, "after_flush")
+def _orm_wrote(session: OrmSession, _context: Any) -> None:
+    h = session.info.get("bc_db")
+    if h is not None:
+        h.facts.clear()
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _orm_executes(state: Any) -> None:
+    if not state.is_select:
+        h = state.session.info.get("bc_db")
+        if h is not None:
+            h.facts.clear()
 
 
 def db(s: Session | Db) -> Db:
@@ -360,7 +452,7 @@ def conversation_seq(s: Session | Db, conversation_id: str) -> int | None:
 
 
 def insert_conversation(h: Db, c: ConversationRow) -> None:
-    h.run(CONVERSATION.insert, CONVERSATION.params_of(h.dialect, c))
+    h.send(CONVERSATION.insert, CONVERSATION.params_of(h.dialect, c))
 
 
 def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) -> None:
@@ -375,7 +467,7 @@ def update_conversation(h: Db, conversation_id: str, changes: dict[str, Any]) ->
         for n in names
     ]
     sets = ", ".join(f"{n} = ?j" if n in CONVERSATION.json else f"{n} = ?" for n in names)
-    h.run(f"UPDATE conversation SET {sets} WHERE id = ?", (*values, conversation_id))
+    h.send(f"UPDATE conversation SET {sets} WHERE id = ?", (*values, conversation_id))
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -458,7 +550,7 @@ def message_conversation_id(h: Db, message_id: str) -> str | None:
 
 
 def insert_message(h: Db, m: MessageRow) -> None:
-    h.run(MESSAGE.insert, MESSAGE.params_of(h.dialect, m))
+    h.send(MESSAGE.insert, MESSAGE.params_of(h.dialect, m))
 
 
 # --- agents and users --------------------------------------------------------------------------
@@ -484,17 +576,23 @@ def user_workspace(h: Db, user_id: str) -> str | None:
 
 def insert_event(h: Db, event_id: str, workspace_id: str, type_: str, payload: dict[str, Any], at: datetime) -> None:
     values = {"id": event_id, "workspace_id": workspace_id, "type": type_, "payload": payload, "created_at": at}
-    h.run(EVENT.insert, EVENT.params(h.dialect, [values[n] for n in EVENT.names]))
+    h.send(EVENT.insert, EVENT.params(h.dialect, [values[n] for n in EVENT.names]))
 
 
 def enabled_endpoints(h: Db, workspace_id: str) -> list[tuple[str, list[str]]]:
-    """``(id, event types)`` of the workspace's enabled webhook endpoints."""
-    d = h.dialect
-    found = h.run(
-        f"SELECT {ENDPOINT_EVENTS.columns} FROM webhook_endpoint WHERE workspace_id = ? AND enabled = ?",
-        (workspace_id, True),
-    )
-    return [(r[0], d.json_out(r[1])) for r in found]
+    """``(id, event types)`` of the workspace's enabled webhook endpoints, read once per
+    transaction (``Db.facts``): an endpoint created or disabled on any instance counts from the
+    next transaction on, in this one from the next write after the one that changed it."""
+    key = ("endpoints", workspace_id)
+    known = h.facts.get(key)
+    if known is None:
+        d = h.dialect
+        found = h.run(
+            f"SELECT {ENDPOINT_EVENTS.columns} FROM webhook_endpoint WHERE workspace_id = ? AND enabled = ?",
+            (workspace_id, True),
+        )
+        known = h.facts[key] = [(r[0], d.json_out(r[1])) for r in found]
+    return known  # type: ignore[no-any-return]
 
 
 def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpoint_ids: list[str],
@@ -513,9 +611,12 @@ def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpo
 
 
 def token_by_hash(h: Db, token_hash: str) -> tuple[str, str, list[str], bool] | None:
-    """``(id, workspace_id, scopes, revoked)`` of the token with this hash."""
+    """``(id, workspace_id, scopes, revoked)`` of the token with this hash, read once per
+    transaction (``Db.facts``; a revocation is an ORM write, which drops it)."""
+    key = ("token", token_hash)
+    if key in h.facts:
+        return h.facts[key]  # type: ignore[no-any-return]
     found = h.run(f"SELECT {TOKEN.columns} FROM api_token WHERE token_hash = ?", (token_hash,))
-    if not found:
-        return None
-    r = found[0]
-    return r[0], r[1], h.dialect.json_out(r[2]), r[3] is not None
+    r = found[0] if found else None
+    token = h.facts[key] = None if r is None else (r[0], r[1], h.dialect.json_out(r[2]), r[3] is not None)
+    return token

@@ -151,7 +151,7 @@ def create_endpoint(tx: Tx, workspace_id: str, body: WebhookEndpointIn) -> Webho
     )
     s.add(endpoint)
     s.flush()
-    tx._endpoints.pop(workspace_id, None)  # later emits in this transaction see it
+    tx.endpoints_changed()  # later emits in this transaction see it
     return endpoint
 
 
@@ -175,7 +175,7 @@ def update_endpoint(
         disable_endpoint(tx.session, endpoint, "disabled by an admin")
     endpoint.updated_at = utcnow()
     tx.session.add(endpoint)
-    tx._endpoints.pop(workspace_id, None)
+    tx.endpoints_changed()
     return endpoint
 
 
@@ -212,7 +212,7 @@ def delete_endpoint(tx: Tx, workspace_id: str, endpoint_id: str) -> None:
     s.execute(delete(WebhookAttempt).where(col(WebhookAttempt.endpoint_id) == endpoint.id))
     s.execute(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint.id))
     s.delete(endpoint)
-    tx._endpoints.pop(workspace_id, None)
+    tx.endpoints_changed()
 
 
 def rotate_secret(

@@ -151,7 +151,9 @@ def test_a_restarted_batch_announces_and_remembers_only_what_committed(tmp_path:
         )
     )
     assert isinstance(results[1], IntegrityError)
-    assert runs == ["first", "first", "third"]  # the batch started again after the failed flush
+    # Run without savepoints first, then again the careful way (which stops at the failed
+    # flush), then once more without the failed write.
+    assert runs == ["first", "first", "first", "third"]
     assert announced(published) == ["first", "third"]
     assert committed == ["first", "third"]
     assert users(runner) == ["first", "owner", "third"]
@@ -289,3 +291,63 @@ def test_a_write_that_loses_a_deadlock_is_run_again_not_failed(postgres_database
         for runner in runners:
             runner.engine.dispose()
             runner.read_engine.dispose()
+
+
+# -- queued statements (``Db.send``): PostgreSQL sends them with the next one, in one round trip
+
+
+def send_user(tx: Tx, external_id: str, user_id: str | None = None) -> str:
+    """A write whose insert is queued (``Db.send``), not executed at once, on PostgreSQL."""
+    now = tx.db.dialect.ts(utcnow())
+    uid = user_id or new_id("usr")
+    tx.db.send(
+        'INSERT INTO "user" (id, workspace_id, external_id, properties, created_at, updated_at, sync_seq)'
+        " VALUES (?, 'wsp_1', ?, ?j, ?, ?, 0)",
+        (uid, external_id, "{}", now, now),
+    )
+    tx.publish({"type": "test.user", "workspace_id": "wsp_1", "data": {"external_id": external_id}})
+    return uid
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Runner:
+    if request.param == "sqlite":
+        return make_runner(tmp_path)
+    from app.store.migrate import upgrade
+
+    url = request.getfixturevalue("postgres_database")
+    settings = Settings(env="test", database_url=url)
+    upgrade(settings)
+    runner = Runner(make_engine(settings), make_engine(settings), MemoryBroker())
+    with runner.engine.begin() as c:
+        c.execute(
+            Workspace.metadata.tables["workspace"]
+            .insert()
+            .values(id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=utcnow())
+        )
+    return runner
+
+
+def test_a_queued_statement_that_fails_fails_its_own_write_only(any_runner: Runner) -> None:
+    """The failing insert is still queued when its write returns (on PostgreSQL): the batch
+    finds out whose it was, and the writes around it are stored once each."""
+    runner = any_runner
+    broker, published = recording_broker()
+    runner.broker = broker
+    taken = asyncio.run(runner.write(send_user, "owner"))
+    published.clear()
+    results = asyncio.run(
+        in_one_batch(runner, (send_user, "first"), (send_user, "again", taken), (send_user, "third"))
+    )
+    assert isinstance(results[1], IntegrityError), results
+    assert isinstance(results[0], str) and isinstance(results[2], str)
+    assert users(runner) == ["first", "owner", "third"]
+    assert announced(published) == ["first", "third"]
+    # Then an ORM read in a write sees what an earlier write of its batch queued.
+    seen = asyncio.run(in_one_batch(runner, (send_user, "fourth"), (users_seen_in_a_write,)))
+    assert seen[1] == 4
+    assert announced(published) == ["first", "third", "fourth"]
+
+
+def users_seen_in_a_write(tx: Tx) -> int:
+    return int(tx.session.execute(select(func.count()).select_from(User.__table__)).scalar_one())  # type: ignore[arg-type]
