@@ -125,7 +125,22 @@
     var listGen = 0;
     var headerGen = 0;
 
-    function scrollToEnd() { if (transcript) transcript.scrollTop = transcript.scrollHeight; }
+    // Opening a conversation shows its newest message, and keeps showing it while images,
+    // videos and new messages arrive, until the agent scrolls up to read (then nothing moves).
+    var pinned = true;
+    function scrollToEnd() { if (transcript) { transcript.scrollTop = transcript.scrollHeight; pinned = true; } }
+    if (transcript) {
+      transcript.addEventListener("scroll", function () {
+        pinned = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80;
+      }, { passive: true });
+      var follow = function () { if (pinned) transcript.scrollTop = transcript.scrollHeight; };
+      // load and loadedmetadata do not bubble: listen in the capture phase.
+      transcript.addEventListener("load", follow, true);
+      transcript.addEventListener("loadedmetadata", follow, true);
+      transcript.addEventListener("error", follow, true);
+      if (window.ResizeObserver) new ResizeObserver(follow).observe(transcript);
+      window.addEventListener("load", follow);
+    }
     scrollToEnd();
 
     function get(url) {
@@ -155,6 +170,8 @@
       clearTimeout(listTimer);
       if (loadingMore) { refreshAfterMore = true; return; }
       listTimer = setTimeout(function () {
+        // A "Load more" that began meanwhile goes first (its rows would be dropped otherwise).
+        if (loadingMore) { refreshAfterMore = true; return; }
         // As many rows as the list shows ("Load more" included), for the current search.
         var count = $all(".conv-list > li", list).length;
         var params = listParams();
@@ -229,7 +246,7 @@
     function fetchMessages() {
       if (!current || !transcript) return;
       if (fetchingMessages) { refetchAgain = true; return; }
-      var nearEnd = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 120;
+      var nearEnd = pinned || transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 120;
       fetchingMessages = get("/console/inbox/" + encodeURIComponent(current) + "/messages?after=" + lastSeq).then(function (html) {
         var box = document.createElement("div");
         box.innerHTML = html;
@@ -244,31 +261,111 @@
       });
     }
 
-    // A web view opening or closing annotates a message already shown: re-render them all.
+    // A web view opening or closing annotates a message already shown, and an assignment,
+    // hand-over or resolve adds a line between messages: re-render them all, then catch up
+    // on anything newer than this answer (the store is the truth).
+    var reloadGen = 0;
     function reloadTranscript() {
       if (!current || !transcript) return;
+      var gen = ++reloadGen;
+      var wasPinned = pinned;
       get("/console/inbox/" + encodeURIComponent(current) + "/messages?after=0").then(function (html) {
+        if (gen !== reloadGen) return;
         var box = document.createElement("div");
         box.innerHTML = html;
-        var items = $all("[data-seq]", box);
+        var items = $all("[data-seq], [data-line]", box);
         if (!items.length) return;
-        $all("[data-seq]", transcript).forEach(function (el) { el.remove(); });
+        var top = transcript.scrollTop;
+        $all("[data-seq], [data-line]", transcript).forEach(function (el) { el.remove(); });
         items.forEach(function (el) { transcript.appendChild(el); });
-        lastSeq = Math.max(lastSeq, parseInt(items[items.length - 1].getAttribute("data-seq"), 10));
-        scrollToEnd();
+        var seqs = $all("[data-seq]", transcript);
+        if (seqs.length) lastSeq = parseInt(seqs[seqs.length - 1].getAttribute("data-seq"), 10);
+        if (wasPinned) scrollToEnd(); else transcript.scrollTop = top;
+        fetchMessages();
       }).catch(function () {});
     }
 
-    function refreshHeader() {
-      if (!current) return;
+    // The header re-rendered; focus stays on the same control (by id or label) where it is
+    // still there ("Resolve" becomes "Reopen": focus goes to it).
+    function focusKey(el) { return el.id || el.textContent.trim(); }
+    function refreshHeader(keep) {
+      if (!current) return Promise.resolve();
       var gen = ++headerGen;
-      get("/console/inbox/" + encodeURIComponent(current) + "/header?view=" + encodeURIComponent(view)).then(function (html) {
+      return get("/console/inbox/" + encodeURIComponent(current) + "/header?view=" + encodeURIComponent(view)).then(function (html) {
         if (gen !== headerGen) return;
         var header = $("#conversation-header");
-        var focused = document.activeElement && header.contains(document.activeElement);
+        var active = document.activeElement;
+        var focused = !!keep || (active && header.contains(active));
+        var key = keep || (focused ? focusKey(active) : null);
         header.innerHTML = html;
-        if (focused) { var first = $("button, select", header); if (first) first.focus(); }
+        if (focused) {
+          var same = key && ($("#" + key, header) || $all("button", header).filter(function (b) { return b.textContent.trim() === key; })[0]);
+          var swap = { "Resolve": "Reopen", "Reopen": "Resolve", "Assign to me": "Assign" };
+          if (!same && swap[key]) same = $all("button", header).filter(function (b) { return b.textContent.trim() === swap[key]; })[0];
+          var target = same || $("button, select", header);
+          if (target) target.focus();
+        }
       }).catch(function () {});
+    }
+
+    // Assign, Assign to me, Return to bot, Resolve, Reopen: in place, no reload, so the
+    // draft reply stays. "Resolve and next" opens the next conversation the server names.
+    var notice = $("#thread-notice");
+    var noticeTimer = null;
+    function say(text, bad) {
+      if (!notice) return;
+      clearTimeout(noticeTimer);
+      notice.textContent = text || "";
+      notice.classList.toggle("is-error", !!bad);
+      var head = $("#conversation-header");
+      if (head) notice.style.top = head.offsetHeight + "px"; // just under the header, over the transcript
+      noticeTimer = setTimeout(function () { notice.textContent = ""; }, 5000);
+    }
+    var header = $("#conversation-header");
+    if (header) {
+      header.addEventListener("submit", function (e) {
+        var form = e.target;
+        e.preventDefault();
+        // Where focus goes back to once the header is redrawn (the button is disabled meanwhile).
+        var keep = e.submitter ? focusKey(e.submitter) : (header.contains(document.activeElement) ? focusKey(document.activeElement) : null);
+        var data = new FormData(form);
+        if (e.submitter && e.submitter.name) data.append(e.submitter.name, e.submitter.value);
+        var buttons = $all("button", form);
+        buttons.forEach(function (b) { b.disabled = true; });
+        fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+          .then(function (r) {
+            if (r.status === 401) { window.location.reload(); return null; }
+            return r.json().catch(function () { return { notice: "That did not work. Try again.", ok: false }; });
+          })
+          .then(function (body) {
+            if (!body) return;
+            if (body.next) { window.location.assign(body.next); return; }
+            say(body.notice, body.ok === false);
+            return refreshHeader(keep).then(function () { refreshList(0); reloadTranscript(); });
+          })
+          .catch(function () { say("You seem to be offline. Nothing was changed.", true); })
+          .then(function () { buttons.forEach(function (b) { if (b.isConnected) b.disabled = false; }); });
+      });
+      // "Resolve ▾": Escape or a click elsewhere closes its menu.
+      document.addEventListener("keydown", function (e) {
+        var open = e.key === "Escape" && $(".more-actions[open]", header);
+        if (open) { open.open = false; $("summary", open).focus(); }
+      });
+      document.addEventListener("click", function (e) {
+        $all(".more-actions[open]", header).forEach(function (d) { if (!d.contains(e.target)) d.open = false; });
+      });
+      // Assign on pick: choosing someone from the open list assigns at once. Arrow keys on
+      // the closed list only move the choice (Chromium fires "change" for each); "Assign" then.
+      var keyed = false;
+      header.addEventListener("keydown", function (e) {
+        if (e.target.id === "assignee") keyed = /^(Arrow|Home|End|Page)/.test(e.key) || e.key.length === 1;
+      });
+      header.addEventListener("mousedown", function (e) { if (e.target.id === "assignee") keyed = false; });
+      header.addEventListener("change", function (e) {
+        if (e.target.id !== "assignee") return;
+        if (keyed) { keyed = false; return; }
+        e.target.form.requestSubmit();
+      });
     }
 
     function showTyping(actor, on) {
@@ -303,6 +400,7 @@
         showTyping(ev.actor, ev.on);
       } else if (ev.type.indexOf("conversation.") === 0 && ev.type !== "conversation.read") {
         refreshHeader();
+        reloadTranscript(); // the line it adds ("Assigned to …", "Resolved")
       } else if (ev.type === "webview.opened" || ev.type === "webview.closed") {
         reloadTranscript();
       }
@@ -347,6 +445,13 @@
       var files = setupAttachments(form, box, error);
       var canned = setupCanned(form, box);
       box.required = false; // a reply may be files alone; the submit handler says what is missing
+      // The draft reply survives leaving the conversation and coming back (this tab only).
+      var draftKey = "bc-draft:" + current;
+      var saveDraft = function () {
+        try { if (box.value) window.sessionStorage.setItem(draftKey, box.value); else window.sessionStorage.removeItem(draftKey); } catch (err) { /* private mode */ }
+      };
+      try { if (!box.value) box.value = window.sessionStorage.getItem(draftKey) || ""; } catch (err) { /* private mode */ }
+      box.addEventListener("input", saveDraft);
       box.addEventListener("input", function () {
         if (error) error.textContent = "";
         box.removeAttribute("aria-invalid");
@@ -383,6 +488,7 @@
               return;
             }
             box.value = "";
+            saveDraft();
             files.clear();
             // A fresh id for the next reply; a retry of this one would have reused it.
             $("input[name=client_message_id]", form).value = "console-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, text
 from sqlmodel import Session, col, select
 
 from app import conversations, people
+from app.console import timeline
 from app.store import search
 from app.store import sql as rows
 from app.store.dialect import dialect_of
@@ -165,6 +166,16 @@ class Transcript:
     chosen: dict[str, str] = field(default_factory=dict)  # message id -> payload the customer picked
     # message id -> the times its web views were opened (and how they closed); never their data
     webviews: dict[str, list[WebviewOpening]] = field(default_factory=dict)
+    # assignments, hand-overs, resolves and reopens, and "<name> joined" (app/console/timeline.py)
+    lines: list[timeline.Line] = field(default_factory=list)
+    joins: dict[str, timeline.Line] = field(default_factory=dict)
+    # system rows that repeat what a web view's own line says ("Web view closed")
+    folded: set[str] = field(default_factory=set)
+
+    @property
+    def items(self) -> list[Message | timeline.Line]:
+        """The messages with the lines between them, in the order they happened."""
+        return timeline.merge(self.messages, self.lines, self.joins)
 
     @property
     def humans(self) -> list[Agent]:
@@ -179,8 +190,11 @@ class Transcript:
         return self.messages[-1].seq if self.messages else 0
 
 
-def load_transcript(s: Session, workspace_id: str, conversation_id: str, after: int = 0) -> Transcript:
-    """The conversation (404 outside this workspace) and its messages after ``after``."""
+def load_transcript(
+    s: Session, workspace_id: str, conversation_id: str, after: int = 0, *, lines: bool | None = None
+) -> Transcript:
+    """The conversation (404 outside this workspace) and its messages after ``after``; with
+    ``lines`` (the default for a whole transcript, ``after=0``) the event lines between them."""
     conv = conversations.get_conversation(s, workspace_id, conversation_id)
     user = people.get_user(s, workspace_id, conv.user_id)
     query = select(Message).where(Message.conversation_id == conv.id, col(Message.seq) > after)
@@ -203,9 +217,32 @@ def load_transcript(s: Session, workspace_id: str, conversation_id: str, after: 
         )
         for opening in openings:
             webviews.setdefault(opening.message_id, []).append(opening)
-    return Transcript(
-        conv, user, customer_name(user), agents_by_id(s, workspace_id), messages, chosen, webviews
-    )
+    agents = agents_by_id(s, workspace_id)
+    transcript = Transcript(conv, user, customer_name(user), agents, messages, chosen, webviews)
+    if not messages:
+        return transcript
+    first = messages[0]
+    system = [m for m in messages if m.actor_type == "system"]
+    if system:
+        closed = s.exec(
+            select(WebviewOpening.closed_at).where(
+                WebviewOpening.conversation_id == conv.id,
+                col(WebviewOpening.closed_at) >= first.created_at - timedelta(seconds=2),
+            )
+        )
+        transcript.folded = timeline.closes_of([c for c in closed if c is not None], system)
+    spoke_before: set[str] = set()
+    if first.seq > 1:
+        earlier = select(Message.actor_id).where(
+            Message.conversation_id == conv.id, Message.actor_type == "agent", col(Message.seq) < first.seq,
+            Message.private == False,  # noqa: E712 (SQL)
+        ).distinct()
+        spoke_before = {a for a in s.exec(earlier) if a}
+    transcript.joins = timeline.joined(messages, agents, spoke_before)
+    if lines if lines is not None else after == 0:
+        since = first.created_at if first.seq > 1 else conv.created_at
+        transcript.lines = timeline.event_lines(s, workspace_id, conv.id, since, agents)
+    return transcript
 
 
 def actor_label(message: Message, transcript: Transcript, me_agent_id: str | None) -> dict[str, Any]:

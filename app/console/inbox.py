@@ -213,8 +213,12 @@ async def reply(ctx: Ctx) -> Response:
     return redirect(ctx, _url(conversation_id, _view(ctx)))
 
 
-async def _patch(ctx: Ctx, fields: dict[str, Any], notice: str) -> Response:
+async def _patch(ctx: Ctx, fields: dict[str, Any], notice: str, then: str | None = None) -> Response:
+    """The API's ``PATCH`` of the conversation; then back to it (or to ``then``, a console
+    path). With console.js (``X-Requested-With: fetch``) the answer is ``{notice, ok, next}``
+    and the page changes in place: no reload, so a draft reply stays where it is."""
     conversation_id = ctx.request.path_params["conversation_id"]
+    ok = True
     try:
         # Validated before the write is queued (a posted id can be any length); whether the
         # agent exists is the write's to say.
@@ -223,12 +227,13 @@ async def _patch(ctx: Ctx, fields: dict[str, Any], notice: str) -> Response:
             conversations.update_conversation, ctx.workspace_id, conversation_id, patch, partition=conversation_id
         )
     except ValidationError as exc:
-        notice = errors.from_validation_error(exc).message
+        notice, ok, then = errors.from_validation_error(exc).message, False, None
     except errors.Unprocessable as exc:
-        notice = exc.message
+        said = [str(d.get("message", "")) for d in (exc.details or []) if isinstance(d, dict)]
+        notice, ok, then = (said[0][:1].upper() + said[0][1:] + ".") if said and said[0] else exc.message, False, None
     if _wants_json(ctx):
-        return JSONResponse({"notice": notice})
-    return redirect(ctx, _url(conversation_id, _view(ctx)), notice)
+        return JSONResponse({"notice": notice, "ok": ok, "next": then}, status_code=200 if ok else 422)
+    return redirect(ctx, then or _url(conversation_id, _view(ctx)), notice)
 
 
 @console_page()
@@ -239,11 +244,26 @@ async def assign(ctx: Ctx) -> Response:
     return await _patch(ctx, {"assignee_id": assignee}, notice)
 
 
+async def _next_after(ctx: Ctx, conversation_id: str, view: str) -> str:
+    """Where "Resolve and next" goes: the conversation below this one in the list (above it,
+    at the end of the list), or the list itself when no other is left."""
+    listing = await _listing(ctx, view)
+    ids = [r.conversation.id for r in listing.rows]
+    if conversation_id in ids:
+        i = ids.index(conversation_id)
+        ids = ids[i + 1:] + ids[:i][::-1]
+    others = [i for i in ids if i != conversation_id]
+    return _url(others[0] if others else None, view)
+
+
 @console_page()
 async def set_status(ctx: Ctx) -> Response:
     resolve = ctx.field("status") == "resolved"
     notice = "Conversation resolved." if resolve else "Conversation reopened."
-    return await _patch(ctx, {"status": "resolved" if resolve else "open"}, notice)
+    then = None
+    if resolve and ctx.field("then") == "next":  # "Resolve and next"
+        then = await _next_after(ctx, ctx.request.path_params["conversation_id"], _view(ctx))
+    return await _patch(ctx, {"status": "resolved" if resolve else "open"}, notice, then)
 
 
 @console_page()

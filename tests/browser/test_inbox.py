@@ -1,0 +1,173 @@
+"""The Inbox as an agent works it (issue 23): the newest message in view, assign and resolve in
+place, the lines between messages, at desktop, tablet and phone sizes, checked with axe."""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+import zlib
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.browser.accessibility import Audit
+from tests.browser.conftest import screenshot
+from tests.browser.test_console import log_in
+from tests.conftest import LiveServer, Tenant
+from tests.console.support import make_console_user
+
+PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 768, "height": 1024}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def png(width: int, height: int) -> bytes:
+    """A plain PNG of this size (a picture whose height the page cannot know before it loads)."""
+    row = b"\x00" + b"\x9a\xb8\xff" * width
+    raw = zlib.compress(row * height)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def customer(api: httpx.Client, name: str, texts: list[str], **user: Any) -> str:
+    made = api.post("/api/v1/users", json={"name": name, **user}).json()
+    r = api.post("/api/v1/conversations", json={"user_id": made["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": t}}]} for t in texts]})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def no_sideways_scroll(page: Any) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"the page scrolls sideways: {width}px wide"
+
+
+def test_opening_a_conversation_shows_the_newest_message_after_images_load(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    conv = customer(api, "Ivy Images", [f"Message number {i}" for i in range(30)])
+    # The bot's last answers carry pictures that arrive late and are tall.
+    for i in range(3):
+        api.post(f"/api/v1/conversations/{conv}/messages", json={"actor": {"type": "bot"}, "message_parts": [
+            {"text": {"content": f"Here is picture {i}"}}, {"image": {"url": f"https://images.example/{i}.png", "alt": f"Picture {i}"}}]})
+    api.post(f"/api/v1/conversations/{conv}/messages", json={
+        "actor": {"type": "user"}, "message_parts": [{"text": {"content": "The very last message"}}]})
+    picture = png(240, 240)
+
+    def slow_picture(route: Any) -> None:
+        time.sleep(0.3)
+        route.fulfill(status=200, content_type="image/png", body=picture)
+
+    page.route("https://images.example/**", slow_picture)
+    page.goto(f"{server.url}/console/inbox/{conv}")
+    log = page.get_by_role("log")
+    expect(log.get_by_role("img", name="Picture 2")).to_be_visible()
+    page.wait_for_function("() => [...document.querySelectorAll('#transcript img')].every(i => i.complete)")
+    expect(log.get_by_text("The very last message")).to_be_in_viewport()
+    screenshot(page, "inbox-newest-message")
+    # An agent reading up is left where they are when a message arrives.
+    page.evaluate("document.getElementById('transcript').scrollTop = 0")
+    expect(log.get_by_text("Message number 0", exact=True)).to_be_in_viewport()
+    api.post(f"/api/v1/conversations/{conv}/messages", json={
+        "actor": {"type": "user"}, "message_parts": [{"text": {"content": "A newer one"}}]})
+    expect(log.get_by_text("A newer one")).to_have_count(1)
+    expect(log.get_by_text("Message number 0", exact=True)).to_be_in_viewport()
+
+
+def test_assign_and_resolve_in_place_keep_the_draft(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    api.post("/api/v1/agents", json={"name": "Sam Rivera", "kind": "human"})
+    older = customer(api, "Olga Older", ["My card is blocked"])
+    conv = customer(api, "Bea Customer", ["I lost my card", "Please block it"])
+    page.goto(f"{server.url}/console/inbox/{conv}")
+    expect(page.locator("#live-status")).to_have_text("Live")
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
+    reply = page.get_by_role("textbox", name="Reply")
+    reply.fill("Half-written answer")
+    audit = Audit()
+
+    # Assign on pick: choosing a teammate assigns at once, in place.
+    page.locator("#conversation-header").get_by_label("Assignee").select_option(label="Sam Rivera")
+    expect(page.locator("#assignee-label")).to_have_text("Assigned to Sam Rivera")
+    log = page.get_by_role("log")
+    expect(log.get_by_text("Assigned to Sam Rivera")).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="Conversation assigned.")).to_be_visible()
+    expect(reply).to_have_value("Half-written answer")
+    assert page.evaluate("window.__sameDocument") is True
+    audit.check(page, "Inbox, assigned in place")
+    screenshot(page, "inbox-assigned-in-place")
+
+    # Arrow keys on the closed list only move the choice; "Assign" then assigns.
+    select = page.locator("#conversation-header").get_by_label("Assignee")
+    select.focus()
+    page.keyboard.press("ArrowUp")
+    page.wait_for_timeout(300)  # nothing should happen: give a wrong request the time to land
+    expect(page.locator("#assignee-label")).to_have_text("Assigned to Sam Rivera")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Assign", exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#assignee-label")).not_to_have_text("Assigned to Sam Rivera")
+
+    # Resolve in place: the header says so, the transcript has the line, the draft stays.
+    page.get_by_role("button", name="Resolve", exact=True).click()
+    expect(page.get_by_role("button", name="Reopen")).to_be_focused()
+    expect(log.get_by_text("Resolved", exact=True)).to_be_visible()
+    expect(reply).to_have_value("Half-written answer")
+    assert page.evaluate("window.__sameDocument") is True
+    assert api.get(f"/api/v1/conversations/{conv}").json()["status"] == "resolved"
+    page.get_by_role("button", name="Reopen").click()
+    expect(log.get_by_text("Reopened", exact=True)).to_be_visible()
+
+    # "Resolve and next": on to the next conversation in the list; the draft waits here.
+    page.locator("#conversation-header summary").click()  # "Resolve ▾"
+    page.get_by_role("button", name="Resolve and next").click()
+    expect(page).to_have_url(re.compile(f"/console/inbox/{older}$"))
+    expect(page.get_by_role("heading", name="Olga Older")).to_be_visible()
+    assert api.get(f"/api/v1/conversations/{conv}").json()["status"] == "resolved"
+    page.goto(f"{server.url}/console/inbox/{conv}")
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("Half-written answer")
+    audit.check(page, "Inbox, resolved conversation")
+    audit.assert_clean()
+
+
+def test_the_inbox_at_tablet_and_phone_sizes(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    api.post("/api/v1/agents", json={"name": "Sam Rivera", "kind": "human"})
+    conv = customer(api, "Bea Customer", ["I lost my card yesterday and need it blocked urgently, please help"])
+    customer(api, "Carl Other", ["Where is my statement?"])
+    audit = Audit()
+    for name, size in (("tablet", TABLET), ("phone", PHONE), ("desktop", DESKTOP)):
+        page.set_viewport_size(size)
+        page.goto(f"{server.url}/console/inbox")
+        expect(page.get_by_role("link", name=re.compile("Bea Customer"))).to_be_visible()
+        no_sideways_scroll(page)
+        screenshot(page, f"inbox-list-{name}")
+        page.get_by_role("link", name=re.compile("Bea Customer")).click()
+        reply = page.get_by_role("textbox", name="Reply")
+        expect(reply).to_be_visible()
+        for button in ("Send reply", "Resolve", "Assign to me"):
+            expect(page.get_by_role("button", name=button, exact=True)).to_be_in_viewport()
+        expect(page.locator("#conversation-header summary")).to_be_in_viewport()
+        expect(page.get_by_role("log").get_by_text("I lost my card yesterday")).to_be_in_viewport()
+        no_sideways_scroll(page)
+        audit.check(page, f"Inbox conversation at {name} size")
+        screenshot(page, f"inbox-conversation-{name}")
+        if size is PHONE:
+            # On a phone: list, then the conversation alone, then back to the list.
+            expect(page.get_by_role("link", name=re.compile("Carl Other"))).to_be_hidden()
+            page.get_by_role("link", name="All conversations").click()
+            expect(page.get_by_role("link", name=re.compile("Carl Other"))).to_be_visible()
+            expect(page.get_by_role("textbox", name="Reply")).to_have_count(0)
+    assert conv
+    audit.assert_clean()
