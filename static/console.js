@@ -503,6 +503,214 @@
     }
   }
 
+  // --- Inbox: the customer panel's drawer (below 1360 px) ----------------------------------
+  // Without script "Customer details" is a link to the panel (CSS shows it as :target).
+  function setupCustomerPanel() {
+    var panel = $("#customer-panel");
+    if (!panel) return;
+    var opener = null;
+    function open(from) {
+      opener = from || null;
+      panel.classList.add("is-open");
+      $all("#customer-toggle").forEach(function (t) { t.setAttribute("aria-expanded", "true"); });
+      $("#customer-panel-title").focus();
+    }
+    function close() {
+      if (!panel.classList.contains("is-open") && window.location.hash !== "#customer-panel") return false;
+      panel.classList.remove("is-open");
+      if (window.location.hash === "#customer-panel") history.replaceState(null, "", window.location.pathname + window.location.search);
+      $all("#customer-toggle").forEach(function (t) { t.setAttribute("aria-expanded", "false"); });
+      var back = opener && opener.isConnected ? opener : $("#customer-toggle");
+      if (back) back.focus();
+      return true;
+    }
+    document.addEventListener("click", function (e) {
+      var toggle = e.target.closest && e.target.closest("#customer-toggle");
+      if (toggle) { e.preventDefault(); if (panel.classList.contains("is-open")) close(); else open(toggle); return; }
+      if (e.target.closest && e.target.closest("#customer-close")) { e.preventDefault(); close(); }
+    });
+    panel.addEventListener("keydown", function (e) { if (e.key === "Escape" && close()) e.stopPropagation(); });
+    $all("#customer-toggle").forEach(function (t) { t.setAttribute("aria-expanded", "false"); });
+    return { open: open, close: close };
+  }
+
+  // --- Inbox: keyboard shortcuts and the command menu (Ctrl/⌘ K) ---------------------------
+  // Single keys never act while the focus is in a field (typing stays typing), nor with
+  // Ctrl, Alt or ⌘ held (the browser's own shortcuts stay the browser's).
+  function typingIn(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
+  }
+
+  function setupShortcuts(panel) {
+    var inbox = $("#inbox");
+    if (!inbox) return;
+    var help = $("#shortcuts-dialog");
+    var menu = $("#command-menu");
+    var helpButton = $("#shortcuts-open");
+    if (!help || !menu || typeof help.showModal !== "function") return;
+    if (helpButton) helpButton.hidden = false;
+
+    function rows() { return $all("#conversation-list a.conv"); }
+    function step(by) {
+      var list = rows();
+      if (!list.length) return;
+      var at = list.findIndex(function (a) { return a.classList.contains("is-current"); });
+      var next = at < 0 ? list[by > 0 ? 0 : list.length - 1] : list[at + by];
+      if (next) window.location.assign(next.href);
+    }
+    function headerButton(text) {
+      return $all("#conversation-header button").filter(function (b) { return b.textContent.trim() === text; })[0];
+    }
+    function resolve(andNext) {
+      var button = andNext ? $("#conversation-header button[name=then][value=next]") : headerButton("Resolve");
+      if (button) button.form.requestSubmit(button);
+    }
+    function focusReply() { var box = $("#reply"); if (box) box.focus(); }
+    function focusAssignee() {
+      var select = $("#assignee");
+      if (!select) return;
+      select.focus();
+    }
+    function focusSearch() { var box = $("#inbox-search"); if (box) { box.focus(); box.select(); } }
+    function openHelp() { if (!help.open) { closeMenu(); help.showModal(); } }
+
+    $all("[data-close-dialog]", help).forEach(function (b) { b.addEventListener("click", function () { help.close(); }); });
+    if (helpButton) helpButton.addEventListener("click", openHelp);
+    var returnTo = null;
+    help.addEventListener("close", function () { if (returnTo && returnTo.isConnected) returnTo.focus(); });
+
+    // The command menu: a combobox over a listbox of what can be done here.
+    var input = $("#command-input", menu);
+    var list = $("#command-list", menu);
+    var commands = [], shown = [], active = 0;
+    function commandList() {
+      var out = [];
+      var add = function (label, run, hint) { out.push({ label: label, run: run, hint: hint || "" }); };
+      if ($("#reply")) add("Reply", focusReply, "r");
+      if (headerButton("Assign to me")) add("Assign to me", function () { headerButton("Assign to me").click(); });
+      var select = $("#assignee");
+      if (select) {
+        $all("option", select).forEach(function (o) {
+          if (o.selected) return;
+          var name = o.textContent.trim();
+          add(o.value ? "Assign to " + name : "Unassign", function () { select.value = o.value; select.form.requestSubmit(); });
+        });
+      }
+      if (headerButton("Resolve")) { add("Resolve", function () { resolve(false); }, "e"); add("Resolve and next", function () { resolve(true); }, "Shift e"); }
+      if (headerButton("Reopen")) add("Reopen", function () { headerButton("Reopen").click(); });
+      if (headerButton("Return to bot")) add("Return to bot", function () { headerButton("Return to bot").click(); });
+      if ($("#customer-toggle") && panel && getComputedStyle($("#customer-toggle")).display !== "none") add("Customer details", function () { panel.open(); });
+      add("Next conversation", function () { step(1); }, "j");
+      add("Previous conversation", function () { step(-1); }, "k");
+      add("Search conversations", focusSearch, "/");
+      $all(".tabs .tab").forEach(function (tab) { add("Show " + tab.textContent.trim() + " conversations", function () { window.location.assign(tab.href); }); });
+      rows().forEach(function (a) {
+        var name = $(".conv-name", a);
+        if (name && !a.classList.contains("is-current")) add("Open " + name.textContent.trim(), function () { window.location.assign(a.href); });
+      });
+      add("Keyboard shortcuts", function () { setTimeout(openHelp, 0); }, "?");
+      return out;
+    }
+    function highlight(i) {
+      active = i;
+      $all("[role=option]", list).forEach(function (li, n) { li.setAttribute("aria-selected", n === i ? "true" : "false"); });
+      var li = list.children[i];
+      if (li) { input.setAttribute("aria-activedescendant", li.id); li.scrollIntoView({ block: "nearest" }); } else input.removeAttribute("aria-activedescendant");
+    }
+    function filter() {
+      var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+      shown = commands.filter(function (c) {
+        var label = c.label.toLowerCase();
+        return words.every(function (w) { return label.indexOf(w) >= 0; });
+      });
+      list.textContent = "";
+      shown.forEach(function (c, i) {
+        var li = document.createElement("li");
+        li.id = "command-" + i;
+        li.setAttribute("role", "option");
+        li.textContent = c.label;
+        if (c.hint) {
+          var k = document.createElement("kbd");
+          k.textContent = c.hint;
+          k.setAttribute("aria-hidden", "true");
+          li.appendChild(k);
+        }
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); run(i); });
+        list.appendChild(li);
+      });
+      if (!shown.length) {
+        var none = document.createElement("li");
+        none.className = "command-none";
+        none.setAttribute("role", "option");
+        none.setAttribute("aria-disabled", "true");
+        none.id = "command-none";
+        none.textContent = "No command matches";
+        list.appendChild(none);
+      }
+      highlight(shown.length ? 0 : -1);
+    }
+    function run(i) {
+      var c = shown[i];
+      if (!c) return;
+      returnTo = null;
+      menu.close();
+      c.run();
+    }
+    function openMenu() {
+      if (menu.open) return;
+      if (help.open) help.close();
+      returnTo = document.activeElement;
+      commands = commandList();
+      input.value = "";
+      filter();
+      menu.showModal();
+      input.focus();
+    }
+    function closeMenu() { if (menu.open) menu.close(); }
+    menu.addEventListener("close", function () { if (returnTo && returnTo.isConnected) returnTo.focus(); returnTo = null; });
+    menu.addEventListener("click", function (e) { if (e.target === menu) menu.close(); }); // the backdrop
+    input.addEventListener("input", filter);
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown" && shown.length) { e.preventDefault(); highlight((active + 1) % shown.length); }
+      else if (e.key === "ArrowUp" && shown.length) { e.preventDefault(); highlight((active - 1 + shown.length) % shown.length); }
+      else if (e.key === "Home" && shown.length && e.ctrlKey) { e.preventDefault(); highlight(0); }
+      else if (e.key === "Enter") { e.preventDefault(); run(active); }
+    });
+
+    document.addEventListener("keydown", function (e) {
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && (e.key === "k" || e.key === "K")) {
+        e.preventDefault();
+        if (menu.open) menu.close(); else openMenu();
+        return;
+      }
+      if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+      if (help.open || menu.open) return;
+      var el = document.activeElement;
+      if (e.key === "Escape" && typingIn(el) && (el.id === "reply" || el.id === "inbox-search" || el.id === "assignee")) {
+        // Out of the box, so the single keys work; a second Escape does nothing more.
+        if (!$("#canned-list") || $("#canned-list").hidden) el.blur();
+        return;
+      }
+      if (typingIn(el)) return;
+      var actions = {
+        j: function () { step(1); },
+        k: function () { step(-1); },
+        r: focusReply,
+        e: function () { resolve(false); },
+        E: function () { resolve(true); },
+        a: focusAssignee,
+        "/": focusSearch,
+        "?": function () { returnTo = document.activeElement; openHelp(); },
+      };
+      var act = actions[e.key];
+      if (!act) return;
+      e.preventDefault();
+      act();
+    });
+  }
+
   // --- Inbox reply box: "/" opens a listbox of canned responses -------------------------
   // The Reply box is a combobox while it is open: arrows move, Enter or Tab chooses, Escape
   // closes; choosing replaces the "/word" with the response's text.
@@ -860,5 +1068,6 @@
     setupReveal();
     setupPreview();
     setupInbox();
+    setupShortcuts(setupCustomerPanel());
   });
 })();

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from app import conversations, errors, people
 from app.api.schemas import ActorIn, ConversationPatch, HandoverIn, MessageIn
 from app.console import conversations as convs
-from app.console import files
+from app.console import customer, files
 from app.console.auth import Ctx
 from app.console.pages import console_page
 from app.console.render import redirect, render, render_fragment
@@ -115,7 +115,12 @@ async def inbox(ctx: Ctx) -> Response:
 async def conversation(ctx: Ctx) -> Response:
     view = _view(ctx)
     conversation_id = ctx.request.path_params["conversation_id"]
-    transcript = await ctx.state.runner.read(convs.load_transcript, ctx.workspace_id, conversation_id)
+
+    def load(s: Session) -> tuple[convs.Transcript, customer.Panel]:
+        transcript = convs.load_transcript(s, ctx.workspace_id, conversation_id)
+        return transcript, customer.load_panel(s, transcript.user, transcript.conversation)
+
+    transcript, panel = await ctx.state.runner.read(load)
     if transcript.last_seq:
         # Reading the conversation is what marks it read for the team (and tells the widget).
         await ctx.state.runner.write(
@@ -125,7 +130,7 @@ async def conversation(ctx: Ctx) -> Response:
     listing = await _listing(ctx, view)
     return render(
         ctx.request, "inbox.html", ctx=ctx, view=view, views=convs.VIEWS, listing=listing, rows=listing.rows,
-        current=transcript.conversation.id, client_message_id=f"console-{secrets.token_urlsafe(12)}",
+        current=transcript.conversation.id, client_message_id=f"console-{secrets.token_urlsafe(12)}", panel=panel,
         **_transcript_values(ctx, transcript),
     )
 

@@ -171,3 +171,137 @@ def test_the_inbox_at_tablet_and_phone_sizes(
             expect(page.get_by_role("textbox", name="Reply")).to_have_count(0)
     assert conv
     audit.assert_clean()
+
+
+def test_keyboard_shortcuts_and_the_command_menu(
+    page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    log_in(page, server, make_console_user(server, tenant, name="Grace Hopper"))
+    api.post("/api/v1/agents", json={"name": "Sam Rivera", "kind": "human"})
+    first = customer(api, "Ann First", ["first question"])
+    second = customer(api, "Ben Second", ["second question"])  # newest: on top of the list
+    page.goto(f"{server.url}/console/inbox")
+    expect(page.locator("#live-status")).to_have_text("Live")
+    audit = Audit()
+
+    # j opens the first conversation of the list, j again the next one, k goes back.
+    page.keyboard.press("j")
+    expect(page).to_have_url(re.compile(f"/console/inbox/{second}$"))
+    reply = page.get_by_role("textbox", name="Reply")
+    expect(reply).to_be_focused()  # opening a conversation puts you in the reply box
+    # Typing in a field is typing: no shortcut fires.
+    page.keyboard.type("just kidding e j k")
+    expect(reply).to_have_value("just kidding e j k")
+    expect(page).to_have_url(re.compile(f"/console/inbox/{second}$"))
+    page.keyboard.press("Escape")  # out of the reply box: now the keys are shortcuts
+    expect(reply).not_to_be_focused()
+    page.keyboard.press("j")
+    expect(page).to_have_url(re.compile(f"/console/inbox/{first}$"))
+    page.keyboard.press("Escape")
+    page.keyboard.press("k")
+    expect(page).to_have_url(re.compile(f"/console/inbox/{second}$"))
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("just kidding e j k")  # the draft waited
+
+    # r, a, / go to the reply box, the assignee list and the search box.
+    page.keyboard.press("Escape")
+    page.keyboard.press("a")
+    expect(page.locator("#conversation-header").get_by_label("Assignee")).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("/")
+    expect(page.get_by_role("searchbox", name="Search conversations")).to_be_focused()
+    expect(page.get_by_role("searchbox", name="Search conversations")).to_have_value("")  # "/" was not typed
+    page.keyboard.press("Escape")
+    page.keyboard.press("r")
+    expect(page.get_by_role("textbox", name="Reply")).to_be_focused()
+    page.keyboard.press("Escape")
+
+    # ? lists the shortcuts in a dialog; Escape closes it.
+    page.keyboard.press("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Next / previous conversation")
+    audit.check(page, "Inbox, keyboard shortcuts dialog")
+    screenshot(page, "inbox-shortcuts")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    # e resolves, in place.
+    page.keyboard.press("e")
+    expect(page.get_by_role("button", name="Reopen")).to_be_visible()
+    assert api.get(f"/api/v1/conversations/{second}").json()["status"] == "resolved"
+
+    # Ctrl+K: the command menu, a combobox over a listbox; it works from inside the reply box too.
+    page.get_by_role("textbox", name="Reply").focus()
+    page.keyboard.press("Control+k")
+    menu = page.get_by_role("dialog", name="Command menu")
+    expect(menu).to_be_visible()
+    box = menu.get_by_role("combobox")
+    expect(box).to_be_focused()
+    expect(menu.get_by_role("option", name="Reopen")).to_be_visible()
+    box.fill("assign sam")
+    expect(menu.get_by_role("option")).to_have_count(1)
+    expect(menu.get_by_role("option", name="Assign to Sam Rivera")).to_have_attribute("aria-selected", "true")
+    audit.check(page, "Inbox, command menu")
+    screenshot(page, "inbox-command-menu")
+    page.keyboard.press("Enter")
+    expect(menu).to_be_hidden()
+    expect(page.locator("#assignee-label")).to_have_text("Assigned to Sam Rivera")
+    expect(page.get_by_role("textbox", name="Reply")).to_have_value("just kidding e j k")
+    # Opening another conversation by name, from the menu.
+    page.keyboard.press("Control+k")
+    box.fill("open ann")
+    box.press("ArrowDown")  # one match: stays on it
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"/console/inbox/{first}$"))
+    page.keyboard.press("Control+k")
+    box.fill("nothing like this")
+    expect(menu).to_contain_text("No command matches")
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    audit.assert_clean()
+
+
+def test_the_customer_panel(page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client) -> None:
+    log_in(page, server, make_console_user(server, tenant))
+    user = api.post("/api/v1/users", json={
+        "name": "Dana Details", "email": "dana@example.com", "external_id": "crm-42",
+        "properties": {"plan": "Gold", "cards": 2}}).json()
+    old = api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "My old question about fees"}}]}]}).json()
+    api.patch(f"/api/v1/conversations/{old['id']}", json={"status": "resolved"})
+    conv = api.post("/api/v1/conversations", json={"user_id": user["id"], "messages": [
+        {"actor": {"type": "user"}, "message_parts": [{"text": {"content": "A new question"}}]}]}).json()
+    api.patch(f"/api/v1/conversations/{conv['id']}", json={"tags": ["vip"], "properties": {"topic": "cards"}})
+    server.in_tx(lambda tx: __import__("app.mail.replies", fromlist=["x"]).record_presence(
+        tx, user["id"], "https://bank.example/help/cards"))
+    audit = Audit()
+    for name, size in (("wide", {"width": 1440, "height": 900}), ("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.goto(f"{server.url}/console/inbox/{conv['id']}")
+        panel = page.get_by_role("complementary", name="Customer")
+        if name == "wide":
+            expect(page.get_by_role("link", name="Customer details")).to_be_hidden()  # beside the conversation
+        else:
+            expect(panel).to_be_hidden()
+            page.get_by_role("link", name="Customer details").click()
+            expect(page.get_by_role("heading", name="Customer")).to_be_focused()
+        expect(panel).to_be_visible()
+        expect(panel).to_contain_text("Dana Details")
+        expect(panel.get_by_role("link", name="dana@example.com")).to_have_attribute("href", "mailto:dana@example.com")
+        expect(panel.get_by_role("link", name="https://bank.example/help/cards")).to_be_visible()
+        expect(panel).to_contain_text("crm-42")
+        expect(panel.get_by_role("link", name=re.compile("My old question about fees"))).to_have_attribute(
+            "href", f"/console/inbox/{old['id']}")
+        expect(panel).to_contain_text("Resolved")
+        expect(panel).to_contain_text("plan")
+        expect(panel).to_contain_text("Gold")
+        expect(panel).to_contain_text("vip")
+        expect(panel).to_contain_text("topic")
+        no_sideways_scroll(page)
+        audit.check(page, f"Inbox, customer panel ({name})")
+        screenshot(page, f"inbox-customer-{name}")
+        if name != "wide":
+            page.keyboard.press("Escape")
+            expect(panel).to_be_hidden()
+            expect(page.get_by_role("link", name="Customer details")).to_be_focused()
+    audit.assert_clean()
