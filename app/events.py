@@ -85,6 +85,7 @@ CONVERSATION_HANDOVER = _declare(
     '{conversation, from: "bot"|"human", to: "bot"|"human", reason}',
     stored=True,
     webhook=_SUB,
+    widget=True,  # "Waiting for a teammate", and the bot's actions spent while a person has it
     console=True,
 )
 CONVERSATION_RATED = _declare(

@@ -40,6 +40,9 @@
     "away": "We're away right now. Leave a message and we'll reply when we're back.",
     "resolved": "Resolved · write to reopen", "talking_to": "You're talking to {name}",
     "waiting_teammate": "Waiting for a teammate", "joined": "{name} joined",
+    "webview_sent": "Sent: {label}", "webview_dismissed": "Closed without sending: {label}",
+    "webview_closed": "Closed: {label}", "spent_done": "Completed: you already sent this.",
+    "spent_human": "No longer available: a teammate has taken over this chat.",
     "offline": "Connection lost. Reconnecting…", "refused": "Chat is not available on this site.",
     "unavailable": "Chat is not available.", "no_connection": "No connection to the chat server.",
     "too_large": "The file is too large.", "too_large_limit": "The file is too large (the limit is {limit}).",
@@ -145,6 +148,7 @@
   var ICON_CLIP = "M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9";
   var ICON_FILE = "M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5";
   var ICON_X = "M6 6l12 12M18 6 6 18";
+  var ICON_CHECK = "M5 12.5l4.5 4.5L19 7.5";
   var ICON_STAR = "M12 2.8l2.8 5.9 6.4.8-4.7 4.4 1.2 6.4L12 17.2l-5.7 3.1 1.2-6.4-4.7-4.4 6.4-.8z";
   var MAX_UPLOADS = 10; // files in one message
 
@@ -596,6 +600,11 @@
     ".btn{display:inline-flex;align-items:center;justify-content:center;gap:6px;min-height:38px;padding:7px 15px;border-radius:19px;border:1.5px solid var(--bc-ink);background:#fff;color:var(--bc-ink);font-weight:600;font-size:14px;line-height:1.2;text-decoration:none;cursor:pointer;}",
     ".btn:hover{background:#f3f4f6;}",
     ".btn[disabled]{opacity:.55;cursor:default;}",
+    // Spent actions stay focusable (aria-disabled, with the reason as their description).
+    ".btn.spent{border-style:dashed;border-color:#9ca3af;color:#4b5563;background:#f9fafb;cursor:not-allowed;}",
+    ".btn.spent.done{border-style:solid;border-color:#15803d;color:#166534;background:#f0fdf4;}",
+    ".btn svg{width:16px;height:16px;fill:none;stroke:currentColor;stroke-width:2.5;stroke-linecap:round;stroke-linejoin:round;flex:none;}",
+    ".btn:not(.done) .check{display:none;}",
     ".media{display:block;max-width:260px;width:100%;height:auto;border-radius:14px;background:#e5e7eb;border:1px solid #e5e7eb;}",
     ".missing{color:#6b7280;font-style:italic;}",
     ".gif{position:relative;display:block;width:260px;max-width:100%;min-height:56px;}",
@@ -703,6 +712,20 @@
   }
 
   /** The web view id rule of docs/webviews.md: the part's id, else its position. */
+  /** The stored event a close adds to the conversation (its fixed text, docs/webviews.md). */
+  function isWebviewEvent(m) {
+    var part = m.actor.type === "system" && (m.message_parts || [])[0];
+    return !!(part && part.text && part.text.content === "Web view closed");
+  }
+
+  function hasWebview(m) {
+    return (m.message_parts || []).some(function (part) {
+      return part.web_view || (part.carousel && (part.carousel.cards || []).some(function (card) {
+        return (card.buttons || []).some(function (button) { return button.web_view; });
+      }));
+    });
+  }
+
   function webviewId(body, index, card, button) {
     if (body.id) return body.id;
     return card === undefined ? "wv_" + index : "wv_" + index + "_" + card + "_" + button;
@@ -725,6 +748,8 @@
     this.unreadCount = 0;
     this.settings = {};
     this.conversation = null;
+    this.outcomes = {}; // "message_id/webview_id" -> how the customer last closed it (submitted wins)
+    this.eventOutcomes = {}; // seq of a "Web view closed" event -> {status, message_id, webview_id}
     this.build();
   }
 
@@ -765,6 +790,9 @@
       onscroll: function () { self.stick = self.log.scrollHeight - self.log.scrollTop - self.log.clientHeight < 48; } },
       [this.intro, this.msgs, this.pending, this.typing, this.replies, this.rating, this.emailCard]);
     this.stick = true;
+    // Why a past action is spent: the description of every such button (aria-describedby).
+    this.whyDone = el("span", { id: "bc-why-done", hidden: true });
+    this.whyHuman = el("span", { id: "bc-why-human", hidden: true });
     // Images load after their message is placed; keep the newest message in view as they grow.
     this.log.addEventListener("load", function (e) { if (e.target.tagName === "IMG") self.scrollDown(false); }, true);
     this.input = el("textarea", {
@@ -803,7 +831,8 @@
     this.foot = el("div", { class: "foot" });
     this.panel = el("section", {
       class: "panel", id: "bc-panel", part: "panel", role: "dialog", "aria-labelledby": "bc-title", hidden: true,
-    }, [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot, this.dropzone, this.announcer]);
+    }, [this.head, this.statusBar, this.log, this.tray, this.composer, this.foot, this.dropzone, this.announcer,
+      this.whyDone, this.whyHuman]);
     // Files dragged anywhere over the panel are attached. dragover repeats while the pointer
     // stays, so the hint hides shortly after the last one (no enter/leave counting in a shadow tree).
     var dropTimer = null;
@@ -854,6 +883,8 @@
     this.tray.setAttribute("aria-label", t("files_to_send"));
     this.dropzone.textContent = t("drop");
     this.foot.textContent = t("powered");
+    this.whyDone.textContent = t("spent_done");
+    this.whyHuman.textContent = t("spent_human");
     this.titleNode.textContent = this.name || t("chat");
     this.renderHeader();
     this.setStatus(this.status);
@@ -1248,6 +1279,8 @@
     this.conversationId = conv.id;
     this.conversation = conv;
     this.renderHeader();
+    this.renderSpent(this.msgs);
+    this.renderReplies();
   };
 
   View.prototype.reset = function () {
@@ -1259,6 +1292,8 @@
     this.userReadSeq = this.agentReadSeq = 0;
     this.conversation = null;
     this.sentOne = false;
+    this.outcomes = {};
+    this.eventOutcomes = {};
   };
 
   // -- messages ---------------------------------------------------------------------------
@@ -1289,7 +1324,9 @@
       if (later !== undefined) this.renderJoined(later); // a resumed gap may change the next line's
       this.renderHeader();
     }
+    this.renderSpent(node);
     if (again) return; // a re-render in another language: nothing new to announce
+    if (isWebviewEvent(m) || hasWebview(m)) this.app.webviewsChanged();
     if (m.actor.type !== "user" && m.actor.type !== "system") this.hideTyping();
     this.app.messageAdded(m);
     this.renderReplies();
@@ -1346,6 +1383,7 @@
     var type = m.actor.type;
     var node = el("div", { class: "msg " + (type === "user" ? "user" : type === "system" ? "system" : "bot") });
     if (type === "system") {
+      if (isWebviewEvent(m)) return this.webviewEvent(node, m);
       (m.message_parts || []).forEach(function (p) { if (p.text) node.appendChild(document.createTextNode(p.text.content)); });
       return node;
     }
@@ -1387,18 +1425,128 @@
 
   View.prototype.webviewButton = function (m, body, id) {
     var self = this;
+    var check = svg(ICON_CHECK);
+    check.setAttribute("class", "check");
     return el("button", {
-      type: "button", class: "btn", text: body.label,
-      onclick: function (e) { self.app.openWebview(m, id, body, e.currentTarget); },
-    });
+      type: "button", class: "btn", "data-wv": m.id + "/" + id, "data-from": m.actor.type,
+      onclick: function (e) {
+        if (e.currentTarget.getAttribute("aria-disabled") === "true") return; // spent: no fresh form
+        self.app.openWebview(m, id, body, e.currentTarget);
+      },
+    }, [check, body.label]);
   };
 
   View.prototype.postbackButton = function (m, body) {
     var self = this;
     return el("button", {
-      type: "button", class: "btn", text: body.label,
-      onclick: function () { self.app.sendText(body.label, { message_id: m.id, payload: body.payload }); },
+      type: "button", class: "btn", text: body.label, "data-postback": "", "data-from": m.actor.type,
+      onclick: function (e) {
+        if (e.currentTarget.getAttribute("aria-disabled") === "true") return;
+        self.app.sendText(body.label, { message_id: m.id, payload: body.payload });
+      },
     });
+  };
+
+  /** Whether a bot's action no longer applies: a person has the conversation (the bot cannot
+   * answer a postback or a web view meanwhile). */
+  View.prototype.humanHasIt = function () {
+    var conv = this.conversation;
+    return !!(conv && conv.status !== "resolved" && conv.handled_by === "human");
+  };
+
+  /** Past actions that no longer apply, shown as spent: a web view already sent (completed,
+   * never a fresh form), and the bot's postbacks and web views while a person has the chat.
+   * aria-disabled keeps them focusable, so the reason (their description) can be read. */
+  View.prototype.renderSpent = function (scope) {
+    var self = this, human = this.humanHasIt();
+    Array.prototype.forEach.call(scope.querySelectorAll("[data-wv],[data-postback]"), function (button) {
+      var key = button.getAttribute("data-wv");
+      var reason = key && self.outcomes[key] === "submitted" ? "done" :
+        human && button.getAttribute("data-from") === "bot" ? "human" : "";
+      if (button.getAttribute("data-spent") === reason) return;
+      button.setAttribute("data-spent", reason);
+      button.classList.toggle("spent", !!reason);
+      button.classList.toggle("done", reason === "done");
+      if (reason) {
+        button.setAttribute("aria-disabled", "true");
+        button.setAttribute("aria-describedby", reason === "done" ? "bc-why-done" : "bc-why-human");
+        button.title = t(reason === "done" ? "spent_done" : "spent_human"); // the reason, for a pointer too
+      } else {
+        button.removeAttribute("aria-disabled");
+        button.removeAttribute("aria-describedby");
+        button.removeAttribute("title");
+      }
+    });
+  };
+
+  /** "Web view closed" (the stored event) in the customer's words, once the server has said
+   * how it closed: "Sent: Enter card details", "Closed without sending: …". Until then the
+   * line waits hidden; if the server cannot say, the stored words show. */
+  View.prototype.webviewEvent = function (node, m) {
+    var outcome = this.eventOutcomes[m.seq], label = outcome && this.webviewLabel(outcome.message_id, outcome.webview_id);
+    var stored = (m.message_parts[0] || {}).text.content;
+    node.classList.add("webview-event");
+    if (!outcome) {
+      node.textContent = stored;
+      node.hidden = !this.outcomesFailed;
+      return node;
+    }
+    var key = { submitted: "webview_sent", dismissed: "webview_dismissed" }[outcome.status] || "webview_closed";
+    node.textContent = label ? t(key, { label: label }) : stored;
+    return node;
+  };
+
+  /** The label of a web view (a part or a carousel card's button) of a message in the transcript. */
+  View.prototype.webviewLabel = function (messageId, id) {
+    var self = this, found = null;
+    this.order.forEach(function (seq) {
+      var m = self.messages[seq];
+      if (found || m.id !== messageId) return;
+      (m.message_parts || []).forEach(function (part, index) {
+        if (part.web_view && webviewId(part.web_view, index) === id) found = part.web_view.label;
+        if (part.carousel) {
+          (part.carousel.cards || []).forEach(function (card, c) {
+            (card.buttons || []).forEach(function (button, b) {
+              if (button.web_view && webviewId(button.web_view, index, c, b) === id) found = button.web_view.label;
+            });
+          });
+        }
+      });
+    });
+    return found;
+  };
+
+  /** What the server says became of each closed web view (GET /widget/v1/webviews), or null
+   * when it could not say. Each "Web view closed" event is the close just before it: both are
+   * written in one transaction, the close first. */
+  View.prototype.applyOutcomes = function (list) {
+    var self = this;
+    this.outcomesFailed = !list;
+    this.outcomes = {};
+    this.eventOutcomes = {};
+    (list || []).forEach(function (o) {
+      var key = o.message_id + "/" + o.webview_id;
+      if (self.outcomes[key] !== "submitted") self.outcomes[key] = o.status;
+    });
+    var used = {};
+    this.order.forEach(function (seq) {
+      var m = self.messages[seq];
+      if (!isWebviewEvent(m)) return;
+      var at = Date.parse(m.created_at), best = -1;
+      (list || []).forEach(function (o, i) {
+        var closed = Date.parse(o.closed_at);
+        if (used[i] || !(closed <= at + 1)) return;
+        if (best < 0 || closed >= Date.parse(list[best].closed_at)) best = i;
+      });
+      if (best >= 0) { used[best] = true; self.eventOutcomes[seq] = list[best]; }
+      var node = self.msgs.querySelector('[data-seq="' + seq + '"]');
+      if (node) {
+        var fresh = self.webviewEvent(el("div", { class: "msg system" }), m);
+        node.textContent = fresh.textContent;
+        node.hidden = fresh.hidden;
+      }
+    });
+    this.renderSpent(this.msgs);
   };
 
   /** A file: a link named by its file name, with its kind and size beside it. */
@@ -1525,7 +1673,8 @@
     var self = this;
     this.replies.textContent = "";
     var last = this.order.length ? this.messages[this.order[this.order.length - 1]] : null;
-    var show = last && last.actor.type !== "user" && (last.reply_parts || []).length && !Object.keys(this.pendingNodes).length;
+    var show = last && last.actor.type !== "user" && (last.reply_parts || []).length && !Object.keys(this.pendingNodes).length &&
+      !(last.actor.type === "bot" && this.humanHasIt()); // the bot cannot answer them now
     this.replies.hidden = !show;
     if (!show) return;
     last.reply_parts.forEach(function (part) {
@@ -1759,7 +1908,7 @@
 
   // --- the app: transport + view + public API ------------------------------------------
 
-  var view, conn, typingSentAt = 0, typingOffTimer = null, control = [];
+  var view, conn, typingSentAt = 0, typingOffTimer = null, control = [], outcomesTimer = null;
   var READ_EVERY_MS = 1000, readTimer = null, readSentAt = 0, readWanted = 0;
 
   function stopTyping(afterMs) {
@@ -1929,6 +2078,25 @@
     openWebview: function (message, id, body, opener) {
       app.wantedWebview = { message: message, id: id, body: body, opener: opener };
       conn.send({ type: "webview.open", message_id: message.id, webview_id: id });
+    },
+    /** Ask the server how the transcript's web views closed (coalesced: a history of many
+     * messages asks once). */
+    webviewsChanged: function () {
+      if (outcomesTimer) return;
+      outcomesTimer = setTimeout(function () {
+        outcomesTimer = null;
+        var conversationId = view.conversationId;
+        if (!conversationId) return;
+        conn.withSession().then(function (session) {
+          return fetch(SERVER + "/widget/v1/webviews?conversation_id=" + encodeURIComponent(conversationId), {
+            credentials: "omit", headers: { Authorization: "Bearer " + session.session_token },
+          });
+        }).then(function (r) { return r.ok ? r.json() : null; }).then(function (body) {
+          if (view.conversationId === conversationId) view.applyOutcomes(body && Array.isArray(body.data) ? body.data : null);
+        }).catch(function () {
+          if (view.conversationId === conversationId) view.applyOutcomes(null);
+        });
+      }, 60);
     },
     webviewClosed: function (info, status, result) {
       var frame = { type: "webview.close", message_id: info.message_id, webview_id: info.webview_id, status: status };

@@ -553,7 +553,7 @@ class Hub:
                 self.bind(conn, conv)
 
     async def _on_conversation_changed(self, event: dict[str, Any], data: dict[str, Any]) -> None:
-        """Assigned, resolved, reopened or rated: the widget's conversation frame changes."""
+        """Assigned, handed over, resolved, reopened or rated: the widget's conversation frame changes."""
         conv = data["conversation"]
         self._mark_syncing(conv.get("user_id"))
         if event["type"] == events.CONVERSATION_ASSIGNED and data.get("assignee"):
@@ -683,6 +683,7 @@ _ON_EVENT: dict[str, Callable[[Hub, dict[str, Any], dict[str, Any]], Awaitable[N
     events.MESSAGE_CREATED: Hub._on_message_created,
     events.CONVERSATION_CREATED: Hub._on_conversation_created,
     events.CONVERSATION_ASSIGNED: Hub._on_conversation_changed,
+    events.CONVERSATION_HANDOVER: Hub._on_conversation_changed,
     events.CONVERSATION_RESOLVED: Hub._on_conversation_changed,
     events.CONVERSATION_REOPENED: Hub._on_conversation_changed,
     events.CONVERSATION_RATED: Hub._on_conversation_changed,

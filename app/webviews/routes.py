@@ -29,6 +29,7 @@ from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import Message, UsedWebviewToken, WebhookEndpoint, WebviewOpening, Workspace
 from app.webviews import openings as webviews
+from app.webviews import outcomes
 from app.webviews.forms import (
     FieldView,
     RelayOutcome,
@@ -240,4 +241,5 @@ def _close_submitted(tx: Tx, opening_id: str) -> None:
 ROUTES: list[BaseRoute] = [
     Route("/webviews/form", show_form, methods=["GET", "HEAD"]),
     Route("/webviews/form", submit_form, methods=["POST"]),
+    *outcomes.ROUTES,  # the widget's read of what became of each web view
 ]

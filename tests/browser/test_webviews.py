@@ -96,7 +96,22 @@ def test_hosted_card_form_submits_to_the_bot_and_leaves_no_trace(
     assert closed == [{"conversation_id": conv["id"], "message_id": payload["data"]["message_id"],
                        "webview_id": "wv_1", "status": "submitted"}], "one close, though page and server both closed"
     log = page.get_by_role("log")
-    expect(log).to_contain_text("Web view closed")
+    # The stored event keeps its words (API, console); the customer reads what happened.
+    expect(log.get_by_text("Sent: Card details", exact=True)).to_be_visible()
+    system = [m for m in api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"]
+              if m["actor"]["type"] == "system"]
+    assert [m["message_parts"] for m in system] == [[{"text": {"content": "Web view closed"}}]]
+    # Sent once: the button is spent (completed), and pressing it opens no fresh form.
+    used = page.get_by_role("button", name="Card details")
+    expect(used).to_have_attribute("aria-disabled", "true")
+    expect(used).to_have_accessible_description("Completed: you already sent this.")
+    expect(used).to_be_disabled()  # aria-disabled: Playwright, like assistive tech, reads it as disabled
+    used.click(force=True)
+    # A message sent after the click comes back after any answer to it (one socket, in order).
+    page.get_by_role("textbox", name="Message").fill("Done, thanks")
+    page.get_by_role("button", name="Send").click()
+    expect(log.locator(".msg.user[data-seq]").last).to_contain_text("Done, thanks")
+    expect(page.get_by_role("dialog", name="Card details")).to_have_count(0)
 
     # The bot resumes on webview.closed; its next message shows up in the transcript.
     bot_says(api, conv["id"], text("Thanks, your card is verified. Here are your transactions."))
@@ -187,7 +202,7 @@ def test_external_page_gets_a_verifiable_context_and_closes_itself_with_a_result
     closed = wait_for(lambda: hooks_of(receiver, "webview.closed"), what="webview.closed")
     assert closed == [{"conversation_id": conv["id"], "message_id": message["id"], "webview_id": "wv_0_0_0",
                        "status": "closed", "result": "application received"}]
-    expect(page.get_by_role("log")).to_contain_text("Web view closed")
+    expect(page.get_by_role("log").get_by_text("Closed: Apply", exact=True)).to_be_visible()
 
 
 def test_close_button_dismisses_and_a_forged_close_from_the_host_page_is_ignored(
@@ -220,7 +235,8 @@ def test_close_button_dismisses_and_a_forged_close_from_the_host_page_is_ignored
     expect(frame_el).to_have_count(0)
     closed = wait_for(lambda: hooks_of(receiver, "webview.closed"), what="webview.closed")
     assert [(c["status"], c.get("result")) for c in closed] == [("dismissed", None)]
-    expect(page.get_by_role("log")).to_contain_text("Web view closed")
+    expect(page.get_by_role("log").get_by_text("Closed without sending: Apply", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Apply")).not_to_have_attribute("aria-disabled", "true")  # may try again
 
 
 def test_a_page_that_refuses_framing_opens_in_a_new_tab_and_still_resumes(
