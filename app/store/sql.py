@@ -261,20 +261,14 @@ class Db:
         self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
         conn.info["bc_db"] = self
 
-    def run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def run(self, statement: str, params: Sequence[Any] = (), *, blind: bool = False) -> list[tuple[Any, ...]]:
+        """Execute (after what is queued) and return the rows. ``blind``: the statement reads
+        nothing that queued inserts write, so on PostgreSQL they may join it as one statement
+        (``_fused``)."""
         sql = self.dialect.sql(statement)
         if self._queued:
-            return self._send_queue(sql, params)
-        cur = self._raw.cursor()
-        try:
-            cur.execute(sql, params)
-            return list(cur.fetchall()) if cur.description is not None else []
-        except self._errors as exc:
-            # The same exceptions as through SQLAlchemy (IntegrityError, OperationalError, …),
-            # so callers map a locked or unreachable database to 503 in one place.
-            raise DBAPIError.instance(sql, params, exc, self._errors) from exc
-        finally:
-            cur.close()
+            return self._send_queue(sql, params, blind=blind)
+        return self._execute(sql, params)
 
     def send(self, statement: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement whose result is not needed: queued on PostgreSQL (see the class)."""
@@ -292,10 +286,13 @@ class Db:
         """Forget what is queued (the transaction is being rolled back)."""
         self._queued.clear()
 
-    def _send_queue(self, sql: str | None, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _send_queue(self, sql: str | None, params: Sequence[Any], *, blind: bool = False) -> list[tuple[Any, ...]]:
         queued, self._queued = self._queued, []
         if sql is not None:
             queued.append((sql, params))
+        queued = _fused(queued, last_blind=blind)
+        if len(queued) == 1:  # one statement (a few inserts fused): no pipeline needed
+            return self._execute(*queued[0])
         cursors = []
         try:
             with self._raw.pipeline() as pipeline:
@@ -312,6 +309,18 @@ class Db:
         finally:
             for cur in cursors:
                 cur.close()
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cur = self._raw.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description is not None else []
+        except self._errors as exc:
+            # The same exceptions as through SQLAlchemy (IntegrityError, OperationalError, …),
+            # so callers map a locked or unreachable database to 503 in one place.
+            raise DBAPIError.instance(sql, params, exc, self._errors) from exc
+        finally:
+            cur.close()
 
     def savepoint(self) -> None:
         self.send("SAVEPOINT bc_write")
@@ -344,6 +353,31 @@ class Db:
             raise DBAPIError.instance(sql, list(rows), exc, self._errors) from exc
         finally:
             cur.close()
+
+
+def _fused(queued: list[tuple[str, Sequence[Any]]], *, last_blind: bool = False) -> list[tuple[str, Sequence[Any]]]:
+    """Consecutive plain ``INSERT``s as one statement (PostgreSQL's data-modifying ``WITH``):
+    a message's row, search entry, outbox event and deliveries cost the driver one statement,
+    and with ``last_blind`` they join the last statement too (the next message's ``seq``).
+    Only inserts: none of them reads what another wrote (they all see the same snapshot, and
+    foreign keys are checked at the end of the statement), and none writes a row twice; a
+    blind last statement reads nothing they write."""
+    out: list[tuple[str, Sequence[Any]]] = []
+    run: list[tuple[str, Sequence[Any]]] = []
+    last = len(queued) - 1
+    for n, item in enumerate([*queued, ("", ())]):
+        if (item[0].startswith("INSERT INTO ") and " RETURNING " not in item[0]) or (n == last and last_blind):
+            run.append(item)
+            continue
+        if len(run) > 1:
+            heads = ", ".join(f"w{i} AS ({q})" for i, (q, _) in enumerate(run[:-1]))
+            out.append((f"WITH {heads} {run[-1][0]}", [v for _, p in run for v in p]))
+        else:
+            out.extend(run)
+        run = []
+        if item[0]:
+            out.append(item)
+    return out
 
 
 @event.listens_for(Engine, "before_cursor_execute")
@@ -407,7 +441,8 @@ _GET_CONVERSATION_FOR_UPDATE = _GET_CONVERSATION + " FOR UPDATE"
 def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: datetime) -> ConversationRow:
     """Lock the conversation and take its next ``seq`` in one statement; 404 if it is not
     this workspace's. The row comes back as it now is (``last_message_seq`` is the new seq)."""
-    found = h.run(_BUMP_CONVERSATION, (h.dialect.ts(at), next_sync_seq(h), conversation_id, workspace_id))
+    # Blind: it reads only the conversation, which no queued insert writes.
+    found = h.run(_BUMP_CONVERSATION, (h.dialect.ts(at), next_sync_seq(h), conversation_id, workspace_id), blind=True)
     if not found:
         raise errors.NotFound("No such conversation.")
     return CONVERSATION.read(h.dialect, found[0])

@@ -187,3 +187,33 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
         if fn.__module__ == sql.__name__ and not name.startswith("_") and name not in NOT_STATEMENTS
     }
     assert statements <= called, f"untested statements in sql.py: {statements - called}"
+
+
+def test_queued_inserts_go_out_as_one_statement_and_anything_else_as_it_is() -> None:
+    """PostgreSQL: consecutive plain inserts fuse into one data-modifying ``WITH`` (parameters
+    in their order); an update or an insert that returns rows is left as it is, in its place."""
+    from app.store.sql import _fused
+
+    queued: list[tuple[str, Any]] = [
+        ("INSERT INTO a (x) VALUES (%s)", [1]),
+        ("INSERT INTO b (y, z) VALUES (%s, %s)", [2, 3]),
+        ("UPDATE c SET x = %s", [4]),
+        ("INSERT INTO d (x) VALUES (%s)", [5]),
+        ("INSERT INTO e (x) VALUES (%s) RETURNING x", [6]),
+        ("INSERT INTO f (x) VALUES (%s)", [7]),
+        ("INSERT INTO g (x) VALUES (%s)", [8]),
+    ]
+    assert _fused(queued) == [
+        ("WITH w0 AS (INSERT INTO a (x) VALUES (%s)) INSERT INTO b (y, z) VALUES (%s, %s)", [1, 2, 3]),
+        ("UPDATE c SET x = %s", [4]),
+        ("INSERT INTO d (x) VALUES (%s)", [5]),
+        ("INSERT INTO e (x) VALUES (%s) RETURNING x", [6]),
+        ("WITH w0 AS (INSERT INTO f (x) VALUES (%s)) INSERT INTO g (x) VALUES (%s)", [7, 8]),
+    ]
+    # A blind last statement (one that reads nothing the inserts write) joins them.
+    bump = ("UPDATE c SET x = x + 1 RETURNING x", [9])
+    assert _fused([queued[0], queued[1], bump], last_blind=True) == [
+        ("WITH w0 AS (INSERT INTO a (x) VALUES (%s)), w1 AS (INSERT INTO b (y, z) VALUES (%s, %s))"
+         " UPDATE c SET x = x + 1 RETURNING x", [1, 2, 3, 9]),
+    ]  # fmt: skip
+    assert _fused([queued[2], bump], last_blind=True) == [queued[2], bump]
