@@ -65,6 +65,7 @@ def load_panel(s: Session, user: User, conversation: Any) -> Panel:
     return Panel(
         user=user,
         page=page,
+        device=user.widget_device,
         earlier=[Earlier(c.id, c.status, c.updated_at, preview(last.get(c.id))) for c in shown],
         earlier_total=int(total),
         properties=_pairs(user.properties or {}),

@@ -47,12 +47,15 @@ BATCH = 50  # conversations looked at per round
 # --- presence -------------------------------------------------------------------------------
 
 
-def record_presence(tx: Tx, user_id: str, page: str | None = None) -> bool:
-    """The customer has a widget open (or just closed it): now, and the page it is on.
-    Returns whether they have an email on file (else the widget may ask for one)."""
+def record_presence(tx: Tx, user_id: str, page: str | None = None, device: str | None = None) -> bool:
+    """The customer has a widget open (or just closed it): now, the page it is on and the
+    device it runs on (``app/devices.py``). Returns whether they have an email on file (else
+    the widget may ask for one)."""
     values: dict[str, Any] = {"widget_seen_at": utcnow()}
     if page:
         values["widget_page"] = page[:2048]
+    if device:
+        values["widget_device"] = device[:120]
     tx.session.execute(update(User).where(col(User.id) == user_id).values(**values))
     return tx.session.exec(select(User.email).where(col(User.id) == user_id)).first() is not None
 

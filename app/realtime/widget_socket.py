@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import conversations, errors
+from app import conversations, devices, errors
 from app.api.framework import MAX_JSON_DEPTH, json_too_deep
 from app.api.schemas import MessageIn
 from app.files import records
@@ -218,10 +218,12 @@ class WidgetSocket:
         )
         conv = attached.conversation
         self.read_seq = conv["user_read_seq"] if conv else 0
-        ask_email = False
-        if self.state.mail is not None:  # offline replies: presence, the page, and whether to ask
-            page = page_of(self.websocket.headers.get("origin"), frame.get("page"))
-            ask_email = not await self.state.runner.write(record_presence, identity.user_id, page)
+        # Presence, the page and the device: the Inbox's customer panel shows them; offline
+        # replies by email (when mail is set up) also need to know whether to ask for an email.
+        page = page_of(self.websocket.headers.get("origin"), frame.get("page"))
+        device = devices.summary(self.websocket.headers.get("user-agent"))
+        has_email = await self.state.runner.write(record_presence, identity.user_id, page, device)
+        ask_email = self.state.mail is not None and not has_email
         conn.send_frame(
             {
                 "type": "ready",

@@ -143,6 +143,8 @@ class User(SQLModel, table=True):
     # page it was on (origin and path: the email's link back).
     widget_seen_at: datetime | None = ts(nullable=True)
     widget_page: str | None = None
+    # The browser and system the widget last ran on, in a few words (``app/devices.py``).
+    widget_device: str | None = None
 
 
 class Agent(SQLModel, table=True):

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from tests.browser.accessibility import Audit
 from tests.browser.conftest import screenshot
 from tests.browser.test_console import log_in
+from tests.browser.widget_host import HostSite, embed_page, wait_for
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
 
@@ -305,3 +306,31 @@ def test_the_customer_panel(page: Any, server: LiveServer, tenant: Tenant, api: 
             expect(panel).to_be_hidden()
             expect(page.get_by_role("link", name="Customer details")).to_be_focused()
     audit.assert_clean()
+
+
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+          " Version/17.5 Mobile/15E148 Safari/604.1")
+
+
+def test_the_panel_shows_the_page_and_device_the_customer_chatted_from(
+    browser: Any, page: Any, server: LiveServer, tenant: Tenant, api: httpx.Client, host: HostSite
+) -> None:
+    # The customer, on an iPhone, on the shop's help page, with the widget.
+    phone = browser.new_context(viewport=PHONE, user_agent=IPHONE)
+    try:
+        shop = phone.new_page()
+        help_page = host.add("/help/cards", embed_page(server, tenant))
+        shop.goto(help_page)
+        shop.get_by_role("button", name="Open chat").click()
+        shop.get_by_role("textbox", name="Message").fill("Hello from my phone")
+        shop.get_by_role("button", name="Send").click()
+        conv = wait_for(lambda: (api.get("/api/v1/conversations").json()["data"] or [None])[0], what="the conversation")
+        wait_for(lambda: len(api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"]) >= 1, what="the message")
+    finally:
+        phone.close()
+    log_in(page, server, make_console_user(server, tenant))
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{server.url}/console/inbox/{conv['id']}")
+    panel = page.get_by_role("complementary", name="Customer")
+    expect(panel.get_by_role("link", name=help_page)).to_have_attribute("href", help_page)
+    expect(panel).to_contain_text("Safari 17 on iPhone")
