@@ -499,7 +499,9 @@
           .catch(function () { if (error) error.textContent = "You seem to be offline. Your reply was not sent."; })
           .then(function () { buttons.forEach(function (b) { b.disabled = false; }); box.focus(); });
       });
-      if (!$(".flash") && current) box.focus({ preventScroll: true });
+      // Not on touch screens: focusing would pop the keyboard up over the conversation.
+      var touch = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
+      if (!$(".flash") && current && !touch) box.focus({ preventScroll: true });
     }
   }
 

@@ -121,7 +121,7 @@ def merge(messages: list[Message], lines: list[Line], joins: dict[str, Line]) ->
             j.agent_id == ln.agent_id and j.at <= ln.at <= j.at + grace for j in joins.values()
         )
 
-    lines = [ln for ln in lines if not said_by_a_join(ln)]
+    lines = _cause_first([ln for ln in lines if not said_by_a_join(ln)])
     out: list[Message | Line] = []
     i = 0
     for m in messages:
@@ -146,3 +146,16 @@ def closes_of(opening_closed: list[datetime], system: list[Message]) -> set[str]
                 folded.add(m.id)
                 break
     return folded
+
+
+def _cause_first(lines: list[Line]) -> list[Line]:
+    """One change stores "Assigned to …" (or "Unassigned") before the hand-over or reopen that
+    caused it; shown the other way round, it reads as it happened."""
+    out = list(lines)
+    for i in range(len(out) - 1):
+        a, b = out[i], out[i + 1]
+        if a.kind in ("assigned", "unassigned") and b.kind in ("handover", "reopened") and (
+            timedelta(0) <= b.at - a.at <= timedelta(milliseconds=50)
+        ):
+            out[i], out[i + 1] = b, a
+    return out

@@ -57,8 +57,8 @@ def test_assign_reply_resolve_and_reopen_are_lines_in_the_transcript(on_each_dat
     app_api.post(f"/api/v1/conversations/{conv}/messages", json={
         "actor": {"type": "user"}, "message_parts": [{"text": {"content": "one more thing"}}]})
     # The customer's message reopened it, and the bot has it again: the last human let go.
-    assert lines(console.get(path).text)[2:] == ["Resolved", "Unassigned", "Reopened"]
-    assert lines(console.get(f"{path}/messages?after=0").text)[2:] == ["Resolved", "Unassigned", "Reopened"]
+    assert lines(console.get(path).text)[2:] == ["Resolved", "Reopened", "Unassigned"]
+    assert lines(console.get(f"{path}/messages?after=0").text)[2:] == ["Resolved", "Reopened", "Unassigned"]
 
     # A bad assignee is a 422 with the reason, never a 500, and nothing changes.
     r = console.post(f"{path}/assign", data={"csrf_token": csrf, "assignee_id": "agt_nope"}, headers=FETCH)
@@ -76,7 +76,7 @@ def test_a_reply_that_takes_over_is_one_joined_line(app_server: Any, app_tenant:
     # The reply assigned Grace and took control from the bot: one line says it.
     assert lines(console.get(path).text) == ["Grace Hopper joined"]
     console.post(f"{path}/return-to-bot", data={"csrf_token": csrf}, headers=FETCH)
-    assert lines(console.get(path).text) == ["Grace Hopper joined", "Unassigned", "Returned to the bot"]
+    assert lines(console.get(path).text) == ["Grace Hopper joined", "Returned to the bot", "Unassigned"]
 
 
 def test_a_handover_to_a_human_names_the_reason_and_the_assignee(
@@ -87,7 +87,7 @@ def test_a_handover_to_a_human_names_the_reason_and_the_assignee(
     conv = start(app_api, "Bea")
     app_api.post(f"/api/v1/conversations/{conv}/handover", json={"to": "human", "agent_id": grace["id"], "reason": "customer_asked"})
     console = console_client(app_server, email)
-    assert lines(console.get(f"/console/inbox/{conv}").text) == ["Assigned to Grace Hopper", "Handed to a human: customer asked"]
+    assert lines(console.get(f"/console/inbox/{conv}").text) == ["Handed to a human: customer asked", "Assigned to Grace Hopper"]
 
 
 def test_a_closed_web_view_is_said_once(app_server: Any, app_tenant: Any, app_api: httpx.Client) -> None:
