@@ -241,7 +241,7 @@ def load_transcript(
     transcript.joins = timeline.joined(messages, agents, spoke_before)
     if lines if lines is not None else after == 0:
         since = first.created_at if first.seq > 1 else conv.created_at
-        transcript.lines = timeline.event_lines(s, workspace_id, conv.id, since, agents)
+        transcript.lines = timeline.event_lines(s, workspace_id, conv.id, since, conv.updated_at, agents)
     return transcript
 
 

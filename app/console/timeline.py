@@ -50,16 +50,24 @@ def _conversation_id_sql(s: Session) -> str:
 
 
 def event_lines(
-    s: Session, workspace_id: str, conversation_id: str, since: datetime, agents: dict[str, Agent]
+    s: Session, workspace_id: str, conversation_id: str, since: datetime, until: datetime, agents: dict[str, Agent]
 ) -> list[Line]:
-    """The conversation's assignment, hand-over, resolve and reopen events since ``since``,
-    oldest first, as lines."""
+    """The conversation's assignment, hand-over, resolve and reopen events between ``since``
+    and ``until`` (its last change: each of these changes stamps ``updated_at``), oldest first,
+    as lines. The outbox has no conversation column: the time range, on the ``created_at``
+    index, keeps the read to the events of the conversation's lifetime."""
     d = dialect_of(s.connection())
     names = ", ".join(f":t{i}" for i in range(len(TYPES)))
+    # SQLite takes the first index that fits (no statistics): "+" keeps it off workspace_id's,
+    # which would read every event of the workspace.
+    ws = "workspace_id" if d.plans_by_statistics else "+workspace_id"
     query = text(
-        f"SELECT type, payload, created_at FROM event WHERE workspace_id = :ws AND type IN ({names})"
-        f" AND created_at >= :since AND {_conversation_id_sql(s)} = :cid ORDER BY created_at, id"
-    ).bindparams(ws=workspace_id, since=d.ts(since), cid=conversation_id, **{f"t{i}": t for i, t in enumerate(TYPES)})
+        f"SELECT type, payload, created_at FROM event WHERE created_at >= :since AND created_at <= :until"
+        f" AND {ws} = :ws AND type IN ({names}) AND {_conversation_id_sql(s)} = :cid ORDER BY created_at, id"
+    ).bindparams(
+        ws=workspace_id, since=d.ts(since), until=d.ts(until + timedelta(seconds=1)), cid=conversation_id,
+        **{f"t{i}": t for i, t in enumerate(TYPES)},
+    )
     lines = []
     for type_, payload, at in s.connection().execute(query):
         line = _line(type_, d.json_out(payload), d.ts_out(at), agents)
