@@ -153,6 +153,7 @@ def test_the_inbox_at_tablet_and_phone_sizes(
         page.goto(f"{server.url}/console/inbox")
         expect(page.get_by_role("link", name=re.compile("Bea Customer"))).to_be_visible()
         no_sideways_scroll(page)
+        audit.check(page, f"Inbox list at {name} size")
         screenshot(page, f"inbox-list-{name}")
         page.get_by_role("link", name=re.compile("Bea Customer")).click()
         reply = page.get_by_role("textbox", name="Reply")

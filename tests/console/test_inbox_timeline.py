@@ -129,3 +129,28 @@ def test_resolve_and_next_opens_the_next_conversation(app_server: Any, app_tenan
     r = console.post(f"/console/inbox/{third}/status", data={"csrf_token": csrf, "status": "resolved", "then": "next", "view": "open"},
                      headers=FETCH)
     assert r.json()["next"] == "/console/inbox"  # none left: the list
+
+
+def test_the_customer_panel_shows_what_customers_set_as_text(app_server: Any, app_tenant: Any, app_api: httpx.Client) -> None:
+    from app.mail.replies import record_presence
+
+    email = make_console_user(app_server, app_tenant)
+    evil = '<img src=x onerror="alert(1)">'
+    user = app_api.post("/api/v1/users", json={"name": evil, "properties": {evil: evil, "n": [1, "<b>"]}}).json()
+    conv = app_api.post("/api/v1/conversations", json={"user_id": user["id"]}).json()["id"]
+    other = app_api.post("/api/v1/users", json={"name": "Someone else"}).json()
+    app_api.post("/api/v1/conversations", json={"user_id": other["id"]})  # another customer's: never listed
+    console = console_client(app_server, email)
+    for page in ("javascript:alert(1)", "data:text/html,hi"):
+        app_server.in_tx(lambda tx, page=page: record_presence(tx, user["id"], page, "Chrome 1 on Linux"))
+        html = console.get(f"/console/inbox/{conv}").text
+        panel = html[html.index('id="customer-panel"'):]
+        assert evil not in panel and "&lt;img src=x onerror=" in panel
+        assert "javascript:" not in panel and "data:text" not in panel  # not a link, not shown
+        assert "Chrome 1 on Linux" in panel and "None: this is their first." in panel
+    # Another workspace's conversation is a 404, panel and all.
+    stranger = app_server.new_tenant()
+    with app_server.client(stranger) as api2:
+        theirs = api2.post("/api/v1/users", json={"name": "Theirs"}).json()
+        their_conv = api2.post("/api/v1/conversations", json={"user_id": theirs["id"]}).json()["id"]
+    assert console.get(f"/console/inbox/{their_conv}").status_code == 404
