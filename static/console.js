@@ -358,7 +358,8 @@
       // the closed list only move the choice (Chromium fires "change" for each); "Assign" then.
       var keyed = false;
       header.addEventListener("keydown", function (e) {
-        if (e.target.id === "assignee") keyed = /^(Arrow|Home|End|Page)/.test(e.key) || e.key.length === 1;
+        // Keys that open the list (Space, Enter, Alt+arrow) lead to a pick; the others only move.
+        if (e.target.id === "assignee") keyed = !e.altKey && (/^(Arrow|Home|End|Page)/.test(e.key) || (e.key.length === 1 && e.key !== " "));
       });
       header.addEventListener("mousedown", function (e) { if (e.target.id === "assignee") keyed = false; });
       header.addEventListener("change", function (e) {
