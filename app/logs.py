@@ -143,6 +143,10 @@ def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings))
 
 
+# By name: uvicorn imports it in the server process (importing it here would load uvicorn).
+WS_PROTOCOL = "app.realtime.uvicorn_protocol:WebSocketProtocol"
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What ``backchannel serve`` passes to ``uvicorn.run`` besides the app, host, port and workers."""
     return {
@@ -153,10 +157,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # never from uvicorn's own FORWARDED_ALLOW_IPS default (127.0.0.1).
         "proxy_headers": False,
         "ws_max_size": settings.ws_max_frame_bytes,
+        # uvicorn's own WebSocket protocol with less held per open socket (app.realtime.uvicorn_protocol).
+        "ws": WS_PROTOCOL,
         # permessage-deflate keeps a zlib context per socket, ~44 KiB of the ~96 KiB an idle
         # widget socket costs (scripts/bench, docs/performance.md); widget frames are small
         # JSON that gains little from it.
         "ws_per_message_deflate": False,
-        "ws_ping_interval": settings.ws_heartbeat_seconds,
-        "ws_ping_timeout": settings.ws_heartbeat_seconds,
+        # No protocol-level pings: the hub's one heartbeat task pings every widget socket and
+        # closes a silent one (4408), which also proves the widget's script alive; a timer per
+        # socket for uvicorn's pings would cost memory and CPU for nothing more.
+        "ws_ping_interval": None,
+        "ws_ping_timeout": None,
     }

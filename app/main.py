@@ -141,7 +141,9 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(HttpEdge, proxies=TrustedProxies(settings.trusted_proxies))],
+        middleware=[
+            Middleware(HttpEdge, proxies=TrustedProxies(settings.trusted_proxies), sockets=widget_session.SOCKETS)
+        ],
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,

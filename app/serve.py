@@ -124,11 +124,32 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def raise_open_files_limit() -> tuple[int, int]:
+    """Lift the open-files soft limit to the hard one (what ``ulimit -n`` shows is often the soft
+    1,024); every open widget socket is an open file. Worker processes inherit it. Raising the
+    hard limit is the operator's (docs/deploy.md "Many open sockets"). Returns (before, now)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return 0, 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or hard == resource.RLIM_INFINITY or soft >= hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft, soft
+    return soft, hard
+
+
 def run_server(settings: Settings, *, host: str, port: int, workers: int) -> int:
     """Serve ``app.main:create_app`` with uvicorn until stopped (``backchannel serve``)."""
     import uvicorn  # late: see LIGHT_MAIN in tests/test_imports.py
 
     warn_if_dev_secret(settings)
+    before, now = raise_open_files_limit()
+    if now != before:
+        logging.getLogger("backchannel").info("open-files limit raised from %d to %d (ulimit -n)", before, now)
     with metrics_dir(workers):
         uvicorn.run(
             "app.main:create_app",

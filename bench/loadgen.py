@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.client import Connection, HttpError
+from bench.wire import WireSocket, source_address
 
 now = time.perf_counter
 
@@ -112,6 +113,48 @@ class Socket:
         else:
             self.closed = self.ws.close_code or 1000
 
+    @property
+    def opened(self) -> bool:
+        return self.task is not None
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 3)
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+
+    def abort(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                self.ws.transport.abort()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class LeanSocket(WireSocket):
+    """The same, on the lean client (``bench.wire``: no task per socket), from the ``index``-th
+    loopback source address: what holding 50,000 sockets in one load generator takes."""
+
+    __slots__ = ("run", "index", "url", "auth")
+
+    def __init__(self, run: Run, index: int, url: str, auth: dict[str, Any]) -> None:
+        super().__init__(self._on_text)
+        self.run, self.index, self.url, self.auth = run, index, url, auth
+
+    async def connect(self, origin: str, compression: str | None) -> None:
+        parts = urlsplit(self.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        await self.open(host, port, path, origin, source_address(self.index), self.auth)
+
+    def _on_text(self, sock: WireSocket, text: str, t: float) -> None:
+        frame = json.loads(text)
+        if frame.get("type") == "message":
+            self.run.on_message(frame["message"]["message_parts"][0]["text"]["content"], t)
+
 
 class Run:
     def __init__(self, spec: dict[str, Any]) -> None:
@@ -122,7 +165,7 @@ class Run:
         self.duplicates = 0
         self.unknown = 0
         self._seen: set[str] = set()
-        self.sockets: list[Socket] = []
+        self.sockets: list[Socket | LeanSocket] = []
 
     def on_message(self, text: str, t: float) -> None:
         sent = self.sent.get(text)
@@ -150,7 +193,7 @@ class Run:
             else:
                 url = f"{base}/ws?room={w['conversation_id']}"
                 auth = {"type": "auth", "token": "-"}
-            self.sockets.append(Socket(self, i, url, auth))
+            self.sockets.append((LeanSocket if spec.get("client") == "lean" else Socket)(self, i, url, auth))
 
     async def connect_range(self, lo: int, hi: int, timeout: float) -> dict[str, Any]:
         """Connect sockets ``lo`` to ``hi`` (``connect_concurrency`` handshakes at a time),
@@ -160,7 +203,7 @@ class Run:
         failures: Counter[str] = Counter()
         deadline = now() + timeout
 
-        async def one(sock: Socket) -> None:
+        async def one(sock: Socket | LeanSocket) -> None:
             async with gate:
                 if now() > deadline:
                     failures["deadline"] += 1
@@ -173,9 +216,9 @@ class Run:
         t0 = now()
         await asyncio.gather(*(one(s) for s in self.sockets[lo:hi]))
         took = now() - t0
-        opened = sum(1 for s in self.sockets[lo:hi] if s.task is not None)
+        opened = sum(1 for s in self.sockets[lo:hi] if s.opened)
         return {
-            "opened": sum(1 for s in self.sockets[:hi] if s.task is not None),
+            "opened": sum(1 for s in self.sockets[:hi] if s.opened),
             "wanted": hi,
             "batch_opened": opened,
             "seconds": round(took, 2),
@@ -199,30 +242,17 @@ class Run:
         """Close every socket (the close handshake, 256 at a time); whatever is still open
         after ``timeout`` seconds is aborted, so a slow close never costs a measurement."""
 
-        async def one(sock: Socket) -> None:
-            if sock.ws is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sock.ws.close(), 3)
-            if sock.task is not None:
-                sock.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await sock.task
-
         gate = asyncio.Semaphore(256)
 
-        async def bounded(sock: Socket) -> None:
+        async def bounded(sock: Socket | LeanSocket) -> None:
             async with gate:
-                await one(sock)
+                await sock.close()
 
         try:
             await asyncio.wait_for(asyncio.gather(*(bounded(s) for s in self.sockets)), timeout)
         except TimeoutError:
             for sock in self.sockets:
-                if sock.ws is not None:
-                    with contextlib.suppress(Exception):
-                        sock.ws.transport.abort()
-                if sock.task is not None:
-                    sock.task.cancel()
+                sock.abort()
 
     # -- posting --------------------------------------------------------------------------
 
@@ -402,7 +432,7 @@ async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"rss_before_kib": rss0, "levels": []}
     deadline = now() + spec.get("connect_timeout", 180)
 
-    async def finish(entry: dict[str, Any], live: list[Socket], t0: float, last: bool) -> None:
+    async def finish(entry: dict[str, Any], live: list[Socket | LeanSocket], t0: float, last: bool) -> None:
         if last:
             emit("phase_start", name="hold")
         while now() - t0 < window:
@@ -422,7 +452,7 @@ async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
         })  # fmt: skip
 
     done = 0
-    pending: tuple[dict[str, Any], list[Socket], float] | None = None
+    pending: tuple[dict[str, Any], list[Socket | LeanSocket], float] | None = None
     try:
         for level in levels:
             connected = await run.connect_range(done, level, max(0.0, deadline - now()))
@@ -439,7 +469,7 @@ async def scenario_idle(spec: dict[str, Any]) -> dict[str, Any]:
                 "kib_per_conn": round((rss - rss0) / max(1, connected["opened"]), 1),
             }
             result["levels"].append(entry)
-            live = [s for s in run.sockets[:level] if s.task is not None]
+            live = [s for s in run.sockets[:level] if s.opened]
             for s in live:  # count heartbeats over this level's window only
                 s.pings, s.max_ping_gap = 0, 0.0
             pending = (entry, live, now())

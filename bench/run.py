@@ -1,6 +1,6 @@
 """``scripts/bench``: run the benchmarks, each against its baseline in the same run, and print tables.
 
-    scripts/bench                      # everything (about 6 minutes on an unloaded 2-core machine)
+    scripts/bench                      # everything (about 11 minutes on an unloaded 2-core machine)
     scripts/bench --quick              # shorter and smaller, every section (about 3 minutes)
     scripts/bench --only e2e,rest      # a subset: e2e, idle, rest, webhooks, growth, files
     scripts/bench --profile            # also py-spy the server during the REST and e2e runs
@@ -11,9 +11,9 @@ Each section prints its wall time, its planned time (``Plan.budget``) and the CP
 own processes used; the run ends with every target of issue 9, measured, met or missed.
 
 Where the time goes, and what is shared: servers boot in parallel; SQLite and PostgreSQL are
-migrated once per run and copied; section 2 grows one server 1k → 5k → 10k instead of
+migrated once per run and copied; section 2 grows one server 1k → 10k → 50k instead of
 connecting three; section 5 reuses section 1's sockets (1,000, then 100 of them), section 2's
-10,000, section 1's bare relay, and runs its webhooks on the servers of its PostgreSQL runs.
+largest level, section 1's bare relay, and runs its webhooks on the servers of its PostgreSQL runs.
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ from bench.servers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+FD_MARGIN = 1000  # open files a server or load generator needs besides its sockets
 BENCHES = ("e2e", "idle", "rest", "webhooks", "growth", "files")
 TARGETS = {
     "e2e_rate": 2000.0,  # messages/s API -> widget at 1,000 connections
     "e2e_p99_ms": 50.0,
     "e2e_ratio": 0.5,
-    "idle_kib": 30.0,
-    "idle_held": 10000,
+    "idle_kib": 20.0,  # issue 24
+    "idle_held": 50000,
     "post_sqlite": 1500.0,
     "post_postgres": 1000.0,
     "rest_p99_ms": 100.0,
@@ -125,13 +126,22 @@ def machine() -> dict[str, Any]:
     }
 
 
-def raise_fd_limit() -> int:
+def raise_fd_limit(needed: int) -> int:
+    """Open files (``ulimit -n``) for this process and the servers and load generators it starts
+    (they inherit it): the soft limit up to the hard one, and the hard one up to ``needed`` where
+    this process may (root, or CAP_SYS_RESOURCE). Returns the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        say(f"raised the open-files soft limit from {soft} to the hard limit {hard} (ulimit -n)")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft
+    want = max(soft, hard if hard != resource.RLIM_INFINITY else needed)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            want = needed
+        except (ValueError, OSError):
+            pass  # not allowed: the hard limit stays, and the largest idle level is cut to fit
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard) if hard != resource.RLIM_INFINITY else hard))
+        say(f"raised the open-files limit from {soft} to {want} (ulimit -n)")
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # -- running the load generator ------------------------------------------------------------
@@ -241,9 +251,9 @@ class Plan:
 
 
 FULL = Plan(
-    budget={"e2e": 65, "idle": 160, "rest": 45, "webhooks": 30, "growth": 80, "files": 25},
-    e2e_connections=1000, e2e_seconds=6.0, growth_seconds=4.0, small=100, idle_levels=[1000, 5000, 10000],
-    idle_connect_seconds=180, heartbeat=10.0, rest_seconds=5.0, rest_warmup=1.0, burst_messages=300,
+    budget={"e2e": 65, "idle": 400, "rest": 45, "webhooks": 30, "growth": 80, "files": 25},
+    e2e_connections=1000, e2e_seconds=6.0, growth_seconds=4.0, small=100, idle_levels=[1000, 10000, 50000],
+    idle_connect_seconds=300, heartbeat=10.0, rest_seconds=5.0, rest_warmup=1.0, burst_messages=300,
     steady_rate=50.0, steady_seconds=4.0,
     webhook_drain=30.0, growth_connections=1000, growth_slow_phase=True,
 )  # fmt: skip
@@ -273,6 +283,7 @@ class Bench:
         self.timings: dict[str, float] = {}
         self.cpu: dict[str, float] = {}  # CPU seconds of this process and its (finished) children
         self.interrupted = False
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.section_started = time.monotonic()
         # Measurements a later section reuses instead of repeating (5. Growth).
         self.e2e_1k: tuple[int, dict[str, Any], dict[str, Any]] | None = None  # (n, bare, Backchannel)
@@ -468,7 +479,7 @@ class Bench:
         ``window`` s at each); with ``load``, then end to end on the same sockets."""
         p = self.plan
         n = levels[-1]
-        spec = self.spec(kind, servers, tenant, scenario="idle", connections=n, levels=levels, window=window,
+        spec = self.spec(kind, servers, tenant, scenario="idle", connections=n, levels=levels, window=window, client="lean",
                          server_pids=[s.proc.pid for s in servers if s.proc], connect_concurrency=100,
                          connect_timeout=p.idle_connect_seconds, duration=p.growth_seconds,
                          phases=self.e2e_phases() if load else [],
@@ -486,9 +497,19 @@ class Bench:
         result["levels"][-1]["server_cpu_pct_held"] = meter.pct("hold")  # what heartbeats cost at the largest level
         return result
 
+    def idle_levels(self) -> list[int]:
+        """The plan's levels, the largest cut to what one process may hold open (``ulimit -n``)."""
+        cap = self.fd_limit - FD_MARGIN
+        levels = sorted({min(n, cap) for n in self.plan.idle_levels})
+        if levels[-1] < self.plan.idle_levels[-1]:
+            say(f"   the largest level is cut from {self.plan.idle_levels[-1]:,} to {levels[-1]:,} sockets: the open-files "
+                f"limit is {self.fd_limit:,} and this process may not raise it (`ulimit -n` "
+                f"{self.plan.idle_levels[-1] + FD_MARGIN} or more, as root, to run it in full)")  # fmt: skip
+        return levels
+
     def bench_idle(self) -> None:
         p = self.plan
-        levels, heartbeat, window = p.idle_levels, p.heartbeat, p.window()
+        levels, heartbeat, window = self.idle_levels(), p.heartbeat, p.window()
         say(f"\n== 2. Idle widget connections: memory and heartbeats (one server grown to {levels}, "
             f"{p.idle_connect_seconds:g} s allowed for connecting; heartbeat {heartbeat:g} s, watched ≥ {window:g} s at "
             f"each level: while the next level connects, then idle at the largest); then end to end at {levels[-1]} "
@@ -503,16 +524,18 @@ class Bench:
         self.stop(*servers)
         self.largest_e2e = (levels[-1], rb, rc)
         rows, out = [], {}
-        for lb, lc in zip(rb["levels"], rc["levels"], strict=True):
+        for i, (lb, lc) in enumerate(zip(rb["levels"], rc["levels"], strict=True)):
             n = lc["connections"]
             out[n] = {"baseline": lb, "backchannel": lc}
             keeps_up = heartbeats_keep_up(lc, n, heartbeat)
+            lc["kib_per_added_conn"] = added_kib(rc["levels"], i)
             rows.append([
                 n, f"{lc['connect']['opened']}/{n}", lc["connect"]["seconds"], lc["connect"]["per_s"],
-                lb["connect"]["per_s"], lc["kib_per_conn"], lb["kib_per_conn"], ratio(lc["kib_per_conn"], lb["kib_per_conn"]),
+                lb["connect"]["per_s"], lc["kib_per_conn"], lc["kib_per_added_conn"], lb["kib_per_conn"],
+                added_kib(rb["levels"], i), ratio(lc["kib_per_conn"], lb["kib_per_conn"]),
                 round(lc["rss_kib"] / 1024), lc["held_seconds"], f"{lc['pings_min']}–{lc['pings_max']}",
                 lc["max_ping_gap_s"], lc["closed_early"], lc.get("server_cpu_pct_held"),
-                verdict(lc["kib_per_conn"] <= TARGETS["idle_kib"]), verdict(keeps_up),
+                verdict(lc["kib_per_conn"] <= TARGETS["idle_kib"] if i else None), verdict(keeps_up),
             ])  # fmt: skip
         self.results["idle"] = {
             "sizes": out,
@@ -522,21 +545,28 @@ class Bench:
             "backchannel": rc,
         }
         table("2. Idle connections (resident memory per open widget socket; ratio = Backchannel / bare, lower is better)",
-              ["conns", "open", "connect s", "conn/s", "bare conn/s", "KiB/conn", "bare KiB/conn", "ratio", "RSS MiB",
+              ["conns", "open", "connect s", "conn/s", "bare conn/s", "KiB/conn", "KiB/added conn", "bare KiB/conn",
+               "bare KiB/added", "ratio", "RSS MiB",
                "watched s", "pings/socket", "max ping gap s", "closed", "server CPU % idle",
                f"≤ {TARGETS['idle_kib']:.0f} KiB", "heartbeats keep up"], rows)  # fmt: skip
         say(f"   load generator CPU while connecting and holding: {rc['loadgen_cpu_pct']} % of a core "
             f"(bare run {rb['loadgen_cpu_pct']} %); 'keeps up' = every socket open, none closed, each pinged, no gap "
-            f"(nor the silence at the window's end) reached 2.5 heartbeats")  # fmt: skip
-        worst = max(rc["levels"], key=lambda lv: lv["kib_per_conn"])
+            f"(nor the silence at the window's end) reached 2.5 heartbeats; KiB/added conn = what RSS grew by "
+            f"since the level before, per socket added (no start-up cost in it)")  # fmt: skip
         big = rc["levels"][-1]
+        # Judged at the largest level, where the start-up cost (caches, threads) that the first
+        # level carries is spread thinnest, and on what the sockets added since the level before.
+        per_socket = [big["kib_per_conn"], big.get("kib_per_added_conn") or big["kib_per_conn"]]
         rows = [
             self.check("2", f"≤ {TARGETS['idle_kib']:.0f} KiB per idle widget socket",
-                       ", ".join(f"{lv['kib_per_conn']} at {lv['connections']}" for lv in rc["levels"]),
-                       worst["kib_per_conn"] <= TARGETS["idle_kib"]),
+                       ", ".join(f"{lv['kib_per_conn']} at {lv['connections']}" for lv in rc["levels"])
+                       + f"; {per_socket[1]} per socket added at the largest level",
+                       max(per_socket) <= TARGETS["idle_kib"]),
             self.check("2", f"{TARGETS['idle_held']:,} connections held with heartbeats on",
                        f"{big['connect']['opened']:,} open, max gap {big['max_ping_gap_s']} s, {big['closed_early']} closed"
-                       + ("" if big["connections"] >= TARGETS["idle_held"] else f" (only {big['connections']:,} in --quick)"),
+                       + ("" if big["connections"] >= TARGETS["idle_held"] else
+                          f" (only {big['connections']:,} in --quick)" if self.quick else
+                          f" (only {big['connections']:,}: open-files limit {self.fd_limit:,})"),
                        heartbeats_keep_up(big, big["connections"], heartbeat)
                        if big["connections"] >= TARGETS["idle_held"] else None),
         ]  # fmt: skip
@@ -712,7 +742,7 @@ class Bench:
 
     def bench_growth(self) -> None:
         p = self.plan
-        small, mid, big = p.small, p.e2e_connections, p.idle_levels[-1]
+        small, mid, big = p.small, p.e2e_connections, self.idle_levels()[-1]
         say(f"\n== 5. Growth: end to end at {small}, {mid} and {big} connections; 1 and 2 instances on "
             f"PostgreSQL + Redis")  # fmt: skip
         if self.e2e_1k is None:  # section 1 did not run: measure 1,000 (and 100) here
@@ -887,6 +917,15 @@ def delivered_once(phase: dict[str, Any]) -> bool:
     return bool(phase["delivered"] == phase["expected"] and not phase.get("duplicates"))
 
 
+def added_kib(levels: list[dict[str, Any]], i: int) -> float | None:
+    """Resident KiB per socket added between level ``i - 1`` and level ``i`` (None for the first)."""
+    if i == 0:
+        return None
+    a, b = levels[i - 1], levels[i]
+    added = b["connect"]["opened"] - a["connect"]["opened"]
+    return round((b["rss_kib"] - a["rss_kib"]) / added, 1) if added > 0 else None
+
+
 def heartbeats_keep_up(level: dict[str, Any], n: int, heartbeat: float) -> bool:
     """Every socket open, none closed, each pinged in its watched time, and no gap between two
     pings, nor since the last one at the window's end, reached 2.5 heartbeats (where the widget
@@ -960,8 +999,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
-    soft = raise_fd_limit()
+    soft = raise_fd_limit(max(FULL.idle_levels) + FD_MARGIN)
     bench = Bench(args)
+    bench.fd_limit = soft
     m = bench.results["machine"]
     say(f"Backchannel benchmarks — {m['date']}")
     say(f"machine: {m['cores']} cores, {m['cpu_model']}, {m['ram_gib']} GiB RAM, Python {m['python']}, "

@@ -32,8 +32,10 @@ SECRET_KEY = "bench-" + secrets.token_urlsafe(40)
 HEARTBEAT = 20.0
 
 
-def uvicorn_flags(heartbeat: float = HEARTBEAT) -> list[str]:
-    """What ``backchannel serve`` passes uvicorn (app/cli.py), for both servers alike."""
+def uvicorn_flags() -> list[str]:
+    """What ``backchannel serve`` passes uvicorn (``app.logs.uvicorn_options``), for both servers
+    alike but one: Backchannel's own WebSocket protocol (``Server.command``); the bare relay runs
+    uvicorn's stock one. No protocol-level pings for either: each pings in its frames."""
     return [
         "--no-access-log",
         "--no-proxy-headers",  # forwarded headers are the app's to judge (TRUSTED_PROXIES)
@@ -42,9 +44,7 @@ def uvicorn_flags(heartbeat: float = HEARTBEAT) -> list[str]:
         "--ws-per-message-deflate",
         "false",
         "--ws-ping-interval",
-        str(heartbeat),
-        "--ws-ping-timeout",
-        str(heartbeat),
+        "0",
         "--log-level",
         "warning",
         "--backlog",
@@ -109,11 +109,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        from app.logs import WS_PROTOCOL
+
         target = "app.main:create_app" if self.kind == "backchannel" else "bench.baseline:create_app"
+        ws = ["--ws", WS_PROTOCOL] if self.kind == "backchannel" else []
         return [
             sys.executable, "-m", "uvicorn", target, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
-            *uvicorn_flags(self.heartbeat), *self.extra_args,
+            *uvicorn_flags(), *ws, *self.extra_args,
         ]  # fmt: skip
 
     def launch(self) -> Server:

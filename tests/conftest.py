@@ -153,6 +153,11 @@ class LiveServer(StoreAccess):
             "--no-proxy-headers",
             "--ws-max-size",
             "65536",
+            # Backchannel's own WebSocket protocol, as `backchannel serve` runs it (app.logs).
+            "--ws",
+            "app.realtime.uvicorn_protocol:WebSocketProtocol",
+            "--ws-ping-interval",
+            "0",
             "--log-level",
             "info",
         ]

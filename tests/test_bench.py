@@ -41,11 +41,11 @@ def test_baseline_json_endpoints_and_relay_answer(tmp_path: Path) -> None:
 
 def test_plans_fit_the_time_budget() -> None:
     """Not a timing assertion: the planned seconds per section (printed next to what each
-    section took) add up to the ~7 minutes (full) and ~3 minutes (--quick) aimed for."""
+    section took) add up to the ~11 minutes (full) and ~3 minutes (--quick) aimed for."""
     assert set(bench.run.FULL.budget) == set(bench.run.QUICK.budget) == set(bench.run.BENCHES)
-    assert sum(bench.run.FULL.budget.values()) <= 7.5 * 60
+    assert sum(bench.run.FULL.budget.values()) <= 11 * 60
     assert sum(bench.run.QUICK.budget.values()) <= 3 * 60
-    assert bench.run.FULL.idle_levels == [1000, 5000, 10000]
+    assert bench.run.FULL.idle_levels == [1000, 10000, 50000]
     assert bench.run.FULL.window() > 2 * bench.run.FULL.heartbeat
 
 
@@ -108,3 +108,40 @@ def test_the_search_bench_imports_and_is_opt_in() -> None:
     """``python -m bench.search`` (search latency at 100,000 messages) runs on its own."""
     assert "search" not in bench.run.BENCHES
     assert callable(bench.search.main) and callable(bench.search.bulk_messages) and bench.search.QUERIES
+
+
+def test_the_lean_client_holds_a_socket_from_another_loopback_address(tmp_path: Path) -> None:
+    """``bench.wire`` (the idle section's client): the upgrade from 127.0.0.3, the auth frame,
+    ``ready``, a heartbeat ping answered, a relayed message, the close handshake."""
+    import asyncio
+
+    from bench.wire import SOCKETS_PER_SOURCE, WireSocket, source_address
+
+    assert source_address(0) == "127.0.0.2" and source_address(SOCKETS_PER_SOURCE) == "127.0.0.3"
+    server = Server("baseline", tmp_path, heartbeat=0.2).start()
+    texts: list[str] = []
+
+    async def scenario() -> WireSocket:
+        sock = WireSocket(lambda s, text, t: texts.append(text))
+        await sock.open("127.0.0.1", server.port, "/ws?room=r1", "http://bench.test", "127.0.0.3", {"type": "auth"})
+        assert sock.opened and sock.transport is not None
+        assert sock.transport.get_extra_info("sockname")[0] == "127.0.0.3"
+        for _ in range(100):
+            if sock.pings >= 2:
+                break
+            await asyncio.sleep(0.05)
+        body = {"message_parts": [{"text": {"content": "hi"}}]}
+        await asyncio.to_thread(httpx.post, server.url + "/publish/r1", json=body)
+        for _ in range(100):
+            if texts:
+                break
+            await asyncio.sleep(0.05)
+        await sock.close()
+        return sock
+
+    try:
+        sock = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert sock.pings >= 2 and sock.closed == 1000
+    assert [json.loads(t) for t in texts] == [{"type": "message", "message": {"message_parts": [{"text": {"content": "hi"}}]}}]

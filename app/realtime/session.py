@@ -28,6 +28,7 @@ from sqlmodel import select
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 from app import errors, people
 from app.api.framework import JSONResponse, error_response, parse_json_body, read_body
@@ -54,6 +55,7 @@ WIDGET_DTS = STATIC_DIR / "widget.d.ts"
 MAX_SESSION_BODY = 16_384
 SESSIONS_PER_MINUTE_PER_IP = 60
 NEW_USER_WINDOW_SECONDS = 3600
+SOCKET_PATH = "/widget/v1/ws"
 
 
 class WidgetUser(BaseModel):
@@ -190,7 +192,7 @@ class Started:
             "conversation_id": self.conversation_id,
             "visitor_token": signer_.visitor_token(self.identity) if self.issue_visitor_token else None,
             "session_token": signer_.session_token(self.identity),
-            "socket_path": f"/widget/v1/ws?widget_key={self.widget_key}",
+            "socket_path": f"{SOCKET_PATH}?widget_key={self.widget_key}",
             "settings": self.settings,
         }
 
@@ -270,5 +272,7 @@ ROUTES: list[BaseRoute] = [
     Route("/widget/v1/locales/{code}.json", widget_locale, methods=["GET", "HEAD"]),
     Route("/widget/v1/session", session, methods=["POST"]),
     Route("/widget/v1/session", session_preflight, methods=["OPTIONS"]),
-    WebSocketRoute("/widget/v1/ws", widget_socket.endpoint),
+    WebSocketRoute(SOCKET_PATH, widget_socket.endpoint),
 ]
+# Served by ``app.edge`` before the router (the route above is what it would otherwise take).
+SOCKETS: dict[str, ASGIApp] = {SOCKET_PATH: widget_socket.asgi}

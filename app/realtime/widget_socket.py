@@ -13,11 +13,13 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import conversations, devices, errors
@@ -57,6 +59,12 @@ EMAIL_SHAPE = re.compile(r"^[^@\s<>()\[\],;:\"]{1,64}@[^@\s<>()\[\],;:\"]+\.[^@\
 # of the frames that act (a brisk reader's message must not wait behind its own receipts).
 SIGNALS = frozenset({"read", "typing"})
 MAX_RATING_COMMENT = 1000
+
+
+def asgi(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    """The endpoint as a bare ASGI app: ``app.edge`` serves the socket path with it, so an open
+    socket keeps no router frames (a plain function: it keeps no frame of its own either)."""
+    return endpoint(WebSocket(scope, receive=receive, send=send))
 
 
 class Closed(Exception):
