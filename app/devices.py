@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+from sqlmodel import Session, col, select
+
+from app.store.tables import User
+
 MAX_AGENT = 512  # longer headers are not read
 
 # Order matters: Edge and Opera say "Chrome" too, Chrome says "Safari", iPads may say "Macintosh".
@@ -39,3 +43,12 @@ def summary(user_agent: str | None) -> str | None:
         return None
     said = f"{browser[0]} {browser[1]}" if browser else "A browser"
     return f"{said} on {system}" if system else said
+
+
+def changed(s: Session, user_id: str, page: str | None, device: str | None) -> bool:
+    """Whether the widget's page or device differs from what is stored for the customer."""
+    found = s.exec(select(User.widget_page, User.widget_device).where(col(User.id) == user_id)).first()
+    if found is None:
+        return False
+    stored_page, stored_device = found
+    return bool((page and page[:2048] != stored_page) or (device and device[:120] != stored_device))

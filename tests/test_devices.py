@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from app.devices import summary
@@ -28,3 +30,17 @@ AGENTS = [  # noqa: E501 (real User-Agents are long)
 @pytest.mark.parametrize(("agent", "expected"), AGENTS)
 def test_summary(agent: str | None, expected: str | None) -> None:
     assert summary(agent) == expected
+
+
+def test_changed_says_whether_a_write_is_needed(app_server: Any, app_tenant: Any, app_api: Any) -> None:
+    from app.devices import changed
+    from app.mail.replies import record_presence
+
+    user = app_api.post("/api/v1/users", json={"name": "Dee"}).json()["id"]
+    assert app_server.in_tx(lambda tx: changed(tx.session, user, "https://shop.example/a", None))
+    app_server.in_tx(lambda tx: record_presence(tx, user, "https://shop.example/a", "Chrome 131 on Linux"))
+    assert not app_server.in_tx(lambda tx: changed(tx.session, user, "https://shop.example/a", "Chrome 131 on Linux"))
+    assert not app_server.in_tx(lambda tx: changed(tx.session, user, None, None))
+    assert app_server.in_tx(lambda tx: changed(tx.session, user, "https://shop.example/b", None))
+    assert app_server.in_tx(lambda tx: changed(tx.session, user, None, "Safari 17 on iPhone"))
+    assert not app_server.in_tx(lambda tx: changed(tx.session, "usr_nobody", "https://shop.example/a", None))

@@ -226,12 +226,18 @@ class WidgetSocket:
         )
         conv = attached.conversation
         self.read_seq = conv["user_read_seq"] if conv else 0
-        # Presence, the page and the device: the Inbox's customer panel shows them; offline
-        # replies by email (when mail is set up) also need to know whether to ask for an email.
+        # Presence, the page and the device: offline replies by email need them (and whether
+        # to ask for an email); the Inbox's customer panel shows them. Without mail, a write
+        # only when the page or device changed: a reconnect costs a read, not a transaction.
+        ask_email = False
         page = page_of(self.websocket.headers.get("origin"), frame.get("page"))
         device = devices.summary(self.websocket.headers.get("user-agent"))
-        has_email = await self.state.runner.write(record_presence, identity.user_id, page, device)
-        ask_email = self.state.mail is not None and not has_email
+        if self.state.mail is not None:
+            ask_email = not await self.state.runner.write(record_presence, identity.user_id, page, device)
+        elif page is not None or device is not None:
+            changed: bool = await self.state.runner.read(devices.changed, identity.user_id, page, device)
+            if changed:
+                await self.state.runner.write(record_presence, identity.user_id, page, device)
         conn.send_frame(
             {
                 "type": "ready",
