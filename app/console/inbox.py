@@ -282,7 +282,7 @@ async def return_to_bot(ctx: Ctx) -> Response:
     )
     notice = "The bot has this conversation again."
     if _wants_json(ctx):
-        return JSONResponse({"notice": notice})
+        return JSONResponse({"notice": notice, "ok": True, "next": None})
     return redirect(ctx, _url(conversation_id, _view(ctx)), notice)
 
 
