@@ -312,13 +312,16 @@
     // draft reply stays. "Resolve and next" opens the next conversation the server names.
     var notice = $("#thread-notice");
     var noticeTimer = null;
+    function placeNotice() { // just under the header (whose height changes with its buttons), over the transcript
+      var head = $("#conversation-header");
+      if (notice && head) notice.style.top = head.offsetHeight + "px";
+    }
     function say(text, bad) {
       if (!notice) return;
       clearTimeout(noticeTimer);
       notice.textContent = text || "";
       notice.classList.toggle("is-error", !!bad);
-      var head = $("#conversation-header");
-      if (head) notice.style.top = head.offsetHeight + "px"; // just under the header, over the transcript
+      placeNotice();
       noticeTimer = setTimeout(function () { notice.textContent = ""; }, 5000);
     }
     var header = $("#conversation-header");
@@ -341,7 +344,7 @@
             if (!body) return;
             if (body.next) { window.location.assign(body.next); return; }
             say(body.notice, body.ok === false);
-            return refreshHeader(keep).then(function () { refreshList(0); reloadTranscript(); });
+            return refreshHeader(keep).then(function () { placeNotice(); refreshList(0); reloadTranscript(); });
           })
           .catch(function () { say("You seem to be offline. Nothing was changed.", true); })
           .then(function () { buttons.forEach(function (b) { if (b.isConnected) b.disabled = false; }); });
