@@ -203,6 +203,62 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class PostgresCpu:
+    """CPU seconds used so far by the PostgreSQL backends serving some databases (those of the
+    servers under test), read from ``/proc`` (PostgreSQL runs on this machine: the bench talks
+    to 127.0.0.1 only). A backend that ends keeps its last reading, so the sum never goes back.
+    Not counted: PostgreSQL's own background processes (WAL writer, checkpointer), which other
+    users of the same server share."""
+
+    def __init__(self, admin_url: str, databases: list[str]) -> None:
+        self.admin_url = admin_url.replace("postgresql+psycopg://", "postgresql://")
+        self.databases = databases
+        self.seen: dict[int, float] = {}
+
+    def __call__(self) -> float:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            pids = [r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+                (self.databases,),
+            )]  # fmt: skip
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                self.seen[pid] = proc_cpu_seconds(pid)
+        return sum(self.seen.values())
+
+
+class RedisCpu:
+    """CPU seconds used so far by the Redis server (``INFO cpu``): all of it, so other users of
+    the same Redis count too (none, on a machine of its own)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=3)
+
+    def __call__(self) -> float:
+        info = self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def service_meters(servers: list[Server]) -> dict[str, Any]:
+    """What the servers lean on, as CPU counters: ``{"pg": PostgresCpu, "redis": RedisCpu}``
+    where they use PostgreSQL or Redis."""
+    meters: dict[str, Any] = {}
+    urls = {s.env.get("BACKCHANNEL_DATABASE_URL", "") for s in servers}
+    pg = sorted(u for u in urls if u.startswith("postgresql"))
+    if pg:
+        admin = pg[0].rpartition("/")[0] + "/postgres"
+        meters["pg"] = PostgresCpu(admin, [u.rpartition("/")[2] for u in pg])
+    brokers = {s.env.get("BACKCHANNEL_BROKER_URL", "") for s in servers}
+    redis_urls = sorted(b for b in brokers if b.startswith("redis"))
+    if redis_urls:
+        meters["redis"] = RedisCpu(redis_urls[0])
+    return meters
+
+
 # -- databases ---------------------------------------------------------------------------
 
 

@@ -145,3 +145,14 @@ def test_the_lean_client_holds_a_socket_from_another_loopback_address(tmp_path: 
         server.stop()
     assert sock.pings >= 2 and sock.closed == 1000
     assert [json.loads(t) for t in texts] == [{"type": "message", "message": {"message_parts": [{"text": {"content": "hi"}}]}}]
+
+
+def test_the_scaling_model_splits_the_app_cost_by_instance_and_bounds_by_the_busiest_part() -> None:
+    """5d: 1 and 2 instances give the write cost and the per-instance cost (``d = a2 - a1``)."""
+    one = {"server_cpu_ms_per_msg": 0.6, "pg_cpu_ms_per_msg": 0.25, "redis_cpu_ms_per_msg": 0.03}
+    two = {"server_cpu_ms_per_msg": 0.7, "pg_cpu_ms_per_msg": 0.27, "redis_cpu_ms_per_msg": 0.04}
+    model = bench.run.scaling_model(one, two)
+    assert model is not None
+    assert model["d"] == pytest.approx(0.1) and model["w"] == pytest.approx(0.5)
+    assert model["p"] == pytest.approx(0.26) and model["r_per_instance"] == pytest.approx(0.01)
+    assert bench.run.scaling_model(one, {}) is None  # a figure missing: no model
