@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     database_busy_timeout_seconds: float = 10.0
     # PostgreSQL: how many group-committing writer lanes one process runs side by side
     # (each holds one pooled connection while it commits a batch). SQLite always has one.
-    database_writers: int = Field(default=4, ge=1, le=32)
+    database_writers: int = Field(default=2, ge=1, le=32)
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     public_url: str = "http://127.0.0.1:8000"
     webhook_allow_private_networks: bool = False

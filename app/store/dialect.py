@@ -30,7 +30,8 @@ class Dialect:
 
     __slots__ = (
         "name", "sqlite", "one_writer", "separate_read_engine", "render_as_batch", "row_locks",
-        "advisory_locks", "plans_by_statistics", "take_sync_seq", "sync_settled", "reclaims_at_once", "_rendered",
+        "advisory_locks", "plans_by_statistics", "take_sync_seq", "sync_seq_expression", "sync_settled",
+        "reclaims_at_once", "_rendered",
     )  # fmt: skip
 
     def __init__(self, name: str) -> None:
@@ -60,11 +61,15 @@ class Dialect:
         # once every transaction that could still commit with a lower id has ended
         # (``sync_settled``: below the xmin of the statement's own snapshot). A change is then
         # listed late (after the transactions running beside it), never skipped.
+        # ``sync_seq_expression``: the same value as SQL that a statement can use in place (the
+        # message path's ``seq`` bump takes it so), where it is one.
         if sqlite:
             self.take_sync_seq = "UPDATE sync_clock SET value = value + 1 WHERE id = 1 RETURNING value"
+            self.sync_seq_expression = ""
             self.sync_settled = ""
         else:
-            self.take_sync_seq = "SELECT pg_current_xact_id()::text::bigint"
+            self.sync_seq_expression = "pg_current_xact_id()::text::bigint"
+            self.take_sync_seq = f"SELECT {self.sync_seq_expression}"
             self.sync_settled = "{column} < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
         # After an erasure, ``reclaim_erased`` is cheap on SQLite (a WAL checkpoint) and runs at
         # once; PostgreSQL's VACUUM is left to the background job.
