@@ -56,6 +56,9 @@ WORKSPACE_CACHE_SECONDS = 30.0  # handshakes look the widget key up here, not in
 CACHE_SIZE = 10_000  # agents and workspaces held in memory, each
 
 PING = '{"type":"ping"}'
+# The ASGI extension of Backchannel's uvicorn protocol (app/realtime/uvicorn_protocol.py):
+# ``{"send_text": f}``, ``f(text) -> bool`` writes a text frame now if it can.
+SEND_NOWAIT = "backchannel.send_nowait"
 
 # What a connection's queue holds: ready text, or work that needs the store or the seq.
 _TEXT = 0  # (_TEXT, text)
@@ -102,6 +105,7 @@ class Connection:
         "_close_args",
         "_pending",
         "_flusher",
+        "_send_now",
     )
 
     def __init__(
@@ -124,6 +128,10 @@ class Connection:
         self._close_args: tuple[int, str] = (CloseCode.GOING_AWAY, "")
         self._pending: deque[tuple[Any, ...]] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        # Under Backchannel's uvicorn protocol, a frame with nothing queued before it is written
+        # at once (no flusher task, no send timer): most heartbeat pings and live frames.
+        nowait = (websocket.scope.get("extensions") or {}).get(SEND_NOWAIT)
+        self._send_now: Callable[[str], bool] | None = nowait["send_text"] if nowait else None
 
     # -- called by the hub and the socket handler ----------------------------------------
 
@@ -140,6 +148,12 @@ class Connection:
         if self.closed:
             return
         pending = self._pending
+        if pending is None and item[0] == _TEXT and self._flusher is None and self._send_now is not None:
+            try:
+                if self._send_now(item[1]):
+                    return
+            except Exception:  # the queued path finds the same fault and closes the socket
+                log.debug("widget socket: direct send failed, queueing", exc_info=True)
         if pending is None:
             pending = self._pending = deque()
         elif len(pending) >= self.queue_size:

@@ -14,6 +14,12 @@ uvicorn's own ``websockets-sansio`` protocol, with what an idle socket holds mad
   for the socket's life; both are emptied and dropped once the handshake is answered (the
   ASGI scope keeps the request's headers, as ASGI says).
 
+It also offers the app one ASGI extension, ``backchannel.send_nowait``: ``{"send_text": f}``,
+where ``f(text)`` writes a text frame at once and returns True, or returns False (and writes
+nothing) when the socket is not open for it (not yet accepted, closing, or its peer not keeping
+up). A widget socket with nothing queued sends through it (``app.realtime.hub.Connection``):
+a heartbeat ping or a live frame then costs no task and no timer.
+
 Everything else (framing, limits, the close handshake, back-pressure) is uvicorn's, unchanged.
 """
 
@@ -23,6 +29,10 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
+
+from app.realtime.hub import SEND_NOWAIT
 
 
 class _Inbox:
@@ -101,6 +111,30 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Gate()  # type: ignore[assignment]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # a handshake handed to the app (the app task has not run yet)
+            scope["extensions"][SEND_NOWAIT] = {"send_text": self.send_text_nowait}
+
+    def send_text_nowait(self, text: str) -> bool:
+        """One text frame written now, if the socket is open and its peer keeps up; else False."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:  # the peer's close arrived first: the app hears of it in order
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send(self, message: Any) -> None:
         await super().send(message)

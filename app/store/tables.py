@@ -167,10 +167,12 @@ class Conversation(SQLModel, table=True):
         Index("ix_conversation_ws_sync", "workspace_id", "sync_seq", "id"),
         # Routing counts each human's open conversations (``app/availability.py``).
         Index("ix_conversation_assignee_status", "assignee_id", "status"),
+        # A visitor's newest conversation, read at every widget handshake (``sql.newest_conversation``).
+        Index("ix_conversation_user_created", "user_id", "created_at"),
     )
     id: str = Field(primary_key=True)
     workspace_id: str = Field(foreign_key="workspace.id", index=True)
-    user_id: str = Field(foreign_key="user.id", index=True)
+    user_id: str = Field(foreign_key="user.id")
     status: str = "open"  # open | resolved
     assignee_id: str | None = Field(default=None, foreign_key="agent.id")
     # The assignee's kind ("bot" | "human" | None), kept with assignee_id so no reader looks it up.

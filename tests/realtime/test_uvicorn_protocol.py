@@ -11,6 +11,10 @@ import os
 import resource
 import subprocess
 import sys
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosedOK
 
 from app.logs import WS_PROTOCOL, uvicorn_options
 from app.realtime.uvicorn_protocol import WebSocketProtocol, _Gate, _Inbox
@@ -86,3 +90,48 @@ def test_serve_lifts_the_open_files_soft_limit_to_the_hard_one() -> None:
     want = hard if hard != resource.RLIM_INFINITY else low
     assert [int(x) for x in out] == [low, want, want]
     assert raise_open_files_limit()[1] >= soft  # here: never lowered
+
+
+def test_send_nowait_writes_a_frame_at_once_and_refuses_once_closing() -> None:
+    """A real uvicorn with the protocol, an ASGI app using the extension, a real client."""
+    import threading
+
+    import uvicorn
+    from websockets.sync.client import connect
+
+    from app.realtime.hub import SEND_NOWAIT
+    from tests.conftest import free_port
+
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        send_text = scope["extensions"][SEND_NOWAIT]["send_text"]
+        seen["before_accept"] = send_text("too early")
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        seen["open"] = send_text('{"type":"ping"}')
+        await receive()  # the client's reply
+        await send({"type": "websocket.close", "code": 1000})
+        seen["after_close"] = send_text("too late")
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws=WS_PROTOCOL, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
+            assert ws.recv(timeout=10) == '{"type":"ping"}'
+            ws.send("pong")
+            with pytest.raises(ConnectionClosedOK):
+                ws.recv(timeout=10)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert seen == {"before_accept": False, "open": True, "after_close": False}
