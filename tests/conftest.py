@@ -40,6 +40,7 @@ from app.store.migrate import upgrade
 from app.store.runner import Tx
 from app.tokens import create_token
 from app.workspaces import create_workspace
+from tests.mail.smtp import Inbox, smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -517,3 +518,19 @@ def on_each_database(request: pytest.FixtureRequest, app_server_factory: Any) ->
     tenant = server.new_tenant()
     with server.client(tenant) as api:
         yield OnDatabase(request.param, server, tenant, api)
+
+
+# -- a real SMTP server on loopback, for the email tests -------------------------------------
+
+@pytest.fixture
+def smtp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def smtp(smtp_port: int) -> Iterator[Inbox]:
+    controller, inbox = smtp_server(smtp_port)
+    try:
+        yield inbox
+    finally:
+        controller.stop()

@@ -5,35 +5,20 @@ phone screenshots, and axe on each page."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.browser.accessibility import Audit
 from tests.browser.conftest import screenshot
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 from tests.console.support import PASSWORD, make_console_user
-from tests.mail.test_offline_replies import Inbox, smtp_server
+from tests.mail.smtp import Inbox
 from tests.receivers import eventually
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def smtp_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def smtp(smtp_port: int) -> Iterator[Inbox]:
-    controller, inbox = smtp_server(smtp_port)
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 def _both(page: Any, name: str, audit: Audit) -> None:

@@ -14,7 +14,7 @@ from tests.browser.conftest import screenshot
 from tests.browser.test_widget_languages import DESKTOP, PHONE, open_page, settings_script
 from tests.browser.widget_host import HostSite, embed_page, serve_host_site, wait_for
 from tests.conftest import LiveServer, free_port
-from tests.mail.test_offline_replies import Inbox, mail_env, smtp_server
+from tests.mail.smtp import Inbox, mail_env, smtp_server
 
 WORDS = {
     "en": ("Email", "Notify me", "Please enter a valid email address.", "Thanks! We'll email you at {email}.", "Send"),

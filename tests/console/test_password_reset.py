@@ -6,7 +6,6 @@ nothing offered (but "ask an admin") without SMTP."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,26 +16,12 @@ import pytest
 from app.ids import utcnow
 from app.settings import Settings
 from app.store.migrate import upgrade
-from tests.conftest import InProcessServer, Tenant, free_port
+from tests.conftest import InProcessServer, Tenant
 from tests.console.support import PASSWORD, console_client, csrf_from, make_console_user
-from tests.mail.test_offline_replies import Inbox, smtp_server
+from tests.mail.smtp import Inbox
 from tests.receivers import eventually
 
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-def smtp_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def smtp(smtp_port: int) -> Iterator[Inbox]:
-    controller, inbox = smtp_server(smtp_port)
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -4,77 +4,21 @@ widget is open, and a link back that is a pointer, not a key."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import threading
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
-import pytest
-from aiosmtpd.controller import Controller
 
 from app.mail.compose import Reply, reply_email
 from app.mail.replies import link_back
 from app.store.tables import Conversation, EmailProgress
-from tests.conftest import LiveServer, Tenant, free_port
+from tests.conftest import LiveServer, Tenant
+from tests.mail.smtp import Inbox, mail_env, smtp_server
 from tests.realtime.test_realtime import ORIGIN, WidgetClient
 from tests.receivers import eventually
 
 PAGE = ORIGIN + "/help/cards"
-
-
-class Inbox:
-    """What the SMTP server on loopback received: parsed messages and their envelopes."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append((list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.messages)
-
-
-def smtp_server(port: int) -> tuple[Controller, Inbox]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    return controller, inbox
-
-
-@pytest.fixture
-def smtp_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def smtp(smtp_port: int) -> Iterator[Inbox]:
-    controller, inbox = smtp_server(smtp_port)
-    try:
-        yield inbox
-    finally:
-        controller.stop()
-
-
-def mail_env(smtp_port: int) -> dict[str, str]:
-    return {
-        "BACKCHANNEL_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "BACKCHANNEL_EMAIL_FROM": "Acme Support <support@acme.test>",
-        "BACKCHANNEL_EMAIL_AFTER_SECONDS": "1",
-        "BACKCHANNEL_EMAIL_BATCH_SECONDS": "1",
-        "BACKCHANNEL_EMAIL_POLL_SECONDS": "0.3",
-        "BACKCHANNEL_EMAIL_LEASE_SECONDS": "1",
-    }
 
 
 def customer_leaves_an_email(server: LiveServer, tenant: Tenant, keep_token: bool = False) -> Any:
