@@ -25,10 +25,10 @@ from app import errors
 from app.api.framework import JSONResponse, error_response
 from app.files import records
 from app.files.service import Files
-from app.realtime.identity import origin_allowed, widget_cors, widget_preflight
+from app.realtime.identity import widget_caller, widget_cors, widget_preflight
 from app.state import AppState
 from app.store.runner import Tx
-from app.store.tables import File, Workspace
+from app.store.tables import File
 
 # Sent inline (shown by the browser, and only as what they are): everything else is a download.
 INLINE_TYPES = frozenset(
@@ -118,16 +118,7 @@ async def widget_upload(request: Request) -> Response:
     state, files = _files(request)
     origin = request.headers.get("origin")
     try:
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        identity = state.signer.read_session(token)
-        if identity is None:
-            raise errors.Unauthorized("Send the widget session token as Authorization: Bearer ….", code="invalid_token")
-        workspace = await state.runner.read(lambda s: s.get(Workspace, identity.workspace_id))
-        if workspace is None:
-            raise errors.Unauthorized("Send the widget session token as Authorization: Bearer ….", code="invalid_token")
-        if not origin_allowed(workspace.allowed_origins, origin):
-            raise errors.Forbidden("This site may not embed this widget.", code="origin_not_allowed")
+        identity, _ = await widget_caller(request, state.signer, state.runner)
         settings = state.settings
         await state.limiter.consume_or_raise(
             f"widget-upload:{identity.user_id}", settings.widget_uploads_per_hour, UPLOAD_WINDOW_SECONDS

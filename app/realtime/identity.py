@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import errors
+from app.store.tables import Workspace
 
 VISITOR_MAX_AGE = 400 * 24 * 3600  # browsers cap script-set storage near this anyway
 SESSION_MAX_AGE = 12 * 3600
@@ -227,6 +228,21 @@ def widget_cors(origin: str | None) -> dict[str, str]:
     if origin:
         headers["Access-Control-Allow-Origin"] = origin
     return headers
+
+
+async def widget_caller(request: Request, signer: TokenSigner, runner: Any) -> tuple[WidgetIdentity, Workspace]:
+    """Who sends a widget HTTP request (uploads, web-view outcomes): the visitor whose session
+    token is the bearer, in a workspace that lets the request's Origin embed the widget.
+    ``401 invalid_token`` or ``403 origin_not_allowed`` otherwise. ``runner`` is the store's
+    (``app.store.runner.Runner``)."""
+    auth = request.headers.get("authorization", "")
+    identity = signer.read_session(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+    workspace = None if identity is None else await runner.read(lambda s: s.get(Workspace, identity.workspace_id))
+    if identity is None or workspace is None:
+        raise errors.Unauthorized("Send the widget session token as Authorization: Bearer ….", code="invalid_token")
+    if not origin_allowed(workspace.allowed_origins, request.headers.get("origin")):
+        raise errors.Forbidden("This site may not embed this widget.", code="origin_not_allowed")
+    return identity, workspace
 
 
 def widget_preflight(request: Request, allow_headers: str) -> Response:

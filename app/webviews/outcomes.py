@@ -19,9 +19,9 @@ from starlette.routing import BaseRoute, Route
 from app import errors
 from app.api.framework import JSONResponse, error_response
 from app.ids import isoformat
-from app.realtime.identity import origin_allowed, widget_cors, widget_preflight
+from app.realtime.identity import widget_caller, widget_cors, widget_preflight
 from app.state import AppState
-from app.store.tables import Conversation, WebviewOpening, Workspace
+from app.store.tables import Conversation, WebviewOpening
 from app.webviews.openings import CLOSE_STATUSES
 
 
@@ -54,15 +54,7 @@ async def webview_outcomes(request: Request) -> Response:
     state: AppState = request.app.state.bc
     origin = request.headers.get("origin")
     try:
-        auth = request.headers.get("authorization", "")
-        identity = state.signer.read_session(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
-        if identity is None:
-            raise errors.Unauthorized("Send the widget session token as Authorization: Bearer ….", code="invalid_token")
-        workspace = await state.runner.read(lambda s: s.get(Workspace, identity.workspace_id))
-        if workspace is None:
-            raise errors.Unauthorized("Send the widget session token as Authorization: Bearer ….", code="invalid_token")
-        if not origin_allowed(workspace.allowed_origins, origin):
-            raise errors.Forbidden("This site may not embed this widget.", code="origin_not_allowed")
+        identity, _ = await widget_caller(request, state.signer, state.runner)
         conversation_id = request.query_params.get("conversation_id", "")
         found = await state.runner.read(
             closed_webviews, identity.workspace_id, identity.user_id, conversation_id[:64]
