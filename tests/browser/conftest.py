@@ -63,6 +63,16 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+def screenshot_desktop_and_phone(page: Any, name: str) -> None:
+    """``widget-NAME-desktop`` at the page's size and ``widget-NAME-phone`` at 390×844, then
+    the page back at its size."""
+    screenshot(page, f"widget-{name}-desktop")
+    size = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, f"widget-{name}-phone")
+    page.set_viewport_size(size)
+
+
 @pytest.fixture
 def host() -> Iterator[HostSite]:
     """A host site on its own origin (another port) that embeds the widget."""

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.browser.accessibility import assert_accessible
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot_desktop_and_phone
 from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, text
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
@@ -28,14 +28,6 @@ def _agent_says(api: httpx.Client, conversation_id: str, agent_id: str, words: s
     r = api.post(f"/api/v1/conversations/{conversation_id}/messages",
                  json={"actor": {"type": "agent", "id": agent_id}, "message_parts": [text(words)]})
     assert r.status_code == 201, r.text
-
-
-def _both_sizes(page: Any, name: str) -> None:
-    screenshot(page, f"widget-{name}-desktop")
-    size = page.viewport_size
-    page.set_viewport_size(PHONE)
-    screenshot(page, f"widget-{name}-phone")
-    page.set_viewport_size(size)
 
 
 def test_waiting_for_a_teammate_until_the_first_reply_then_a_joined_line(
@@ -61,7 +53,7 @@ def test_waiting_for_a_teammate_until_the_first_reply_then_a_joined_line(
     expect(page.get_by_text("Waiting for a teammate")).to_be_visible()
     expect(page.get_by_text("You're talking to", exact=False)).to_have_count(0)
     expect(log).not_to_contain_text("joined")
-    _both_sizes(page, "handover-waiting")
+    screenshot_desktop_and_phone(page, "handover-waiting")
     assert_accessible(page, "widget waiting for a teammate")
 
     # The first reply: the line, then the message; the header names who is answering.
@@ -73,7 +65,7 @@ def test_waiting_for_a_teammate_until_the_first_reply_then_a_joined_line(
     _agent_says(api, conv["id"], alex["id"], "Found it: the charge is from Rail Pass Ltd.")
     expect(log).to_contain_text("Rail Pass Ltd.")
     expect(log.get_by_text("Alex Morgan joined", exact=True)).to_have_count(1)  # once, not per message
-    _both_sizes(page, "handover-joined")
+    screenshot_desktop_and_phone(page, "handover-joined")
     assert_accessible(page, "widget after an agent joined")
 
     # A colleague takes over: their own line.

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.browser.accessibility import assert_accessible
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot_desktop_and_phone
 from tests.browser.widget_host import HostSite, bot_says, embed_page, only_conversation, text
 from tests.conftest import LiveServer, Tenant
 from tests.console.support import make_console_user
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 SPENT_DONE = "Completed: you already sent this."
 SPENT_HUMAN = "No longer available: a teammate has taken over this chat."
-
-
-def _both_sizes(page: Any, name: str) -> None:
-    screenshot(page, f"widget-{name}-desktop")
-    size = page.viewport_size
-    page.set_viewport_size(PHONE)
-    screenshot(page, f"widget-{name}-phone")
-    page.set_viewport_size(size)
 
 
 def _statement_chat(page: Any, server: LiveServer, tenant: Tenant, host: HostSite, api: httpx.Client,
@@ -86,7 +78,7 @@ def test_a_sent_web_view_is_completed_and_outcomes_are_in_plain_words(
     expect(again).not_to_have_attribute("aria-disabled", "true")
     expect(page.get_by_role("group", name="Coffee Corner -€3.40").get_by_role("button", name="Details")).to_be_enabled()
     done.scroll_into_view_if_needed()
-    _both_sizes(page, "webview-completed")
+    screenshot_desktop_and_phone(page, "webview-completed")
     assert_accessible(page, "widget with a completed web view")
 
     # The same story from the history, in another language too.
@@ -139,7 +131,7 @@ def test_while_a_person_has_the_chat_the_bots_actions_are_spent(
              for m in api.get(f"/api/v1/conversations/{conv['id']}/messages").json()["data"]
              if m["actor"]["type"] == "user"]
     assert users == ["Account statement", "Talk to a human", "The Rail Pass one"]
-    _both_sizes(page, "spent-actions-human")
+    screenshot_desktop_and_phone(page, "spent-actions-human")
     assert_accessible(page, "widget with spent actions")
 
     # A reload shows the same; handed back to the bot, its actions work again.
