@@ -1,8 +1,8 @@
 """``scripts/bench``: run the benchmarks, each against its baseline in the same run, and print tables.
 
-    scripts/bench                      # everything (about 11 minutes on an unloaded 2-core machine)
+    scripts/bench                      # everything (about 11½ minutes on an unloaded 2-core machine)
     scripts/bench --quick              # shorter and smaller, every section (about 3 minutes)
-    scripts/bench --only e2e,rest      # a subset: e2e, idle, rest, webhooks, growth, files
+    scripts/bench --only e2e,rest      # a subset: e2e, idle, rest, webhooks, growth, files, handover
     scripts/bench --profile            # also py-spy the server during the REST and e2e runs
 
 Every figure is printed with its ratio to the bare baseline measured in the same run, because
@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from bench import files as bench_files
+from bench import handover as bench_handover
 from bench.servers import (
     PostgresDatabase,
     Server,
@@ -60,7 +61,7 @@ from bench.servers import (
 
 ROOT = Path(__file__).resolve().parent.parent
 FD_MARGIN = 1000  # open files a server or load generator needs besides its sockets
-BENCHES = ("e2e", "idle", "rest", "webhooks", "growth", "files")
+BENCHES = ("e2e", "idle", "rest", "webhooks", "growth", "files", "handover")
 TARGETS = {
     "e2e_rate": 2000.0,  # messages/s API -> widget at 1,000 connections
     "e2e_p99_ms": 50.0,
@@ -265,6 +266,8 @@ class Plan:
     webhook_drain: float
     growth_connections: int  # 5b/5c on PostgreSQL + Redis
     growth_slow_phase: bool  # 5c also runs the slow-endpoint phase
+    handover_conversations: int  # 11: widgets handed to a human, then an agent's reply
+    email_conversations: int  # 11: customers away, two replies each by email
 
     def window(self) -> float:
         """The least time each idle level's heartbeats are watched: two heartbeats and a second
@@ -273,18 +276,20 @@ class Plan:
 
 
 FULL = Plan(
-    budget={"e2e": 65, "idle": 400, "rest": 45, "webhooks": 30, "growth": 80, "files": 25},
+    budget={"e2e": 65, "idle": 400, "rest": 45, "webhooks": 30, "growth": 80, "files": 25, "handover": 35},
     e2e_connections=1000, e2e_seconds=6.0, growth_seconds=4.0, small=100, idle_levels=[1000, 10000, 50000],
     idle_connect_seconds=300, heartbeat=10.0, rest_seconds=5.0, rest_warmup=1.0, burst_messages=300,
     steady_rate=50.0, steady_seconds=4.0,
     webhook_drain=30.0, growth_connections=1000, growth_slow_phase=True,
+    handover_conversations=1000, email_conversations=500,
 )  # fmt: skip
 QUICK = Plan(
-    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 12, "growth": 45, "files": 8},
+    budget={"e2e": 40, "idle": 50, "rest": 25, "webhooks": 12, "growth": 45, "files": 8, "handover": 14},
     e2e_connections=1000, e2e_seconds=3.0, growth_seconds=2.0, small=100, idle_levels=[1000, 2000],
     idle_connect_seconds=60, heartbeat=3.0, rest_seconds=3.0, rest_warmup=0.5, burst_messages=100,
     steady_rate=50.0, steady_seconds=2.0,
     webhook_drain=20.0, growth_connections=1000, growth_slow_phase=False,
+    handover_conversations=200, email_conversations=100,
 )  # fmt: skip
 
 
@@ -894,6 +899,63 @@ class Bench:
         table("   targets", ["target", "Backchannel", "verdict"], [
             self.check("6", f"server RSS grows < {want:g} MiB during a {bench_files.UPLOAD_MIB} MiB upload",
                        f"{r['rss_growth_mib']} MiB", r["rss_growth_mib"] < want),
+        ])  # fmt: skip
+
+    # -- 11. handover and offline email ------------------------------------------------------
+
+    def bench_handover(self) -> None:
+        """Numbered 11 as in docs/performance.md, whose 7–10 are runs outside this script."""
+        p = self.plan
+        n, m = p.handover_conversations, p.email_conversations
+        mail = ", ".join(f"{k.removeprefix('BACKCHANNEL_')} {v}" for k, v in bench_handover.MAIL_SETTINGS.items())
+        say(f"\n== 11. Handover and offline email (SQLite, one server each): {n} widgets handed to a human, then an "
+            f"agent's reply; {m} customers away, two replies each, by email ({mail})")  # fmt: skip
+        servers, tenant = self.backchannel(n)
+        self.ready(*servers)
+        agents = bench_handover.human_agents(servers[0].url, tenant.token, 4)
+        meter = CpuMeter(servers)
+        h = bench_handover.measure_handover(servers[0].url, tenant, agents, meter)
+        self.stop(*servers)
+        self.step(f"{h['connected']}/{n} sockets in {h['connect_seconds']} s; handed over and answered")
+        for step in ("handover", "reply"):
+            h[step]["server_cpu_ms_each"] = meter.per(step, n)
+        url = self.database("sqlite")
+        tenant = seed(url, m)
+        addresses = bench_handover.give_emails(url, tenant.workspace_id)
+        with bench_handover.smtp_inbox() as inbox:
+            server = self.launch("backchannel", {**backchannel_env(url), **bench_handover.mail_env(inbox.port)})
+            self.ready(server)
+            agent = bench_handover.human_agents(server.url, tenant.token, 1)[0]
+            meter = CpuMeter([server])
+            e = bench_handover.measure_email(server.url, tenant.token, addresses, agent, inbox, meter)
+            self.stop(server)
+        e["server_cpu_ms_per_reply"] = meter.per("replies", e["replies"])
+        e["server_cpu_ms_per_email"] = meter.per("emails", e["emails"])
+        self.results["handover"] = {"handover": h, "email": e, "mail_settings": bench_handover.MAIL_SETTINGS}
+        rows = []
+        for step, what in (("handover", "POST …/handover → the widget's conversation frame"),
+                           ("reply", "an agent's reply → the widget's message frame")):  # fmt: skip
+            r = h[step]
+            rows.append([what, r["per_s"], r["delay_ms"]["p50"], r["delay_ms"]["p95"], r["delay_ms"]["p99"],
+                         r["delay_ms"]["max"], f"{r['delivered']}/{n}", _statuses(r), r["server_cpu_ms_each"]])  # fmt: skip
+        table(f"11a. Handover at {n} connected widgets (agents away: each waits for a teammate until the reply)",
+              ["step", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms", "delivered", "statuses", "server CPU ms each"],
+              rows)  # fmt: skip
+        table(f"11b. Offline email: {m} customers away, 2 replies each (quiet window {e['window_s']:g} s, "
+              f"poll {e['poll_s']:g} s)",
+              ["emails", "emails/s", "reply → email p50 ms", "p99 ms", "max ms", "over the window p50 ms", "p99 ms",
+               "server CPU ms/reply", "server CPU ms/email", "statuses"],
+              [[f"{e['emails']}/{m}", e["per_s"], e["delay_ms"]["p50"], e["delay_ms"]["p99"], e["delay_ms"]["max"],
+                e["over_window_ms"]["p50"], e["over_window_ms"]["p99"], e["server_cpu_ms_per_reply"],
+                e["server_cpu_ms_per_email"], _statuses(e)]])  # fmt: skip
+        once = h["once"]
+        table("   targets", ["target", "Backchannel", "verdict"], [
+            self.check("11", "every handover and reply frame reaches its widget, once",
+                       f"handover {once['handover']}/{n}, assigned {once['assigned']}/{n}, reply {once['reply']}/{n}"
+                       + (f", +{h['duplicates']} dup" if h["duplicates"] else ""), h["exactly_once"]),
+            self.check("11", "one email per conversation, holding both its replies",
+                       f"{e['one_each']}/{m} once, {e['holding_both']}/{m} holding both, {e['emails']} sent",
+                       e["exactly_once"]),
         ])  # fmt: skip
 
     def run(self, only: list[str]) -> int:

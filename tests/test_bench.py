@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
 import bench.data
+import bench.handover
 import bench.loadgen
 import bench.run
 import bench.search
-from bench.servers import Server, free_port, is_loopback
+from bench.servers import Server, backchannel_env, free_port, is_loopback, seed, sqlite_database
 
 
 def test_bench_modules_import_and_parse_options() -> None:
@@ -41,10 +43,10 @@ def test_baseline_json_endpoints_and_relay_answer(tmp_path: Path) -> None:
 
 def test_plans_fit_the_time_budget() -> None:
     """Not a timing assertion: the planned seconds per section (printed next to what each
-    section took) add up to the ~11 minutes (full) and ~3 minutes (--quick) aimed for."""
+    section took) add up to the ~11½ minutes (full) and ~3¼ minutes (--quick) aimed for."""
     assert set(bench.run.FULL.budget) == set(bench.run.QUICK.budget) == set(bench.run.BENCHES)
-    assert sum(bench.run.FULL.budget.values()) <= 11 * 60
-    assert sum(bench.run.QUICK.budget.values()) <= 3 * 60
+    assert sum(bench.run.FULL.budget.values()) <= 11.5 * 60
+    assert sum(bench.run.QUICK.budget.values()) <= 3.25 * 60
     assert bench.run.FULL.idle_levels == [1000, 10000, 50000]
     assert bench.run.FULL.window() > 2 * bench.run.FULL.heartbeat
 
@@ -96,6 +98,53 @@ def test_webhook_burst_is_a_fixed_count(tmp_path: Path) -> None:
         assert burst["delivered"] == 10 and not burst["duplicates"]
     finally:
         server.stop()
+
+
+def test_handover_and_offline_email_are_a_section_of_their_own() -> None:
+    """Section 11 (issue 24: the new features keep their own bench entries): chosen with
+    ``--only handover``, small in the quick plan, modest in the full one."""
+    assert bench.run.parse_args(["--only", "handover"]).only == ["handover"]
+    assert "handover" in bench.run.BENCHES and callable(bench.run.Bench.bench_handover)
+    assert bench.run.QUICK.budget["handover"] <= 15 and bench.run.FULL.budget["handover"] <= 40
+    assert 0 < bench.run.QUICK.handover_conversations <= bench.run.FULL.handover_conversations
+    assert 0 < bench.run.QUICK.email_conversations <= bench.run.FULL.email_conversations
+    # The quiet window the bench sets is short, and named where the results are.
+    assert float(bench.handover.MAIL_SETTINGS["BACKCHANNEL_EMAIL_BATCH_SECONDS"]) <= 1
+
+
+def test_the_handover_section_measures_a_few_widgets_and_emails(tmp_path: Path) -> None:
+    """The section's measurements on a real server, at a few conversations: each frame and
+    each email arrives once, and the phases the CPU meter needs are announced."""
+    phases: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        phases.append(f"{event['event']}:{event['name']}")
+
+    url = sqlite_database(tmp_path)
+    tenant = seed(url, 3)
+    server = Server("backchannel", tmp_path, backchannel_env(url)).start()
+    try:
+        agents = bench.handover.human_agents(server.url, tenant.token, 2)
+        h = bench.handover.measure_handover(server.url, tenant, agents, on_event)
+    finally:
+        server.stop()
+    assert h["exactly_once"], h
+    assert h["handover"]["delivered"] == h["reply"]["delivered"] == 3
+    url = sqlite_database(tmp_path)
+    tenant = seed(url, 2)
+    addresses = bench.handover.give_emails(url, tenant.workspace_id)
+    with bench.handover.smtp_inbox() as inbox:
+        env = {**backchannel_env(url), **bench.handover.mail_env(inbox.port)}
+        server = Server("backchannel", tmp_path, env).start()
+        try:
+            agent = bench.handover.human_agents(server.url, tenant.token, 1)[0]
+            e = bench.handover.measure_email(server.url, tenant.token, addresses, agent, inbox, on_event)
+        finally:
+            server.stop()
+    assert e["exactly_once"] and e["emails"] == e["holding_both"] == 2, e
+    assert e["delay_ms"]["p50"] >= 1000 * e["window_s"]  # the quiet window is kept
+    assert phases == [f"{kind}:{name}" for name in ("handover", "reply", "replies", "emails")
+                      for kind in ("phase_start", "phase")]
 
 
 def test_the_data_bench_imports_and_is_opt_in() -> None:
