@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app import VERSION, errors
+from app import VERSION, errors, heap
 from app.api import (
     agents,
     audit_log,
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             app.state.bc = await start_services(settings, stack, webhook_sender=webhook_sender)
+            stack.enter_context(heap.tuned_for_serving())  # what startup made is never walked again
             yield
 
     async def openapi_json(request: Request) -> Response:
