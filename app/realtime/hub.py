@@ -118,7 +118,8 @@ class Connection:
         self.session_key = session_key  # the session token it authenticated with ("": none)
         self.queue_size = queue_size
         self.conversation_id: str | None = None  # what the hub routes to this connection
-        self.sent_seq = 0  # highest message seq this client holds; owned by the flusher
+        self.sent_seq = 0  # highest message seq this client holds; owned by the flusher (or by
+        # push_message's direct write, which only runs while there is no flusher)
         self.sending_conversation: str | None = None  # the conversation the flusher is on
         self.syncing = True  # registered, handshake read not yet applied
         self.stale = False  # an event for this user arrived while syncing
@@ -142,6 +143,22 @@ class Connection:
         self._push((_TEXT, dumps(frame)))
 
     def push_message(self, conversation_id: str, seq: int, text: str | None) -> None:
+        # The usual case, the next message of the conversation on screen with nothing queued:
+        # written at once (as ``_deliver_message`` would, without a flusher task per message).
+        if (
+            self._pending is None
+            and self._flusher is None
+            and self._send_now is not None
+            and not self.closed
+            and conversation_id == self.sending_conversation
+            and seq == self.sent_seq + 1
+        ):
+            try:
+                if text is None or self._send_now(text):
+                    self.sent_seq = seq
+                    return
+            except Exception:  # the queued path finds the same fault and closes the socket
+                log.debug("widget socket: direct send failed, queueing", exc_info=True)
         self._push((_MESSAGE, conversation_id, seq, text))
 
     def _push(self, item: tuple[Any, ...]) -> None:
