@@ -315,10 +315,11 @@ class Dispatcher:
         free = self.settings.webhook_concurrency - len(self._busy)
         if free <= 0 or (check_first and not await self.runner.read(has_due, set(self._busy))):
             return
+        wakes = self._wakes  # before the claim: what is queued after it, its worker claims again
         claims = await self._claim(set(self._busy), free)
         for claim in claims:
             self._busy.add(claim.target.id)
-            tg.start_soon(self._work, claim)
+            tg.start_soon(self._work, claim, wakes)
 
     async def _claim(self, busy: set[str], free: int, only: str | None = None) -> list[Claim]:
         claims = await self.runner.write(
@@ -329,12 +330,13 @@ class Dispatcher:
             self._held.update(job.delivery_id for job in claim.jobs)
         return claims
 
-    async def _work(self, claim: Claim | None) -> None:
+    async def _work(self, claim: Claim | None, wakes: int) -> None:
         """Deliver to one endpoint, up to ``webhook_endpoint_concurrency`` at once, started in
         event order: a sliding window, so a slot freed by one answer is filled by the next
         delivery (claimed when events were queued meanwhile or the last claim was full), not
         after the whole batch. Ends when nothing more is known to be due and nothing is in
-        flight, or when other endpoints wait for a slot."""
+        flight, or when other endpoints wait for a slot. ``wakes``: the dispatcher's wake count
+        when ``claim`` was taken (events queued after it are looked for before the worker ends)."""
         assert claim is not None
         endpoint_id = claim.target.id
         slots = anyio.Semaphore(self.settings.webhook_endpoint_concurrency)
@@ -375,7 +377,6 @@ class Dispatcher:
             async with anyio.create_task_group() as tg:
                 while claim is not None:
                     size = self._sizes.get(endpoint_id, self._first_size)
-                    wakes = self._wakes
                     for i, job in enumerate(claim.jobs):
                         await slots.acquire()
                         if stopped:
@@ -415,9 +416,12 @@ class Dispatcher:
             self._busy.discard(endpoint_id)
             if len(self._sizes) > 10_000:
                 self._sizes.clear()
-            if full:
-                # Other endpoints may have waited for this slot: look now. (Not ``wake()``:
-                # that tells workers something was queued, and they would claim in vain.)
+            if full or wakes != self._wakes:
+                # Look now. Other endpoints may have waited for this slot; or events were queued
+                # since this worker's last claim, and the main loop, woken by them, skipped this
+                # endpoint while it was still busy here: without this it would wait for the next
+                # poll (a second by default). (Not ``wake()``: that tells workers something was
+                # queued, and they would claim in vain.)
                 self._wakeup.set()
 
     async def _prune_forever(self) -> None:

@@ -4,7 +4,6 @@ queued (``Connection.push_message``), and falls back to its queue, in order, oth
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from starlette.websockets import WebSocketState
 

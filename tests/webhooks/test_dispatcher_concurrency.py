@@ -89,3 +89,34 @@ def test_one_workspace_s_backlog_does_not_delay_another_s_endpoint(server: LiveS
         assert len(slow_rx.succeeded()) < 80  # the backlog was still being worked through
         assert max(delays) < 1.0, delays
         eventually(lambda: len(slow_rx.succeeded()) >= 80, timeout=30)
+
+
+def test_bursts_to_several_endpoints_never_wait_for_the_poll(server_factory: Any) -> None:
+    """Events queued while an endpoint's worker is finishing are claimed at once: nothing waits
+    for the poll, which here is 30 s so that a lost wake-up shows as a stall."""
+    srv: LiveServer = server_factory(env={"BACKCHANNEL_WEBHOOK_POLL_SECONDS": "30"})
+    tenant: Tenant = srv.new_tenant()
+
+    def poster(prefix: str) -> None:
+        with srv.client(tenant) as api:
+            _post_users(api, 10, prefix)
+
+    with Receiver() as rx, srv.client(tenant) as api:
+        for n in range(4):
+            add_endpoint(api, f"{rx.url}/endpoint-{n}", events=["user.created"])
+        sent = 0
+        for burst in range(8):
+            threads = [threading.Thread(target=poster, args=(f"b{burst}p{p}-",)) for p in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+            sent += 80
+            # 4 × 80 deliveries to a receiver that answers at once: well under the 30 s poll.
+            deadline = time.monotonic() + 10
+            while len(rx.succeeded()) < 4 * sent and time.monotonic() < deadline:
+                time.sleep(0.02)
+            got = len(rx.succeeded())
+            assert got >= 4 * sent, f"burst {burst}: {got} of {4 * sent} delivered after 10 s ({len(rx.received())} tried)"
+    per_delivery = Counter((r.webhook_id, r.path) for r in rx.received())
+    assert len(per_delivery) == 4 * sent and set(per_delivery.values()) == {1}
