@@ -244,24 +244,29 @@ class OfflineReplies:
     async def run(self) -> None:
         while not self._stopping:
             try:
-                await self.run_once()
+                full = await self.run_once() >= BATCH
             except Exception:  # the next round tries again
                 log.exception("offline replies: round failed")
+                full = False
+            if full:  # more may be due: the next round now, not after the poll
+                await anyio.sleep(0)
+                continue
             with anyio.move_on_after(self.settings.email_poll_seconds):
                 await self._wake.wait()
             self._wake = anyio.Event()
 
     async def run_once(self) -> int:
+        """One round: presence, then what is due (up to ``BATCH`` conversations). Returns how
+        many conversations were due."""
         await self.runner.write(record_presence_of, self.present())
         due = await self.runner.read(
             due_conversations, utcnow(), self.settings.email_after_seconds, self.settings.email_batch_seconds
         )
-        sent = 0
         for conversation_id in due:
             if self._stopping:
                 break
-            sent += await self._send_one(conversation_id)
-        return sent
+            await self._send_one(conversation_id)
+        return len(due)
 
     async def _send_one(self, conversation_id: str) -> int:
         claimed = await self.runner.write(claim, conversation_id, self.owner, self.settings.email_lease_seconds)

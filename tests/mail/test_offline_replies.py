@@ -171,3 +171,32 @@ def test_the_email_escapes_markup_and_links_only_to_http_pages() -> None:
     assert message["Message-ID"] == "<cnv_1.4@acme.test>"  # the same if ever sent again
     assert link_back("javascript:alert(1)") is None and link_back(None) is None
     assert link_back("https://shop.example/p?x=1#old") == "https://shop.example/p?x=1#backchannel"
+
+
+def test_a_backlog_larger_than_a_round_goes_out_without_waiting_for_the_next_poll(
+    server_factory: Any, smtp_port: int, smtp: Inbox
+) -> None:
+    """A round takes up to ``BATCH`` (50) conversations; when it was full the next round starts
+    at once, so 55 due emails do not wait a poll (6 s here) for their last 5."""
+    from app.mail.replies import BATCH
+
+    wanted = BATCH + 5
+    server: LiveServer = server_factory(env={**mail_env(smtp_port), "BACKCHANNEL_EMAIL_POLL_SECONDS": "6"})
+    tenant = server.new_tenant()
+    with server.client(tenant) as api:
+        for n in range(wanted):
+            user = api.post("/api/v1/users", json={"name": f"C{n}", "email": f"c{n}@example.com"}).json()
+            r = api.post(
+                "/api/v1/conversations",
+                json={
+                    "user_id": user["id"],
+                    "messages": [{"actor": {"type": "bot"}, "message_parts": [{"text": {"content": f"Hi C{n}"}}]}],
+                },
+            )
+            assert r.status_code == 201, r.text
+    eventually(lambda: smtp.count() >= BATCH, timeout=20, interval=0.02)
+    started = time.monotonic()
+    eventually(lambda: smtp.count() >= wanted, timeout=20, interval=0.02)
+    assert time.monotonic() - started < 3.0  # not the 6 s poll
+    time.sleep(1.0)
+    assert sorted(rcpt[0] for rcpt, _ in smtp.messages) == sorted(f"c{n}@example.com" for n in range(wanted))
