@@ -411,6 +411,9 @@ class Hub:
         self.by_workspace: dict[str, set[Connection]] = {}
         self.by_session: dict[str, list[Connection]] = {}  # oldest first
         self._agents: dict[str, dict[str, Any] | None] = {}
+        # The last conversation frame sent for a change, and its conversation: one commit can
+        # fire two events the widget hears the same (an assignment and its handover).
+        self._last_changed: tuple[str, str] | None = None
         self._workspaces: dict[str, tuple[float, dict[str, Any]]] = {}
         self._workspace_reads: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._workspace_generation = 0
@@ -592,6 +595,9 @@ class Hub:
         if conv["id"] not in self.by_conversation:
             return
         text = dumps(await self.conversation_frame(conv))
+        if self._last_changed == (conv["id"], text):
+            return  # the widget already has exactly this: the same change, told twice
+        self._last_changed = (conv["id"], text)
         for conn in list(self.by_conversation.get(conv["id"], ())):
             conn.push_text(text)
 

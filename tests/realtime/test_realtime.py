@@ -241,6 +241,26 @@ def test_assignment_and_settings_changes_are_pushed(
     }
 
 
+def test_a_handover_that_assigns_someone_is_one_conversation_frame(
+    widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
+) -> None:
+    """One commit fires ``conversation.assigned`` and ``conversation.handover``; the widget hears
+    both the same way, so it gets the frame once, and the next change still arrives."""
+    client = widget(server, tenant)
+    conversation_id = opened(client)
+    maya = api.post("/api/v1/agents", json={"name": "Maya", "kind": "human"}).json()
+    r = api.post(f"/api/v1/conversations/{conversation_id}/handover", json={"to": "human"})
+    assert r.status_code == 200, r.text
+    assert r.json()["assignee_id"] == maya["id"]  # routed to the one available human
+    api.patch(f"/api/v1/conversations/{conversation_id}", json={"status": "resolved"}).raise_for_status()
+    client.expect("conversation", timeout=10)  # up to the resolution
+    while client.seen[-1]["conversation"]["status"] != "resolved":
+        client.expect("conversation", timeout=10)
+    frames = [f["conversation"] for f in client.seen if f["type"] == "conversation"]
+    # The frame the socket opened with, the handover's (once), the resolution's.
+    assert [(f["handled_by"], f["status"]) for f in frames] == [("bot", "open"), ("human", "open"), ("bot", "resolved")]
+
+
 def test_a_visitor_only_ever_sees_their_own_conversation(
     widget: Any, server: LiveServer, tenant: Tenant, api: httpx.Client
 ) -> None:
