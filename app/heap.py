@@ -6,7 +6,7 @@ request here allocates a few hundred containers, and a started app holds some 16
 objects (modules, tables, compiled statements, templates): at 2,000 messages a second that
 was a young pass every few requests and a full walk of the heap several times a second,
 about a quarter of the server's CPU per message end to end, and pauses of 70 ms and more
-in the latency tail (measured: docs/performance.md, "Garbage collection").
+in the latency tail (measured: docs/performance.md, section 10b).
 
 So, once the app has started:
 
