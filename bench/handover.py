@@ -10,9 +10,9 @@ replies in each (``actor: agent``), which takes the conversation: a second ``con
 frame (``conversation.assigned``, naming them) and the ``message`` frame. Timed: the POST sent
 → the frame received, on one clock (this process's).
 
-(Away, not online, on purpose: a handover that picks an online agent fires
-``conversation.assigned`` and ``conversation.handover`` together, and the widget gets two
-identical ``conversation`` frames, which a count of "exactly once" could not tell apart.)
+(Away, not online, on purpose: the handover's own frame is timed alone. A handover that picks
+an online agent fires ``conversation.assigned`` and ``conversation.handover`` together; the
+widget now gets one frame for the two, as it used to get two identical ones.)
 
 Offline email: ``m`` customers with an email on file and no widget open; an agent writes two
 replies in each conversation, back to back; an SMTP server on loopback (aiosmtpd, in this
