@@ -12,7 +12,7 @@ frame (``conversation.assigned``, naming them) and the ``message`` frame. Timed:
 
 (Away, not online, on purpose: the handover's own frame is timed alone. A handover that picks
 an online agent fires ``conversation.assigned`` and ``conversation.handover`` together; the
-widget now gets one frame for the two, as it used to get two identical ones.)
+widget now gets one frame for the two, where it used to get two identical ones.)
 
 Offline email: ``m`` customers with an email on file and no widget open; an agent writes two
 replies in each conversation, back to back; an SMTP server on loopback (aiosmtpd, in this
