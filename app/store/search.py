@@ -47,6 +47,8 @@ GIN_INDEX = "ix_search_entry_body"
 
 def search_text(value: str) -> str:
     """Words only, lower case, without accents: what is indexed and what is searched."""
+    if value.isascii():  # most text: no accents to take off, and no per-character loop
+        return " ".join(_WORD.findall(value.lower()))
     decomposed = unicodedata.normalize("NFKD", value)
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
     return " ".join(_WORD.findall(plain))
