@@ -268,14 +268,14 @@ class OfflineReplies:
             await self._send_one(conversation_id)
         return len(due)
 
-    async def _send_one(self, conversation_id: str) -> int:
+    async def _send_one(self, conversation_id: str) -> None:
         claimed = await self.runner.write(claim, conversation_id, self.owner, self.settings.email_lease_seconds)
         if claimed is None:
-            return 0
+            return
         mail = await self.runner.read(outgoing, claimed)
         if mail is None:  # read in the widget meanwhile, or only notes: nothing to send
             await self.runner.write(record, claimed, sent=False)
-            return 0
+            return
         message = reply_email(
             sender=self.settings.email_from,
             to=mail.email,
@@ -293,11 +293,10 @@ class OfflineReplies:
         except Exception as exc:
             log.warning("offline replies: SMTP refused or unreachable (%s); trying again later", type(exc).__name__)
             await self.runner.write(record, claimed, sent=False, error=f"{type(exc).__name__}: {exc}")
-            return 0
+            return
         with anyio.CancelScope(shield=True):
             await self.runner.write(record, claimed, sent=True)
         self.sent_total += 1
-        return 1
 
 
 async def run_offline_replies(job: OfflineReplies, exit_stack: contextlib.AsyncExitStack) -> None:

@@ -152,25 +152,24 @@ class Connection:
             and not self.closed
             and conversation_id == self.sending_conversation
             and seq == self.sent_seq + 1
+            and (text is None or self._write_now(text))
         ):
-            try:
-                if text is None or self._send_now(text):
-                    self.sent_seq = seq
-                    return
-            except Exception:  # the queued path finds the same fault and closes the socket
-                log.debug("widget socket: direct send failed, queueing", exc_info=True)
+            self.sent_seq = seq
+            return
         self._push((_MESSAGE, conversation_id, seq, text))
 
     def _push(self, item: tuple[Any, ...]) -> None:
         if self.closed:
             return
         pending = self._pending
-        if pending is None and item[0] == _TEXT and self._flusher is None and self._send_now is not None:
-            try:
-                if self._send_now(item[1]):
-                    return
-            except Exception:  # the queued path finds the same fault and closes the socket
-                log.debug("widget socket: direct send failed, queueing", exc_info=True)
+        if (
+            pending is None
+            and item[0] == _TEXT
+            and self._flusher is None
+            and self._send_now is not None
+            and self._write_now(item[1])
+        ):
+            return
         if pending is None:
             pending = self._pending = deque()
         elif len(pending) >= self.queue_size:
@@ -180,6 +179,16 @@ class Connection:
         pending.append(item)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    def _write_now(self, text: str) -> bool:
+        """Write a frame through the protocol's ``send_nowait`` (nothing queued before it);
+        False if it could not, and the caller queues it instead."""
+        assert self._send_now is not None
+        try:
+            return self._send_now(text)
+        except Exception:  # the queued path finds the same fault and closes the socket
+            log.debug("widget socket: direct send failed, queueing", exc_info=True)
+            return False
 
     def close_soon(self, code: int, reason: str = "") -> None:
         if self.closed:
