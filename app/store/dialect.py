@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from app.ids import isoformat
+from app.ids import isoformat, utc_text
 from app.settings import Settings
 
 
@@ -193,10 +193,11 @@ class Dialect:
         return rendered
 
     def ts(self, value: datetime) -> Any:
+        if self.sqlite:  # "YYYY-MM-DD HH:MM:SS.ffffff" in UTC
+            text = utc_text(value)
+            return f"{text[:10]} {text[11:]}"
         if value.tzinfo is not UTC:
             value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        if self.sqlite:  # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" less the offset
-            return value.isoformat(" ", "microseconds")[:26]
         return value.replace(tzinfo=None)
 
     def ts_out(self, value: Any) -> datetime:

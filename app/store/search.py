@@ -78,10 +78,11 @@ _INSERT = "INSERT INTO search_entry (workspace_id, user_id, conversation_id, mes
 def index_message(
     h: Any, workspace_id: str, user_id: str, conversation_id: str, message_id: str, parts: list[dict[str, Any]]
 ) -> None:
-    """Index a new message (``h``: the write's ``rows.Db``); a message without text costs nothing."""
+    """Index a new message (``h``: the write's ``rows.Db``); a message without text costs nothing.
+    Sent ``late``: a batch's messages go into the index together (``Db.late``)."""
     body = message_text(parts)
     if body:
-        h.send(_INSERT, (workspace_id, user_id, conversation_id, message_id, body))
+        h.late(_INSERT, (workspace_id, user_id, conversation_id, message_id, body))
 
 
 def index_user(h: Any, workspace_id: str, user_id: str, name: str | None, email: str | None) -> None:

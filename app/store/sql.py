@@ -243,12 +243,22 @@ class Db:
     an error in a queued statement is raised by the ``run`` or ``flush`` that sent it. SQLite,
     in process, executes at once.
 
+    An insert whose row nothing else in the transaction reads may be sent ``late``: on SQLite
+    it waits for the transaction's last statement (``flush``, or before the commit) and goes out
+    with the others of its kind as one multi-row ``INSERT``. The search index needs this:
+    once FTS5 has pending rows in a transaction, it writes them out as a new segment of its
+    index at every later statement (at each statement savepoint), so a batch of 16 messages
+    indexed one by one cost 16 segment writes and their merging (~30 µs a message); sent
+    together last, one.
+
     Facts read once per transaction: the enabled webhook endpoints of a workspace
     (``enabled_endpoints``) and an API token (``token_by_hash``). A write that goes through
     the ORM or Core (which could change them: a new endpoint, a revoked token) drops them.
     """
 
-    __slots__ = ("conn", "dialect", "_raw", "_errors", "sync_seq", "_queued", "_pipelines", "facts")
+    __slots__ = (
+        "conn", "dialect", "_raw", "_errors", "sync_seq", "_queued", "_late", "_late_tables", "_pipelines", "facts"
+    )  # fmt: skip
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -257,6 +267,8 @@ class Db:
         self._errors: type[Exception] = conn.dialect.loaded_dbapi.Error
         self.sync_seq: int | None = None  # this transaction's change order, once taken
         self._queued: list[tuple[str, Sequence[Any]]] = []
+        self._late: dict[str, list[Sequence[Any]]] = {}  # SQLite: insert → its rows (``late``)
+        self._late_tables: list[str] = []  # the tables they insert into
         self._pipelines = not self.dialect.sqlite
         self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
         conn.info["bc_db"] = self
@@ -266,6 +278,8 @@ class Db:
         nothing that queued inserts write, so on PostgreSQL they may join it as one statement
         (``_fused``)."""
         sql = self.dialect.sql(statement)
+        if self._late_tables and any(table in sql for table in self._late_tables):
+            self._send_late()
         if self._queued:
             return self._send_queue(sql, params, blind=blind)
         return self._execute(sql, params)
@@ -277,14 +291,43 @@ class Db:
         else:
             self.run(statement, params)
 
+    def late(self, insert: str, row: Sequence[Any]) -> None:
+        """An ``INSERT INTO t (…) VALUES (?, …)`` of one row that nothing in this transaction
+        reads: on SQLite it goes out at ``flush`` (or before the commit, or before a statement
+        that names its table), with the other rows of the same insert in one statement. On
+        PostgreSQL it is ``send``."""
+        if self._pipelines:
+            self.send(insert, row)
+            return
+        rows = self._late.get(insert)
+        if rows is None:
+            rows = self._late[insert] = []
+            self._late_tables.append(insert.split(None, 3)[2])  # INSERT INTO <table> (…
+        rows.append(row)
+
     def flush(self) -> None:
         """Send what is queued and wait for it: raises the first error among it."""
+        if self._late:
+            self._send_late()
         if self._queued:
             self._send_queue(None, ())
 
     def discard(self) -> None:
         """Forget what is queued (the transaction is being rolled back)."""
         self._queued.clear()
+        self._late.clear()
+        self._late_tables.clear()
+
+    LATE_ROWS = 100  # rows per multi-row insert (SQLite allows 32,766 parameters a statement)
+
+    def _send_late(self) -> None:
+        late, self._late = self._late, {}
+        self._late_tables.clear()
+        for insert, rows in late.items():
+            head, _, values = insert.rpartition(" VALUES ")
+            for start in range(0, len(rows), self.LATE_ROWS):
+                chunk = rows[start : start + self.LATE_ROWS]
+                self._execute(f"{head} VALUES {', '.join([values] * len(chunk))}", [v for r in chunk for v in r])
 
     def _send_queue(self, sql: str | None, params: Sequence[Any], *, blind: bool = False) -> list[tuple[Any, ...]]:
         queued, self._queued = self._queued, []
@@ -382,10 +425,26 @@ def _fused(queued: list[tuple[str, Sequence[Any]]], *, last_blind: bool = False)
 
 @event.listens_for(Engine, "before_cursor_execute")
 def _send_queued_first(conn: Connection, *_: Any) -> None:
-    """Whatever runs on a connection through SQLAlchemy comes after what ``Db.send`` queued."""
+    """Whatever runs on a connection through SQLAlchemy comes after what ``Db.send`` queued
+    and what ``Db.late`` holds."""
     h = conn.info.get("bc_db")  # kept with the DB-API connection: only this checkout's counts
-    if h is not None and h._queued and h.conn is conn:
+    if h is not None and (h._queued or h._late) and h.conn is conn:
         h.flush()
+
+
+@event.listens_for(Engine, "commit")
+def _send_queued_before_commit(conn: Connection) -> None:
+    """Nothing queued or held back is lost to a commit that no statement came before."""
+    h = conn.info.get("bc_db")
+    if h is not None and (h._queued or h._late) and h.conn is conn:
+        h.flush()
+
+
+@event.listens_for(Engine, "rollback")
+def _forget_queued_on_rollback(conn: Connection) -> None:
+    h = conn.info.get("bc_db")
+    if h is not None and h.conn is conn:
+        h.discard()
 
 
 @event.listens_for(OrmSession, "after_flush")

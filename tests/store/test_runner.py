@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.ids import new_id, utcnow
@@ -351,3 +351,79 @@ def test_a_queued_statement_that_fails_fails_its_own_write_only(any_runner: Runn
 
 def users_seen_in_a_write(tx: Tx) -> int:
     return int(tx.session.execute(select(func.count()).select_from(User.__table__)).scalar_one())  # type: ignore[arg-type]
+
+
+# -- rows sent late (``Db.late``): on SQLite a batch's rows go in last, in one statement
+
+_LATE_USER = (
+    'INSERT INTO "user" (id, workspace_id, external_id, properties, created_at, updated_at, sync_seq)'
+    " VALUES (?, 'wsp_1', ?, '{}', ?, ?, 0)"
+)
+
+
+def late_user(tx: Tx, external_id: str, user_id: str | None = None, fail: bool = False) -> str:
+    now = tx.db.dialect.ts(utcnow())
+    uid = user_id or new_id("usr")
+    tx.db.late(_LATE_USER, (uid, external_id, now, now))
+    if fail:
+        raise ValueError("changed my mind")
+    return uid
+
+
+def users_counted_by_sql(tx: Tx) -> int:
+    return int(tx.db.run('SELECT count(*) FROM "user"')[0][0])
+
+
+def test_rows_sent_late_are_stored_once_each_and_only_for_writes_that_committed(any_runner: Runner) -> None:
+    runner = any_runner
+    inserts: list[str] = []
+    if runner.dialect.sqlite:
+
+        @event.listens_for(runner.engine, "checkout")
+        def trace(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.set_trace_callback(
+                lambda statement: inserts.append(statement) if statement.startswith('INSERT INTO "user"') else None
+            )
+
+        runner.engine.dispose()  # connections made from here on are traced
+    taken = asyncio.run(runner.write(late_user, "owner"))
+    inserts.clear()
+    # A write that fails after sending its row late, and one whose late row fails (the id is
+    # taken): each fails alone; the others' rows are stored once.
+    results = asyncio.run(
+        in_one_batch(
+            runner,
+            (late_user, "first"),
+            (late_user, "dropped", None, True),
+            (late_user, "second"),
+            (late_user, "again", taken),
+            (late_user, "third"),
+        )
+    )
+    assert isinstance(results[1], ValueError) and isinstance(results[3], IntegrityError), results
+    assert users(runner) == ["first", "owner", "second", "third"]
+    # A statement that names the table sees what earlier writes of the batch sent late.
+    seen = asyncio.run(in_one_batch(runner, (late_user, "fourth"), (late_user, "fifth"), (users_counted_by_sql,)))
+    assert seen[2] == 6
+    if runner.dialect.sqlite:
+        # The two of the last batch went in together, before the count.
+        assert inserts[-1].count("), (") == 1
+        inserts.clear()
+        asyncio.run(in_one_batch(runner, *((late_user, f"u{i}") for i in range(3))))
+        assert len(inserts) == 1 and inserts[0].count("), (") == 2  # one statement, three rows
+
+
+def test_rows_sent_late_go_in_before_a_commit_and_not_after_a_rollback(any_runner: Runner) -> None:
+    from app.store import sql
+    from app.store.engine import session_scope
+
+    engine = any_runner.engine
+    with session_scope(engine) as session:
+        late_user(Tx(session), "kept")  # committed with nothing run after it
+    with pytest.raises(ValueError), session_scope(engine) as session:
+        late_user(Tx(session), "rolled back", fail=True)
+    with session_scope(engine) as session:
+        h = sql.db(session)
+        late_user(Tx(session), "discarded")
+        h.discard()
+    assert users(any_runner) == ["kept"]
