@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.instruments import observe_request
 from app.logs import innermost_place
 from app.proxies import TrustedProxies
+
+if TYPE_CHECKING:
+    from app.api.framework import ApiApp
 
 log = logging.getLogger("backchannel")
 access_log = logging.getLogger("backchannel.access")
@@ -60,9 +64,17 @@ def _client(scope: Scope) -> str:
 
 
 class HttpEdge:
-    def __init__(self, app: ASGIApp, proxies: TrustedProxies, sockets: Mapping[str, ASGIApp] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        proxies: TrustedProxies,
+        sockets: Mapping[str, ASGIApp] | None = None,
+        api: ApiApp | None = None,
+    ) -> None:
         self.app = app
         self.proxies = proxies
+        # The REST API, served from here rather than through the router (``ApiApp``).
+        self.api = api
         # WebSocket paths served straight from here: a socket open for hours then keeps no
         # suspended frame of the router and exception middleware (~4 KiB of the ~20 an idle
         # widget socket costs; docs/performance.md).
@@ -76,13 +88,15 @@ class HttpEdge:
         scope = self.proxies.resolve_scope(scope)
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        root, path = scope.get("root_path", ""), scope["path"]
+        route_path = path[len(root) :] if root and path.startswith(root) else path
         if scope["type"] == "websocket":
-            root, path = scope.get("root_path", ""), scope["path"]
-            app = self.sockets.get(path[len(root) :] if root and path.startswith(root) else path, self.app)
+            app = self.sockets.get(route_path, self.app)
             return app(scope, receive, _HandshakeLog(scope, send, request_id))
-        return self._http(scope, receive, send, request_id)
+        api = self.api.handler(scope, route_path) if self.api is not None else None
+        return self._http(self.app if api is None else api, scope, receive, send, request_id)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _http(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         started = time.perf_counter()
         status = 0
         defaults = _API_HEADERS if scope["path"].startswith("/api/") else _SECURITY_HEADERS
@@ -100,7 +114,7 @@ class HttpEdge:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await app(scope, receive, send_wrapper)
         except Exception as exc:
             # Not re-raised: uvicorn would log it in full (message, SQL parameters, values).
             log.error(

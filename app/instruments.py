@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, multiprocess
 
@@ -48,8 +49,17 @@ CONSOLE_SOCKETS = Gauge(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+_LATENCY_BY_LABELS: dict[tuple[str, str, int], Any] = {}
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_LATENCY.labels(route, method if method in _METHODS else "other", f"{status // 100}xx").observe(seconds)
+    # Each (route, method, status class) child once: ``labels`` takes a lock and builds its key
+    # every call (a few µs a request). Routes and methods are few (unknown ones are "other").
+    key = (route, method if method in _METHODS else "other", status // 100)
+    child = _LATENCY_BY_LABELS.get(key)
+    if child is None:
+        child = _LATENCY_BY_LABELS[key] = HTTP_LATENCY.labels(key[0], key[1], f"{key[2]}xx")
+    child.observe(seconds)
 
 
 def observe_webhook_delivery(seconds: float, status_code: int | None) -> None:

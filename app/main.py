@@ -32,7 +32,7 @@ from app.api import (
     workspace,
 )
 from app.api import webhooks as webhook_routes
-from app.api.framework import Api, Endpoint, JSONResponse, error_response
+from app.api.framework import Api, ApiApp, Endpoint, JSONResponse, error_response, http_error_response
 from app.api.openapi import build_openapi, render_docs
 from app.api.typescript import declarations
 from app.assets import STATIC_DIR, TEMPLATES_DIR
@@ -123,9 +123,9 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
         ok = all(checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
+    api_routes = [Route("/api/v1/openapi.json", openapi_json, methods=["GET"]), *Api(endpoints).routes()]
     routes: list[BaseRoute] = [
-        Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
-        *Api(endpoints).routes(),
+        *api_routes,
         Route("/docs", docs, methods=["GET"]),
         Route("/backchannel.d.ts", typescript_types, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -143,7 +143,8 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
         routes=routes,
         lifespan=lifespan,
         middleware=[
-            Middleware(HttpEdge, proxies=TrustedProxies(settings.trusted_proxies), sockets=widget_session.SOCKETS)
+            Middleware(HttpEdge, proxies=TrustedProxies(settings.trusted_proxies), sockets=widget_session.SOCKETS,
+                       api=ApiApp(api_routes))  # fmt: skip
         ],
         exception_handlers={
             errors.ApiError: _api_error,
@@ -243,10 +244,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if request.url.path.startswith("/api/"):
-        codes = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge}
-        cls = codes.get(exc.status_code, errors.BadRequest)
-        # Keep Starlette's headers: a 405 must say which methods are allowed (RFC 9110 §15.5.6).
-        return error_response(cls(str(exc.detail) if exc.detail else None, headers=dict(exc.headers or {})))
+        return http_error_response(exc)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 from app import ids
@@ -45,11 +46,16 @@ def test_timestamps_are_formatted_as_datetime_isoformat_formats_them() -> None:
     assert isoformat(None) is None
 
 
-def test_ids_are_unique_sortable_and_a_forked_child_draws_its_own() -> None:
-    made = [new_id("msg") for _ in range(5000)]  # more than one 4 KiB read of random words
+def test_ids_are_unique_evenly_random_and_a_forked_child_draws_its_own() -> None:
+    made = [new_id("msg") for _ in range(20_000)]  # many 4 KiB reads of random bytes
     assert len(set(made)) == len(made)
     assert all(len(i) == len("msg_") + 21 and id_millis(i) is not None for i in made)
-    ids._random62()  # the buffer holds words now: a child must not reuse them
+    assert set("".join(i[-12:] for i in made)) <= set(ids._ALPHABET)
+    # Every character about equally likely (bytes 252-255 are dropped, not folded onto 0-3):
+    # 240,000 characters, 6,667 of each expected; a fold would give 0-3 ~7,600 each.
+    counts = Counter("".join(i[-12:] for i in made))
+    assert len(counts) == 36 and max(counts.values()) < 7_100 and min(counts.values()) > 6_250, counts
+    ids._random12()  # the buffer holds characters now: a child must not reuse them
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: send its next id's random part

@@ -66,6 +66,8 @@ class ConsoleHub:
         self.sockets: set[LiveSocket] = set()
 
     async def on_event(self, event: dict[str, Any]) -> None:
+        if not self.sockets:  # nobody in the console: every message skips the hint
+            return
         if event.get("type") == events.CONSOLE_LOGOUT:
             user_id = (event.get("data") or {}).get("console_user_id")
             for sock in [s for s in self.sockets if s.user_id == user_id]:

@@ -202,6 +202,10 @@ class Dialect:
 
     def ts_out(self, value: Any) -> datetime:
         if isinstance(value, str):
+            if len(value) in (19, 26):  # SQLite's "YYYY-MM-DD HH:MM:SS[.ffffff]", in UTC
+                # Read with its offset rather than ``replace(tzinfo=UTC)`` afterwards: that
+                # parses its keywords the slow way (2 µs; the row of every message's bump).
+                return datetime.fromisoformat(value + "+00:00")
             value = datetime.fromisoformat(value)
         return cast(datetime, value).replace(tzinfo=UTC)
 

@@ -379,7 +379,9 @@ class Runner:
                 finally:
                     # Each write sees the others' rows (one transaction) but not their objects:
                     # what a write returns is its own, detached, as with a session of its own.
-                    session.expunge_all()
+                    # (A write on the hot paths' SQL alone has none: nothing to detach.)
+                    if session.identity_map or session.new:
+                        session.expunge_all()
             if broken is None:
                 try:
                     h.flush()
