@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 
 import bench.data
 import bench.handover
+import bench.instructions
 import bench.loadgen
 import bench.run
 import bench.search
@@ -157,6 +158,17 @@ def test_the_search_bench_imports_and_is_opt_in() -> None:
     """``python -m bench.search`` (search latency at 100,000 messages) runs on its own."""
     assert "search" not in bench.run.BENCHES
     assert callable(bench.search.main) and callable(bench.search.bulk_messages) and bench.search.QUERIES
+
+
+def test_the_instruction_count_is_opt_in_and_runs_the_server_under_callgrind(tmp_path: Path) -> None:
+    """``python -m bench.instructions`` counts with valgrind, outside the time budget; its
+    server is the real one, started under callgrind with counting off until the load starts."""
+    assert "instructions" not in bench.run.BENCHES
+    server = bench.instructions.CountedServer("backchannel", tmp_path)
+    server.out_dir = tmp_path
+    command = server.command()
+    assert command[:3] == ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    assert "app.main:create_app" in command and "--separate-threads=yes" not in command
 
 
 def test_the_lean_client_holds_a_socket_from_another_loopback_address(tmp_path: Path) -> None:

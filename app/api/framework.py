@@ -169,8 +169,8 @@ class ApiApp:
 
     Why: the router tries each route in turn (a message was the 10th of 110), and the two
     exception layers wrap the request and each of its ``send`` calls: a message paid about
-    4 % of its CPU for them. Routes are looked up by the path's first segment after the
-    prefix, in the order given, so a match is the router's first match. A path no route
+    4 % of its CPU for them. Routes are looked up by the path's first and last segments and
+    their count, in the order given, so a match is the router's first match. A path no route
     here names (only the catch-all would take it) goes to the app's router, as does
     everything outside the prefix: a route added there later still answers. The routes stay
     in the router too (the OpenAPI document, ``url_for``). Anything that fails here other
@@ -178,17 +178,29 @@ class ApiApp:
     """
 
     def __init__(self, routes: list[Route]) -> None:
-        self._by_segment: dict[str, list[Route]] = defaultdict(list)
-        for route in routes:
-            segment = _first_segment(route.path)
-            if segment is not None:  # the catch-all is left to the router
-                self._by_segment[segment].append(route)
+        # (first segment, segment count, last segment) → the routes that may match such a path,
+        # in the order given; (…, None) holds those whose last segment is a parameter. Only the
+        # catch-all has a ``:path`` parameter (more than one segment): it is the router's.
+        self._candidates: dict[tuple[str, int, str | None], list[Route]] = {}
+        shapes = [(r, _shape(r.path)) for r in routes]
+        for _, shape in shapes:
+            if shape is None:
+                continue
+            first, count, last = shape
+            for key in {(first, count, last), (first, count, None)}:
+                self._candidates[key] = [
+                    r for r, sh in shapes if sh is not None and sh[:2] == key[:2] and sh[2] in (key[2], None)
+                ]
 
     def handler(self, scope: Scope, route_path: str) -> ASGIApp | None:
         """The app that answers this request (its route set in ``scope``), or None: the router's."""
         if not route_path.startswith(PREFIX + "/"):
             return None
-        for route in self._by_segment.get(route_path[len(PREFIX) + 1 :].partition("/")[0], ()):
+        segments = route_path[len(PREFIX) + 1 :].split("/")
+        candidates = self._candidates.get((segments[0], len(segments), segments[-1]))
+        if candidates is None:
+            candidates = self._candidates.get((segments[0], len(segments), None), [])
+        for route in candidates:
             match, child_scope = route.matches(scope)
             if match is not Match.NONE:  # every API route takes every method: a match is FULL
                 scope["route"] = route
@@ -210,11 +222,14 @@ class ApiApp:
         await response(scope, receive, send)
 
 
-def _first_segment(route_path: str) -> str | None:
-    """The literal first segment after the prefix (``conversations``), or None where it is a
-    parameter (the catch-all route)."""
-    first = route_path[len(PREFIX) + 1 :].partition("/")[0]
-    return None if "{" in first else first
+def _shape(route_path: str) -> tuple[str, int, str | None] | None:
+    """``/api/v1/conversations/{id}/messages`` → ``("conversations", 3, "messages")``: the
+    literal first segment, how many there are, and the last where it is literal. None for a
+    route that starts with a parameter or spans segments (the catch-all)."""
+    segments = route_path[len(PREFIX) + 1 :].split("/")
+    if "{" in segments[0] or ":path}" in route_path:
+        return None
+    return segments[0], len(segments), None if "{" in segments[-1] else segments[-1]
 
 
 def http_error_response(exc: HTTPException) -> JSONResponse:

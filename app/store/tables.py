@@ -201,7 +201,8 @@ class Message(SQLModel, table=True):
     )
     id: str = Field(primary_key=True)
     workspace_id: str = Field(foreign_key="workspace.id")
-    conversation_id: str = Field(foreign_key="conversation.id", index=True)
+    # Found by the (conversation_id, seq) unique index: no index of its own (migration 0016).
+    conversation_id: str = Field(foreign_key="conversation.id")
     seq: int
     actor_type: str  # user | bot | agent | system
     actor_id: str | None = None
