@@ -11,8 +11,9 @@ from starlette.routing import Match, Route
 
 from app.api.framework import ApiApp
 from app.main import create_app
+from app.settings import Settings
 
-app = create_app()
+app = create_app(Settings(env="test", database_url="sqlite:///unused.db"))  # nothing connects until started
 API = next(m.kwargs["api"] for m in app.user_middleware if "api" in m.kwargs)
 
 
