@@ -146,10 +146,7 @@ class Connection:
         # The usual case, the next message of the conversation on screen with nothing queued:
         # written at once (as ``_deliver_message`` would, without a flusher task per message).
         if (
-            self._pending is None
-            and self._flusher is None
-            and self._send_now is not None
-            and not self.closed
+            self._idle()
             and conversation_id == self.sending_conversation
             and seq == self.sent_seq + 1
             and (text is None or self._write_now(text))
@@ -161,15 +158,9 @@ class Connection:
     def _push(self, item: tuple[Any, ...]) -> None:
         if self.closed:
             return
-        pending = self._pending
-        if (
-            pending is None
-            and item[0] == _TEXT
-            and self._flusher is None
-            and self._send_now is not None
-            and self._write_now(item[1])
-        ):
+        if item[0] == _TEXT and self._idle() and self._write_now(item[1]):
             return
+        pending = self._pending
         if pending is None:
             pending = self._pending = deque()
         elif len(pending) >= self.queue_size:
@@ -179,6 +170,10 @@ class Connection:
         pending.append(item)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    def _idle(self) -> bool:
+        """Nothing queued, no flusher, and the protocol writes at once: a frame may go now."""
+        return self._pending is None and self._flusher is None and self._send_now is not None and not self.closed
 
     def _write_now(self, text: str) -> bool:
         """Write a frame through the protocol's ``send_nowait`` (nothing queued before it);

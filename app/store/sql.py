@@ -257,8 +257,7 @@ class Db:
     """
 
     __slots__ = (
-        "conn", "dialect", "_raw", "_cursor", "_errors", "sync_seq", "_queued", "_late", "_late_tables",
-        "_pipelines", "facts",
+        "conn", "dialect", "_raw", "_cursor", "_errors", "sync_seq", "_queued", "_late", "_pipelines", "facts",
     )  # fmt: skip
 
     def __init__(self, conn: Connection) -> None:
@@ -269,8 +268,8 @@ class Db:
         self._errors: type[Exception] = conn.dialect.loaded_dbapi.Error
         self.sync_seq: int | None = None  # this transaction's change order, once taken
         self._queued: list[tuple[str, Sequence[Any]]] = []
-        self._late: dict[str, list[Sequence[Any]]] = {}  # SQLite: insert → its rows (``late``)
-        self._late_tables: list[str] = []  # the tables they insert into
+        # SQLite: (table, insert) → the rows held back for it (``late``)
+        self._late: dict[tuple[str, str], list[Sequence[Any]]] = {}
         self._pipelines = not self.dialect.sqlite
         self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
         conn.info["bc_db"] = self
@@ -280,7 +279,7 @@ class Db:
         nothing that queued inserts write, so on PostgreSQL they may join it as one statement
         (``_fused``)."""
         sql = self.dialect.sql(statement)
-        if self._late_tables and any(table in sql for table in self._late_tables):
+        if self._late and any(table in sql for table, _ in self._late):
             self._send_late()
         if self._queued:
             return self._send_queue(sql, params, blind=blind)
@@ -301,11 +300,7 @@ class Db:
         if self._pipelines:
             self.send(insert, row)
             return
-        rows = self._late.get(insert)
-        if rows is None:
-            rows = self._late[insert] = []
-            self._late_tables.append(insert.split(None, 3)[2])  # INSERT INTO <table> (…
-        rows.append(row)
+        self._late.setdefault((insert.split(None, 3)[2], insert), []).append(row)  # INSERT INTO <table> (…
 
     def flush(self) -> None:
         """Send what is queued and wait for it: raises the first error among it."""
@@ -318,14 +313,12 @@ class Db:
         """Forget what is queued (the transaction is being rolled back)."""
         self._queued.clear()
         self._late.clear()
-        self._late_tables.clear()
 
     LATE_ROWS = 100  # rows per multi-row insert (SQLite allows 32,766 parameters a statement)
 
     def _send_late(self) -> None:
         late, self._late = self._late, {}
-        self._late_tables.clear()
-        for insert, rows in late.items():
+        for (_, insert), rows in late.items():
             head, _, values = insert.rpartition(" VALUES ")
             for start in range(0, len(rows), self.LATE_ROWS):
                 chunk = rows[start : start + self.LATE_ROWS]
@@ -428,18 +421,11 @@ def _fused(queued: list[tuple[str, Sequence[Any]]], *, last_blind: bool = False)
 
 
 @event.listens_for(Engine, "before_cursor_execute")
+@event.listens_for(Engine, "commit")
 def _send_queued_first(conn: Connection, *_: Any) -> None:
     """Whatever runs on a connection through SQLAlchemy comes after what ``Db.send`` queued
-    and what ``Db.late`` holds."""
+    and what ``Db.late`` holds; so does a commit that no statement came before."""
     h = conn.info.get("bc_db")  # kept with the DB-API connection: only this checkout's counts
-    if h is not None and (h._queued or h._late) and h.conn is conn:
-        h.flush()
-
-
-@event.listens_for(Engine, "commit")
-def _send_queued_before_commit(conn: Connection) -> None:
-    """Nothing queued or held back is lost to a commit that no statement came before."""
-    h = conn.info.get("bc_db")
     if h is not None and (h._queued or h._late) and h.conn is conn:
         h.flush()
 
