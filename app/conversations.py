@@ -269,6 +269,7 @@ def post_message(
     now = utcnow()
     if _conv is None and not body.client_message_id:
         conv = rows.bump_conversation(tx.db, workspace_id, conversation_id, now)
+        now = conv.updated_at  # the bump's time (a writer batch may have taken it ahead)
         seq = conv.last_message_seq
     else:
         conv = _conv or get_conversation(tx.db, workspace_id, conversation_id, lock=True)

@@ -258,6 +258,8 @@ ENDPOINTS = [
         scope="write",
         errors=(404, 409, 422),
         check=check_message,
+        # Without a client_message_id the write begins with the seq bump (conversations.post_message).
+        bumps=lambda params, body: None if body.client_message_id else params["conversation_id"],
     ),
     Endpoint(
         "GET",

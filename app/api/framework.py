@@ -115,6 +115,10 @@ class Endpoint:
     # successful call, in the write's own transaction (a read's, such as an export, in a write
     # committed before the answer). The target is the path's id, or the created resource's.
     audit: tuple[str, str] | None = None
+    # The conversation whose next message ``seq`` the write takes first, if it does, from the
+    # path's params and the body: ``bumps(params, body)``. Writer batches on PostgreSQL take those
+    # together, in one round trip (``Runner.write``'s ``bumps``).
+    bumps: Callable[[dict[str, str], Any], str | None] | None = None
 
     @property
     def writes(self) -> bool:
@@ -437,8 +441,10 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
 
         # Writes to one conversation share a writer lane (PostgreSQL runs several).
         partition = params.get("conversation_id")
+        # A replayed idempotent request takes no seq: only a first one is said to.
+        bumps = ep.bumps(params, body) if ep.bumps is not None and idem_key is None else None
         try:
-            result = await state.runner.write(write, partition=partition)
+            result = await state.runner.write(write, partition=partition, bumps=bumps)
         except IntegrityError:
             if idem_key is None:
                 raise

@@ -20,6 +20,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from app.ids import isoformat, utc_text
 from app.settings import Settings
@@ -118,15 +119,15 @@ class Dialect:
         return {
             "pool_size": int(os.environ.get("BACKCHANNEL_DB_POOL_SIZE", "10")),
             "max_overflow": 10,
-            "pool_pre_ping": True,
             "pool_recycle": 1800,
-        }
+        }  # liveness: pinged when idle a while (``tune``), not at every checkout
 
     def tune(self, engine: Engine, settings: Settings, *, for_writes: bool) -> None:
         """On SQLite: WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for writers, so
         they queue up on the write lock instead of failing to upgrade a read lock mid-transaction
         (readers get a plain deferred ``BEGIN``)."""
         if not self.sqlite:
+            _ping_when_idle(engine)
             return
         busy_ms = int(settings.database_busy_timeout_seconds * 1000)
         begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
@@ -138,7 +139,7 @@ class Dialect:
             # First: switching a fresh file to WAL takes a lock, and a second process doing
             # the same at that instant must wait for it rather than fail ("database is locked").
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-            cur.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cur, settings.database_busy_timeout_seconds)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             # Deleted rows are overwritten with zeros, not left in free space: an erasure
@@ -149,6 +150,8 @@ class Dialect:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             conn.exec_driver_sql(begin)
+
+    PING_AFTER_IDLE_SECONDS = 1.0
 
     def reclaim_erased(self, engine: Engine, tables: tuple[str, ...], attempts: int = 20) -> bool:
         """After an erasure commits: make the deleted bytes leave the database files where the
@@ -247,3 +250,45 @@ def dialect_of(where: Settings | Engine | Connection | str) -> Dialect:
     if name == "postgresql":
         return POSTGRESQL
     raise ValueError(f"unsupported database: {name!r} (use sqlite:// or postgresql://)")
+
+
+def _switch_to_wal(cur: Any, busy_timeout: float) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another connection holds the write lock.
+
+    SQLite answers "database is locked" at once, without its busy handler, when a connection
+    that reads the file wants the lock another one holds (a second process starting while the
+    first migrates a fresh file): waiting is the only way, up to the busy timeout."""
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A pooled connection is pinged before use only when it has sat idle for
+    ``Dialect.PING_AFTER_IDLE_SECONDS``: SQLAlchemy's ``pool_pre_ping`` pings at every checkout,
+    a round trip per writer batch under load, where a connection checked in a moment ago is
+    as alive as a ping would say. One found dead is replaced (SQLAlchemy retries the checkout);
+    one that died within the second fails its statements like any lost connection (503), and
+    the pool is then refreshed whole."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["bc_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("bc_idle_since")
+        if since is None or time.monotonic() - since < Dialect.PING_AFTER_IDLE_SECONDS:
+            return  # just connected, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection did not answer a ping") from exc

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import attrgetter, itemgetter
@@ -217,6 +218,10 @@ AGENT: Shape[AgentRow] = Shape(Agent, AgentRow)
 EVENT: Shape[Any] = Shape(Event)
 ENDPOINT_EVENTS: Shape[Any] = Shape(WebhookEndpoint, names=("id", "events"))
 TOKEN: Shape[Any] = Shape(ApiToken, names=("id", "workspace_id", "scopes", "revoked_at"))
+ENDPOINTS_OF_TOKEN = (
+    f"SELECT {ENDPOINT_EVENTS.columns} FROM webhook_endpoint WHERE enabled = ? AND workspace_id = "
+    "(SELECT workspace_id FROM api_token WHERE token_hash = ?)"
+)
 DELIVERY, INSERT_DELIVERY = insert_with(
     WebhookDelivery,
     ("id", "workspace_id", "endpoint_id", "event_id", "event_type", "next_attempt_at", "created_at", "updated_at"),
@@ -251,6 +256,12 @@ class Db:
     indexed one by one cost 16 segment writes and their merging (~30 µs a message); sent
     together last, one.
 
+    On PostgreSQL a writer's batch of messages costs about two round trips, whatever its
+    size: the ``BEGIN``, the batch's ``seq`` bumps (sent ``ahead``: ``bump_ahead``), the API
+    token and its workspace's webhook endpoints (``run_together``) in the first; every insert
+    and the ``COMMIT`` in the last (``flush_and_commit``). (A pooled connection is pinged
+    only after sitting idle: ``dialect._ping_when_idle``.)
+
     Facts read once per transaction: the enabled webhook endpoints of a workspace
     (``enabled_endpoints``) and an API token (``token_by_hash``). A write that goes through
     the ORM or Core (which could change them: a new endpoint, a revoked token) drops them.
@@ -258,6 +269,7 @@ class Db:
 
     __slots__ = (
         "conn", "dialect", "_raw", "_cursor", "_errors", "sync_seq", "_queued", "_late", "_pipelines", "facts",
+        "_has_rows", "writing", "_ahead", "_bumped",
     )  # fmt: skip
 
     def __init__(self, conn: Connection) -> None:
@@ -271,7 +283,14 @@ class Db:
         # SQLite: (table, insert) → the rows held back for it (``late``)
         self._late: dict[tuple[str, str], list[Sequence[Any]]] = {}
         self._pipelines = not self.dialect.sqlite
+        # Whether a cursor holds rows: psycopg's ``description`` builds a Column per field
+        # each time it is read (8 % of the writer thread's CPU); its result's field count does not.
+        self._has_rows: Callable[[Any], bool] = _pg_has_rows if self._pipelines else _dbapi_has_rows
         self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
+        self.writing = False  # a writer's batch (``Runner``): its emits will want the endpoints
+        # PostgreSQL: statements sent ahead of the next round trip, each with what takes its rows
+        self._ahead: list[tuple[str, Sequence[Any], Callable[[list[tuple[Any, ...]]], None]]] = []
+        self._bumped: dict[str, list[tuple[Any, ...]]] = {}  # conversation id → its bump's rows (``bump_ahead``)
         conn.info["bc_db"] = self
 
     def run(self, statement: str, params: Sequence[Any] = (), *, blind: bool = False) -> list[tuple[Any, ...]]:
@@ -284,6 +303,14 @@ class Db:
         if self._queued:
             return self._send_queue(sql, params, blind=blind)
         return self._execute(sql, params)
+
+    def run_together(self, *statements: tuple[str, Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
+        """Execute several statements (after what is queued) and return each one's rows: on
+        PostgreSQL in one round trip (reads that do not depend on each other's results)."""
+        if not self._pipelines:
+            return [self.run(q, p) for q, p in statements]
+        queued, self._queued = _fused(self._queued), []
+        return self._pipeline(queued + [(self.dialect.sql(q), p) for q, p in statements])[len(queued) :]
 
     def send(self, statement: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement whose result is not needed: queued on PostgreSQL (see the class)."""
@@ -302,17 +329,47 @@ class Db:
             return
         self._late.setdefault((insert.split(None, 3)[2], insert), []).append(row)  # INSERT INTO <table> (…
 
+    def ahead(self, statement: str, params: Sequence[Any], took: Callable[[list[tuple[Any, ...]]], None]) -> None:
+        """PostgreSQL: a statement that goes out first in the transaction's next round trip,
+        its rows handed to ``took``. Only before anything is queued: it runs before what is."""
+        assert self._pipelines and not self._queued, "ahead: PostgreSQL, before anything is queued"
+        self._ahead.append((self.dialect.sql(statement), params, took))
+
     def flush(self) -> None:
         """Send what is queued and wait for it: raises the first error among it."""
         if self._late:
             self._send_late()
-        if self._queued:
+        if self._queued or self._ahead:
             self._send_queue(None, ())
+
+    def flush_and_commit(self) -> None:
+        """Send what is queued and commit the transaction: on PostgreSQL in one round trip
+        (the ``COMMIT`` behind the queued statements, none of it run after an error in them).
+        The session's own commit then finds nothing left to do. SQLite: ``flush``."""
+        if not self._pipelines or self._raw.pgconn.transaction_status != _PG_INTRANS:
+            self.flush()
+            return
+        queued, self._queued = _fused(self._queued), []
+        queued.append(("COMMIT", ()))
+        self._pipeline(queued)
 
     def discard(self) -> None:
         """Forget what is queued (the transaction is being rolled back)."""
         self._queued.clear()
         self._late.clear()
+        self._ahead.clear()
+        self._bumped.clear()
+
+    def take_bumped(self, conversation_id: str) -> list[tuple[Any, ...]] | None:
+        """The rows of this conversation's bump taken ahead (``bump_ahead``), once; None if none was."""
+        if self._ahead:
+            self.flush()
+        return self._bumped.pop(conversation_id, None)
+
+    @property
+    def bumps_unused(self) -> bool:
+        """Some bump taken ahead was not taken by its write (or not even sent)."""
+        return bool(self._bumped or self._ahead)
 
     LATE_ROWS = 100  # rows per multi-row insert (SQLite allows 32,766 parameters a statement)
 
@@ -331,24 +388,41 @@ class Db:
         queued = _fused(queued, last_blind=blind)
         if len(queued) == 1:  # one statement (a few inserts fused): no pipeline needed
             return self._execute(*queued[0])
+        if not queued:  # only what goes ahead
+            self._pipeline([])
+            return []
+        return self._pipeline(queued)[-1]
+
+    def _pipeline(self, queued: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        """PostgreSQL: the statements in one round trip (psycopg's pipeline mode), and the rows
+        of each. The ``BEGIN`` of a transaction not begun yet goes with them, and what waits to
+        go ``ahead`` goes first."""
+        ahead, self._ahead = self._ahead, []
+        statements = [(q, p) for q, p, _ in ahead] + queued if ahead else queued
         cursors = []
         try:
             with self._raw.pipeline() as pipeline:
-                for q, p in queued:
+                for q, p in statements:
                     cur = self._raw.cursor()
                     cursors.append(cur)
                     cur.execute(q, p)
                 pipeline.sync()
-                last = cursors[-1]
-                return list(last.fetchall()) if sql is not None and last.description is not None else []
+                results = [list(cur.fetchall()) if self._has_rows(cur) else [] for cur in cursors]
         except self._errors as exc:
-            q, p = queued[min(len(cursors), len(queued)) - 1]
+            q, p = statements[min(len(cursors), len(statements)) - 1]
             raise DBAPIError.instance(q, p, exc, self._errors) from exc
         finally:
             for cur in cursors:
                 cur.close()
+        for (_, _, took), found in zip(ahead, results, strict=False):
+            took(found)
+        return results[len(ahead) :]
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self._pipelines and (self._ahead or self._raw.pgconn.transaction_status == _PG_IDLE):
+            # The transaction's first statement: psycopg would send its BEGIN in a round trip
+            # of its own; in a pipeline the two go together (and what goes ahead, first).
+            return self._pipeline([(sql, params)])[0]
         # One cursor for the transaction's statements (each is read to its end before the
         # next): a cursor made and closed per statement cost ~1 µs of the four a message runs.
         cur = self._cursor
@@ -356,7 +430,7 @@ class Db:
             cur = self._cursor = self._raw.cursor()
         try:
             cur.execute(sql, params)
-            return cur.fetchall() if cur.description is not None else []  # type: ignore[no-any-return]
+            return cur.fetchall() if self._has_rows(cur) else []  # type: ignore[no-any-return]
         except self._errors as exc:
             # The same exceptions as through SQLAlchemy (IntegrityError, OperationalError, …),
             # so callers map a locked or unreachable database to 503 in one place.
@@ -393,6 +467,20 @@ class Db:
             raise DBAPIError.instance(sql, list(rows), exc, self._errors) from exc
         finally:
             cur.close()
+
+
+# libpq's transaction states (psycopg.pq.TransactionStatus): connected and no transaction
+# begun; in a transaction, no error so far.
+_PG_IDLE, _PG_INTRANS = 0, 2
+
+
+def _pg_has_rows(cur: Any) -> bool:
+    result = cur.pgresult
+    return result is not None and result.nfields > 0
+
+
+def _dbapi_has_rows(cur: Any) -> bool:
+    return cur.description is not None
 
 
 def _fused(queued: list[tuple[str, Sequence[Any]]], *, last_blind: bool = False) -> list[tuple[str, Sequence[Any]]]:
@@ -494,24 +582,39 @@ def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: dateti
     Where the change order is an expression (PostgreSQL's transaction id) and this transaction
     has not taken it yet, the statement takes it too, instead of a round trip of its own."""
     d = h.dialect
-    if h.sync_seq is None and d.sync_seq_expression:
-        sql = _BUMP_CONVERSATION.replace("sync_seq = ?", f"sync_seq = {d.sync_seq_expression}")
-        params: tuple[Any, ...] = (d.ts(at), conversation_id, workspace_id)
-    else:
-        sql, params = _BUMP_CONVERSATION, (d.ts(at), next_sync_seq(h), conversation_id, workspace_id)
-    # Blind: it reads only the conversation, which no queued insert writes.
-    found = h.run(sql, params, blind=True)
-    if not found:
+    found = h.take_bumped(conversation_id)
+    if found is None:
+        if h.sync_seq is None and d.sync_seq_expression:
+            sql = _BUMP_CONVERSATION.replace("sync_seq = ?", f"sync_seq = {d.sync_seq_expression}")
+            params: tuple[Any, ...] = (d.ts(at), conversation_id, workspace_id)
+        else:
+            sql, params = _BUMP_CONVERSATION, (d.ts(at), next_sync_seq(h), conversation_id, workspace_id)
+        # Blind: it reads only the conversation, which no queued insert writes.
+        found = h.run(sql, params, blind=True)
+    conv = CONVERSATION.read(d, found[0]) if found else None
+    if conv is None or conv.workspace_id != workspace_id:  # (a bump taken ahead knew no workspace)
         raise errors.NotFound("No such conversation.")
-    conv = CONVERSATION.read(d, found[0])
     h.sync_seq = conv.sync_seq
     return conv
+
+
+def bump_ahead(h: Db, conversation_ids: list[str], at: datetime) -> None:
+    """PostgreSQL: ``bump_conversation`` of each, sent ahead of the transaction's next round trip
+    (``Db.ahead``), for the writes that will begin with it (``Runner._bump_ahead``). Taken by
+    id alone: ``bump_conversation`` refuses a row of another workspace, and the transaction
+    then does not commit."""
+    d = h.dialect
+    assert d.sync_seq_expression, "bumps ahead take the transaction's change order by expression"
+    sql = _BUMP_AHEAD.replace("sync_seq = ?", f"sync_seq = {d.sync_seq_expression}")
+    for conversation_id in conversation_ids:
+        h.ahead(sql, (d.ts(at), conversation_id), functools.partial(h._bumped.__setitem__, conversation_id))
 
 
 _BUMP_CONVERSATION = (
     "UPDATE conversation SET last_message_seq = last_message_seq + 1, updated_at = ?, sync_seq = ?"
     f" WHERE id = ? AND workspace_id = ? RETURNING {CONVERSATION.columns}"
 )
+_BUMP_AHEAD = _BUMP_CONVERSATION.replace(" AND workspace_id = ?", "")
 
 
 def next_sync_seq(s: Session | Db) -> int:
@@ -681,13 +784,16 @@ def enabled_endpoints(h: Db, workspace_id: str) -> list[tuple[str, list[str]]]:
     key = ("endpoints", workspace_id)
     known = h.facts.get(key)
     if known is None:
-        d = h.dialect
         found = h.run(
             f"SELECT {ENDPOINT_EVENTS.columns} FROM webhook_endpoint WHERE workspace_id = ? AND enabled = ?",
             (workspace_id, True),
         )
-        known = h.facts[key] = [(r[0], d.json_out(r[1])) for r in found]
+        known = h.facts[key] = _endpoints(h.dialect, found)
     return known  # type: ignore[no-any-return]
+
+
+def _endpoints(d: Dialect, found: list[tuple[Any, ...]]) -> list[tuple[str, list[str]]]:
+    return [(r[0], d.json_out(r[1])) for r in found]
 
 
 def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpoint_ids: list[str],
@@ -711,7 +817,16 @@ def token_by_hash(h: Db, token_hash: str) -> tuple[str, str, list[str], bool] | 
     key = ("token", token_hash)
     if key in h.facts:
         return h.facts[key]  # type: ignore[no-any-return]
-    found = h.run(f"SELECT {TOKEN.columns} FROM api_token WHERE token_hash = ?", (token_hash,))
+    token_sql = f"SELECT {TOKEN.columns} FROM api_token WHERE token_hash = ?"
+    endpoints: list[tuple[Any, ...]] | None = None
+    if h.writing:
+        # A write's events will want its workspace's endpoints (``enabled_endpoints``): on
+        # PostgreSQL they come in the token's round trip.
+        found, endpoints = h.run_together((token_sql, (token_hash,)), (ENDPOINTS_OF_TOKEN, (True, token_hash)))
+    else:
+        found = h.run(token_sql, (token_hash,))
     r = found[0] if found else None
     token = h.facts[key] = None if r is None else (r[0], r[1], h.dialect.json_out(r[2]), r[3] is not None)
+    if token is not None and endpoints is not None:
+        h.facts[("endpoints", token[1])] = _endpoints(h.dialect, endpoints)
     return token

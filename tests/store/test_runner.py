@@ -19,10 +19,12 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
+from app import errors
 from app.ids import new_id, utcnow
 from app.people import default_bot_id
 from app.realtime.broker import MemoryBroker
 from app.settings import Settings
+from app.store import sql as sql_rows
 from app.store.engine import make_engine
 from app.store.runner import Runner, Tx
 from app.store.tables import Agent, User, Workspace
@@ -427,3 +429,187 @@ def test_rows_sent_late_go_in_before_a_commit_and_not_after_a_rollback(any_runne
         late_user(Tx(session), "discarded")
         h.discard()
     assert users(any_runner) == ["kept"]
+
+
+# -- seq bumps taken ahead (PostgreSQL): a batch's writes that begin with a bump share a round trip
+
+
+def _pg_runner_with_conversations(postgres_database: str, conversations: dict[str, str]) -> Runner:
+    """A runner on a migrated PostgreSQL database holding ``{conversation id: workspace id}``."""
+    from app.store.migrate import upgrade
+    from app.store.tables import Conversation
+
+    settings = Settings(env="test", database_url=postgres_database)
+    upgrade(settings)
+    runner = Runner(make_engine(settings), make_engine(settings, for_writes=False), MemoryBroker())
+    now = utcnow()
+    with runner.engine.begin() as c:
+        for ws in sorted(set(conversations.values())):
+            c.execute(
+                Workspace.metadata.tables["workspace"]
+                .insert()
+                .values(id=ws, name=ws, widget_key=f"wk_{ws}", identity_secret="x", allowed_origins=[], created_at=now)
+            )
+            c.execute(
+                User.__table__.insert().values(  # type: ignore[attr-defined]
+                    id=f"usr_{ws}", workspace_id=ws, external_id=ws, properties={}, created_at=now, updated_at=now
+                )
+            )
+            c.execute(
+                Agent.__table__.insert().values(  # type: ignore[attr-defined]
+                    id=f"agt_{ws}", workspace_id=ws, name="Bot", kind="bot", is_default_bot=True, created_at=now
+                )
+            )
+        for conv, ws in conversations.items():
+            c.execute(
+                Conversation.__table__.insert().values(  # type: ignore[attr-defined]
+                    id=conv, workspace_id=ws, user_id=f"usr_{ws}", status="open", tags=[], properties={},
+                    created_at=now, updated_at=now,
+                )  # fmt: skip
+            )
+    return runner
+
+
+def post(tx: Tx, workspace_id: str, conversation_id: str, text: str) -> tuple[int, str, int]:
+    """A bot's message: ``(seq, handled_by as the write saw it, the row's seq after it)``."""
+    from app.api.schemas import MessageIn
+    from app.conversations import post_message
+
+    body = MessageIn.model_validate({"message_parts": [{"text": {"content": text}}]})
+    message, _ = post_message(tx, workspace_id, conversation_id, body)
+    conv = sql_rows.get_conversation(tx.db, workspace_id, conversation_id)
+    return message.seq, conv.handled_by, conv.last_message_seq
+
+
+def post_only(tx: Tx, workspace_id: str, conversation_id: str, text: str) -> int:
+    from app.api.schemas import MessageIn
+    from app.conversations import post_message
+
+    body = MessageIn.model_validate({"message_parts": [{"text": {"content": text}}]})
+    return post_message(tx, workspace_id, conversation_id, body)[0].seq
+
+
+def take_over(tx: Tx, workspace_id: str, conversation_id: str) -> str:
+    """A human takes control: a bot's message after it in the same conversation is refused."""
+    sql_rows.bump_conversation(tx.db, workspace_id, conversation_id, utcnow())
+    sql_rows.update_conversation(tx.db, conversation_id, {"handled_by": "human"})
+    return "taken"
+
+
+def touch_user(tx: Tx, workspace_id: str, conversation_id: str) -> str:
+    """Says it bumps the conversation, but takes another path: writes a user instead."""
+    send_user(tx, f"by-{conversation_id}-{new_id('x')}")
+    return "touched"
+
+
+def seqs(runner: Runner) -> dict[str, int]:
+    from app.store.tables import Conversation
+
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    with runner.engine.connect() as c:
+        return dict(c.execute(select(table.c.id, table.c.last_message_seq)).all())  # type: ignore[arg-type]
+
+
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts what the writer sends PostgreSQL and waits for: each pipeline, each plain statement."""
+    trips: list[int] = []
+    pipeline, execute = sql_rows.Db._pipeline, sql_rows.Db._execute
+
+    def counted_pipeline(self: sql_rows.Db, queued: list[Any]) -> Any:
+        trips.append(len(self._ahead) + len(queued))  # statements in the round trip
+        return pipeline(self, queued)
+
+    def counted_execute(self: sql_rows.Db, q: str, p: Any) -> Any:
+        if not (self._ahead or self._raw.pgconn.transaction_status == sql_rows._PG_IDLE):
+            trips.append(1)  # (otherwise it goes as a pipeline, counted there)
+        return execute(self, q, p)
+
+    monkeypatch.setattr(sql_rows.Db, "_pipeline", counted_pipeline)
+    monkeypatch.setattr(sql_rows.Db, "_execute", counted_execute)
+    return trips
+
+
+@pytest.mark.postgres
+def test_a_batchs_seq_bumps_go_together_and_each_write_still_sees_the_ones_before_it(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight messages to six conversations in one batch: the bumps of each conversation's first
+    write go in the batch's first round trip, so the batch costs three (bumps, the endpoints
+    read with the inserts queued so far, the rest with the commit) instead of one more per
+    message. A conversation's later write bumps it itself, after the earlier one's changes:
+    a bot's message after a human took over is refused, and its batch commits the rest."""
+    convs = {f"cnv_{n}": "wsp_1" for n in range(6)}
+    runner = _pg_runner_with_conversations(postgres_database, convs)
+    trips = round_trips(monkeypatch)
+
+    async def batch() -> list[Any]:
+        calls = [(post, "cnv_0", "a"), (post, "cnv_0", "b"), *((post, f"cnv_{n}", "c") for n in range(1, 6)),
+                 (take_over, "cnv_5", ""), (post, "cnv_5", "refused")]  # fmt: skip
+        return await asyncio.gather(
+            *(runner.write(fn, "wsp_1", conv, *([text] if text else []), partition=conv, bumps=conv)
+              for fn, conv, text in calls),
+            return_exceptions=True,
+        )  # fmt: skip
+
+    try:
+        results = asyncio.run(batch())
+        assert results[:2] == [(1, "bot", 1), (2, "bot", 2)]
+        assert results[2:7] == [(1, "bot", 1)] * 5 and results[7] == "taken"
+        assert isinstance(results[8], errors.Conflict)  # it saw the takeover before it
+        assert seqs(runner) == {"cnv_0": 2, "cnv_1": 1, "cnv_2": 1, "cnv_3": 1, "cnv_4": 1, "cnv_5": 2}
+        # the careful rerun found the refused write; the batch's first run took its bumps together
+        assert trips[0] == 6, trips
+    finally:
+        runner.engine.dispose()
+        runner.read_engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_batch_of_bumping_writes_costs_a_few_round_trips_not_one_per_write(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    convs = {f"cnv_{n}": "wsp_1" for n in range(8)}
+    runner = _pg_runner_with_conversations(postgres_database, convs)
+
+    async def batch() -> list[Any]:
+        return await asyncio.gather(*(runner.write(post_only, "wsp_1", c, "hi", partition=c, bumps=c) for c in convs))
+
+    try:
+        assert asyncio.run(batch()) == [1] * 8  # (the default bot is known from here on)
+        trips = round_trips(monkeypatch)
+        assert asyncio.run(batch()) == [2] * 8
+        assert len(trips) == 3, trips  # bumps (and BEGIN); endpoints; inserts and COMMIT
+        assert seqs(runner) == dict.fromkeys(convs, 2)
+    finally:
+        runner.engine.dispose()
+        runner.read_engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_bump_taken_ahead_that_is_not_used_or_not_ours_commits_nothing(postgres_database: str) -> None:
+    """A bump taken ahead for another workspace's conversation fails its write as a missing
+    conversation (404) and leaves that conversation as it was; one that its write did not use
+    sends the batch the careful way, where no seq is skipped. The others commit, once."""
+    convs = {"cnv_a": "wsp_1", "cnv_b": "wsp_1", "cnv_theirs": "wsp_2"}
+    runner = _pg_runner_with_conversations(postgres_database, convs)
+
+    async def batch(*calls: tuple[Any, str]) -> list[Any]:
+        return await asyncio.gather(
+            *(runner.write(fn, "wsp_1", conv, *(["x"] if fn is post else []), partition=conv, bumps=conv)
+              for fn, conv in calls),
+            return_exceptions=True,
+        )  # fmt: skip
+
+    try:
+        results = asyncio.run(batch((post, "cnv_a"), (post, "cnv_theirs"), (touch_user, "cnv_b")))
+        assert results[0] == (1, "bot", 1) and results[2] == "touched"
+        assert isinstance(results[1], errors.NotFound)
+        assert seqs(runner) == {"cnv_a": 1, "cnv_b": 0, "cnv_theirs": 0}
+        # alone in its batch, too
+        assert asyncio.run(batch((touch_user, "cnv_b"))) == ["touched"]
+        assert isinstance(asyncio.run(batch((post, "cnv_theirs")))[0], errors.NotFound)
+        assert seqs(runner) == {"cnv_a": 1, "cnv_b": 0, "cnv_theirs": 0}
+        assert len([u for u in users(runner) if u and u.startswith("by-cnv_b-")]) == 2
+    finally:
+        runner.engine.dispose()
+        runner.read_engine.dispose()

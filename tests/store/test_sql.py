@@ -17,6 +17,7 @@ import orjson
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table
 
+from app import errors
 from app.ids import new_id, utcnow
 from app.settings import Settings
 from app.shapes import agent_json, message_json
@@ -179,6 +180,23 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
             msg = s.get(Message, "msg_2")
             assert msg is not None and msg.reply_to == {"message_id": "msg_1"} and msg.created_at == later
             assert s.get(Conversation, "cnv_1").updated_at == now  # type: ignore[union-attr]
+
+            # A writer's batch: the token brings its workspace's endpoints along (one round trip
+            # on PostgreSQL), and on PostgreSQL bumps go ahead of the next round trip.
+            h.facts.clear()
+            h.writing = True
+            assert sql.token_by_hash(h, "h1") == ("tok_1", "wsp_1", ["read"], False)
+            assert h.facts[("endpoints", "wsp_1")] == [("whe_1", ["*"])]
+            if h.dialect.row_locks:
+                at = later + timedelta(seconds=1)
+                run(sql.bump_ahead, h, ["cnv_1"], at)
+                assert h.bumps_unused
+                ahead = sql.bump_conversation(h, "wsp_1", "cnv_1", utcnow())  # taken, not bumped again
+                assert (ahead.last_message_seq, ahead.updated_at, h.bumps_unused) == (2, at, False)
+                assert sql.conversation_seq(h, "cnv_1") == 2
+                run(sql.bump_ahead, h, ["cnv_1"], at)
+                with pytest.raises(errors.NotFound):  # ahead by id alone: another workspace's is refused
+                    sql.bump_conversation(h, "wsp_other", "cnv_1", at)
     finally:
         engine.dispose()
     statements = {
@@ -186,6 +204,8 @@ def test_every_statement_runs_and_round_trips(database_url: str) -> None:
         for name, fn in inspect.getmembers(sql, inspect.isfunction)
         if fn.__module__ == sql.__name__ and not name.startswith("_") and name not in NOT_STATEMENTS
     }
+    if not dialect_of(database_url).row_locks:
+        statements.discard("bump_ahead")  # PostgreSQL's alone
     assert statements <= called, f"untested statements in sql.py: {statements - called}"
 
 
@@ -217,3 +237,35 @@ def test_queued_inserts_go_out_as_one_statement_and_anything_else_as_it_is() -> 
          " UPDATE c SET x = x + 1 RETURNING x", [1, 2, 3, 9]),
     ]  # fmt: skip
     assert _fused([queued[2], bump], last_blind=True) == [queued[2], bump]
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ping for a connection checked in a moment ago (under load: no round trip per batch);
+    one idle for a while is pinged, and when the server has closed it meanwhile, a new one is
+    used instead of failing the caller's statement."""
+    import psycopg
+
+    from app.store.dialect import Dialect
+
+    engine = make_engine(Settings(env="test", database_url=postgres_database))
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: (pings.append(1), ping(conn))[1])
+
+    def backend() -> int:
+        with engine.connect() as c:
+            return int(c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    try:
+        first = backend()
+        assert backend() == first and pings == []
+        monkeypatch.setattr(Dialect, "PING_AFTER_IDLE_SECONDS", 0.0)
+        assert backend() == first and pings == [1]
+        with psycopg.connect(postgres_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        assert backend() != first  # the ping found it closed: replaced, not failed
+    finally:
+        engine.dispose()
