@@ -72,6 +72,15 @@ class MemoryRateLimiter(_Base):
         self._windows.pop(key, None)
 
 
+# KEYS[1]: the limit's key; ARGV: its window in ms, the hits to add. Starts the window with the
+# first hit, counts, and answers (count, ms left in the window).
+_COUNT_HITS = """
+redis.call('SET', KEYS[1], 0, 'PX', ARGV[1], 'NX')
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+return {count, redis.call('PTTL', KEYS[1])}
+"""
+
+
 class RedisRateLimiter(_Base):
     """Shared across instances: one Redis key per limit key, counting hits, that expires with
     its window (started by the first hit, as in memory). ``redis.asyncio``, never blocking.
@@ -88,6 +97,7 @@ class RedisRateLimiter(_Base):
         self.timeout = timeout
         self.retry_after_failure = retry_after_failure
         self._redis: Any = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._count_hits: Any = self._redis.register_script(_COUNT_HITS)  # EVALSHA, loaded on first NOSCRIPT
         self._down_since: float | None = None
         self._next_try = 0.0
         # (Redis key, window in ms) -> hits waiting for the next count: (cost, limit, answer).
@@ -121,12 +131,10 @@ class RedisRateLimiter(_Base):
                 total = sum(cost for cost, _, _ in hits)
 
                 async def count(total: int = total) -> tuple[int, int]:
-                    # One MULTI/EXEC: the key cannot expire between starting its window and counting.
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.set(rkey, 0, px=window_ms, nx=True)
-                        pipe.incrby(rkey, total)
-                        pipe.pttl(rkey)
-                        _, after, ttl_ms = await pipe.execute()
+                    # One script, run atomically: the key cannot expire between starting its
+                    # window and counting. (It was a MULTI/EXEC of three commands: five for
+                    # redis-py to send and parse, per round.)
+                    after, ttl_ms = await self._count_hits(keys=[rkey], args=[window_ms, total])
                     return int(after), int(ttl_ms)
 
                 result = await self._call(count)

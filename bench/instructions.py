@@ -12,6 +12,9 @@ divided by the messages delivered. Under callgrind the server runs ~50 times slo
 batches it commits are larger than at full speed, and time in the kernel (socket writes, the
 WAL's writes) is not counted: compare builds with it, and confirm with ``scripts/bench``.
 ``--threads`` also splits the count by thread (the event loop; the store's worker threads).
+``--postgres [URL]`` counts the production engine instead: PostgreSQL (a fresh database made
+from URL, local by default) with the Redis broker (``--redis``), the app process alone (the
+database's and Redis's own work is not counted; ``scripts/bench`` measures their CPU).
 Needs valgrind (Debian's ``valgrind`` package).
 """
 
@@ -27,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import loadgen
-from bench.servers import Server, backchannel_env, seed, sqlite_database, wait_ready
+from bench.servers import PostgresDatabase, Server, backchannel_env, seed, sqlite_database, wait_ready
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
 
 class CountedServer(Server):
@@ -62,14 +68,22 @@ class CountedServer(Server):
         return found
 
 
-def measure(widgets: int, seconds: float, by_thread: bool = False) -> dict[str, Any]:
+def measure(
+    widgets: int,
+    seconds: float,
+    by_thread: bool = False,
+    postgres: str | None = None,
+    redis: str = LOCAL_REDIS,
+    keep: bool = False,
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bc-instructions-"))
     server = CountedServer("backchannel", work)
     server.out_dir, server.by_thread = work, by_thread
+    database = PostgresDatabase(postgres) if postgres else None
     try:
-        url = sqlite_database(work)
+        url = database.url if database else sqlite_database(work)
         tenant = seed(url, widgets)
-        server.env = backchannel_env(url)
+        server.env = backchannel_env(url, redis) if database else backchannel_env(url)
         server.launch()
         wait_ready([server], timeout=600)
 
@@ -95,7 +109,12 @@ def measure(widgets: int, seconds: float, by_thread: bool = False) -> dict[str, 
         }
     finally:
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if database is not None:
+            database.drop()
+        if keep:
+            print(f"callgrind's files kept in {work} (callgrind_annotate reads them)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widgets", type=int, default=100, help="connected widgets, one conversation each")
     parser.add_argument("--seconds", type=float, default=20, help="how long to post (under callgrind)")
     parser.add_argument("--threads", action="store_true", help="also split the count by thread")
+    parser.add_argument("--postgres", nargs="?", const=LOCAL_POSTGRES, default=None, metavar="URL",
+                        help=f"PostgreSQL + Redis instead of SQLite (a database made from URL; {LOCAL_POSTGRES})")
+    parser.add_argument("--redis", default=LOCAL_REDIS, help="the Redis broker, with --postgres")
+    parser.add_argument("--keep", action="store_true", help="keep callgrind's files, for callgrind_annotate")
     args = parser.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    result = measure(args.widgets, args.seconds, args.threads)
+    result = measure(args.widgets, args.seconds, args.threads, args.postgres, args.redis, args.keep)
     print(f"{result['delivered']} messages delivered of {result['expected']} posted")
     for name, per in result["per_message"].items():
         label = "in all" if name == "all" else f"thread {name}"

@@ -76,6 +76,23 @@ async def test_a_window_ends(limiter: RateLimiter) -> None:
     assert await limiter.consume(key, 1, 0.3) == 0.0
 
 
+async def test_the_counting_script_is_loaded_again_when_redis_forgot_it() -> None:
+    """Redis counts with a script run by its hash (EVALSHA); a Redis restarted or told to
+    ``SCRIPT FLUSH`` no longer knows it, and the limiter sends it again instead of failing open."""
+    url = redis_url()
+    if not url:
+        pytest.skip("Redis not configured: set BACKCHANNEL_TEST_REDIS_URL (see .ci/run)")
+    lim = RedisRateLimiter(url)
+    key = f"test:{uuid.uuid4().hex}"
+    try:
+        assert await lim.consume(key, 2, 60) == 0.0
+        await lim._redis.script_flush()
+        assert await lim.consume(key, 2, 60) == 0.0
+        assert await lim.consume(key, 2, 60) > 0  # the third hit: it counted all along
+    finally:
+        await lim.aclose()
+
+
 @pytest.fixture
 def paused_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     redis = private_redis(tmp_path)

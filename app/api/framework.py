@@ -442,7 +442,9 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
         # Writes to one conversation share a writer lane (PostgreSQL runs several).
         partition = params.get("conversation_id")
         # A replayed idempotent request takes no seq: only a first one is said to.
-        bumps = ep.bumps(params, body) if ep.bumps is not None and idem_key is None else None
+        bumps = None
+        if ep.bumps is not None and idem_key is None and state.runner.bumps_ahead:
+            bumps = ep.bumps(params, body)
         try:
             result = await state.runner.write(write, partition=partition, bumps=bumps)
         except IntegrityError:

@@ -24,7 +24,7 @@ CHANNEL = "backchannel:events"
 # A publish happens after the write committed, while its caller waits: a Redis that hangs
 # must cost a request this much at most (the event then reaches sockets by resync), not the
 # seconds redis-py would wait. (The store's runner publishes each round of committed writes
-# with one ``publish_many``: one timeout, one round trip, for all of them.)
+# with one ``publish_many``: one timeout, one message, for all of them.)
 PUBLISH_TIMEOUT = 0.5
 
 
@@ -94,7 +94,10 @@ class RedisBroker:
                 delay = 0.2
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        await self._dispatch(orjson.loads(message["data"]))
+                        data = orjson.loads(message["data"])
+                        # A round of committed writes comes as one list (``publish_many``).
+                        for event in data if isinstance(data, list) else (data,):
+                            await self._dispatch(event)
             except asyncio.CancelledError:
                 await pubsub.aclose()
                 raise
@@ -122,13 +125,15 @@ class RedisBroker:
             log.warning("redis publish failed (%s); clients will resync from the store", exc)
 
     async def publish_many(self, events: list[dict[str, Any]]) -> None:
-        """The events in order, in one round trip (a pipeline, not a transaction)."""
+        """The events in order, as one message (a JSON list): one command for Redis to run and
+        one message for each instance to take in and parse, not one per event (which cost the
+        app about a tenth of its CPU per message, sending and receiving)."""
+        if len(events) == 1:
+            await self.publish(events[0])
+            return
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                pipe = self._redis.pipeline(transaction=False)
-                for event in events:
-                    pipe.publish(CHANNEL, orjson.dumps(event))
-                await pipe.execute()
+                await self._redis.publish(CHANNEL, orjson.dumps(events))
         except Exception as exc:
             log.warning("redis publish of %d events failed (%s); clients will resync from the store", len(events), exc)
 

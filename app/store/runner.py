@@ -197,6 +197,7 @@ class Runner:
         self._shared_lanes = self.dialect.writer_lanes(writers)
         lanes = self._shared_lanes if self.dialect.one_writer else self._shared_lanes + 1
         self._background_lane = lanes - 1
+        self.bumps_ahead = not self.dialect.one_writer  # writes' ``bumps`` are used (``_bump_ahead``)
         self._lanes: list[list[_Job]] = [[] for _ in range(lanes)]
         self._writers: list[asyncio.Task[None] | None] = [None] * lanes
         self._committed: list[list[_Committed]] = [[] for _ in range(lanes)]
@@ -378,6 +379,7 @@ class Runner:
                     tx = Tx(session, self.cache)
                     result = job.fn(tx, *job.args, **job.kwargs)
                     session.flush()
+                    h.write_done()
                     if savepoints:
                         h.flush()  # its own errors are its own
                         h.release()
@@ -423,7 +425,7 @@ class Runner:
         A bump for another workspace's conversation fails its write as a missing one would, and
         one left unused sends the batch the careful way (``_commit_batch``): neither commits.
         """
-        if self.dialect.one_writer or not any(batch[i].bumps for i in pending):
+        if not self.bumps_ahead or not any(batch[i].bumps for i in pending):
             return
         if not all(batch[i].partition for i in pending):
             return

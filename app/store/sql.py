@@ -269,7 +269,7 @@ class Db:
 
     __slots__ = (
         "conn", "dialect", "_raw", "_cursor", "_errors", "sync_seq", "_queued", "_late", "_pipelines", "facts",
-        "_has_rows", "writing", "_ahead", "_bumped",
+        "writing", "_ahead", "_bumped",
     )  # fmt: skip
 
     def __init__(self, conn: Connection) -> None:
@@ -283,9 +283,6 @@ class Db:
         # SQLite: (table, insert) → the rows held back for it (``late``)
         self._late: dict[tuple[str, str], list[Sequence[Any]]] = {}
         self._pipelines = not self.dialect.sqlite
-        # Whether a cursor holds rows: psycopg's ``description`` builds a Column per field
-        # each time it is read (8 % of the writer thread's CPU); its result's field count does not.
-        self._has_rows: Callable[[Any], bool] = _pg_has_rows if self._pipelines else _dbapi_has_rows
         self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
         self.writing = False  # a writer's batch (``Runner``): its emits will want the endpoints
         # PostgreSQL: statements sent ahead of the next round trip, each with what takes its rows
@@ -310,7 +307,7 @@ class Db:
         if not self._pipelines:
             return [self.run(q, p) for q, p in statements]
         queued, self._queued = _fused(self._queued), []
-        return self._pipeline(queued + [(self.dialect.sql(q), p) for q, p in statements])[len(queued) :]
+        return self._pipeline(queued + [(self.dialect.sql(q), p) for q, p in statements], len(queued))
 
     def send(self, statement: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement whose result is not needed: queued on PostgreSQL (see the class)."""
@@ -351,7 +348,14 @@ class Db:
             return
         queued, self._queued = _fused(self._queued), []
         queued.append(("COMMIT", ()))
-        self._pipeline(queued)
+        self._pipeline(queued, len(queued))
+
+    def write_done(self) -> None:
+        """One write of a batch is done: what it queued is not fused with the next write's
+        (``_fused``), so a message's inserts are one statement of one shape, whose SQL psycopg
+        converts once and PostgreSQL prepares once, not a statement as long as the batch."""
+        if self._queued and self._queued[-1] is not _WRITE_DONE:
+            self._queued.append(_WRITE_DONE)
 
     def discard(self) -> None:
         """Forget what is queued (the transaction is being rolled back)."""
@@ -389,27 +393,36 @@ class Db:
         if len(queued) == 1:  # one statement (a few inserts fused): no pipeline needed
             return self._execute(*queued[0])
         if not queued:  # only what goes ahead
-            self._pipeline([])
+            self._pipeline([], 0)
             return []
-        return self._pipeline(queued)[-1]
+        return self._pipeline(queued, len(queued) - 1)[0]
 
-    def _pipeline(self, queued: list[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+    def _pipeline(self, queued: list[tuple[str, Sequence[Any]]], wanted: int) -> list[list[tuple[Any, ...]]]:
         """PostgreSQL: the statements in one round trip (psycopg's pipeline mode), and the rows
-        of each. The ``BEGIN`` of a transaction not begun yet goes with them, and what waits to
-        go ``ahead`` goes first."""
+        of those from ``queued[wanted]`` on. The ``BEGIN`` of a transaction not begun yet goes
+        with them, and what waits to go ``ahead`` goes first (its rows to its takers)."""
         ahead, self._ahead = self._ahead, []
         statements = [(q, p) for q, p, _ in ahead] + queued if ahead else queued
-        cursors = []
+        first_wanted = len(ahead) + wanted
+        cursors: list[Any] = []  # a cursor of its own for each statement whose rows are wanted
+        shared = self._cursor
+        sent = 0
         try:
             with self._raw.pipeline() as pipeline:
-                for q, p in statements:
-                    cur = self._raw.cursor()
-                    cursors.append(cur)
+                for n, (q, p) in enumerate(statements):
+                    if n < len(ahead) or n >= first_wanted:
+                        cur = self._raw.cursor()
+                        cursors.append(cur)
+                    else:  # nobody reads its rows: its errors are raised all the same
+                        if shared is None:
+                            shared = self._cursor = self._raw.cursor()
+                        cur = shared
                     cur.execute(q, p)
+                    sent = n + 1
                 pipeline.sync()
-                results = [list(cur.fetchall()) if self._has_rows(cur) else [] for cur in cursors]
+                results = [list(cur.fetchall()) if _pg_has_rows(cur) else [] for cur in cursors]
         except self._errors as exc:
-            q, p = statements[min(len(cursors), len(statements)) - 1]
+            q, p = statements[max(sent, 1) - 1]
             raise DBAPIError.instance(q, p, exc, self._errors) from exc
         finally:
             for cur in cursors:
@@ -419,10 +432,11 @@ class Db:
         return results[len(ahead) :]
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if self._pipelines and (self._ahead or self._raw.pgconn.transaction_status == _PG_IDLE):
+        pipelines = self._pipelines
+        if pipelines and (self._ahead or self._raw.pgconn.transaction_status == _PG_IDLE):
             # The transaction's first statement: psycopg would send its BEGIN in a round trip
             # of its own; in a pipeline the two go together (and what goes ahead, first).
-            return self._pipeline([(sql, params)])[0]
+            return self._pipeline([(sql, params)], 0)[0]
         # One cursor for the transaction's statements (each is read to its end before the
         # next): a cursor made and closed per statement cost ~1 µs of the four a message runs.
         cur = self._cursor
@@ -430,7 +444,8 @@ class Db:
             cur = self._cursor = self._raw.cursor()
         try:
             cur.execute(sql, params)
-            return cur.fetchall() if self._has_rows(cur) else []  # type: ignore[no-any-return]
+            has_rows = _pg_has_rows(cur) if pipelines else cur.description is not None
+            return cur.fetchall() if has_rows else []  # type: ignore[no-any-return]
         except self._errors as exc:
             # The same exceptions as through SQLAlchemy (IntegrityError, OperationalError, …),
             # so callers map a locked or unreachable database to 503 in one place.
@@ -472,21 +487,21 @@ class Db:
 # libpq's transaction states (psycopg.pq.TransactionStatus): connected and no transaction
 # begun; in a transaction, no error so far.
 _PG_IDLE, _PG_INTRANS = 0, 2
+_WRITE_DONE: tuple[str, Sequence[Any]] = ("", ())  # in the queue between two writes' statements (``_fused``)
 
 
 def _pg_has_rows(cur: Any) -> bool:
+    """Whether a psycopg cursor holds rows: its ``description`` would build a Column per field
+    each time it is read (8 % of the writer thread's CPU); its result's field count does not."""
     result = cur.pgresult
     return result is not None and result.nfields > 0
-
-
-def _dbapi_has_rows(cur: Any) -> bool:
-    return cur.description is not None
 
 
 def _fused(queued: list[tuple[str, Sequence[Any]]], *, last_blind: bool = False) -> list[tuple[str, Sequence[Any]]]:
     """Consecutive plain ``INSERT``s as one statement (PostgreSQL's data-modifying ``WITH``):
     a message's row, search entry, outbox event and deliveries cost the driver one statement,
     and with ``last_blind`` they join the last statement too (the next message's ``seq``).
+    One write's inserts are not joined with the next write's (``Db.write_done``).
     Only inserts: none of them reads what another wrote (they all see the same snapshot, and
     foreign keys are checked at the end of the statement), and none writes a row twice; a
     blind last statement reads nothing they write."""
@@ -497,6 +512,8 @@ def _fused(queued: list[tuple[str, Sequence[Any]]], *, last_blind: bool = False)
         if (item[0].startswith("INSERT INTO ") and " RETURNING " not in item[0]) or (n == last and last_blind):
             run.append(item)
             continue
+        if item is _WRITE_DONE and n + 1 == last and last_blind:
+            continue  # a write's inserts and the next write's bump: one statement of one shape still
         if len(run) > 1:
             heads = ", ".join(f"w{i} AS ({q})" for i, (q, _) in enumerate(run[:-1]))
             out.append((f"WITH {heads} {run[-1][0]}", [v for _, p in run for v in p]))
@@ -582,7 +599,7 @@ def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: dateti
     Where the change order is an expression (PostgreSQL's transaction id) and this transaction
     has not taken it yet, the statement takes it too, instead of a round trip of its own."""
     d = h.dialect
-    found = h.take_bumped(conversation_id)
+    found = h.take_bumped(conversation_id) if h._ahead or h._bumped else None
     if found is None:
         if h.sync_seq is None and d.sync_seq_expression:
             sql = _BUMP_CONVERSATION.replace("sync_seq = ?", f"sync_seq = {d.sync_seq_expression}")

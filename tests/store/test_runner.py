@@ -515,9 +515,9 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     trips: list[int] = []
     pipeline, execute = sql_rows.Db._pipeline, sql_rows.Db._execute
 
-    def counted_pipeline(self: sql_rows.Db, queued: list[Any]) -> Any:
+    def counted_pipeline(self: sql_rows.Db, queued: list[Any], wanted: int) -> Any:
         trips.append(len(self._ahead) + len(queued))  # statements in the round trip
-        return pipeline(self, queued)
+        return pipeline(self, queued, wanted)
 
     def counted_execute(self: sql_rows.Db, q: str, p: Any) -> Any:
         if not (self._ahead or self._raw.pgconn.transaction_status == sql_rows._PG_IDLE):

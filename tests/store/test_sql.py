@@ -237,6 +237,16 @@ def test_queued_inserts_go_out_as_one_statement_and_anything_else_as_it_is() -> 
          " UPDATE c SET x = x + 1 RETURNING x", [1, 2, 3, 9]),
     ]  # fmt: skip
     assert _fused([queued[2], bump], last_blind=True) == [queued[2], bump]
+    # Two writes' inserts stay apart (each a statement of one shape), but a write's inserts still
+    # join the next write's blind bump.
+    from app.store.sql import _WRITE_DONE
+
+    assert _fused([queued[0], _WRITE_DONE, queued[5], queued[6], _WRITE_DONE]) == [
+        queued[0], ("WITH w0 AS (INSERT INTO f (x) VALUES (%s)) INSERT INTO g (x) VALUES (%s)", [7, 8]),
+    ]  # fmt: skip
+    assert _fused([queued[0], _WRITE_DONE, bump], last_blind=True) == [
+        ("WITH w0 AS (INSERT INTO a (x) VALUES (%s)) UPDATE c SET x = x + 1 RETURNING x", [1, 9]),
+    ]
 
 
 @pytest.mark.postgres
