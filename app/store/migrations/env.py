@@ -23,6 +23,11 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=dialect_of(connectable).render_as_batch,
             include_name=outside_the_models,
+            # One transaction for the whole upgrade, on SQLite too (its DDL is transactional;
+            # Alembic otherwise commits after each migration there): the write lock that
+            # migrate.migration_lock relies on is held to the end, so a second process never
+            # reads a half-upgraded revision and runs the same migration again.
+            transactional_ddl=True,
         )
         with context.begin_transaction():
             context.run_migrations()
