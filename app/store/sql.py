@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import attrgetter, itemgetter
@@ -285,9 +284,10 @@ class Db:
         self._pipelines = not self.dialect.sqlite
         self.facts: dict[tuple[str, str], Any] = {}  # per transaction: see the class docstring
         self.writing = False  # a writer's batch (``Runner``): its emits will want the endpoints
-        # PostgreSQL: statements sent ahead of the next round trip, each with what takes its rows
-        self._ahead: list[tuple[str, Sequence[Any], Callable[[list[tuple[Any, ...]]], None]]] = []
-        self._bumped: dict[str, list[tuple[Any, ...]]] = {}  # conversation id → its bump's rows (``bump_ahead``)
+        # PostgreSQL: statements sent ahead of the next round trip, each with the key its rows
+        # are kept under (a conversation id: ``bump_ahead``), and those rows once they came
+        self._ahead: list[tuple[str, Sequence[Any], str]] = []
+        self._bumped: dict[str, list[tuple[Any, ...]]] = {}
         conn.info["bc_db"] = self
 
     def run(self, statement: str, params: Sequence[Any] = (), *, blind: bool = False) -> list[tuple[Any, ...]]:
@@ -326,11 +326,12 @@ class Db:
             return
         self._late.setdefault((insert.split(None, 3)[2], insert), []).append(row)  # INSERT INTO <table> (…
 
-    def ahead(self, statement: str, params: Sequence[Any], took: Callable[[list[tuple[Any, ...]]], None]) -> None:
-        """PostgreSQL: a statement that goes out first in the transaction's next round trip,
-        its rows handed to ``took``. Only before anything is queued: it runs before what is."""
+    def ahead(self, statement: str, params: Sequence[Any], key: str) -> None:
+        """PostgreSQL: a statement that goes out first in the transaction's next round trip, its
+        rows kept under ``key`` for ``take_bumped``. Only before anything is queued: it runs
+        before what is."""
         assert self._pipelines and not self._queued, "ahead: PostgreSQL, before anything is queued"
-        self._ahead.append((self.dialect.sql(statement), params, took))
+        self._ahead.append((self.dialect.sql(statement), params, key))
 
     def flush(self) -> None:
         """Send what is queued and wait for it: raises the first error among it."""
@@ -400,7 +401,7 @@ class Db:
     def _pipeline(self, queued: list[tuple[str, Sequence[Any]]], wanted: int) -> list[list[tuple[Any, ...]]]:
         """PostgreSQL: the statements in one round trip (psycopg's pipeline mode), and the rows
         of those from ``queued[wanted]`` on. The ``BEGIN`` of a transaction not begun yet goes
-        with them, and what waits to go ``ahead`` goes first (its rows to its takers)."""
+        with them, and what waits to go ``ahead`` goes first (its rows kept by key)."""
         ahead, self._ahead = self._ahead, []
         statements = [(q, p) for q, p, _ in ahead] + queued if ahead else queued
         first_wanted = len(ahead) + wanted
@@ -427,8 +428,8 @@ class Db:
         finally:
             for cur in cursors:
                 cur.close()
-        for (_, _, took), found in zip(ahead, results, strict=False):
-            took(found)
+        for (_, _, key), found in zip(ahead, results, strict=False):
+            self._bumped[key] = found
         return results[len(ahead) :]
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -599,7 +600,7 @@ def bump_conversation(h: Db, workspace_id: str, conversation_id: str, at: dateti
     Where the change order is an expression (PostgreSQL's transaction id) and this transaction
     has not taken it yet, the statement takes it too, instead of a round trip of its own."""
     d = h.dialect
-    found = h.take_bumped(conversation_id) if h._ahead or h._bumped else None
+    found = h.take_bumped(conversation_id) if h.bumps_unused else None
     if found is None:
         if h.sync_seq is None and d.sync_seq_expression:
             sql = _BUMP_CONVERSATION.replace("sync_seq = ?", f"sync_seq = {d.sync_seq_expression}")
@@ -624,7 +625,7 @@ def bump_ahead(h: Db, conversation_ids: list[str], at: datetime) -> None:
     assert d.sync_seq_expression, "bumps ahead take the transaction's change order by expression"
     sql = _BUMP_AHEAD.replace("sync_seq = ?", f"sync_seq = {d.sync_seq_expression}")
     for conversation_id in conversation_ids:
-        h.ahead(sql, (d.ts(at), conversation_id), functools.partial(h._bumped.__setitem__, conversation_id))
+        h.ahead(sql, (d.ts(at), conversation_id), conversation_id)
 
 
 _BUMP_CONVERSATION = (
