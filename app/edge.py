@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.ids import request_id as new_request_id
 from app.instruments import observe_request
 from app.logs import innermost_place
 from app.proxies import TrustedProxies
@@ -55,7 +55,7 @@ def _request_id(scope: Scope) -> str:
             if _SANE_REQUEST_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return secrets.token_hex(16)
+    return new_request_id()
 
 
 def _client(scope: Scope) -> str:

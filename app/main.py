@@ -11,10 +11,12 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import VERSION, errors, heap
 from app.api import (
@@ -85,6 +87,37 @@ def api_endpoints() -> list[Endpoint]:
     ]
 
 
+class BackchannelApp(Starlette):
+    """Starlette with the edge (``app.edge.HttpEdge``, the one user middleware) outermost.
+
+    Starlette would put its ``ServerErrorMiddleware`` around the edge; but the edge answers
+    every error of what it wraps itself (logged by type and place, never by message), so
+    that layer only added a frame and a send wrapper to every request (docs/performance.md,
+    section 15). What the edge itself could fail on before it answers is caught here."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {key: h for key, h in self.exception_handlers.items() if key not in (500, Exception)}
+        app: ASGIApp = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        try:
+            await self.middleware_stack(scope, receive, send)
+        except Exception as exc:
+            if scope["type"] != "http":
+                raise
+            # Type and place only, never the message (it can carry request data, web-view
+            # forms, SQL values). Not re-raised: the server would log it in full.
+            log.error("unhandled %s on %s %s at %s", type(exc).__name__, scope["method"], scope["path"],
+                      innermost_place(exc))  # fmt: skip
+            await internal_error_response(scope["path"])(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, webhook_sender: Sender | None = None) -> Starlette:
     """The app. ``webhook_sender`` replaces the SSRF-guarded outbound sender of webhook deliveries
     and the web-view form relay (a test may pass its own; the caller then closes it)."""
@@ -139,7 +172,7 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
         *demo_pages.ROUTES,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    app = Starlette(
+    app = BackchannelApp(
         routes=routes,
         lifespan=lifespan,
         middleware=[
@@ -149,7 +182,6 @@ def create_app(settings: Settings | None = None, *, webhook_sender: Sender | Non
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
-            Exception: _unhandled,
         },
     )
     app.state.settings = settings
@@ -246,10 +278,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api/"):
         return http_error_response(exc)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
-
-
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    # Only reached when the edge itself fails (it answers everything it wraps): type and
-    # place only, never the message (it can carry request data, web-view forms, SQL values).
-    log.error("unhandled %s on %s %s at %s", type(exc).__name__, request.method, request.url.path, innermost_place(exc))
-    return internal_error_response(request.url.path)

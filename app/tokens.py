@@ -85,12 +85,17 @@ class TokenAuthenticator:
             raise errors.Unauthorized("Send 'Authorization: Bearer <token>'.")
         return secret
 
-    def authenticate(self, s: Session, header: str | None, *, record_use: bool = True) -> tuple[Principal, bool]:
-        """The caller, and whether ``last_used_at`` is due a ``touch``. ``record_use=False``
-        (a request refused for its inputs, which writes nothing) never makes it due."""
-        secret = self.bearer_secret(header)
+    @classmethod
+    def bearer_hash(cls, header: str | None) -> str:
+        """The hash of the bearer secret (what the store keeps); 401 without one."""
+        return sha256_hex(cls.bearer_secret(header))
+
+    def authenticate(self, s: Session, token_hash: str, *, record_use: bool = True) -> tuple[Principal, bool]:
+        """The caller whose bearer secret hashes to ``token_hash`` (``bearer_hash``), and whether
+        ``last_used_at`` is due a ``touch``. ``record_use=False`` (a request refused for its
+        inputs, which writes nothing) never makes it due."""
         # Every API call runs this: one prepared statement, no ORM instance.
-        token = rows.token_by_hash(rows.db(s), sha256_hex(secret))
+        token = rows.token_by_hash(rows.db(s), token_hash)
         if token is None or token[3]:
             raise errors.Unauthorized("This API token is not valid or has been revoked.", code="invalid_token")
         token_id, workspace_id, scopes, _ = token

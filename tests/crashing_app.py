@@ -1,7 +1,7 @@
-"""The real app with two routes that fail the way a bug would, carrying a sentinel value in
-their exception messages (a SQL parameter, a request value), run under uvicorn exactly as
-``backchannel serve`` runs it. ``tests/test_logging.py`` proves the sentinel never reaches
-the log. Run: ``python -m tests.crashing_app PORT``.
+"""The real app with routes that fail the way a bug would, carrying a sentinel value in their
+exception messages (a SQL parameter, a request value), and an edge that fails on a request
+sending ``X-Crash-Edge``, run under uvicorn exactly as ``backchannel serve`` runs it.
+``tests/test_logging.py`` proves the sentinel never reaches the log. Run: ``python -m tests.crashing_app PORT``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from app import edge
 from app.main import create_app as create_real_app
 from app.store.runner import Tx
 
@@ -39,7 +40,18 @@ async def crash_in_a_socket(websocket: WebSocket) -> None:
     raise KeyError(SENTINEL)
 
 
+_request_id = edge._request_id
+
+
+def _request_id_or_crash(scope: dict) -> str:  # type: ignore[type-arg]
+    """The edge itself failing, before it answers (a request sending ``X-Crash-Edge``)."""
+    if any(name == b"x-crash-edge" for name, _ in scope["headers"]):
+        raise RuntimeError(f"the edge could not handle {SENTINEL}")
+    return _request_id(scope)
+
+
 def create_app() -> Starlette:
+    edge._request_id = _request_id_or_crash
     app = create_real_app()
     app.router.routes[:0] = [
         Route("/api/v1/crash", crash_in_sql, methods=["POST"]),

@@ -69,3 +69,24 @@ def test_ids_are_unique_evenly_random_and_a_forked_child_draws_its_own() -> None
         os.close(read)
         os.waitpid(pid, 0)
     assert len(child) == 12 and child != new_id("msg")[-12:]
+
+
+def test_request_ids_are_128_random_bits_in_hex_and_a_forked_child_draws_its_own() -> None:
+    made = [ids.request_id() for _ in range(2_000)]  # several 4 KiB reads of random bytes
+    assert len(set(made)) == len(made)
+    assert all(len(r) == 32 and int(r, 16) >= 0 and r == r.lower() for r in made)
+    counts = Counter("".join(made))  # every hex digit about equally likely (4,000 each)
+    assert len(counts) == 16 and max(counts.values()) < 4_400 and min(counts.values()) > 3_600, counts
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.write(write, ids.request_id().encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 32 and child != ids.request_id()

@@ -181,6 +181,10 @@ def test_an_unhandled_exception_logs_its_type_and_request_id_never_its_values(se
     assert srv.lines_with("unhandled ValueError in GET /crash at tests/crashing_app.py:")
     assert srv.lines_with("request_id=crash-2")  # the access line of that request
     assert srv.lines_with("builtins.KeyError")  # uvicorn's own report of the socket's error: type only
+    # The edge itself failing (before it answers): the same error shape, the same log line.
+    edge = httpx.get(srv.url + "/api/v1/conversations", headers={"X-Crash-Edge": "1"})
+    assert edge.status_code == 500 and edge.json() == r.json()
+    assert srv.lines_with("unhandled RuntimeError on GET /api/v1/conversations at tests/crashing_app.py:")
     output = srv.output()
     assert SENTINEL not in output, output
     assert "INSERT INTO" not in output  # nor the SQL

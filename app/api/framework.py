@@ -36,7 +36,7 @@ from app.settings import Settings
 from app.state import AppState
 from app.store.runner import Tx
 from app.store.tables import IdempotencyRecord
-from app.tokens import Principal, TokenAuthenticator
+from app.tokens import Principal
 
 log = logging.getLogger("backchannel.api")
 PREFIX = "/api/v1"
@@ -339,15 +339,14 @@ def parse_inputs(ep: Endpoint, request: Request, raw: bytes, settings: Settings)
 
 async def run_endpoint(ep: Endpoint, request: Request) -> Response:
     state: AppState = request.app.state.bc
-    auth_header = request.headers.get("authorization")
     # No bearer secret at all: 401 at once, with nothing counted and nothing queued.
-    state.authenticator.bearer_secret(auth_header)
+    token_hash = state.authenticator.bearer_hash(request.headers.get("authorization"))
     # The per-token limit is settled here, on the event loop, before any database work is
     # queued: keyed by the token's hash (what the store keeps), so no lookup is needed first.
-    await state.limiter.consume_or_raise(_token_rate_key(auth_header), state.settings.api_rate_per_minute, 60)
+    await state.limiter.consume_or_raise(f"token:{token_hash}", state.settings.api_rate_per_minute, 60)
 
     def authed(s: Session, *, record_use: bool = True) -> tuple[Principal, bool]:
-        principal, stale = state.authenticator.authenticate(s, auth_header, record_use=record_use)
+        principal, stale = state.authenticator.authenticate(s, token_hash, record_use=record_use)
         principal.require(ep.scope)
         return principal, stale
 
@@ -476,12 +475,6 @@ def _audit(tx: Tx, ep: Endpoint, principal: Principal, params: dict[str, str], r
 async def _discard(ep: Endpoint, state: AppState, received: Any) -> None:
     if ep.discard is not None and received is not None:
         await ep.discard(state, received)
-
-
-def _token_rate_key(auth_header: str | None) -> str:
-    """The rate-limit key of a request that carries a bearer secret: the secret's hash."""
-    secret = TokenAuthenticator.bearer_secret(auth_header)
-    return f"token:{hashlib.sha256(secret.encode()).hexdigest()}"
 
 
 def _as_result(ep: Endpoint, value: Any) -> Result:

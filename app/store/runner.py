@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import anyio
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -30,6 +29,7 @@ from app.store import sql as rows
 from app.store.dialect import Dialect, dialect_of
 from app.store.engine import session_scope
 from app.store.tables import WebhookEndpoint
+from app.store.threads import run_in_thread
 
 log = logging.getLogger("backchannel.actions")
 T = TypeVar("T")
@@ -488,7 +488,7 @@ class Runner:
     @staticmethod
     async def _in_thread(work: Callable[[], T]) -> T:
         try:
-            return await anyio.to_thread.run_sync(work)
+            return await run_in_thread(work)
         except OperationalError as exc:
             raise _unavailable(exc) from None
 
