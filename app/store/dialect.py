@@ -112,7 +112,10 @@ class Dialect:
     def engine_options(self, settings: Settings) -> dict[str, Any]:
         if self.sqlite:
             return {
-                "connect_args": {"check_same_thread": False, "timeout": settings.database_busy_timeout_seconds},
+                # A statement cache larger than the default 128: multi-row inserts of rows held
+                # back (``sql.Db.late``) have a text for each row count, and a miss is a prepare.
+                "connect_args": {"check_same_thread": False, "timeout": settings.database_busy_timeout_seconds,
+                                 "cached_statements": 512},  # fmt: skip
                 "pool_size": 8,
                 "max_overflow": 8,
             }

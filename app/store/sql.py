@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import attrgetter, itemgetter
@@ -295,7 +297,7 @@ class Db:
         nothing that queued inserts write, so on PostgreSQL they may join it as one statement
         (``_fused``)."""
         sql = self.dialect.sql(statement)
-        if self._late and any(table in sql for table, _ in self._late):
+        if self._late and self._names_late(sql):
             self._send_late()
         if self._queued:
             return self._send_queue(sql, params, blind=blind)
@@ -324,7 +326,11 @@ class Db:
         if self._pipelines:
             self.send(insert, row)
             return
-        self._late.setdefault((insert.split(None, 3)[2], insert), []).append(row)  # INSERT INTO <table> (…
+        self._late.setdefault((_late_table(insert), self.dialect.sql(insert)), []).append(row)
+
+    def _names_late(self, sql: str) -> bool:
+        """Whether the statement names a table that rows held back (``late``) go to."""
+        return any(_names_table(table, sql) for table, _ in self._late)
 
     def ahead(self, statement: str, params: Sequence[Any], key: str) -> None:
         """PostgreSQL: a statement that goes out first in the transaction's next round trip, its
@@ -380,7 +386,8 @@ class Db:
 
     def _send_late(self) -> None:
         late, self._late = self._late, {}
-        for (_, insert), rows in late.items():
+        # Referenced tables first (a search entry or a delivery names its message or event).
+        for (_, insert), rows in sorted(late.items(), key=lambda item: _LATE_ORDER.get(item[0][0], 9)):
             head, _, values = insert.rpartition(" VALUES ")
             for start in range(0, len(rows), self.LATE_ROWS):
                 chunk = rows[start : start + self.LATE_ROWS]
@@ -476,6 +483,8 @@ class Db:
                 self.send(statement, row)
             return
         sql = self.dialect.sql(statement)
+        if self._late and self._names_late(sql):
+            self._send_late()
         cur = self._raw.cursor()
         try:
             cur.executemany(sql, rows)
@@ -483,6 +492,22 @@ class Db:
             raise DBAPIError.instance(sql, list(rows), exc, self._errors) from exc
         finally:
             cur.close()
+
+
+# The order rows held back (``Db.late``) go out in: a table before those whose rows name its rows.
+_LATE_ORDER = {"message": 0, "event": 1, "search_entry": 2, "webhook_delivery": 3}
+
+
+def _late_table(insert: str) -> str:
+    """The table of an ``INSERT INTO <table> (…``, without quotes."""
+    return insert.split(None, 3)[2].strip('"')
+
+
+@functools.lru_cache(maxsize=2048)
+def _names_table(table: str, sql: str) -> bool:
+    """Whether ``sql`` names ``table`` (as a word: ``last_message_seq`` does not name ``message``).
+    The statements are a few hundred constants: each is looked at once."""
+    return re.search(rf'(?<![\w"]){table}(?![\w"])|"{table}"', sql) is not None
 
 
 # libpq's transaction states (psycopg.pq.TransactionStatus): connected and no transaction
@@ -766,7 +791,9 @@ def message_conversation_id(h: Db, message_id: str) -> str | None:
 
 
 def insert_message(h: Db, m: MessageRow) -> None:
-    h.send(MESSAGE.insert, MESSAGE.params_of(h.dialect, m))
+    # Held back (``Db.late``) on SQLite: the batch's messages go in together, and a statement
+    # that reads messages sends them first.
+    h.late(MESSAGE.insert, MESSAGE.params_of(h.dialect, m))
 
 
 # --- agents and users --------------------------------------------------------------------------
@@ -792,7 +819,7 @@ def user_workspace(h: Db, user_id: str) -> str | None:
 
 def insert_event(h: Db, event_id: str, workspace_id: str, type_: str, payload: dict[str, Any], at: datetime) -> None:
     values = {"id": event_id, "workspace_id": workspace_id, "type": type_, "payload": payload, "created_at": at}
-    h.send(EVENT.insert, EVENT.params(h.dialect, [values[n] for n in EVENT.names]))
+    h.late(EVENT.insert, EVENT.params(h.dialect, [values[n] for n in EVENT.names]))
 
 
 def enabled_endpoints(h: Db, workspace_id: str) -> list[tuple[str, list[str]]]:
@@ -823,7 +850,11 @@ def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpo
     for endpoint_id in endpoint_ids:
         values.update(id=new_id(), endpoint_id=endpoint_id)
         rows.append(DELIVERY.params(h.dialect, [values[n] for n in DELIVERY.names]))
-    h.run_many(INSERT_DELIVERY, rows)
+    if h.dialect.sqlite:  # after their event, which is held back too (``Db.late``)
+        for row in rows:
+            h.late(INSERT_DELIVERY, row)
+    else:
+        h.run_many(INSERT_DELIVERY, rows)
 
 
 # --- API tokens ----------------------------------------------------------------------------

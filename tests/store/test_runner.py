@@ -613,3 +613,91 @@ def test_a_bump_taken_ahead_that_is_not_used_or_not_ours_commits_nothing(postgre
     finally:
         runner.engine.dispose()
         runner.read_engine.dispose()
+
+
+# -- a batch's messages, events and deliveries held back (SQLite: ``Db.late``) --------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def runner_with_endpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Runner:
+    """A runner whose workspace ``wsp_1`` has conversations ``cnv_0``/``cnv_1`` and an enabled
+    webhook endpoint that takes ``message.created``."""
+    from app.store.tables import Conversation, WebhookEndpoint
+
+    if request.param == "sqlite":
+        runner = make_runner(tmp_path)
+    else:
+        runner = _pg_runner_with_conversations(request.getfixturevalue("postgres_database"), {})
+        with runner.engine.begin() as c:
+            c.execute(
+                Workspace.metadata.tables["workspace"].insert().values(
+                    id="wsp_1", name="w", widget_key="wk_1", identity_secret="x", allowed_origins=[], created_at=utcnow()
+                )
+            )
+    now = utcnow()
+    with runner.engine.begin() as c:
+        c.execute(User.__table__.insert().values(  # type: ignore[attr-defined]
+            id="usr_1", workspace_id="wsp_1", external_id="u", properties={}, created_at=now, updated_at=now))
+        c.execute(Agent.__table__.insert().values(  # type: ignore[attr-defined]
+            id="agt_1", workspace_id="wsp_1", name="Bot", kind="bot", is_default_bot=True, created_at=now))
+        for conv in ("cnv_0", "cnv_1"):
+            c.execute(Conversation.__table__.insert().values(  # type: ignore[attr-defined]
+                id=conv, workspace_id="wsp_1", user_id="usr_1", status="open", tags=[], properties={},
+                created_at=now, updated_at=now))
+        c.execute(WebhookEndpoint.__table__.insert().values(  # type: ignore[attr-defined]
+            id="whe_1", workspace_id="wsp_1", url="https://example.com/hook", description="", events=["message.created"],
+            enabled=True, secret="whsec_x", created_at=now, updated_at=now))  # fmt: skip
+    return runner
+
+
+def post_with(tx: Tx, conversation_id: str, text: str, client_id: str | None = None,
+              reply_to_client_id: str | None = None) -> tuple[int, bool, str | None]:  # fmt: skip
+    """A bot's message, maybe replying to the one sent with ``reply_to_client_id`` (read in this
+    transaction): ``(seq, created, the id it replies to)``."""
+    from app.api.schemas import MessageIn
+    from app.conversations import post_message
+
+    reply_to = None
+    if reply_to_client_id is not None:
+        earlier = sql_rows.message_by_client_id(tx.db, conversation_id, reply_to_client_id)
+        assert earlier is not None, "a later write of the batch must see the earlier one's message"
+        reply_to = {"message_id": earlier.id, "payload": "yes"}
+    body = MessageIn.model_validate(
+        {"message_parts": [{"text": {"content": text}}], "client_message_id": client_id, "reply_to": reply_to}
+    )
+    message, created = post_message(tx, "wsp_1", conversation_id, body)
+    return message.seq, created, (message.reply_to or {}).get("message_id")
+
+
+def test_a_batchs_messages_held_back_are_seen_by_its_later_writes_and_stored_once(
+    runner_with_endpoint: Runner,
+) -> None:
+    """One batch: a message, a reply to it, the first one sent again with its client id, and a
+    message to another conversation. The later writes find the earlier message (held back
+    until the batch's last statement on SQLite, or sent just before a read that names its
+    table); every message has its event and its webhook delivery (which names the event);
+    the repeated one adds nothing."""
+    from app.store.tables import Event, Message, WebhookDelivery
+
+    runner = runner_with_endpoint
+
+    async def batch() -> list[Any]:
+        calls = [("cnv_0", "first", "c-1", None), ("cnv_0", "reply", None, "c-1"), ("cnv_0", "again", "c-1", None),
+                 ("cnv_1", "other", None, None)]  # fmt: skip
+        return await asyncio.gather(*(runner.write(post_with, *call, partition=call[0]) for call in calls))
+
+    try:
+        first, reply, again, other = asyncio.run(batch())
+        assert first[:2] == (1, True) and reply[:2] == (2, True) and again == (1, False, None) and other[:2] == (1, True)
+        with runner.engine.connect() as c:
+            messages = c.execute(select(Message.id, Message.conversation_id, Message.seq)).all()  # type: ignore[call-overload]
+            assert sorted((conv, seq) for _, conv, seq in messages) == [("cnv_0", 1), ("cnv_0", 2), ("cnv_1", 1)]
+            first_id = next(mid for mid, conv, seq in messages if (conv, seq) == ("cnv_0", 1))
+            assert reply[2] == first_id
+            assert c.execute(select(func.count()).select_from(Event)).scalar_one() == 3
+            deliveries = c.execute(select(WebhookDelivery.event_id)).scalars().all()  # type: ignore[call-overload]
+            events = set(c.execute(select(Event.id)).scalars().all())  # type: ignore[call-overload]
+            assert len(deliveries) == 3 and set(deliveries) == events
+    finally:
+        runner.engine.dispose()
+        runner.read_engine.dispose()
