@@ -13,6 +13,7 @@ in SQLite as SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff`` text, and come back awa
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -20,7 +21,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from app.ids import isoformat, utc_text
 from app.settings import Settings
@@ -152,7 +153,14 @@ class Dialect:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            # On the DB-API connection itself: through SQLAlchemy's execution path (a statement
+            # object, an execution context, events) the BEGIN cost ~20 µs of a batch's ~110 µs
+            # of transaction overhead. Errors come out as SQLAlchemy's (a locked database is
+            # still an ``OperationalError``, a 503).
+            try:
+                conn.connection.driver_connection.execute(begin)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(begin, (), exc, sqlite3.Error) from exc
 
     PING_AFTER_IDLE_SECONDS = 1.0
 
