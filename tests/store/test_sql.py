@@ -249,6 +249,22 @@ def test_queued_inserts_go_out_as_one_statement_and_anything_else_as_it_is() -> 
     ]
 
 
+def test_a_statement_names_a_held_back_table_only_as_a_word() -> None:
+    """SQLite sends rows held back (``Db.late``) before a statement that names their table:
+    quoted or not, anywhere in it; never for a column that only contains the name."""
+    from app.store.sql import _late_table, _names_table
+
+    assert _late_table(sql.MESSAGE.insert) == "message" and _late_table(sql.EVENT.insert) == "event"
+    assert _names_table("message", "SELECT conversation_id FROM message WHERE id = ?")
+    assert _names_table("message", 'INSERT INTO "message" (id) VALUES (?)')
+    assert _names_table("message", "SELECT count(*) FROM conversation JOIN message ON x")
+    assert _names_table("event", "DELETE FROM event")
+    assert not _names_table("message", "UPDATE conversation SET last_message_seq = last_message_seq + 1")
+    assert not _names_table("message", "SELECT message_id FROM search_entry")
+    assert not _names_table("event", "INSERT INTO webhook_delivery (event_id, event_type) VALUES (?, ?)")
+    assert not _names_table("event", "SELECT id, events FROM webhook_endpoint")
+
+
 @pytest.mark.postgres
 def test_a_pooled_connection_is_pinged_only_after_sitting_idle(
     postgres_database: str, monkeypatch: pytest.MonkeyPatch
