@@ -7,6 +7,7 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import orjson
@@ -45,40 +46,47 @@ def _millis36(millis: int) -> str:
     return last[1]
 
 
+class _RandomTexts:
+    """Short texts cut from the OS's random bytes, read 4 KiB at a time instead of a system call
+    each. A deque's ``popleft`` is atomic, so threads share one safely; a forked child starts
+    empty, never with its parent's texts."""
+
+    def __init__(self, cut: Callable[[bytes], Iterable[str]]) -> None:
+        self._texts: deque[str] = deque()
+        self._cut = cut
+        os.register_at_fork(after_in_child=self._texts.clear)
+
+    def next(self) -> str:
+        try:
+            return self._texts.popleft()
+        except IndexError:
+            self._texts.extend(self._cut(os.urandom(4096)))
+            return self._texts.popleft()
+
+
 # The random part: 12 characters of the alphabet, each from one byte of the OS's random bytes.
 # Bytes 252-255 are dropped (252 = 7 x 36), so every character is equally likely: 62 bits
-# an id, as 62 random bits in base 36 gave. The bytes are read 4 KiB at a time and turned into
-# characters in one ``translate``: ``secrets.randbits`` was a system call per id and base 36 a
-# loop of divisions (3 µs an id against 0.1). A deque's ``popleft`` is atomic, so threads share
-# it safely; a forked child starts empty, never with its parent's characters.
+# an id, as 62 random bits in base 36 gave. The characters come in one ``translate``:
+# ``secrets.randbits`` was a system call per id and base 36 a loop of divisions (3 µs an id
+# against 0.1).
 _CHARS = bytes(ord(_ALPHABET[b % 36]) for b in range(256))
 _UNEVEN = bytes(range(252, 256))
-_random_parts: deque[str] = deque()
-os.register_at_fork(after_in_child=_random_parts.clear)
 
 
-def _random12() -> str:
-    try:
-        return _random_parts.popleft()
-    except IndexError:
-        chars = os.urandom(4096).translate(_CHARS, _UNEVEN).decode()
-        _random_parts.extend(chars[i : i + 12] for i in range(0, len(chars) - 11, 12))
-        return _random_parts.popleft()
+def _twelve_chars(random: bytes) -> Iterable[str]:
+    chars = random.translate(_CHARS, _UNEVEN).decode()
+    return (chars[i : i + 12] for i in range(0, len(chars) - 11, 12))
 
 
+def _hex32(random: bytes) -> Iterable[str]:
+    text = random.hex()
+    return (text[i : i + 32] for i in range(0, len(text), 32))
+
+
+_random12 = _RandomTexts(_twelve_chars).next
 # Request ids (``app.edge``): 128 random bits as 32 hex characters, like ``secrets.token_hex(16)``
-# (a system call each, ~1 % of a message's CPU end to end), from 4 KiB of the OS's random bytes.
-_request_ids: deque[str] = deque()
-os.register_at_fork(after_in_child=_request_ids.clear)
-
-
-def request_id() -> str:
-    try:
-        return _request_ids.popleft()
-    except IndexError:
-        text = os.urandom(4096).hex()
-        _request_ids.extend(text[i : i + 32] for i in range(0, len(text), 32))
-        return _request_ids.popleft()
+# (a system call each, ~1 % of a message's CPU end to end).
+request_id = _RandomTexts(_hex32).next
 
 
 def utcnow() -> datetime:

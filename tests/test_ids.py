@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 from app import ids
@@ -46,6 +47,22 @@ def test_timestamps_are_formatted_as_datetime_isoformat_formats_them() -> None:
     assert isoformat(None) is None
 
 
+def in_a_forked_child(draw: Callable[[], str]) -> str:
+    """What ``draw()`` gives in a child forked now (sent back through a pipe)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.write(write, draw().encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        return os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+
+
 def test_ids_are_unique_evenly_random_and_a_forked_child_draws_its_own() -> None:
     made = [new_id("msg") for _ in range(20_000)]  # many 4 KiB reads of random bytes
     assert len(set(made)) == len(made)
@@ -56,18 +73,7 @@ def test_ids_are_unique_evenly_random_and_a_forked_child_draws_its_own() -> None
     counts = Counter("".join(i[-12:] for i in made))
     assert len(counts) == 36 and max(counts.values()) < 7_100 and min(counts.values()) > 6_250, counts
     ids._random12()  # the buffer holds characters now: a child must not reuse them
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: send its next id's random part
-        os.close(read)
-        os.write(write, new_id("msg")[-12:].encode())
-        os._exit(0)
-    os.close(write)
-    try:
-        child = os.read(read, 64).decode()
-    finally:
-        os.close(read)
-        os.waitpid(pid, 0)
+    child = in_a_forked_child(lambda: new_id("msg")[-12:])
     assert len(child) == 12 and child != new_id("msg")[-12:]
 
 
@@ -77,16 +83,5 @@ def test_request_ids_are_128_random_bits_in_hex_and_a_forked_child_draws_its_own
     assert all(len(r) == 32 and int(r, 16) >= 0 and r == r.lower() for r in made)
     counts = Counter("".join(made))  # every hex digit about equally likely (4,000 each)
     assert len(counts) == 16 and max(counts.values()) < 4_400 and min(counts.values()) > 3_600, counts
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        os.write(write, ids.request_id().encode())
-        os._exit(0)
-    os.close(write)
-    try:
-        child = os.read(read, 64).decode()
-    finally:
-        os.close(read)
-        os.waitpid(pid, 0)
+    child = in_a_forked_child(ids.request_id)
     assert len(child) == 32 and child != ids.request_id()
