@@ -389,7 +389,7 @@ class Db:
     def _send_late(self) -> None:
         late, self._late = self._late, {}
         # Referenced tables first (a search entry or a delivery names its message or event).
-        for (_, insert), rows in sorted(late.items(), key=lambda item: _LATE_ORDER.get(item[0][0], 9)):
+        for (_, insert), rows in sorted(late.items(), key=lambda item: _FK_ORDER.get(item[0][0], len(_FK_ORDER))):
             head, _, values = insert.rpartition(" VALUES ")
             for start in range(0, len(rows), self.LATE_ROWS):
                 chunk = rows[start : start + self.LATE_ROWS]
@@ -479,25 +479,11 @@ class Db:
         self.sync_seq = None
         self.facts.clear()
 
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        if self._pipelines:
-            for row in rows:
-                self.send(statement, row)
-            return
-        sql = self.dialect.sql(statement)
-        if self._late and self._names_late(sql):
-            self._send_late()
-        cur = self._raw.cursor()
-        try:
-            cur.executemany(sql, rows)
-        except self._errors as exc:
-            raise DBAPIError.instance(sql, list(rows), exc, self._errors) from exc
-        finally:
-            cur.close()
 
 
-# The order rows held back (``Db.late``) go out in: a table before those whose rows name its rows.
-_LATE_ORDER = {"message": 0, "event": 1, "search_entry": 2, "webhook_delivery": 3}
+# The order rows held back (``Db.late``) go out in: a table before the tables whose foreign
+# keys name it (the models' own dependency order).
+_FK_ORDER = {table.name: n for n, table in enumerate(SQLModel.metadata.sorted_tables)}
 
 
 def _late_table(insert: str) -> str:
@@ -849,15 +835,10 @@ def insert_deliveries(h: Db, workspace_id: str, event_id: str, type_: str, endpo
     """One pending delivery of the event per endpoint, due now."""
     values = {"workspace_id": workspace_id, "event_id": event_id, "event_type": type_, "next_attempt_at": at,
               "created_at": at, "updated_at": at}  # fmt: skip
-    rows = []
     for endpoint_id in endpoint_ids:
         values.update(id=new_id(), endpoint_id=endpoint_id)
-        rows.append(DELIVERY.params(h.dialect, [values[n] for n in DELIVERY.names]))
-    if h.dialect.sqlite:  # after their event, which is held back too (``Db.late``)
-        for row in rows:
-            h.late(INSERT_DELIVERY, row)
-    else:
-        h.run_many(INSERT_DELIVERY, rows)
+        # Held back like their event (``Db.late``), and sent after it.
+        h.late(INSERT_DELIVERY, DELIVERY.params(h.dialect, [values[n] for n in DELIVERY.names]))
 
 
 # --- API tokens ----------------------------------------------------------------------------
