@@ -59,7 +59,7 @@ from app.realtime.hub import Hub
 from app.realtime.identity import TokenSigner
 from app.settings import Settings
 from app.state import AppState
-from app.store.engine import make_engines
+from app.store.engine import make_engines, make_inline_engine
 from app.store.runner import Runner
 from app.webhooks.deliveries import Job
 from app.webhooks.dispatcher import Dispatcher, run_dispatcher
@@ -201,7 +201,10 @@ async def start_services(
     if read_engine is not engine:
         stack.callback(read_engine.dispose)
     broker = make_broker(settings.broker_url)
-    runner = Runner(engine, read_engine, broker, writers=settings.database_writers)
+    inline_engine = make_inline_engine(settings)
+    if inline_engine is not None:
+        stack.callback(inline_engine.dispose)
+    runner = Runner(engine, read_engine, broker, writers=settings.database_writers, inline_engine=inline_engine)
     if webhook_sender is None:
         webhook_sender = make_sender(settings)
         stack.push_async_callback(webhook_sender.aclose)

@@ -260,6 +260,7 @@ ENDPOINTS = [
         check=check_message,
         # Without a client_message_id the write begins with the seq bump (conversations.post_message).
         bumps=lambda params, body: None if body.client_message_id else params["conversation_id"],
+        quick=True,
     ),
     Endpoint(
         "GET",

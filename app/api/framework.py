@@ -119,6 +119,9 @@ class Endpoint:
     # path's params and the body: ``bumps(params, body)``. Writer batches on PostgreSQL take those
     # together, in one round trip (``Runner.write``'s ``bumps``).
     bumps: Callable[[dict[str, str], Any], str | None] | None = None
+    # A short write (a message: a few rows): it may run on the event loop (``Runner.write``'s
+    # ``quick``). Not for a write that may loop over many rows (an erasure, an import).
+    quick: bool = False
 
     @property
     def writes(self) -> bool:
@@ -445,7 +448,7 @@ async def _run(ep: Endpoint, request: Request, state: AppState, authed: Callable
         if ep.bumps is not None and idem_key is None and state.runner.bumps_ahead:
             bumps = ep.bumps(params, body)
         try:
-            result = await state.runner.write(write, partition=partition, bumps=bumps)
+            result = await state.runner.write(write, partition=partition, bumps=bumps, quick=ep.quick)
         except IntegrityError:
             if idem_key is None:
                 raise

@@ -211,7 +211,7 @@ async def reply(ctx: Ctx) -> Response:
     except ValidationError as exc:
         raise errors.from_validation_error(exc) from None
     message, _ = await ctx.state.runner.write(
-        conversations.post_message, ctx.workspace_id, conversation_id, body, partition=conversation_id
+        conversations.post_message, ctx.workspace_id, conversation_id, body, partition=conversation_id, quick=True
     )
     if _wants_json(ctx):
         return JSONResponse({"id": message.id, "seq": message.seq})

@@ -326,7 +326,13 @@ class WidgetSocket:
             body = await self.state.runner.read(typed_file_parts, conn.workspace_id, body)
         conversation_id = await self._ensure_conversation()
         message = await self.state.runner.write(
-            post_customer_message, conn.workspace_id, conversation_id, conn.user_id, body, partition=conversation_id
+            post_customer_message,
+            conn.workspace_id,
+            conversation_id,
+            conn.user_id,
+            body,
+            partition=conversation_id,
+            quick=True,
         )
         conn.send_frame(
             {
@@ -358,7 +364,13 @@ class WidgetSocket:
         self.read_seq = seq
         conversation_id = conn.conversation_id
         await self.state.runner.write(
-            conversations.mark_read, conn.workspace_id, conversation_id, "user", seq, partition=conversation_id
+            conversations.mark_read,
+            conn.workspace_id,
+            conversation_id,
+            "user",
+            seq,
+            partition=conversation_id,
+            quick=True,
         )
 
     async def _on_rate(self, frame: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ class Dialect:
     __slots__ = (
         "name", "sqlite", "one_writer", "separate_read_engine", "render_as_batch", "row_locks",
         "advisory_locks", "plans_by_statistics", "take_sync_seq", "sync_seq_expression", "sync_settled",
-        "reclaims_at_once", "_rendered",
+        "reclaims_at_once", "inline_writes", "_rendered",
     )  # fmt: skip
 
     def __init__(self, name: str) -> None:
@@ -76,6 +76,11 @@ class Dialect:
         # After an erasure, ``reclaim_erased`` is cheap on SQLite (a WAL checkpoint) and runs at
         # once; PostgreSQL's VACUUM is left to the background job.
         self.reclaims_at_once = sqlite
+        # Short writes may run on the event loop itself (``Runner.write(quick=True)``): SQLite
+        # runs in this process, so a transaction of a batch of messages costs only CPU, and
+        # handing it to a worker thread cost more than the transaction (docs/performance.md,
+        # section 16). A database across a network never: a round trip would stall the loop.
+        self.inline_writes = sqlite
         self._rendered: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -126,14 +131,20 @@ class Dialect:
             "pool_recycle": 1800,
         }  # liveness: pinged when idle a while (``tune``), not at every checkout
 
-    def tune(self, engine: Engine, settings: Settings, *, for_writes: bool) -> None:
+    def tune(self, engine: Engine, settings: Settings, *, for_writes: bool, inline: bool = False) -> None:
         """On SQLite: WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for writers, so
         they queue up on the write lock instead of failing to upgrade a read lock mid-transaction
-        (readers get a plain deferred ``BEGIN``)."""
+        (readers get a plain deferred ``BEGIN``).
+
+        ``inline``: the writer whose transactions run on the event loop (``Runner``'s quick
+        writes). It never waits: a write lock held elsewhere fails its ``BEGIN`` at once (the
+        runner then waits in a worker thread), and it never checkpoints the WAL at a commit
+        (``wal_autocheckpoint``: the copy and its fsync would stall the loop); the runner
+        checkpoints in a worker thread instead (``checkpoint``)."""
         if not self.sqlite:
             _ping_when_idle(engine)
             return
-        busy_ms = int(settings.database_busy_timeout_seconds * 1000)
+        busy_ms = 0 if inline else int(settings.database_busy_timeout_seconds * 1000)
         begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
 
         @event.listens_for(engine, "connect")
@@ -149,6 +160,8 @@ class Dialect:
             # Deleted rows are overwritten with zeros, not left in free space: an erasure
             # (app/data/erasure.py) must remove the text from the file, not unlink it.
             cur.execute("PRAGMA secure_delete=ON")
+            if inline:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -163,6 +176,16 @@ class Dialect:
                 raise DBAPIError.instance(begin, (), exc, sqlite3.Error) from exc
 
     PING_AFTER_IDLE_SECONDS = 1.0
+
+    def checkpoint(self, engine: Engine) -> tuple[int, int]:
+        """SQLite: copy what the WAL holds into the database, without waiting for anyone
+        (``wal_checkpoint(PASSIVE)``: frames a reader still needs stay for the next time).
+        ``(frames in the WAL, frames copied)``. Once all are copied, the next write starts the
+        WAL over from its beginning, so it does not grow."""
+        with engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            _, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return frames, copied
 
     def reclaim_erased(self, engine: Engine, tables: tuple[str, ...], attempts: int = 20) -> bool:
         """After an erasure commits: make the deleted bytes leave the database files where the

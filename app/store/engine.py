@@ -34,6 +34,22 @@ def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
     return engine
 
 
+def make_inline_engine(settings: Settings) -> Engine | None:
+    """Where the dialect allows writes on the event loop (``Dialect.inline_writes``): the
+    engine of those, which never waits for a lock (``Dialect.tune``); else None. One
+    connection is enough (the loop runs one transaction at a time); a few more may open
+    rather than make the loop wait for one."""
+    dialect = dialect_of(settings)
+    if not dialect.inline_writes:
+        return None
+    options = dialect.engine_options(settings)
+    options.update(pool_size=1, max_overflow=4, pool_timeout=0)
+    options["connect_args"] = {**options.get("connect_args", {}), "timeout": 0}
+    engine = create_engine(settings.sqlalchemy_url, **_JSON, **options)
+    dialect.tune(engine, settings, for_writes=True, inline=True)
+    return engine
+
+
 def make_engines(settings: Settings) -> tuple[Engine, Engine]:
     """The write engine and the read engine (the same one unless the dialect keeps them apart)."""
     engine = make_engine(settings)

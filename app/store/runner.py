@@ -141,6 +141,7 @@ class _Job:
     partition: str = ""  # the conversation it writes to, where the caller said so
     bumps: str = ""  # the conversation whose next message seq it takes first, where the caller said so
     lost_races: int = 0  # deadlocks / serialization failures this write has lost so far
+    quick: bool = False  # a short write that may run on the event loop (``Runner.write``)
 
 
 @dataclass(slots=True)
@@ -178,16 +179,41 @@ class Runner:
     that still loses a deadlock or a serialization failure (another instance's batch) is
     rolled back to its savepoint and run again in the lane's next batch, after this one
     committed and let go of its locks (``LOST_RACE_RETRIES`` times), instead of failing.
+
+    On SQLite, a batch of short writes (``quick``: a message, a read receipt) runs on the
+    event loop itself, on an engine of its own (``inline_engine``) that never waits for a
+    lock. In process, such a transaction is a few hundred microseconds of CPU, and handing
+    it to a thread cost more than that: the GIL passed back and forth at every SQLite call,
+    and wake-ups both ways (−15 % CPU a message end to end; docs/performance.md, section 16).
+    If another connection holds the write lock (another process, an erasure's checkpoint),
+    that batch waits for it in a worker thread as any other, and the loop goes on. Its
+    commits never checkpoint the WAL (which would copy pages and fsync on the loop): once
+    they have written about ``CHECKPOINT_PAGES`` to it, a worker thread does, while the lane
+    waits (``_checkpoint_wal``).
     """
 
     WRITE_BATCH = 64
     READ_BATCH = 32
     READERS = 3
     LOST_RACE_RETRIES = 5
+    CHECKPOINT_PAGES = 1000  # WAL pages between checkpoints, as SQLite's own ``wal_autocheckpoint``
 
-    def __init__(self, engine: Engine, read_engine: Engine, broker: Broker, *, writers: int = 1) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        read_engine: Engine,
+        broker: Broker,
+        *,
+        writers: int = 1,
+        inline_engine: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.read_engine = read_engine
+        self.inline_engine = inline_engine
+        # Inline writes since the last WAL checkpoint, and the WAL pages each wrote, as the last
+        # checkpoint found them (frames in the WAL ÷ writes since the one before).
+        self._inline_writes = 0
+        self._pages_per_write = 8.0
         self.broker = broker
         self.on_webhooks_enqueued: Callable[[], None] = lambda: None
         self.cache = StoreCache()
@@ -213,6 +239,7 @@ class Runner:
         partition: str | None = None,
         bumps: str | None = None,
         background: bool = False,
+        quick: bool = False,
         **kwargs: Any,
     ) -> T:
         """Run ``fn(tx, *args, **kwargs)`` in a transaction; publish its events once committed.
@@ -222,6 +249,8 @@ class Runner:
         ``bumps``: the write's first step is ``sql.bump_conversation`` of this conversation (its
         partition), unless it fails before: a batch takes such bumps together (``_run_writes``).
         ``background``: the webhook dispatcher's bookkeeping, kept out of request batches.
+        ``quick``: a short write of a request (a message, a receipt: a few rows, never a loop
+        over many), which may run on the event loop (see the class).
         """
         if background:
             lane = self._background_lane
@@ -229,7 +258,9 @@ class Runner:
             lane = hash(partition) % self._shared_lanes
         else:
             lane = self._next_lane = (self._next_lane + 1) % self._shared_lanes
-        job = _Job(fn, args, kwargs, asyncio.get_running_loop().create_future(), lane, partition or "", bumps or "")
+        job = _Job(
+            fn, args, kwargs, asyncio.get_running_loop().create_future(), lane, partition or "", bumps or "", 0, quick
+        )
         self._enqueue(job)
         # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
         # the writer still commits the write and the announcer still publishes its events.
@@ -251,7 +282,10 @@ class Runner:
         while queued:
             batch = queued[: self.WRITE_BATCH]
             del queued[: self.WRITE_BATCH]
-            outcomes = await self._run_batch(batch, self._commit_batch)
+            outcomes = self._commit_inline(batch)
+            inline = outcomes is not None
+            if outcomes is None:
+                outcomes = await self._run_batch(batch, self._commit_batch)
             committed = []
             for job, (ok, value) in zip(batch, outcomes, strict=True):
                 if ok:
@@ -272,6 +306,10 @@ class Runner:
                 announcer = self._announcers[lane]
                 if announcer is None or announcer.done():
                     self._announcers[lane] = asyncio.create_task(self._announce(lane), name=f"store-announcer-{lane}")
+            if inline and self._inline_writes * self._pages_per_write >= self.CHECKPOINT_PAGES:
+                await self._checkpoint_wal()
+            elif inline and queued:
+                await asyncio.sleep(0)  # the loop's other work between two batches run on it
 
     async def _announce(self, lane: int) -> None:
         """A lane's announcer: publish the events of what the lane committed, in commit order,
@@ -318,7 +356,33 @@ class Runner:
             else:
                 job.future.set_exception(value)
 
-    def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    def _commit_inline(self, batch: list[_Job]) -> list[tuple[bool, Any]] | None:
+        """The batch's outcomes, committed on the event loop; None where it must go to a
+        thread: not all quick, or the database was locked (nothing of it was kept)."""
+        if self.inline_engine is None or not all(job.quick for job in batch):
+            return None
+        try:
+            outcomes = self._commit_batch(batch, self.inline_engine)
+        except OperationalError:  # locked (the BEGIN did not wait): a thread waits, not the loop
+            return None
+        except Exception as exc:  # the batch itself failed: every write in it, as in a thread
+            return [(False, exc)] * len(batch)
+        self._inline_writes += len(batch)
+        return outcomes
+
+    async def _checkpoint_wal(self) -> None:
+        """The WAL copied into the database by a worker thread, while the lane waits (as it
+        waited for SQLite's own checkpoint at a commit): with no commit beside it, it can copy
+        every frame, and the next write then starts the WAL over instead of growing it."""
+        writes, self._inline_writes = self._inline_writes, 0
+        try:
+            frames, _ = await self._in_thread(lambda: self.dialect.checkpoint(self.engine))
+        except Exception as exc:  # the next one will; meanwhile the WAL grows
+            log.warning("WAL checkpoint failed: %s", type(exc).__name__)
+            return
+        self._pages_per_write = max(1.0, frames / writes)
+
+    def _commit_batch(self, batch: list[_Job], engine: Engine | None = None) -> list[tuple[bool, Any]]:
         """One transaction for the batch.
 
         First without savepoints, and on PostgreSQL with each write's inserts queued behind the
@@ -344,7 +408,7 @@ class Runner:
         pending = sorted(range(len(batch)), key=lambda i: batch[i].partition)
         savepoints = False
         while pending:
-            done, broken = self._run_writes(batch, pending, savepoints=savepoints)
+            done, broken = self._run_writes(batch, pending, savepoints=savepoints, engine=engine or self.engine)
             if broken is None:
                 for ok, value in done.values():
                     if ok:
@@ -359,14 +423,14 @@ class Runner:
         return [outcomes[i] for i in range(len(batch))]
 
     def _run_writes(
-        self, batch: list[_Job], pending: list[int], *, savepoints: bool
+        self, batch: list[_Job], pending: list[int], *, savepoints: bool, engine: Engine
     ) -> tuple[dict[int, tuple[bool, Any]], int | None]:
         """Run the pending writes in one transaction and commit it, unless one of them broke it:
         ``(outcomes, None)``, or ``(outcomes so far, the write that broke it)`` after a rollback.
         Without ``savepoints`` any failure breaks it."""
         broken: int | None = None
         done: dict[int, tuple[bool, Any]] = {}
-        with session_scope(self.engine) as session:
+        with session_scope(engine) as session:
             h = rows.db(session)
             h.writing = True
             if not savepoints:

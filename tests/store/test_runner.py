@@ -12,6 +12,9 @@ when the caller is gone.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from app.people import default_bot_id
 from app.realtime.broker import MemoryBroker
 from app.settings import Settings
 from app.store import sql as sql_rows
-from app.store.engine import make_engine
+from app.store.engine import make_engine, make_inline_engine
 from app.store.runner import Runner, Tx
 from app.store.tables import Agent, User, Workspace
 from tests.conftest import migrated_sqlite
@@ -42,9 +45,11 @@ def recording_broker() -> tuple[MemoryBroker, list[dict[str, Any]]]:
     return broker, published
 
 
-def make_runner(tmp_path: Path, broker: MemoryBroker | None = None) -> Runner:
+def make_runner(tmp_path: Path, broker: MemoryBroker | None = None, *, inline: bool = False) -> Runner:
+    """A runner on a fresh SQLite file; ``inline``: with the engine that runs quick writes on the loop."""
     settings = Settings(env="test", database_url=migrated_sqlite(tmp_path))
-    runner = Runner(make_engine(settings), make_engine(settings, for_writes=False), broker or MemoryBroker())
+    runner = Runner(make_engine(settings), make_engine(settings, for_writes=False), broker or MemoryBroker(),
+                    inline_engine=make_inline_engine(settings) if inline else None)  # fmt: skip
     with runner.engine.begin() as c:
         c.execute(
             Workspace.metadata.tables["workspace"]
@@ -99,24 +104,34 @@ def users(runner: Runner) -> list[str | None]:
         return sorted(c.execute(select(User.__table__.c.external_id)).scalars())  # type: ignore[attr-defined]
 
 
-async def in_one_batch(runner: Runner, *calls: tuple[Any, ...]) -> list[Any]:
-    return await asyncio.gather(*(runner.write(fn, *args) for fn, *args in calls), return_exceptions=True)
+async def in_one_batch(runner: Runner, *calls: tuple[Any, ...], quick: bool = False) -> list[Any]:
+    return await asyncio.gather(
+        *(runner.write(fn, *args, quick=quick) for fn, *args in calls), return_exceptions=True
+    )
 
 
-def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path)
+# The group commit's outcomes are the same whether the batch runs in a worker thread or, on
+# SQLite, on the event loop (quick writes on the inline engine).
+on_the_loop_or_not = pytest.mark.parametrize("inline", [False, True], ids=["in-a-thread", "on-the-loop"])
+
+
+@on_the_loop_or_not
+def test_a_failing_write_rolls_back_alone(tmp_path: Path, inline: bool) -> None:
+    runner = make_runner(tmp_path, inline=inline)
     results = asyncio.run(
-        in_one_batch(runner, (add_user, "first"), (add_user_then_fail, "failed"), (add_user, "third"))
+        in_one_batch(runner, (add_user, "first"), (add_user_then_fail, "failed"), (add_user, "third"), quick=inline)
     )
     assert isinstance(results[0], str) and isinstance(results[2], str)
     assert isinstance(results[1], ValueError)
     assert users(runner) == ["first", "third"]
 
 
-def test_a_failed_flush_restarts_the_batch_without_it_and_stores_the_others_once(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path)
+@on_the_loop_or_not
+def test_a_failed_flush_restarts_the_batch_without_it_and_stores_the_others_once(tmp_path: Path, inline: bool) -> None:
+    runner = make_runner(tmp_path, inline=inline)
     taken = asyncio.run(runner.write(add_user, "owner"))
-    results = asyncio.run(in_one_batch(runner, (add_user, "first"), (add_duplicate_id, taken), (add_user, "third")))
+    calls = ((add_user, "first"), (add_duplicate_id, taken), (add_user, "third"))
+    results = asyncio.run(in_one_batch(runner, *calls, quick=inline))
     assert isinstance(results[1], IntegrityError)
     assert isinstance(results[0], str) and isinstance(results[2], str)
     assert users(runner) == ["first", "owner", "third"]
@@ -124,13 +139,15 @@ def test_a_failed_flush_restarts_the_batch_without_it_and_stores_the_others_once
         assert c.execute(select(func.count()).select_from(User.__table__)).scalar() == 3  # type: ignore[arg-type]
 
 
+@on_the_loop_or_not
 @pytest.mark.parametrize("size", [1, 70])
-def test_every_write_of_a_batch_commits_once(tmp_path: Path, size: int) -> None:
+def test_every_write_of_a_batch_commits_once(tmp_path: Path, size: int, inline: bool) -> None:
     """More writes than one batch holds are committed, each once, in order, and their events
     are published once each, in commit order."""
     broker, published = recording_broker()
-    runner = make_runner(tmp_path, broker)
-    results = asyncio.run(in_one_batch(runner, *((add_user_and_announce, f"u{i:03}") for i in range(size))))
+    runner = make_runner(tmp_path, broker, inline=inline)
+    calls = ((add_user_and_announce, f"u{i:03}") for i in range(size))
+    results = asyncio.run(in_one_batch(runner, *calls, quick=inline))
     assert all(isinstance(r, str) for r in results)
     assert users(runner) == [f"u{i:03}" for i in range(size)]
     assert announced(published) == [f"u{i:03}" for i in range(size)]
@@ -701,3 +718,85 @@ def test_a_batchs_messages_held_back_are_seen_by_its_later_writes_and_stored_onc
     finally:
         runner.engine.dispose()
         runner.read_engine.dispose()
+
+
+# --- quick writes on the event loop (SQLite) ---------------------------------------------------
+
+
+def add_user_here(tx: Tx, external_id: str, threads: list[int]) -> str:
+    threads.append(threading.get_ident())
+    return add_user(tx, external_id)
+
+
+def test_quick_writes_run_on_the_loop_and_the_others_in_a_worker_thread(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path, inline=True)
+    quick: list[int] = []
+    slow: list[int] = []
+
+    async def both() -> None:
+        await asyncio.gather(*(runner.write(add_user_here, f"q{i}", quick, quick=True) for i in range(3)))
+        await runner.write(add_user_here, "slow", slow)
+        # A batch mixing the two goes to a thread whole.
+        await asyncio.gather(runner.write(add_user_here, "mixed-q", slow, quick=True),
+                             runner.write(add_user_here, "mixed", slow))  # fmt: skip
+
+    asyncio.run(both())
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop in this thread
+    assert quick == [loop_thread] * 3
+    assert len(slow) == 3 and loop_thread not in slow
+    assert users(runner) == ["mixed", "mixed-q", "q0", "q1", "q2", "slow"]
+
+
+def test_a_quick_write_finding_the_database_locked_waits_in_a_thread_and_the_loop_goes_on(tmp_path: Path) -> None:
+    """Another connection (another process, say) holds the write lock: the quick write's
+    ``BEGIN`` does not wait on the loop; the batch waits for the lock in a worker thread
+    (busy timeout) while the loop serves everything else, then commits once."""
+    runner = make_runner(tmp_path, inline=True)
+    holder = sqlite3.connect(str(runner.engine.url.database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    threads: list[int] = []
+    ticks = 0
+
+    async def scenario() -> str:
+        nonlocal ticks
+        write = asyncio.create_task(runner.write(add_user_here, "waited", threads, quick=True))
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # the loop is free while the write waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not write.done()
+        holder.execute("COMMIT")
+        return await write
+
+    try:
+        user_id = asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert user_id.startswith("usr_")
+    assert ticks >= 20
+    assert len(threads) == 1 and threads[0] != threading.get_ident()  # it ran once, in a thread
+    assert users(runner) == ["waited"]
+
+
+def test_quick_writes_checkpoint_the_wal_in_a_thread_so_it_does_not_grow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline engine never checkpoints at a commit (that would copy and fsync on the loop):
+    the runner does, in a worker thread, every ``CHECKPOINT_PAGES`` or so. Without it the WAL
+    would hold every page every write wrote; with it, it starts over."""
+    monkeypatch.setattr(Runner, "CHECKPOINT_PAGES", 40)
+    runner = make_runner(tmp_path, inline=True)
+    wal = Path(f"{runner.engine.url.database}-wal")
+
+    async def many() -> None:
+        for round_ in range(60):
+            await asyncio.gather(*(runner.write(add_user, f"u{round_}-{i}", quick=True) for i in range(4)))
+
+    asyncio.run(many())
+    assert len(users(runner)) == 240
+    with runner.inline_engine.connect() as conn:  # type: ignore[union-attr]
+        raw: Any = conn.connection.dbapi_connection
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    # 60 commits of four users each wrote several hundred WAL pages in all; a checkpoint
+    # every ~40 lets it start over, so it stays at a fraction of that.
+    assert wal.stat().st_size < 150 * 4096 + 32, wal.stat().st_size
