@@ -145,6 +145,7 @@ def configure_logging(settings: Settings) -> None:
 
 # By name: uvicorn imports it in the server process (importing it here would load uvicorn).
 WS_PROTOCOL = "app.realtime.uvicorn_protocol:WebSocketProtocol"
+HTTP_PROTOCOL = "app.http_protocol:HttpProtocol"
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -159,6 +160,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": settings.ws_max_frame_bytes,
         # uvicorn's own WebSocket protocol with less held per open socket (app.realtime.uvicorn_protocol).
         "ws": WS_PROTOCOL,
+        # uvicorn's httptools protocol, a response's head and body in one write (app.http_protocol).
+        "http": HTTP_PROTOCOL,
         # permessage-deflate keeps a zlib context per socket, ~44 KiB of the ~96 KiB an idle
         # widget socket costs (scripts/bench, docs/performance.md); widget frames are small
         # JSON that gains little from it.

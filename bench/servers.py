@@ -34,8 +34,9 @@ HEARTBEAT = 20.0
 
 def uvicorn_flags() -> list[str]:
     """What ``backchannel serve`` passes uvicorn (``app.logs.uvicorn_options``), for both servers
-    alike but one: Backchannel's own WebSocket protocol (``Server.command``); the bare relay runs
-    uvicorn's stock one. No protocol-level pings for either: each pings in its frames."""
+    alike but two: Backchannel's own WebSocket and HTTP protocols (``Server.command``); the bare
+    relay runs uvicorn's stock ones, as a plain Starlette app would. No protocol-level pings for
+    either: each pings in its frames."""
     return [
         "--no-access-log",
         "--no-proxy-headers",  # forwarded headers are the app's to judge (TRUSTED_PROXIES)
@@ -109,10 +110,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        from app.logs import WS_PROTOCOL
+        from app.logs import HTTP_PROTOCOL, WS_PROTOCOL
 
         target = "app.main:create_app" if self.kind == "backchannel" else "bench.baseline:create_app"
-        ws = ["--ws", WS_PROTOCOL] if self.kind == "backchannel" else []
+        ws = ["--ws", WS_PROTOCOL, "--http", HTTP_PROTOCOL] if self.kind == "backchannel" else []
         return [
             sys.executable, "-m", "uvicorn", target, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),

@@ -154,9 +154,11 @@ class LiveServer(StoreAccess):
             "--no-proxy-headers",
             "--ws-max-size",
             "65536",
-            # Backchannel's own WebSocket protocol, as `backchannel serve` runs it (app.logs).
+            # Backchannel's own WebSocket and HTTP protocols, as `backchannel serve` runs them (app.logs).
             "--ws",
             "app.realtime.uvicorn_protocol:WebSocketProtocol",
+            "--http",
+            "app.http_protocol:HttpProtocol",
             "--ws-ping-interval",
             "0",
             "--log-level",
