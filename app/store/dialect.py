@@ -154,7 +154,7 @@ class Dialect:
             # First: switching a fresh file to WAL takes a lock, and a second process doing
             # the same at that instant must wait for it rather than fail ("database is locked").
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-            _switch_to_wal(cur, settings.database_busy_timeout_seconds)
+            _switch_to_wal(cur, 0 if inline else settings.database_busy_timeout_seconds)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             # Deleted rows are overwritten with zeros, not left in free space: an erasure

@@ -154,7 +154,7 @@ class _Committed:
 
 
 class Runner:
-    """Runs store work in a worker thread, then publishes.
+    """Runs store work in a worker thread (short writes on SQLite: on the event loop), then publishes.
 
     Concurrent writes are group-committed: a writer lane takes every write queued behind it
     (up to ``WRITE_BATCH``) into one worker-thread call and one transaction,
