@@ -41,8 +41,7 @@ class _HeadWithBody:
     def write(self, data: bytes) -> None:
         state = self._state
         if state == _HELD:
-            self._state, head, self._head = _SENT, self._head, b""
-            self._transport.writelines((head, data))
+            self._transport.writelines((self._take_head(), data))
         elif state == _BEFORE and data != _CONTINUE:  # the head (uvicorn writes it first)
             self._state, self._head = _HELD, data
             asyncio.get_running_loop().call_soon(self.flush)
@@ -52,9 +51,13 @@ class _HeadWithBody:
     def flush(self) -> None:
         """The head alone, if no body came with it."""
         if self._state == _HELD:
-            self._state, head, self._head = _SENT, self._head, b""
+            head = self._take_head()
             if not self._transport.is_closing():
                 self._transport.write(head)
+
+    def _take_head(self) -> bytes:
+        self._state, head, self._head = _SENT, self._head, b""
+        return head
 
     def close(self) -> None:
         self.flush()

@@ -25,12 +25,17 @@ def _json_dumps(value: Any) -> str:
 _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
-def make_engine(settings: Settings, *, for_writes: bool = True) -> Engine:
+def make_engine(settings: Settings, *, for_writes: bool = True, inline: bool = False) -> Engine:
     """An engine for writers or, where the dialect keeps them apart, for readers
-    (``Dialect.separate_read_engine``: on SQLite writers begin ``IMMEDIATE``, readers deferred)."""
+    (``Dialect.separate_read_engine``: on SQLite writers begin ``IMMEDIATE``, readers deferred).
+    ``inline``: the writer on the event loop (``make_inline_engine``)."""
     dialect = dialect_of(settings)
-    engine = create_engine(settings.sqlalchemy_url, **_JSON, **dialect.engine_options(settings))
-    dialect.tune(engine, settings, for_writes=for_writes)
+    options = dialect.engine_options(settings)
+    if inline:  # never waits: not for the lock (``Dialect.tune``), not for a pooled connection
+        options.update(pool_size=1, max_overflow=4, pool_timeout=0)
+        options["connect_args"] = {**options.get("connect_args", {}), "timeout": 0}
+    engine = create_engine(settings.sqlalchemy_url, **_JSON, **options)
+    dialect.tune(engine, settings, for_writes=for_writes, inline=inline)
     return engine
 
 
@@ -39,15 +44,7 @@ def make_inline_engine(settings: Settings) -> Engine | None:
     engine of those, which never waits for a lock (``Dialect.tune``); else None. One
     connection is enough (the loop runs one transaction at a time); a few more may open
     rather than make the loop wait for one."""
-    dialect = dialect_of(settings)
-    if not dialect.inline_writes:
-        return None
-    options = dialect.engine_options(settings)
-    options.update(pool_size=1, max_overflow=4, pool_timeout=0)
-    options["connect_args"] = {**options.get("connect_args", {}), "timeout": 0}
-    engine = create_engine(settings.sqlalchemy_url, **_JSON, **options)
-    dialect.tune(engine, settings, for_writes=True, inline=True)
-    return engine
+    return make_engine(settings, inline=True) if dialect_of(settings).inline_writes else None
 
 
 def make_engines(settings: Settings) -> tuple[Engine, Engine]:

@@ -258,9 +258,8 @@ class Runner:
             lane = hash(partition) % self._shared_lanes
         else:
             lane = self._next_lane = (self._next_lane + 1) % self._shared_lanes
-        job = _Job(
-            fn, args, kwargs, asyncio.get_running_loop().create_future(), lane, partition or "", bumps or "", 0, quick
-        )
+        future = asyncio.get_running_loop().create_future()
+        job = _Job(fn, args, kwargs, future, lane, partition or "", bumps or "", quick=quick)
         self._enqueue(job)
         # Not shielded: a caller that goes away (a client hanging up) cancels only its wait;
         # the writer still commits the write and the announcer still publishes its events.
